@@ -1,0 +1,1057 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fdtrace: per-process file descriptor accounting on syscall tracepoints.
+ *
+ * Counts are kept exact by asking the task's own fd table: a close only
+ * counts when its fd is open in the table, and a process seen for the first
+ * time starts from a popcount of the table's open_fds bitmap. Per-fd records
+ * (the fds map) carry what the counts cannot: type, syscall, age.
+ */
+#include "../vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "fdtrace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Make these types part of BTF so that bpf2go generates their Go twins. */
+const struct fd_event *unused_fd_event __attribute__((unused));
+const struct exit_event *unused_exit_event __attribute__((unused));
+const enum syscall_id *unused_syscall_id __attribute__((unused));
+const enum fd_type *unused_fd_type __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum stat_id *unused_stat_id __attribute__((unused));
+const enum fd_flags *unused_fd_flags __attribute__((unused));
+
+#define EMFILE 24
+#define ENFILE 23
+#define ENOMEM 12
+#define ENOBUFS 105
+#define RLIMIT_NOFILE 7
+#define F_DUPFD 0
+#define F_DUPFD_CLOEXEC 1030
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#define SOL_SOCKET 1
+#define SCM_RIGHTS 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFREG 0100000
+#define S_IFIFO 0010000
+#define MAX_SCM_FDS 16
+
+/* Values of the traced map. */
+#define TRACE_SELF (1 << 0)   /* account and report this process */
+#define TRACE_FOLLOW (1 << 1) /* its children are traced too */
+#define TRACE_AT_EXEC (1 << 2) /* traced from its next exec on */
+
+const volatile __u32 self_tgid = 0;	 /* fdtrace itself: never traced */
+const volatile bool filter_pids = false; /* only tgids in the traced map */
+const volatile bool filter_comm = false;
+const volatile char targ_comm[TASK_COMM_LEN] = {};
+const volatile bool errors_only = false; /* no open/close events */
+const volatile __u64 wakeup_bytes = 0;	 /* wake the reader past this much */
+
+/* Live fds: (tgid, fd) -> how and when it was created. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fd_key);
+	__type(value, struct fd_info);
+} fds SEC(".maps");
+
+/* Per-process counters: tgid -> struct proc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct proc);
+} procs SEC(".maps");
+
+/* Failed fd-creating syscalls: (tgid, syscall, errno, start) -> count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct err_key);
+	__type(value, __u64);
+} errors SEC(".maps");
+
+/* tgid -> TRACE_* flags, used when filter_pids is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced SEC(".maps");
+
+/* dup2/dup3 in flight: tid -> newfd was open before the call (1) or not (0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 12);
+	__type(key, __u32);
+	__type(value, __u8);
+} dup_start SEC(".maps");
+
+/* Room to build a struct proc: too big for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct proc);
+} proc_scratch SEC(".maps");
+
+/* Loss and drift counters, indexed by enum stat_id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24); /* resized by the loader */
+} events SEC(".maps");
+
+static __always_inline void stat_add(__u32 id, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &id);
+
+	if (v)
+		*v += n;
+}
+
+static __always_inline bool comm_matches(const char *comm)
+{
+	for (int i = 0; i < TASK_COMM_LEN; i++) {
+		if (comm[i] != targ_comm[i])
+			return false;
+		if (!comm[i])
+			break;
+	}
+	return true;
+}
+
+static __always_inline bool trace_allowed(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	if (filter_pids) {
+		__u8 *t = bpf_map_lookup_elem(&traced, &tgid);
+
+		if (!t || !(*t & TRACE_SELF))
+			return false;
+	}
+	if (filter_comm) {
+		char comm[TASK_COMM_LEN];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (!comm_matches(comm))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline struct fdtable *task_fdt(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, files, fdt);
+}
+
+static __always_inline unsigned long bitmap_word(unsigned long *bits, __u32 i)
+{
+	unsigned long w = 0;
+
+	bpf_probe_read_kernel(&w, sizeof(w), &bits[i]);
+	return w;
+}
+
+static __always_inline bool fd_bit(unsigned long *bits, __u32 max, int fd)
+{
+	if (fd < 0 || (__u32)fd >= max)
+		return false;
+	return bitmap_word(bits, fd / 64) & (1UL << (fd % 64));
+}
+
+static __always_inline bool fd_is_open(struct fdtable *fdt, int fd)
+{
+	return fd_bit(BPF_CORE_READ(fdt, open_fds), BPF_CORE_READ(fdt, max_fds),
+		      fd);
+}
+
+/* There is no popcount instruction in BPF. */
+static __always_inline __u64 popcount64(__u64 x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (x * 0x0101010101010101ULL) >> 56;
+}
+
+struct count_ctx {
+	unsigned long *bits;
+	__u64 n;
+};
+
+static long count_word(__u32 i, struct count_ctx *c)
+{
+	c->n += popcount64(bitmap_word(c->bits, i));
+	return 0;
+}
+
+/* The exact number of open fds in a table. */
+static __always_inline __s64 count_open_fds(struct fdtable *fdt)
+{
+	struct count_ctx c = { .bits = BPF_CORE_READ(fdt, open_fds) };
+	__u32 words = (BPF_CORE_READ(fdt, max_fds) + 63) / 64;
+
+	if (!c.bits)
+		return 0;
+	bpf_loop(words, count_word, &c, 0);
+	return c.n;
+}
+
+static __always_inline __u64 fd_limit(struct task_struct *task)
+{
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+	__u64 lim = 0;
+
+	bpf_core_read(&lim, sizeof(lim), &sig->rlim[RLIMIT_NOFILE].rlim_cur);
+	return lim;
+}
+
+/* A zeroed struct proc counted from the task's fd table, in scratch space. */
+static __always_inline struct proc *new_proc(struct task_struct *task)
+{
+	__u32 zero = 0;
+	struct proc *p = bpf_map_lookup_elem(&proc_scratch, &zero);
+	struct fdtable *fdt = task_fdt(task);
+
+	if (!p)
+		return NULL;
+	__builtin_memset(p, 0, sizeof(*p));
+	if (fdt)
+		p->open_fds = count_open_fds(fdt);
+	p->start_ns = BPF_CORE_READ(task, group_leader, start_time);
+	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->comm);
+	return p;
+}
+
+/*
+ * The counters of a process, created on first sight from its fd table.
+ * pending: fds the current syscall already installed and will count itself.
+ */
+static __always_inline struct proc *get_proc(__u32 tgid,
+					     struct task_struct *task,
+					     __s64 pending)
+{
+	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct proc *init;
+	long err;
+
+	if (p)
+		return p;
+	init = new_proc(task);
+	if (!init)
+		return NULL;
+	init->open_fds -= pending;
+	err = bpf_map_update_elem(&procs, &tgid, init, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: another thread won */) {
+		stat_add(STAT_PROCS_FULL, 1);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
+static __always_inline void submit(void *e)
+{
+	__u64 flags = 0;
+
+	/* Batch wakeups: the reader also polls, so no event waits for long. */
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >=
+					wakeup_bytes ?
+				BPF_RB_FORCE_WAKEUP :
+				BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline struct fd_event *
+new_event(__u8 kind, __u16 sc, __u32 tgid, int fd)
+{
+	struct fd_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		stat_add(STAT_LOST_EVENTS, 1);
+		return NULL;
+	}
+	e->kind = kind;
+	e->fd_type = FD_OTHER;
+	e->syscall = sc;
+	e->fd = fd;
+	e->pid = tgid;
+	e->tid = (__u32)bpf_get_current_pid_tgid();
+	e->ts = bpf_ktime_get_ns();
+	e->err = 0;
+	e->family = 0;
+	e->sock_type = 0;
+	e->flags = 0;
+	e->ppid = 0;
+	e->open_fds = 0;
+	e->fd_limit = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->path[0] = 0;
+	return e;
+}
+
+static __always_inline struct file *fd_file(struct fdtable *fdt, int fd)
+{
+	struct file **files = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+
+	bpf_probe_read_kernel(&f, sizeof(f), &files[fd & 0xfffffff]);
+	return f;
+}
+
+static __always_inline bool name_is(const char *name, const char *want,
+				    int n)
+{
+	for (int i = 0; i < n; i++)
+		if (name[i] != want[i])
+			return false;
+	return true;
+}
+
+/* Classify an fd by its file when the syscall does not tell (dup, SCM_RIGHTS). */
+static __always_inline void inspect_file(struct file *f, struct fd_info *info)
+{
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	const unsigned char *dname;
+	char name[12] = {};
+
+	switch (mode & S_IFMT) {
+	case S_IFSOCK: {
+		struct socket *sock = BPF_CORE_READ(f, private_data);
+
+		info->fd_type = FD_SOCKET;
+		info->family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+		info->sock_type = BPF_CORE_READ(sock, type);
+		return;
+	}
+	case S_IFIFO:
+		info->fd_type = FD_PIPE;
+		return;
+	}
+	dname = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+	bpf_probe_read_kernel_str(name, sizeof(name), dname);
+	if ((mode & S_IFMT) == S_IFREG && name_is(name, "memfd:", 6))
+		info->fd_type = FD_MEMFD;
+	else if (mode & S_IFMT)
+		info->fd_type = FD_FILE;
+	else if (name_is(name, "[eventpoll]", 11))
+		info->fd_type = FD_EPOLL;
+	else if (name_is(name, "[eventfd]", 9))
+		info->fd_type = FD_EVENTFD;
+	else if (name_is(name, "[timerfd]", 9))
+		info->fd_type = FD_TIMERFD;
+	else if (name_is(name, "[signalfd]", 10))
+		info->fd_type = FD_SIGNALFD;
+	else if (name_is(name, "inotify", 7))
+		info->fd_type = FD_INOTIFY;
+	else if (name_is(name, "[pidfd]", 7))
+		info->fd_type = FD_PIDFD;
+	else
+		info->fd_type = FD_OTHER;
+}
+
+static __always_inline __u8 type_of_syscall(__u16 sc)
+{
+	switch (sc) {
+	case SYS_OPEN:
+	case SYS_CREAT:
+	case SYS_OPENAT:
+	case SYS_OPENAT2:
+		return FD_FILE;
+	case SYS_SOCKET:
+	case SYS_SOCKETPAIR:
+	case SYS_ACCEPT:
+	case SYS_ACCEPT4:
+		return FD_SOCKET;
+	case SYS_PIPE:
+	case SYS_PIPE2:
+		return FD_PIPE;
+	case SYS_EPOLL_CREATE:
+	case SYS_EPOLL_CREATE1:
+		return FD_EPOLL;
+	case SYS_EVENTFD:
+	case SYS_EVENTFD2:
+		return FD_EVENTFD;
+	case SYS_TIMERFD_CREATE:
+		return FD_TIMERFD;
+	case SYS_SIGNALFD:
+	case SYS_SIGNALFD4:
+		return FD_SIGNALFD;
+	case SYS_INOTIFY_INIT:
+	case SYS_INOTIFY_INIT1:
+		return FD_INOTIFY;
+	case SYS_MEMFD_CREATE:
+		return FD_MEMFD;
+	case SYS_PIDFD_OPEN:
+		return FD_PIDFD;
+	}
+	return FD_OTHER; /* dup family, recvmsg: look at the file */
+}
+
+/* Account an fd that was open and is going away, and report it. */
+static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
+				     __u16 sc)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_info *info = bpf_map_lookup_elem(&fds, &key);
+	__u8 type = FD_OTHER;
+	struct fd_event *e;
+
+	if (info) {
+		type = info->fd_type;
+		bpf_map_delete_elem(&fds, &key);
+	}
+	if (p) {
+		barrier_var(p); /* keep clang from hoisting p+off above the check */
+		__sync_fetch_and_add(&p->open_fds, -1);
+		__sync_fetch_and_add(&p->closed, 1);
+		if (type < FD_TYPE_MAX)
+			__sync_fetch_and_add(&p->closed_by_type[type], 1);
+	}
+	if (errors_only)
+		return;
+	e = new_event(EV_CLOSE, sc, tgid, fd);
+	if (!e)
+		return;
+	e->fd_type = type;
+	submit(e);
+}
+
+/* Record and report an fd the current syscall created. */
+static __always_inline void open_fd(__u32 tgid, struct proc *p,
+				    struct fdtable *fdt, int fd, __u16 sc,
+				    const struct fd_info *src, const char *upath)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_info info = {
+		.open_ns = bpf_ktime_get_ns(),
+		.syscall = sc,
+		.fd_type = type_of_syscall(sc),
+	};
+	struct fd_event *e;
+	struct file *f;
+	long err;
+
+	if (src) {
+		info.fd_type = src->fd_type;
+		info.family = src->family;
+		info.sock_type = src->sock_type;
+	} else if (info.fd_type == FD_OTHER || info.fd_type == FD_SOCKET) {
+		f = fd_file(fdt, fd);
+		if (f)
+			inspect_file(f, &info);
+	}
+	if (fd_bit(BPF_CORE_READ(fdt, close_on_exec),
+		   BPF_CORE_READ(fdt, max_fds), fd))
+		info.flags |= FDF_CLOEXEC;
+
+	err = bpf_map_update_elem(&fds, &key, &info, BPF_NOEXIST);
+	if (err == -17 /* EEXIST */) {
+		/* A record whose close we never saw. */
+		stat_add(STAT_DRIFT, 1);
+		bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
+	} else if (err) {
+		stat_add(STAT_FDS_FULL, 1);
+	}
+	if (p) {
+		barrier_var(p);
+		__sync_fetch_and_add(&p->open_fds, 1);
+		__sync_fetch_and_add(&p->opened, 1);
+		if (info.fd_type < FD_TYPE_MAX)
+			__sync_fetch_and_add(&p->opened_by_type[info.fd_type],
+					     1);
+	}
+	if (errors_only)
+		return;
+	e = new_event(EV_OPEN, sc, tgid, fd);
+	if (!e)
+		return;
+	e->fd_type = info.fd_type;
+	e->family = info.family;
+	e->sock_type = info.sock_type;
+	e->flags = info.flags;
+	if (upath)
+		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
+	submit(e);
+}
+
+static __always_inline bool is_accept(__u16 sc)
+{
+	return sc == SYS_ACCEPT || sc == SYS_ACCEPT4;
+}
+
+/* Account and report a failed fd-creating syscall. */
+static __always_inline void syscall_failed(__u32 tgid, struct task_struct *task,
+				 __u16 sc, int err, const char *upath)
+{
+	struct proc *p = get_proc(tgid, task, 0);
+	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
+	__u64 one = 1, *cnt;
+	struct fd_event *e;
+
+	if (p) {
+		key.start_ns = p->start_ns;
+		__sync_fetch_and_add(&p->errors, 1);
+		if (err == EMFILE)
+			__sync_fetch_and_add(&p->emfile, 1);
+		if (err == ENFILE)
+			__sync_fetch_and_add(&p->enfile, 1);
+		if (is_accept(sc) && (err == EMFILE || err == ENFILE ||
+				      err == ENOBUFS || err == ENOMEM))
+			__sync_fetch_and_add(&p->refused, 1);
+	}
+	cnt = bpf_map_lookup_elem(&errors, &key);
+	if (cnt)
+		__sync_fetch_and_add(cnt, 1);
+	else if (bpf_map_update_elem(&errors, &key, &one, BPF_NOEXIST) == -17 &&
+		 (cnt = bpf_map_lookup_elem(&errors, &key)))
+		__sync_fetch_and_add(cnt, 1);
+	else if (!bpf_map_lookup_elem(&errors, &key))
+		stat_add(STAT_ERRORS_FULL, 1);
+
+	e = new_event(EV_ERROR, sc, tgid, -1);
+	if (!e)
+		return;
+	e->err = err;
+	e->open_fds = p ? p->open_fds : count_open_fds(task_fdt(task));
+	e->fd_limit = fd_limit(task);
+	if (upath)
+		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
+	submit(e);
+}
+
+static __always_inline struct pt_regs *user_regs(struct task_struct *task)
+{
+	return (struct pt_regs *)bpf_task_pt_regs(task);
+}
+
+/* The user pointer to the path of an open-family syscall, NULL otherwise. */
+static __always_inline const char *open_path(__u16 sc, struct pt_regs *regs)
+{
+	switch (sc) {
+	case SYS_OPEN:
+	case SYS_CREAT:
+		return (const char *)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	case SYS_OPENAT:
+	case SYS_OPENAT2:
+		return (const char *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+	}
+	return NULL;
+}
+
+/*
+ * Exit of a syscall that creates one fd (its return value). Arguments are
+ * read from the task's saved user registers, so no sys_enter hook is needed.
+ */
+static __always_inline int on_exit_one(__u16 sc, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct task_struct *task;
+	struct pt_regs *regs;
+	struct fdtable *fdt;
+	const char *upath;
+	struct proc *p;
+
+	if (!trace_allowed(tgid))
+		return 0;
+	task = bpf_get_current_task_btf();
+	regs = user_regs(task);
+	switch (sc) {
+	case SYS_FCNTL: {
+		long cmd = PT_REGS_PARM2_CORE_SYSCALL(regs);
+
+		if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
+			return 0;
+		break;
+	}
+	case SYS_SIGNALFD:
+	case SYS_SIGNALFD4:
+		/* Only fd == -1 creates an fd; otherwise an existing one changes. */
+		if ((int)PT_REGS_PARM1_CORE_SYSCALL(regs) != -1)
+			return 0;
+		break;
+	}
+	upath = open_path(sc, regs);
+	if (ret < 0) {
+		syscall_failed(tgid, task, sc, -ret, upath);
+		return 0;
+	}
+	fdt = task_fdt(task);
+	p = get_proc(tgid, task, 1);
+	if (sc == SYS_DUP || sc == SYS_FCNTL) {
+		struct fd_key src = { .tgid = tgid,
+				      .fd = PT_REGS_PARM1_CORE_SYSCALL(regs) };
+
+		open_fd(tgid, p, fdt, ret, sc, bpf_map_lookup_elem(&fds, &src),
+			NULL);
+		return 0;
+	}
+	open_fd(tgid, p, fdt, ret, sc, NULL, upath);
+	return 0;
+}
+
+/* Exit of pipe, pipe2 and socketpair: two fds written to a user array. */
+static __always_inline int on_exit_pair(__u16 sc, long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct pt_regs *regs;
+	struct fdtable *fdt;
+	int pair[2] = {};
+	struct proc *p;
+	void *upair;
+
+	if (!trace_allowed(tgid))
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (ret < 0) {
+		syscall_failed(tgid, task, sc, -ret, NULL);
+		return 0;
+	}
+	regs = user_regs(task);
+	upair = sc == SYS_SOCKETPAIR ?
+			(void *)PT_REGS_PARM4_CORE_SYSCALL(regs) :
+			(void *)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	if (bpf_probe_read_user(pair, sizeof(pair), upair))
+		return 0;
+	fdt = task_fdt(task);
+	p = get_proc(tgid, task, 2);
+	open_fd(tgid, p, fdt, pair[0], sc, NULL, NULL);
+	open_fd(tgid, p, fdt, pair[1], sc, NULL, NULL);
+	return 0;
+}
+
+#define EXIT_ONE(name, sc)                                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
+	int tracepoint__syscalls__sys_exit_##name(                            \
+		struct trace_event_raw_sys_exit *ctx)                         \
+	{                                                                     \
+		return on_exit_one(sc, ctx->ret);                             \
+	}
+
+EXIT_ONE(open, SYS_OPEN)
+EXIT_ONE(creat, SYS_CREAT)
+EXIT_ONE(openat, SYS_OPENAT)
+EXIT_ONE(openat2, SYS_OPENAT2)
+EXIT_ONE(socket, SYS_SOCKET)
+EXIT_ONE(accept, SYS_ACCEPT)
+EXIT_ONE(accept4, SYS_ACCEPT4)
+EXIT_ONE(epoll_create, SYS_EPOLL_CREATE)
+EXIT_ONE(epoll_create1, SYS_EPOLL_CREATE1)
+EXIT_ONE(eventfd, SYS_EVENTFD)
+EXIT_ONE(eventfd2, SYS_EVENTFD2)
+EXIT_ONE(timerfd_create, SYS_TIMERFD_CREATE)
+EXIT_ONE(signalfd, SYS_SIGNALFD)
+EXIT_ONE(signalfd4, SYS_SIGNALFD4)
+EXIT_ONE(inotify_init, SYS_INOTIFY_INIT)
+EXIT_ONE(inotify_init1, SYS_INOTIFY_INIT1)
+EXIT_ONE(memfd_create, SYS_MEMFD_CREATE)
+EXIT_ONE(pidfd_open, SYS_PIDFD_OPEN)
+EXIT_ONE(pidfd_getfd, SYS_PIDFD_GETFD)
+EXIT_ONE(dup, SYS_DUP)
+EXIT_ONE(fcntl, SYS_FCNTL)
+
+#define EXIT_PAIR(name, sc)                                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
+	int tracepoint__syscalls__sys_exit_##name(                            \
+		struct trace_event_raw_sys_exit *ctx)                         \
+	{                                                                     \
+		return on_exit_pair(sc, ctx->ret);                            \
+	}
+
+EXIT_PAIR(pipe, SYS_PIPE)
+EXIT_PAIR(pipe2, SYS_PIPE2)
+EXIT_PAIR(socketpair, SYS_SOCKETPAIR)
+
+/* close: counted at entry, where the fd is still in the table. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	int fd = ctx->args[0];
+	struct task_struct *task;
+
+	if (!trace_allowed(tgid))
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (!fd_is_open(task_fdt(task), fd))
+		return 0; /* EBADF */
+	close_fd(tgid, get_proc(tgid, task, 0), fd, SYS_CLOSE);
+	return 0;
+}
+
+struct sweep_ctx {
+	__u32 tgid;
+	__u32 first;
+	unsigned long *bits;
+	unsigned long word;
+	struct proc *p;
+	__u16 sc;
+	bool want_open; /* close fds whose bit is set (true) or clear (false) */
+	bool delete_only; /* drop records without accounting (process exit) */
+	__u64 n;
+};
+
+static long sweep_fd(__u32 i, struct sweep_ctx *c)
+{
+	__u32 fd = c->first + i;
+	struct fd_key key = { .tgid = c->tgid, .fd = fd };
+	bool open;
+
+	if (i == 0 || fd % 64 == 0)
+		c->word = bitmap_word(c->bits, fd / 64);
+	open = c->word & (1UL << (fd % 64));
+	if (open != c->want_open)
+		return 0;
+	if (c->delete_only) {
+		bpf_map_delete_elem(&fds, &key);
+		return 0;
+	}
+	if (!c->want_open && !bpf_map_lookup_elem(&fds, &key))
+		return 0;
+	close_fd(c->tgid, c->p, fd, c->sc);
+	c->n++;
+	return 0;
+}
+
+/* close_range: the open fds in [first, last] are closed at entry, like close. */
+SEC("tracepoint/syscalls/sys_enter_close_range")
+int tracepoint__syscalls__sys_enter_close_range(
+	struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 first = ctx->args[0], last = ctx->args[1], flags = ctx->args[2];
+	struct sweep_ctx c = { .tgid = tgid, .first = first,
+			       .sc = SYS_CLOSE_RANGE, .want_open = true };
+	struct task_struct *task;
+	struct fdtable *fdt;
+	__u32 max;
+
+	if (!trace_allowed(tgid))
+		return 0;
+	if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
+		return 0; /* EINVAL */
+	if (flags & CLOSE_RANGE_CLOEXEC)
+		return 0; /* only marks fds close-on-exec */
+	task = bpf_get_current_task_btf();
+	fdt = task_fdt(task);
+	max = BPF_CORE_READ(fdt, max_fds);
+	if (first >= max)
+		return 0;
+	if (last >= max)
+		last = max - 1;
+	c.bits = BPF_CORE_READ(fdt, open_fds);
+	c.p = get_proc(tgid, task, 0);
+	bpf_loop(last - first + 1, sweep_fd, &c, 0);
+	return 0;
+}
+
+static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = id;
+	int oldfd = ctx->args[0], newfd = ctx->args[1];
+	struct task_struct *task;
+	__u8 was_open;
+
+	if (!trace_allowed(tgid))
+		return 0;
+	task = bpf_get_current_task_btf();
+	was_open = oldfd != newfd && fd_is_open(task_fdt(task), newfd);
+	bpf_map_update_elem(&dup_start, &tid, &was_open, BPF_ANY);
+	return 0;
+}
+
+/* dup2/dup3 onto an open fd close it first: both must be seen. */
+static __always_inline int dup_exit(__u16 sc, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = id;
+	struct task_struct *task;
+	struct pt_regs *regs;
+	struct fd_info src;
+	struct fd_key key;
+	struct proc *p;
+	__u8 *was_open;
+	bool replaced;
+
+	was_open = bpf_map_lookup_elem(&dup_start, &tid);
+	if (!was_open)
+		return 0;
+	replaced = *was_open;
+	bpf_map_delete_elem(&dup_start, &tid);
+	task = bpf_get_current_task_btf();
+	if (ret < 0) {
+		syscall_failed(tgid, task, sc, -ret, NULL);
+		return 0;
+	}
+	regs = user_regs(task);
+	key.tgid = tgid;
+	key.fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	if (key.fd == ret)
+		return 0; /* dup2(fd, fd) changes nothing */
+	p = get_proc(tgid, task, replaced ? 0 : 1);
+	if (replaced)
+		close_fd(tgid, p, ret, sc);
+	/* Copy first: the source record may be the one just closed. */
+	struct fd_info *srcp = bpf_map_lookup_elem(&fds, &key);
+	if (srcp) {
+		src = *srcp;
+		open_fd(tgid, p, task_fdt(task), ret, sc, &src, NULL);
+	} else {
+		open_fd(tgid, p, task_fdt(task), ret, sc, NULL, NULL);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int tracepoint__syscalls__sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
+{
+	return dup_enter(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_dup2")
+int tracepoint__syscalls__sys_exit_dup2(struct trace_event_raw_sys_exit *ctx)
+{
+	return dup_exit(SYS_DUP2, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int tracepoint__syscalls__sys_enter_dup3(struct trace_event_raw_sys_enter *ctx)
+{
+	return dup_enter(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_dup3")
+int tracepoint__syscalls__sys_exit_dup3(struct trace_event_raw_sys_exit *ctx)
+{
+	return dup_exit(SYS_DUP3, ctx->ret);
+}
+
+/* recvmsg: fds passed with SCM_RIGHTS in the first control message. */
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct {
+		__u64 len;
+		int level;
+		int type;
+	} cmsg;
+	struct task_struct *task;
+	struct user_msghdr msg;
+	struct fdtable *fdt;
+	struct proc *p;
+	int n, fd;
+
+	if (ctx->ret < 0 || !trace_allowed(tgid))
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (bpf_probe_read_user(
+		    &msg, sizeof(msg),
+		    (void *)PT_REGS_PARM2_CORE_SYSCALL(user_regs(task))))
+		return 0;
+	if (msg.msg_controllen < sizeof(cmsg) + sizeof(int))
+		return 0;
+	if (bpf_probe_read_user(&cmsg, sizeof(cmsg), msg.msg_control))
+		return 0;
+	if (cmsg.level != SOL_SOCKET || cmsg.type != SCM_RIGHTS)
+		return 0;
+	n = (cmsg.len - sizeof(cmsg)) / sizeof(int);
+	fdt = task_fdt(task);
+	p = get_proc(tgid, task, n > MAX_SCM_FDS ? MAX_SCM_FDS : n);
+	for (int i = 0; i < MAX_SCM_FDS && i < n; i++) {
+		if (bpf_probe_read_user(&fd, sizeof(fd),
+					(int *)(msg.msg_control + sizeof(cmsg)) +
+						i))
+			break;
+		open_fd(tgid, p, fdt, fd, SYS_RECVMSG, NULL, NULL);
+	}
+	return 0;
+}
+
+struct copy_ctx {
+	__u32 parent;
+	__u32 child;
+	unsigned long *bits;
+	unsigned long word;
+	__u64 copied;
+};
+
+static long copy_fd(__u32 fd, struct copy_ctx *c)
+{
+	struct fd_key from = { .tgid = c->parent, .fd = fd };
+	struct fd_key to = { .tgid = c->child, .fd = fd };
+	struct fd_info *info;
+
+	if (fd % 64 == 0)
+		c->word = bitmap_word(c->bits, fd / 64);
+	if (!(c->word & (1UL << (fd % 64))))
+		return 0;
+	info = bpf_map_lookup_elem(&fds, &from);
+	if (!info)
+		return 0;
+	struct fd_info copy = *info;
+	copy.flags |= FDF_INHERITED;
+	if (bpf_map_update_elem(&fds, &to, &copy, BPF_ANY))
+		stat_add(STAT_FDS_FULL, 1);
+	else
+		c->copied++;
+	return 0;
+}
+
+/*
+ * fork: runs before the child is first woken, so its fd table is still the
+ * copy of the parent's and its count is exact.
+ */
+SEC("raw_tracepoint/sched_process_fork")
+int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	struct copy_ctx c = { .parent = ptgid, .child = ctgid };
+	struct proc *init;
+	struct fdtable *fdt;
+	struct fd_event *e;
+
+	if (ctgid != BPF_CORE_READ(child, pid))
+		return 0; /* a new thread shares the table */
+	if (filter_pids) {
+		__u8 *t = bpf_map_lookup_elem(&traced, &ptgid);
+		__u8 flags = TRACE_SELF | TRACE_FOLLOW;
+
+		if (!t || !(*t & TRACE_FOLLOW))
+			return 0;
+		/*
+		 * Children of an untraced parent (fdtrace starting a command)
+		 * count from their exec: what runs before it is the parent's.
+		 */
+		if (!(*t & TRACE_SELF))
+			flags = TRACE_FOLLOW | TRACE_AT_EXEC;
+		bpf_map_update_elem(&traced, &ctgid, &flags, BPF_ANY);
+	}
+	if (!trace_allowed(ctgid))
+		return 0;
+	fdt = task_fdt(child);
+	if (!fdt)
+		return 0;
+	init = new_proc(child);
+	if (!init)
+		return 0;
+	/* BPF_ANY: a stale entry of a reused pid is replaced. */
+	if (bpf_map_update_elem(&procs, &ctgid, init, BPF_ANY))
+		stat_add(STAT_PROCS_FULL, 1);
+	c.bits = BPF_CORE_READ(fdt, open_fds);
+	bpf_loop(BPF_CORE_READ(fdt, max_fds), copy_fd, &c, 0);
+	if (c.copied >= init->open_fds)
+		return 0;
+	/* Some inherited fds had no record in the parent: ask for a seed. */
+	e = new_event(EV_FORK, SYS_NONE, ctgid, -1);
+	if (!e)
+		return 0;
+	e->ppid = ptgid;
+	e->open_fds = init->open_fds;
+	submit(e);
+	return 0;
+}
+
+/* exec: close-on-exec fds are gone by now, with no close to see. */
+SEC("raw_tracepoint/sched_process_exec")
+int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct sweep_ctx c = { .tgid = tgid, .sc = SYS_EXECVE };
+	struct fdtable *fdt;
+	struct proc *p;
+	__s64 left;
+
+	if (filter_pids) {
+		__u8 *t = bpf_map_lookup_elem(&traced, &tgid);
+
+		if (t && (*t & TRACE_AT_EXEC))
+			*t = TRACE_SELF | TRACE_FOLLOW;
+	}
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p && !trace_allowed(tgid))
+		return 0;
+	fdt = task_fdt(task);
+	if (!p) {
+		get_proc(tgid, task, 0);
+		return 0; /* counted from the table as it is now */
+	}
+	bpf_get_current_comm(p->comm, sizeof(p->comm));
+	c.p = p;
+	c.bits = BPF_CORE_READ(fdt, open_fds);
+	bpf_loop(BPF_CORE_READ(fdt, max_fds), sweep_fd, &c, 0);
+	/* Close-on-exec fds with no record (created before we attached). */
+	left = p->open_fds - count_open_fds(fdt);
+	if (left < 0)
+		stat_add(STAT_DRIFT, -left);
+	else
+		__sync_fetch_and_add(&p->closed, left);
+	__sync_fetch_and_add(&p->open_fds, -left);
+	return 0;
+}
+
+/* exit of the last thread: report the final counters and forget the process. */
+SEC("raw_tracepoint/sched_process_exit")
+int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct sweep_ctx c = { .tgid = tgid, .want_open = true,
+			       .delete_only = true };
+	struct exit_event *e;
+	struct fdtable *fdt;
+	struct proc *p;
+	bool allowed;
+
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	allowed = trace_allowed(tgid);
+	bpf_map_delete_elem(&traced, &tgid);
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p && !allowed)
+		return 0;
+	fdt = task_fdt(task);
+	if (fdt) {
+		c.bits = BPF_CORE_READ(fdt, open_fds);
+		bpf_loop(BPF_CORE_READ(fdt, max_fds), sweep_fd, &c, 0);
+	}
+	if (p) {
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (e) {
+			e->kind = EV_EXIT;
+			e->pid = tgid;
+			e->ts = bpf_ktime_get_ns();
+			e->fd_limit = fd_limit(task);
+			e->proc = *p;
+			submit(e);
+		} else {
+			stat_add(STAT_LOST_EVENTS, 1);
+		}
+		bpf_map_delete_elem(&procs, &tgid);
+	}
+	return 0;
+}

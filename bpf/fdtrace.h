@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Types shared by the BPF programs and the Go loader (via bpf2go -type). */
+#ifndef FDTRACE_H
+#define FDTRACE_H
+
+#define TASK_COMM_LEN 16
+#define PATH_LEN 256
+
+/* fd-creating and fd-closing syscalls, by fdtrace's own numbering. */
+enum syscall_id {
+	SYS_NONE = 0, /* fd existed before fdtrace attached */
+	SYS_OPEN,
+	SYS_CREAT,
+	SYS_OPENAT,
+	SYS_OPENAT2,
+	SYS_SOCKET,
+	SYS_SOCKETPAIR,
+	SYS_ACCEPT,
+	SYS_ACCEPT4,
+	SYS_PIPE,
+	SYS_PIPE2,
+	SYS_EPOLL_CREATE,
+	SYS_EPOLL_CREATE1,
+	SYS_EVENTFD,
+	SYS_EVENTFD2,
+	SYS_TIMERFD_CREATE,
+	SYS_SIGNALFD,
+	SYS_SIGNALFD4,
+	SYS_INOTIFY_INIT,
+	SYS_INOTIFY_INIT1,
+	SYS_MEMFD_CREATE,
+	SYS_PIDFD_OPEN,
+	SYS_PIDFD_GETFD,
+	SYS_DUP,
+	SYS_DUP2,
+	SYS_DUP3,
+	SYS_FCNTL,
+	SYS_RECVMSG,
+	SYS_CLOSE,
+	SYS_CLOSE_RANGE,
+	SYS_EXECVE, /* close-on-exec fds vanish at exec */
+	SYS_EXIT,   /* the process exited with fds open */
+	SYS_MAX,
+};
+
+enum fd_type {
+	FD_OTHER = 0,
+	FD_FILE,
+	FD_SOCKET,
+	FD_PIPE,
+	FD_EPOLL,
+	FD_EVENTFD,
+	FD_TIMERFD,
+	FD_SIGNALFD,
+	FD_INOTIFY,
+	FD_MEMFD,
+	FD_PIDFD,
+	FD_TYPE_MAX,
+};
+
+enum event_kind {
+	EV_OPEN = 1,
+	EV_CLOSE,
+	EV_ERROR,
+	EV_FORK, /* a followed child whose inherited fds need seeding */
+	EV_EXIT, /* a traced process exited; carries its final counters */
+};
+
+/* Flags of struct fd_info and struct fd_event. */
+enum fd_flags {
+	FDF_CLOEXEC = 1 << 0,
+	FDF_SEEDED = 1 << 1,	/* recorded from /proc, not seen being created */
+	FDF_INHERITED = 1 << 2, /* copied from the parent at fork */
+};
+
+/* Key of the fds map: one live fd of one process. */
+struct fd_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+/* Value of the fds map. */
+struct fd_info {
+	__u64 open_ns; /* bpf_ktime_get_ns() when created; 0 when seeded */
+	__u16 syscall;
+	__u8 fd_type;
+	__u8 flags;
+	__u16 family;
+	__u16 sock_type;
+};
+
+/* Per-process counters (value of the procs map, keyed by tgid). */
+struct proc {
+	__s64 open_fds;
+	__u64 opened;
+	__u64 closed;
+	__u64 errors;
+	__u64 emfile;
+	__u64 enfile;
+	__u64 refused; /* accept/accept4 failing for lack of fds or memory */
+	__u64 start_ns; /* group leader's start time: tells pid reuse apart */
+	__u64 opened_by_type[FD_TYPE_MAX];
+	__u64 closed_by_type[FD_TYPE_MAX];
+	char comm[TASK_COMM_LEN];
+};
+
+/* Key of the errors map: failed fd-creating syscalls by errno. */
+struct err_key {
+	__u32 tgid;
+	__u16 syscall;
+	__u16 err;
+	__u64 start_ns;
+};
+
+/* Indexes of the per-CPU stats array. */
+enum stat_id {
+	STAT_LOST_EVENTS = 0, /* ring buffer full */
+	STAT_FDS_FULL,	      /* fds map full: an fd went unrecorded */
+	STAT_PROCS_FULL,      /* procs map full: a process went uncounted */
+	STAT_ERRORS_FULL,     /* errors map full */
+	STAT_DRIFT,	      /* recount at exec/close_range disagreed */
+	STAT_MAX,
+};
+
+/* Every ring buffer record starts with its kind. */
+struct fd_event {
+	__u8 kind;
+	__u8 fd_type;
+	__u16 syscall;
+	__s32 fd;
+	__u32 pid;
+	__u32 tid;
+	__u64 ts;
+	__s32 err; /* positive errno of a failed syscall */
+	__u16 family;
+	__u16 sock_type;
+	__u32 flags;
+	__u32 ppid; /* EV_FORK: the parent */
+	__s64 open_fds;
+	__u64 fd_limit;
+	char comm[TASK_COMM_LEN];
+	char path[PATH_LEN];
+};
+
+struct exit_event {
+	__u8 kind;
+	__u8 pad[3];
+	__u32 pid;
+	__u64 ts;
+	__u64 fd_limit;
+	struct proc proc;
+};
+
+#endif /* FDTRACE_H */

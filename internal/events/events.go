@@ -1,0 +1,128 @@
+// Package events defines fdtrace's JSON-lines records and the decoders that
+// turn raw kernel values (errno numbers, address families) into their names.
+package events
+
+import (
+	"strconv"
+	"time"
+)
+
+// Record is one JSON line of fdtrace's output.
+type Record interface {
+	RecordType() string
+}
+
+// Time marshals as RFC 3339 with nanoseconds, always nine digits.
+type Time time.Time
+
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func (t Time) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, len(timeLayout)+2)
+	b = append(b, '"')
+	b = time.Time(t).AppendFormat(b, timeLayout)
+	return append(b, '"'), nil
+}
+
+func (t *Time) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	*t = Time(v)
+	return err
+}
+
+// Open is one fd created; pipe2 and socketpair give two.
+type Open struct {
+	Type     string `json:"type"`
+	Time     Time   `json:"time"`
+	PID      int    `json:"pid"`
+	TID      int    `json:"tid"`
+	Comm     string `json:"comm"`
+	Syscall  string `json:"syscall"`
+	FD       int    `json:"fd"`
+	FDType   string `json:"fd_type"`
+	Cloexec  bool   `json:"cloexec"`
+	Path     string `json:"path,omitempty"`
+	Family   string `json:"family,omitempty"`
+	SockType string `json:"sock_type,omitempty"`
+}
+
+// Close is one fd going away: close, close_range, dup2/dup3 over it, or
+// exec dropping a close-on-exec fd (syscall "execve").
+type Close struct {
+	Type    string `json:"type"`
+	Time    Time   `json:"time"`
+	PID     int    `json:"pid"`
+	TID     int    `json:"tid"`
+	Comm    string `json:"comm"`
+	Syscall string `json:"syscall"`
+	FD      int    `json:"fd"`
+	FDType  string `json:"fd_type"`
+}
+
+// Error is a failed fd-creating syscall.
+type Error struct {
+	Type    string `json:"type"`
+	Time    Time   `json:"time"`
+	PID     int    `json:"pid"`
+	TID     int    `json:"tid"`
+	Comm    string `json:"comm"`
+	Syscall string `json:"syscall"`
+	Errno   string `json:"errno"`
+	OpenFDs int64  `json:"open_fds"`
+	FDLimit uint64 `json:"fd_limit"`
+	Path    string `json:"path,omitempty"`
+}
+
+// Process summarises one traced process.
+type Process struct {
+	Type               string                       `json:"type"`
+	Time               Time                         `json:"time"`
+	PID                int                          `json:"pid"`
+	Comm               string                       `json:"comm"`
+	OpenFDs            int64                        `json:"open_fds"`
+	FDLimit            uint64                       `json:"fd_limit"`
+	Utilization        float64                      `json:"utilization"`
+	Opened             uint64                       `json:"opened"`
+	Closed             uint64                       `json:"closed"`
+	OpenedByType       map[string]uint64            `json:"opened_by_type,omitempty"`
+	ClosedByType       map[string]uint64            `json:"closed_by_type,omitempty"`
+	Errors             map[string]map[string]uint64 `json:"errors"`
+	EMFILE             uint64                       `json:"emfile"`
+	ENFILE             uint64                       `json:"enfile"`
+	RefusedConnections uint64                       `json:"refused_connections"`
+	Exited             bool                         `json:"exited"`
+}
+
+// Stats counts what was lost or had to be corrected. Every field is a
+// running total since fdtrace attached.
+type Stats struct {
+	Type            string `json:"type"`
+	Time            Time   `json:"time"`
+	LostEvents      uint64 `json:"lost_events"`
+	FDsMapFull      uint64 `json:"fds_map_full"`
+	ProcsMapFull    uint64 `json:"procs_map_full"`
+	ErrorsMapFull   uint64 `json:"errors_map_full"`
+	KernelDrift     uint64 `json:"kernel_drift"`
+	SeededFDs       uint64 `json:"seeded_fds"`
+	ReconciledFDs   uint64 `json:"reconciled_fds"`
+	SkippedHooks    int    `json:"skipped_hooks"`
+	EventsDelivered uint64 `json:"events_delivered"`
+}
+
+func (Open) RecordType() string    { return "open" }
+func (Close) RecordType() string   { return "close" }
+func (Error) RecordType() string   { return "error" }
+func (Process) RecordType() string { return "process" }
+func (Stats) RecordType() string   { return "stats" }
+
+// Utilization is open/limit, 0 when the limit is unknown.
+func Utilization(open int64, limit uint64) float64 {
+	if limit == 0 || limit == ^uint64(0) {
+		return 0
+	}
+	return float64(open) / float64(limit)
+}

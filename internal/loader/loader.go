@@ -1,0 +1,296 @@
+// Package loader loads fdtrace's BPF programs, attaches them to the syscall
+// and scheduler tracepoints, seeds the kernel's view from /proc and turns
+// the ring buffer into event records.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Config says what to trace. The zero value traces every process.
+type Config struct {
+	// PIDs limits tracing to these processes (thread group ids).
+	PIDs []int
+	// Comm limits tracing to processes with this name (at most 15 bytes).
+	Comm string
+	// FollowChildrenOf traces the children of this process, and their
+	// descendants, from the moment they are forked; the process itself is
+	// not traced. Used to trace a command fdtrace starts.
+	FollowChildrenOf int
+	// ErrorsOnly keeps open/close events in the kernel: only failed
+	// syscalls and exits reach user space.
+	ErrorsOnly bool
+	// BTFPath is a BTF file for kernels without /sys/kernel/btf/vmlinux.
+	BTFPath string
+	// RingBufferBytes is the size of the event ring buffer (power of two).
+	RingBufferBytes int
+	// WakeupBytes wakes the reader once this much is queued; below it the
+	// reader polls every PollInterval. 0 wakes it for every event.
+	WakeupBytes int
+	// PollInterval bounds how long a queued event waits to be read.
+	PollInterval time.Duration
+}
+
+// DefaultRingBufferBytes is 16 MiB: about 50k events.
+const DefaultRingBufferBytes = 16 << 20
+
+const (
+	traceSelf   = 1 << 0
+	traceFollow = 1 << 1
+)
+
+// Tracer is fdtrace's kernel side, loaded and attached.
+type Tracer struct {
+	cfg      Config
+	objs     fdtraceObjects
+	links    []link.Link
+	reader   *ringbuf.Reader
+	notes    []string
+	skipped  int
+	clock    clock
+	closeErr error
+	once     sync.Once
+
+	mu        sync.Mutex // guards the counters below
+	seeded    uint64
+	reconcile uint64
+	delivered uint64
+}
+
+// Load checks the kernel, loads and attaches the programs and seeds the
+// fds that already exist. Close releases everything.
+func Load(cfg Config) (_ *Tracer, err error) {
+	if cfg.RingBufferBytes == 0 {
+		cfg.RingBufferBytes = DefaultRingBufferBytes
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.RingBufferBytes < os.Getpagesize() || cfg.RingBufferBytes&(cfg.RingBufferBytes-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", cfg.RingBufferBytes, os.Getpagesize())
+	}
+	if len(cfg.Comm) >= 16 {
+		return nil, fmt.Errorf("comm %q: the kernel keeps at most 15 bytes of a process name", cfg.Comm)
+	}
+	for _, pid := range cfg.PIDs {
+		if pid <= 0 || !processExists(pid) {
+			return nil, fmt.Errorf("pid %d: no such process", pid)
+		}
+	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
+	}
+	raiseFDLimit()
+
+	t := &Tracer{cfg: cfg, clock: newClock()}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	note, err := ensureTracefs()
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		t.notes = append(t.notes, note)
+	}
+	spec, err := loadFdtrace()
+	if err != nil {
+		return nil, fmt.Errorf("reading BPF object: %w", err)
+	}
+	if err := configure(spec, cfg); err != nil {
+		return nil, err
+	}
+	opts, err := collectionOptions(cfg.BTFPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
+		return nil, loadError(err)
+	}
+	if err := t.fillTraced(); err != nil {
+		return nil, err
+	}
+	if err := t.attach(spec); err != nil {
+		return nil, err
+	}
+	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+		return nil, fmt.Errorf("opening ring buffer: %w", err)
+	}
+	if err := t.seedAll(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func configure(spec *ebpf.CollectionSpec, cfg Config) error {
+	var comm [16]byte
+	copy(comm[:], cfg.Comm)
+	vars := map[string]any{
+		"self_tgid":    uint32(os.Getpid()),
+		"filter_pids":  len(cfg.PIDs) > 0 || cfg.FollowChildrenOf != 0,
+		"filter_comm":  cfg.Comm != "",
+		"targ_comm":    comm,
+		"errors_only":  cfg.ErrorsOnly,
+		"wakeup_bytes": uint64(cfg.WakeupBytes),
+	}
+	for name, v := range vars {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	spec.Maps["events"].MaxEntries = uint32(cfg.RingBufferBytes)
+	return nil
+}
+
+func collectionOptions(btfPath string) (*ebpf.CollectionOptions, error) {
+	opts := &ebpf.CollectionOptions{}
+	if btfPath != "" {
+		kernel, err := btf.LoadSpec(btfPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading BTF from %s: %w", btfPath, err)
+		}
+		opts.Programs.KernelTypes = kernel
+		return opts, nil
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, errors.New("kernel has no BTF (/sys/kernel/btf/vmlinux is missing): pass --btf FILE with the kernel's BTF")
+	}
+	return opts, nil
+}
+
+// VerboseErrors makes load errors carry the whole verifier log.
+var VerboseErrors bool
+
+func loadError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		if VerboseErrors {
+			return fmt.Errorf("loading BPF programs: %+v", ve)
+		}
+		return fmt.Errorf("loading BPF programs: %v (run with --debug for the verifier log)", ve)
+	}
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("loading BPF programs: %w: fdtrace needs CAP_BPF and CAP_PERFMON (run as root)", err)
+	}
+	return fmt.Errorf("loading BPF programs: %w", err)
+}
+
+func (t *Tracer) fillTraced() error {
+	put := func(pid int, flags uint8) error {
+		if err := t.objs.Traced.Put(uint32(pid), flags); err != nil {
+			return fmt.Errorf("adding pid %d to the traced set: %w", pid, err)
+		}
+		return nil
+	}
+	for _, pid := range t.cfg.PIDs {
+		if err := put(pid, traceSelf); err != nil {
+			return err
+		}
+	}
+	if t.cfg.FollowChildrenOf != 0 {
+		return put(t.cfg.FollowChildrenOf, traceFollow)
+	}
+	return nil
+}
+
+// attach links every program to the tracepoint its section names. A
+// tracepoint the kernel lacks is skipped with a note.
+func (t *Tracer) attach(spec *ebpf.CollectionSpec) error {
+	progs := programsByName(&t.objs.fdtracePrograms)
+	for name, ps := range spec.Programs {
+		prog := progs[name]
+		var l link.Link
+		var err error
+		section := ps.SectionName
+		switch {
+		case strings.HasPrefix(section, "tracepoint/"):
+			group, tp, _ := strings.Cut(strings.TrimPrefix(section, "tracepoint/"), "/")
+			l, err = link.Tracepoint(group, tp, prog, nil)
+		case strings.HasPrefix(section, "raw_tracepoint/"):
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{
+				Name: strings.TrimPrefix(section, "raw_tracepoint/"), Program: prog})
+		default:
+			return fmt.Errorf("program %s: unknown section %s", name, section)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			t.skipped++
+			t.notes = append(t.notes, fmt.Sprintf("tracepoint %s missing in this kernel: skipped", strings.SplitN(section, "/", 2)[1]))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("attaching %s: %w", section, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// Notes are things the user should know: a mounted tracefs, skipped hooks.
+func (t *Tracer) Notes() []string { return t.notes }
+
+// Close detaches and unloads everything. It is safe to call more than once.
+func (t *Tracer) Close() error {
+	t.once.Do(func() {
+		var errs []error
+		if t.reader != nil {
+			errs = append(errs, t.reader.Close())
+		}
+		for _, l := range t.links {
+			errs = append(errs, l.Close())
+		}
+		errs = append(errs, t.objs.Close())
+		t.closeErr = errors.Join(errs...)
+	})
+	return t.closeErr
+}
+
+// checkPrivileges turns a missing capability into words before the kernel
+// answers EPERM.
+func checkPrivileges() error {
+	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil // let the kernel say no
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
+		return nil
+	}
+	return errors.New("fdtrace needs CAP_BPF and CAP_PERFMON (run as root)")
+}
+
+// raiseFDLimit lifts fdtrace's soft RLIMIT_NOFILE so that the tracer is
+// not the next victim. It uses the raw syscall so that Go still restores
+// the original limit in the commands fdtrace starts.
+func raiseFDLimit() {
+	var cur unix.Rlimit
+	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
+		return
+	}
+	want := unix.Rlimit{Cur: cur.Max, Max: cur.Max}
+	if want.Max < 1<<16 {
+		want = unix.Rlimit{Cur: 1 << 16, Max: 1 << 16}
+	}
+	if want == cur {
+		return
+	}
+	unix.RawSyscall6(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, uintptr(unsafe.Pointer(&want)), 0, 0, 0)
+}

@@ -1,0 +1,122 @@
+package loader
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+)
+
+// Handler receives each record in kernel order; an error stops the reader.
+type Handler func(events.Record) error
+
+// Run reads the ring buffer until ctx is done, then reads what is left.
+func (t *Tracer) Run(ctx context.Context, h Handler) error {
+	var rec ringbuf.Record
+	for ctx.Err() == nil {
+		t.reader.SetDeadline(time.Now().Add(t.cfg.PollInterval))
+		err := t.reader.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading ring buffer: %w", err)
+		}
+		if err := t.handle(rec.RawSample, h); err != nil {
+			return err
+		}
+	}
+	return t.Drain(h)
+}
+
+// Drain handles every record already in the ring buffer and returns. After
+// a traced process has done something, a Drain makes fdtrace's view of it
+// complete: the kernel wrote its records before the syscalls returned.
+func (t *Tracer) Drain(h Handler) error {
+	var rec ringbuf.Record
+	t.reader.SetDeadline(time.Now())
+	for {
+		err := t.reader.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading ring buffer: %w", err)
+		}
+		if err := t.handle(rec.RawSample, h); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *Tracer) handle(raw []byte, h Handler) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	t.delivered++
+	t.mu.Unlock()
+	if fdtraceEventKind(raw[0]) == fdtraceEventKindEV_EXIT {
+		var e fdtraceExitEvent
+		if _, err := binary.Decode(raw, binary.NativeEndian, &e); err != nil {
+			return fmt.Errorf("decoding exit event: %w", err)
+		}
+		return h(t.exited(&e))
+	}
+	var e fdtraceFdEvent
+	if _, err := binary.Decode(raw, binary.NativeEndian, &e); err != nil {
+		return fmt.Errorf("decoding event: %w", err)
+	}
+	base := func() (events.Time, int, int, string, string) {
+		return events.Time(t.clock.wall(e.Ts)), int(e.Pid), int(e.Tid), cString(e.Comm[:]), events.SyscallName(int(e.Syscall))
+	}
+	switch fdtraceEventKind(e.Kind) {
+	case fdtraceEventKindEV_OPEN:
+		ts, pid, tid, comm, sc := base()
+		return h(events.Open{Type: "open", Time: ts, PID: pid, TID: tid, Comm: comm,
+			Syscall: sc, FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType)),
+			Cloexec: e.Flags&uint32(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: cString(e.Path[:]),
+			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType))})
+	case fdtraceEventKindEV_CLOSE:
+		ts, pid, tid, comm, sc := base()
+		return h(events.Close{Type: "close", Time: ts, PID: pid, TID: tid, Comm: comm,
+			Syscall: sc, FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType))})
+	case fdtraceEventKindEV_ERROR:
+		ts, pid, tid, comm, sc := base()
+		return h(events.Error{Type: "error", Time: ts, PID: pid, TID: tid, Comm: comm,
+			Syscall: sc, Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
+			FDLimit: e.FdLimit, Path: cString(e.Path[:])})
+	case fdtraceEventKindEV_FORK:
+		t.seedChild(int(e.Pid), int(e.Ppid))
+		return nil
+	}
+	return fmt.Errorf("unknown event kind %d", e.Kind)
+}
+
+// exited turns the final counters of a process into its last record.
+func (t *Tracer) exited(e *fdtraceExitEvent) events.Process {
+	p := t.process(int(e.Pid), &e.Proc, e.FdLimit, nil)
+	p.Time = events.Time(t.clock.wall(e.Ts))
+	p.Exited = true
+	if e.Proc.Errors > 0 {
+		p.Errors = t.takeErrors(e.Pid, e.Proc.StartNs)
+	}
+	return p
+}
+
+func cString(b []int8) string {
+	buf := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		buf = append(buf, byte(c))
+	}
+	return string(buf)
+}

@@ -1,0 +1,223 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/procfs"
+)
+
+// FD is what the kernel holds about one live fd.
+type FD struct {
+	FD       int
+	Type     string
+	Syscall  string
+	OpenTime time.Time // zero for fds that existed before fdtrace attached
+	Cloexec  bool
+	Seeded   bool // recorded from /proc rather than seen being created
+	Family   string
+	SockType string
+}
+
+// LiveFDs lists the fds the kernel maps hold for pid. It walks the whole
+// fds map: meant for tests and reports, not for hot paths.
+func (t *Tracer) LiveFDs(pid int) (map[int]FD, error) {
+	out := map[int]FD{}
+	var key fdtraceFdKey
+	var info fdtraceFdInfo
+	it := t.objs.Fds.Iterate()
+	for it.Next(&key, &info) {
+		if int(key.Tgid) != pid {
+			continue
+		}
+		fd := FD{
+			FD:       int(key.Fd),
+			Type:     events.FDTypeName(int(info.FdType)),
+			Syscall:  events.SyscallName(int(info.Syscall)),
+			Cloexec:  info.Flags&uint8(fdtraceFdFlagsFDF_CLOEXEC) != 0,
+			Seeded:   info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
+			Family:   events.FamilyName(int(info.Family)),
+			SockType: events.SockTypeName(int(info.SockType)),
+		}
+		if info.OpenNs != 0 {
+			fd.OpenTime = t.clock.wall(info.OpenNs)
+		}
+		out[fd.FD] = fd
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading fds map: %w", err)
+	}
+	return out, nil
+}
+
+// Process is the summary of one live traced process, false if the kernel
+// has not seen it do anything since fdtrace attached.
+func (t *Tracer) Process(pid int) (events.Process, bool, error) {
+	var p fdtraceProc
+	if err := t.objs.Procs.Lookup(uint32(pid), &p); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return events.Process{}, false, nil
+		}
+		return events.Process{}, false, fmt.Errorf("reading procs map: %w", err)
+	}
+	errs, err := t.errorCounts()
+	if err != nil {
+		return events.Process{}, false, err
+	}
+	limit, _, _ := procfs.FDLimit(pid)
+	return t.process(pid, &p, limit, errs[procKey{uint32(pid), p.StartNs}]), true, nil
+}
+
+// Processes summarises every live process the kernel has counters for,
+// ordered by pid.
+func (t *Tracer) Processes() ([]events.Process, error) {
+	errs, err := t.errorCounts()
+	if err != nil {
+		return nil, err
+	}
+	var out []events.Process
+	var pid uint32
+	var p fdtraceProc
+	it := t.objs.Procs.Iterate()
+	for it.Next(&pid, &p) {
+		limit, _, err := procfs.FDLimit(int(pid))
+		if err != nil {
+			continue // exited; its exit record was or will be sent
+		}
+		out = append(out, t.process(int(pid), &p, limit, errs[procKey{pid, p.StartNs}]))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading procs map: %w", err)
+	}
+	slices.SortFunc(out, func(a, b events.Process) int { return a.PID - b.PID })
+	return out, nil
+}
+
+// IdleProcess summarises a traced process the kernel has no counters for
+// (it did nothing since fdtrace attached) from /proc.
+func IdleProcess(pid int) (events.Process, error) {
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return events.Process{}, err
+	}
+	comm, _ := procfs.Comm(pid)
+	limit, _, _ := procfs.FDLimit(pid)
+	return events.Process{Type: "process", Time: events.Time(time.Now()), PID: pid,
+		Comm: comm, OpenFDs: int64(len(fds)), FDLimit: limit,
+		Utilization: events.Utilization(int64(len(fds)), limit),
+		Errors:      map[string]map[string]uint64{}}, nil
+}
+
+type procKey struct {
+	tgid    uint32
+	startNs uint64
+}
+
+func (t *Tracer) process(pid int, p *fdtraceProc, limit uint64, errs map[string]map[string]uint64) events.Process {
+	if errs == nil {
+		errs = map[string]map[string]uint64{}
+	}
+	return events.Process{
+		Type: "process", Time: events.Time(time.Now()), PID: pid,
+		Comm: cString(p.Comm[:]), OpenFDs: p.OpenFds, FDLimit: limit,
+		Utilization: events.Utilization(p.OpenFds, limit),
+		Opened:      p.Opened, Closed: p.Closed,
+		OpenedByType: byType(p.OpenedByType[:]), ClosedByType: byType(p.ClosedByType[:]),
+		Errors: errs, EMFILE: p.Emfile, ENFILE: p.Enfile, RefusedConnections: p.Refused,
+	}
+}
+
+func byType(counts []uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for i, n := range counts {
+		if n > 0 {
+			out[events.FDTypeName(i)] = n
+		}
+	}
+	return out
+}
+
+// errorCounts reads the errors map: process -> syscall -> errno -> count.
+func (t *Tracer) errorCounts() (map[procKey]map[string]map[string]uint64, error) {
+	out := map[procKey]map[string]map[string]uint64{}
+	var key fdtraceErrKey
+	var n uint64
+	it := t.objs.Errors.Iterate()
+	for it.Next(&key, &n) {
+		addError(out, key, n)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading errors map: %w", err)
+	}
+	return out, nil
+}
+
+func addError(out map[procKey]map[string]map[string]uint64, key fdtraceErrKey, n uint64) {
+	pk := procKey{key.Tgid, key.StartNs}
+	if out[pk] == nil {
+		out[pk] = map[string]map[string]uint64{}
+	}
+	sc := events.SyscallName(int(key.Syscall))
+	if out[pk][sc] == nil {
+		out[pk][sc] = map[string]uint64{}
+	}
+	out[pk][sc][events.ErrnoName(int(key.Err))] += n
+}
+
+// takeErrors collects and removes the error counts of an exited process.
+func (t *Tracer) takeErrors(tgid uint32, startNs uint64) map[string]map[string]uint64 {
+	out := map[procKey]map[string]map[string]uint64{}
+	var key fdtraceErrKey
+	var n uint64
+	var done []fdtraceErrKey
+	it := t.objs.Errors.Iterate()
+	for it.Next(&key, &n) {
+		if key.Tgid == tgid && key.StartNs == startNs {
+			addError(out, key, n)
+			done = append(done, key)
+		}
+	}
+	for _, k := range done {
+		t.objs.Errors.Delete(k)
+	}
+	return out[procKey{tgid, startNs}]
+}
+
+// Stats are the loss and drift counters so far.
+func (t *Tracer) Stats() (events.Stats, error) {
+	var s events.Stats
+	read := func(id fdtraceStatId) (uint64, error) {
+		var perCPU []uint64
+		if err := t.objs.Stats.Lookup(uint32(id), &perCPU); err != nil {
+			return 0, fmt.Errorf("reading stats map: %w", err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		return sum, nil
+	}
+	for id, dst := range map[fdtraceStatId]*uint64{
+		fdtraceStatIdSTAT_LOST_EVENTS: &s.LostEvents,
+		fdtraceStatIdSTAT_FDS_FULL:    &s.FDsMapFull,
+		fdtraceStatIdSTAT_PROCS_FULL:  &s.ProcsMapFull,
+		fdtraceStatIdSTAT_ERRORS_FULL: &s.ErrorsMapFull,
+		fdtraceStatIdSTAT_DRIFT:       &s.KernelDrift,
+	} {
+		v, err := read(id)
+		if err != nil {
+			return s, err
+		}
+		*dst = v
+	}
+	t.mu.Lock()
+	s.SeededFDs, s.ReconciledFDs, s.EventsDelivered = t.seeded, t.reconcile, t.delivered
+	t.mu.Unlock()
+	s.Type, s.Time, s.SkippedHooks = "stats", events.Time(time.Now()), t.skipped
+	return s, nil
+}
