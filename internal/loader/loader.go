@@ -253,9 +253,14 @@ func (t *Tracer) Close() error {
 		if t.reader != nil {
 			errs = append(errs, t.reader.Close())
 		}
-		for _, l := range t.links {
-			errs = append(errs, l.Close())
+		// Each detach waits out an RCU grace period (~40 ms): do them at once.
+		linkErrs := make([]error, len(t.links))
+		var wg sync.WaitGroup
+		for i, l := range t.links {
+			wg.Go(func() { linkErrs[i] = l.Close() })
 		}
+		wg.Wait()
+		errs = append(errs, linkErrs...)
 		errs = append(errs, t.objs.Close())
 		t.closeErr = errors.Join(errs...)
 	})

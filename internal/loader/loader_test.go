@@ -1,0 +1,566 @@
+package loader
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/testutil"
+)
+
+// load loads the tracer or fails: on a root machine a kernel that cannot
+// load the programs is a failure, never a skip.
+func load(t *testing.T, cfg Config) *Tracer {
+	t.Helper()
+	testutil.RequireRoot(t)
+	tr, err := Load(cfg)
+	if err != nil {
+		t.Fatalf("loading the tracer: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// followFdops traces the children of the test and starts fdops as one.
+func followFdops(t *testing.T, cfg Config) (*Tracer, *testutil.Workload, *recorder) {
+	t.Helper()
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	cfg.FollowChildrenOf = os.Getpid()
+	tr := load(t, cfg)
+	w := testutil.StartFdops(t, bin)
+	if err := tr.Track(w.PID); err != nil {
+		t.Fatal(err)
+	}
+	return tr, w, &recorder{}
+}
+
+// recorder keeps the records the tracer hands out.
+type recorder struct{ records []events.Record }
+
+func (r *recorder) add(rec events.Record) error {
+	r.records = append(r.records, rec)
+	return nil
+}
+
+func (r *recorder) drain(t *testing.T, tr *Tracer) {
+	t.Helper()
+	if err := tr.Drain(r.add); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fdEvent is the part of an open/close record a test can predict.
+type fdEvent struct {
+	kind    string
+	syscall string
+	fd      int
+	fdType  string
+	family  string
+}
+
+func (e fdEvent) String() string {
+	return fmt.Sprintf("%s %s fd=%d %s %s", e.kind, e.syscall, e.fd, e.fdType, e.family)
+}
+
+func (r *recorder) fdEvents(pid int) []fdEvent {
+	var out []fdEvent
+	for _, rec := range r.records {
+		switch e := rec.(type) {
+		case events.Open:
+			if e.PID == pid {
+				out = append(out, fdEvent{"open", e.Syscall, e.FD, e.FDType, e.Family})
+			}
+		case events.Close:
+			if e.PID == pid {
+				out = append(out, fdEvent{"close", e.Syscall, e.FD, e.FDType, ""})
+			}
+		}
+	}
+	return out
+}
+
+func (r *recorder) errorsOf(pid int) []events.Error {
+	var out []events.Error
+	for _, rec := range r.records {
+		if e, ok := rec.(events.Error); ok && e.PID == pid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// assertMatchesProc checks fdtrace's count and live-fd set of pid against
+// /proc/PID/fd, and each live fd's type against its /proc link.
+func assertMatchesProc(t *testing.T, tr *Tracer, pid int) {
+	t.Helper()
+	want := testutil.ProcFDs(t, pid)
+	live, err := tr.LiveFDs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for fd := range live {
+		got = append(got, fd)
+	}
+	sort.Ints(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("live fds of %d: fdtrace has %v, /proc has %v", pid, got, want)
+	}
+	p, ok, err := tr.Process(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatalf("no counters for pid %d", pid)
+	}
+	if p.OpenFDs != int64(len(want)) {
+		t.Fatalf("open_fds of %d: fdtrace says %d, /proc has %d", pid, p.OpenFDs, len(want))
+	}
+	for fd, rec := range live {
+		target, err := procfs.FDTarget(pid, fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantType := procfs.TargetType(target); rec.Type != wantType {
+			t.Errorf("fd %d (%s): fdtrace says %s, /proc says %s", fd, target, rec.Type, wantType)
+		}
+	}
+}
+
+func TestEveryFDCreatingSyscallGivesExactlyItsOpenAndCloseRecords(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	tmp := filepath.Join(t.TempDir(), "created")
+	var want []fdEvent
+	open := func(sc string, fd int, typ, family string) {
+		want = append(want, fdEvent{"open", sc, fd, typ, family})
+	}
+	closed := func(sc string, fd int, typ string) {
+		want = append(want, fdEvent{"close", sc, fd, typ, ""})
+	}
+
+	f1 := w.Do(t, "open /dev/null")[0]
+	open("openat", f1, "file", "")
+	f2 := w.Do(t, "open /dev/null cloexec")[0]
+	open("openat", f2, "file", "")
+	f3 := w.Do(t, "sysopen /dev/null")[0]
+	open("open", f3, "file", "")
+	f4 := w.Do(t, "creat %s", tmp)[0]
+	open("creat", f4, "file", "")
+	s1 := w.Do(t, "socket inet stream")[0]
+	open("socket", s1, "socket", "AF_INET")
+	s2 := w.Do(t, "socket unix dgram")[0]
+	open("socket", s2, "socket", "AF_UNIX")
+	s3 := w.Do(t, "socket inet6 stream")[0]
+	open("socket", s3, "socket", "AF_INET6")
+	p := w.Do(t, "pipe")
+	open("pipe2", p[0], "pipe", "")
+	open("pipe2", p[1], "pipe", "")
+	p0 := w.Do(t, "pipe0")
+	open("pipe", p0[0], "pipe", "")
+	open("pipe", p0[1], "pipe", "")
+	q := w.Do(t, "socketpair")
+	open("socketpair", q[0], "socket", "AF_UNIX")
+	open("socketpair", q[1], "socket", "AF_UNIX")
+	open("epoll_create1", w.Do(t, "epoll")[0], "epoll", "")
+	open("epoll_create", w.Do(t, "epollold")[0], "epoll", "")
+	open("eventfd2", w.Do(t, "eventfd")[0], "eventfd", "")
+	open("timerfd_create", w.Do(t, "timerfd")[0], "timerfd", "")
+	open("signalfd4", w.Do(t, "signalfd")[0], "signalfd", "")
+	open("inotify_init1", w.Do(t, "inotify")[0], "inotify", "")
+	m := w.Do(t, "memfd")[0]
+	open("memfd_create", m, "memfd", "")
+	open("pidfd_open", w.Do(t, "pidfd")[0], "pidfd", "")
+	l := w.Do(t, "listen")
+	open("socket", l[0], "socket", "AF_INET")
+	open("socket", w.Do(t, "connect %d", l[1])[0], "socket", "AF_INET")
+	open("accept4", w.Do(t, "accept %d", l[0])[0], "socket", "AF_INET")
+	open("socket", w.Do(t, "connect %d", l[1])[0], "socket", "AF_INET")
+	open("accept", w.Do(t, "acceptold %d", l[0])[0], "socket", "AF_INET")
+	open("recvmsg", w.Do(t, "passfd %d %d %d", q[0], q[1], f2)[0], "file", "")
+	d1 := w.Do(t, "dup %d", f1)[0]
+	open("dup", d1, "file", "")
+	w.Do(t, "dup2 %d %d", s1, f3) // over an open fd: closes it first
+	closed("dup2", f3, "file")
+	open("dup2", f3, "socket", "AF_INET")
+	w.Do(t, "dup2 %d %d", f1, f1) // changes nothing
+	open("dup3", w.Do(t, "dup3 %d 50", p[0])[0], "pipe", "")
+	open("fcntl", w.Do(t, "fcntl %d 60", m)[0], "memfd", "")
+	w.Do(t, "close %d", f1)
+	closed("close", f1, "file")
+	if _, errno := w.Try(t, "close 999"); errno == 0 {
+		t.Fatal("closing fd 999 succeeded")
+	}
+	w.Do(t, "closerange 50 60")
+	closed("close_range", 50, "pipe")
+	closed("close_range", 60, "memfd")
+
+	rec.drain(t, tr)
+	got := rec.fdEvents(w.PID)
+	if !slices.Equal(got, want) {
+		t.Errorf("records differ from the syscalls made:\n got  %v\n want %v", got, want)
+	}
+	assertMatchesProc(t, tr, w.PID)
+
+	opens, closes := 0, 0
+	for _, e := range want {
+		if e.kind == "open" {
+			opens++
+		} else {
+			closes++
+		}
+	}
+	pr, _, err := tr.Process(w.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Opened != uint64(opens) || pr.Closed != uint64(closes) {
+		t.Errorf("counters: opened %d closed %d, want %d and %d", pr.Opened, pr.Closed, opens, closes)
+	}
+}
+
+func TestExhaustingTheFDLimitCountsEMFILEPerSyscallAndRefusedConnections(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{ErrorsOnly: true})
+	l := w.Do(t, "listen")
+	w.Do(t, "connect %d", l[1]) // queued, waiting for an accept
+	const limit = 16
+	w.Do(t, "limit %d", limit)
+	fill := w.Do(t, "fill") // opens until openat fails
+	if fill[1] != 24 {
+		t.Fatalf("fill stopped with errno %d, want EMFILE", fill[1])
+	}
+	accept := fmt.Sprintf("accept %d", l[0])
+	for _, cmd := range []string{"socket inet stream", "pipe", "epoll", accept, accept} {
+		if _, errno := w.Try(t, "%s", cmd); errno != 24 {
+			t.Fatalf("%s: errno %d, want EMFILE", cmd, errno)
+		}
+	}
+	rec.drain(t, tr)
+
+	if got := rec.fdEvents(w.PID); len(got) != 0 {
+		t.Errorf("--errors-only sent %d open/close records", len(got))
+	}
+	// Fds inherited above the limit count too: /proc says how many.
+	open := int64(len(testutil.ProcFDs(t, w.PID)))
+	wantSyscalls := []string{"openat", "socket", "pipe2", "epoll_create1", "accept4", "accept4"}
+	errs := rec.errorsOf(w.PID)
+	var gotSyscalls []string
+	for _, e := range errs {
+		gotSyscalls = append(gotSyscalls, e.Syscall)
+		if e.Errno != "EMFILE" || e.OpenFDs != open || e.FDLimit != limit {
+			t.Errorf("error record %+v: want EMFILE with open_fds=%d fd_limit=%d", e, open, limit)
+		}
+	}
+	if !slices.Equal(gotSyscalls, wantSyscalls) {
+		t.Errorf("error records for %v, want %v", gotSyscalls, wantSyscalls)
+	}
+
+	p, _, err := tr.Process(w.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErrors := map[string]map[string]uint64{
+		"openat": {"EMFILE": 1}, "socket": {"EMFILE": 1}, "pipe2": {"EMFILE": 1},
+		"epoll_create1": {"EMFILE": 1}, "accept4": {"EMFILE": 2},
+	}
+	if fmt.Sprint(p.Errors) != fmt.Sprint(wantErrors) {
+		t.Errorf("errors %v, want %v", p.Errors, wantErrors)
+	}
+	if p.EMFILE != 6 || p.RefusedConnections != 2 || p.FDLimit != limit || p.Utilization != float64(open)/limit {
+		t.Errorf("emfile=%d refused=%d limit=%d utilization=%v, want 6, 2, %d, %v",
+			p.EMFILE, p.RefusedConnections, p.FDLimit, p.Utilization, limit, float64(open)/limit)
+	}
+	if p.Opened != uint64(2+fill[0]) {
+		t.Errorf("opened %d, want %d (listen, connect and the fill)", p.Opened, 2+fill[0])
+	}
+	assertMatchesProc(t, tr, w.PID)
+}
+
+func TestThreadsShareOneCountPerProcess(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	tid := w.Do(t, "thread 3")[0] // opens 3, closes the first
+	rec.drain(t, tr)
+	if tid == w.PID {
+		t.Fatal("the thread has the process's id")
+	}
+	var opens, closes int
+	for _, r := range rec.records {
+		switch e := r.(type) {
+		case events.Open:
+			if e.TID == tid && e.PID == w.PID {
+				opens++
+			}
+		case events.Close:
+			if e.TID == tid && e.PID == w.PID {
+				closes++
+			}
+		}
+	}
+	if opens != 3 || closes != 1 {
+		t.Errorf("thread %d: %d opens, %d closes; want 3 and 1", tid, opens, closes)
+	}
+	assertMatchesProc(t, tr, w.PID)
+}
+
+func TestForkedChildInheritsTheTableAndCountsOnItsOwn(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	f := w.Do(t, "open /dev/null")[0]
+	w.Do(t, "pipe")
+	child := w.Do(t, "fork %d", f)[0] // child: opens one, closes f, stops
+	rec.drain(t, tr)
+	assertMatchesProc(t, tr, w.PID)
+	assertMatchesProc(t, tr, child)
+	live, err := tr.LiveFDs(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited := 0
+	for _, fd := range live {
+		if fd.Syscall == "pipe2" {
+			inherited++
+		}
+	}
+	if inherited != 2 {
+		t.Errorf("child has %d fds recorded as made by the parent's pipe2, want 2", inherited)
+	}
+	p, _, err := tr.Process(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Opened != 1 || p.Closed != 1 {
+		t.Errorf("child opened %d closed %d, want 1 and 1", p.Opened, p.Closed)
+	}
+	w.Do(t, "reap %d", child)
+	rec.drain(t, tr)
+	if live, _ := tr.LiveFDs(child); len(live) != 0 {
+		t.Errorf("records of the exited child remain: %v", live)
+	}
+	var exits []events.Process
+	for _, r := range rec.records {
+		if p, ok := r.(events.Process); ok && p.PID == child {
+			exits = append(exits, p)
+		}
+	}
+	if len(exits) != 1 || !exits[0].Exited || exits[0].Opened != 1 {
+		t.Errorf("exit records of the child: %+v, want one with exited and opened=1", exits)
+	}
+}
+
+func TestExecDropsCloseOnExecFDsWithARecordEach(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	keep := w.Do(t, "open /dev/null")[0]
+	gone1 := w.Do(t, "open /dev/null cloexec")[0]
+	gone := w.Do(t, "pipe") // pipe2(O_CLOEXEC)
+	w.Do(t, "exec")         // answers "ok exec" from the new image
+	rec.drain(t, tr)
+	var execCloses []int
+	for _, e := range rec.fdEvents(w.PID) {
+		if e.kind == "close" && e.syscall == "execve" {
+			execCloses = append(execCloses, e.fd)
+		}
+	}
+	slices.Sort(execCloses)
+	want := []int{gone1, gone[0], gone[1]}
+	if !slices.Equal(execCloses, want) {
+		t.Errorf("exec closed %v, want %v", execCloses, want)
+	}
+	assertMatchesProc(t, tr, w.PID)
+	if _, ok := mustLive(t, tr, w.PID)[keep]; !ok {
+		t.Errorf("fd %d without O_CLOEXEC lost its record at exec", keep)
+	}
+}
+
+func mustLive(t *testing.T, tr *Tracer, pid int) map[int]FD {
+	t.Helper()
+	live, err := tr.LiveFDs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return live
+}
+
+func TestAttachingToARunningProcessSeedsItsFDs(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	w := testutil.StartFdops(t, bin)
+	before := []int{w.Do(t, "open /dev/null")[0], w.Do(t, "socket inet stream")[0], w.Do(t, "epoll")[0]}
+	before = append(before, w.Do(t, "pipe")...)
+	tr := load(t, Config{PIDs: []int{w.PID}})
+	live := mustLive(t, tr, w.PID)
+	for _, fd := range before {
+		if rec, ok := live[fd]; !ok || !rec.Seeded || rec.Syscall != "preexisting" {
+			t.Errorf("fd %d: record %+v, want a seeded preexisting one", fd, rec)
+		}
+	}
+	if !live[before[3]].Cloexec || live[before[0]].Cloexec {
+		t.Errorf("close-on-exec flags of seeded fds are wrong: %+v", live)
+	}
+	// The first event makes the kernel count the table: exact from there.
+	rec := &recorder{}
+	w.Do(t, "close %d", before[1])
+	w.Do(t, "open /dev/null")
+	rec.drain(t, tr)
+	assertMatchesProc(t, tr, w.PID)
+	if got := rec.fdEvents(w.PID); len(got) != 2 || got[0].fdType != "socket" {
+		t.Errorf("records %v, want the close of the seeded socket and one open", got)
+	}
+}
+
+func TestAProcessTracedByPIDOnlyIsTraced(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	traced := testutil.StartFdops(t, bin)
+	other := testutil.StartFdops(t, bin)
+	tr := load(t, Config{PIDs: []int{traced.PID}})
+	rec := &recorder{}
+	traced.Do(t, "open /dev/null")
+	other.Do(t, "open /dev/null")
+	rec.drain(t, tr)
+	if n := len(rec.fdEvents(traced.PID)); n != 1 {
+		t.Errorf("traced process: %d records, want 1", n)
+	}
+	if n := len(rec.fdEvents(other.PID)); n != 0 {
+		t.Errorf("untraced process: %d records, want 0", n)
+	}
+}
+
+func TestTracerLeaksNoFDsAndClosesTwice(t *testing.T) {
+	testutil.RequireRoot(t)
+	count := func() int { return len(testutil.ProcFDs(t, os.Getpid())) }
+	before := count()
+	for range 3 {
+		tr, err := Load(Config{PIDs: []int{os.Getpid()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Drain(func(events.Record) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	}
+	if after := count(); after != before {
+		t.Errorf("fdtrace's own fds: %d before, %d after three load/close cycles", before, after)
+	}
+}
+
+func TestGeneratedTypesMatchTheNameTables(t *testing.T) {
+	if int(fdtraceSyscallIdSYS_MAX) != len(events.SyscallNames) {
+		t.Errorf("kernel has %d syscall ids, events.SyscallNames %d", fdtraceSyscallIdSYS_MAX, len(events.SyscallNames))
+	}
+	if int(fdtraceFdTypeFD_TYPE_MAX) != len(events.FDTypes) {
+		t.Errorf("kernel has %d fd types, events.FDTypes %d", fdtraceFdTypeFD_TYPE_MAX, len(events.FDTypes))
+	}
+	if events.SyscallName(int(fdtraceSyscallIdSYS_CLOSE_RANGE)) != "close_range" ||
+		events.FDTypeName(int(fdtraceFdTypeFD_PIDFD)) != "pidfd" {
+		t.Error("name tables are out of order with the kernel's enums")
+	}
+}
+
+// TestRandomFDSyscallsKeepFdtraceEqualToProc runs random sequences of fd
+// syscalls and compares fdtrace's count and live-fd set with /proc after
+// every batch. Seeds are fixed so that a failure reproduces; FDTRACE_SEED
+// adds one.
+func TestRandomFDSyscallsKeepFdtraceEqualToProc(t *testing.T) {
+	seeds := []uint64{1, 2, 3}
+	if s, err := strconv.ParseUint(os.Getenv("FDTRACE_SEED"), 10, 64); err == nil {
+		seeds = append(seeds, s)
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			tr, w, rec := followFdops(t, Config{})
+			rng := rand.New(rand.NewPCG(seed, seed))
+			for batch := range 20 {
+				for range 12 {
+					op := randomOp(t, rng, w)
+					if _, errno := w.Try(t, "%s", op); errno != 0 && !strings.HasPrefix(op, "close 9") {
+						t.Fatalf("seed %d batch %d: %q failed with errno %d", seed, batch, op, errno)
+					}
+					if strings.HasPrefix(op, "fork") {
+						// The stopped child is checked, then reaped.
+						rec.drain(t, tr)
+						child := lastForkChild(t, w)
+						assertMatchesProc(t, tr, child)
+						w.Do(t, "reap %d", child)
+					}
+				}
+				rec.drain(t, tr)
+				assertMatchesProc(t, tr, w.PID)
+			}
+		})
+	}
+}
+
+// randomOp picks a command for fdops; fds 0-2 carry the protocol and stay.
+func randomOp(t *testing.T, rng *rand.Rand, w *testutil.Workload) string {
+	var mine []int
+	for _, fd := range testutil.ProcFDs(t, w.PID) {
+		if fd > 2 {
+			mine = append(mine, fd)
+		}
+	}
+	some := func() int {
+		if len(mine) == 0 {
+			return 2
+		}
+		return mine[rng.IntN(len(mine))]
+	}
+	target := 3 + rng.IntN(40)
+	creators := []string{"open /dev/null", "open /dev/null cloexec", "socket inet stream",
+		"socket unix dgram", "pipe", "pipe0", "socketpair", "epoll", "eventfd", "memfd",
+		"timerfd", "inotify", "thread 2"}
+	switch n := rng.IntN(20); {
+	case n < 7:
+		return creators[rng.IntN(len(creators))]
+	case n < 11 && len(mine) > 0:
+		return fmt.Sprintf("close %d", some())
+	case n == 11:
+		return fmt.Sprintf("dup %d", some())
+	case n == 12:
+		return fmt.Sprintf("dup2 %d %d", some(), target)
+	case n == 13:
+		src := some()
+		if src == target {
+			target++ // dup3 refuses equal fds
+		}
+		return fmt.Sprintf("dup3 %d %d", src, target)
+	case n == 14:
+		return fmt.Sprintf("fcntl %d %d", some(), target)
+	case n == 15:
+		return fmt.Sprintf("closerange %d %d", target, target+rng.IntN(8))
+	case n == 16:
+		return "close 999" // EBADF: no record, no count
+	case n == 17:
+		return fmt.Sprintf("fork %d", some())
+	case n == 18 && rng.IntN(4) == 0:
+		return "exec"
+	}
+	return "open /dev/null"
+}
+
+// lastForkChild is the pid of the child the last fork made: fdops's only
+// stopped child.
+func lastForkChild(t *testing.T, w *testutil.Workload) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", w.PID, w.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 1 {
+		t.Fatalf("fdops has children %v, want one", f)
+	}
+	pid, _ := strconv.Atoi(f[0])
+	return pid
+}

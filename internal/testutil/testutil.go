@@ -1,0 +1,189 @@
+// Package testutil holds what fdtrace's tests share: the root/CI policy for
+// kernel tests and the C workloads they drive.
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fdtrace/fdtrace/internal/procfs"
+)
+
+// RequireRoot skips a kernel test when not root, except on CI (CI=true),
+// where kernel tests must run: there it fails.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true but not running as root: the kernel tests must run on CI")
+	}
+	t.Skip("loading BPF programs needs root (CAP_BPF and CAP_PERFMON)")
+}
+
+// RepoRoot is the directory holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// BuildC compiles testdata/workloads/NAME.c with gcc and returns the binary.
+func BuildC(t testing.TB, name string, flags ...string) string {
+	t.Helper()
+	src := filepath.Join(RepoRoot(t), "testdata", "workloads", name+".c")
+	bin := filepath.Join(t.TempDir(), name)
+	args := append([]string{"-O1", "-g", "-Wall", "-o", bin, src}, flags...)
+	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return bin
+}
+
+// Workload is a running fdops process driven over its stdin.
+type Workload struct {
+	Cmd *exec.Cmd
+	PID int
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// StartFdops starts the fdops workload (see testdata/workloads/fdops.c) and
+// waits for its ready line.
+func StartFdops(t testing.TB, bin string) *Workload {
+	t.Helper()
+	cmd := exec.Command(bin)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &Workload{Cmd: cmd, PID: cmd.Process.Pid, in: in, out: bufio.NewReader(out)}
+	t.Cleanup(func() {
+		in.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	w.Expect(t, "ok ready")
+	return w
+}
+
+// Expect reads one reply line and fails unless it is want.
+func (w *Workload) Expect(t testing.TB, want string) {
+	t.Helper()
+	if got := w.readLine(t); got != want {
+		t.Fatalf("workload said %q, want %q", got, want)
+	}
+}
+
+func (w *Workload) readLine(t testing.TB) string {
+	t.Helper()
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := w.out.ReadString('\n')
+		ch <- result{strings.TrimSuffix(line, "\n"), err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("reading from workload: %v", r.err)
+		}
+		return r.line
+	case <-time.After(30 * time.Second):
+		t.Fatal("workload did not answer within 30s")
+	}
+	return ""
+}
+
+// Do sends one command and returns the numbers of an "ok" reply; an "err"
+// reply fails the test.
+func (w *Workload) Do(t testing.TB, format string, args ...any) []int {
+	t.Helper()
+	vals, errno := w.Try(t, format, args...)
+	if errno != 0 {
+		t.Fatalf("workload %q: errno %d", fmt.Sprintf(format, args...), errno)
+	}
+	return vals
+}
+
+// Try sends one command and returns the numbers of an "ok" reply, or the
+// errno of an "err" reply.
+func (w *Workload) Try(t testing.TB, format string, args ...any) ([]int, int) {
+	t.Helper()
+	line := fmt.Sprintf(format, args...)
+	if _, err := io.WriteString(w.in, line+"\n"); err != nil {
+		t.Fatalf("writing to workload: %v", err)
+	}
+	reply := strings.Fields(w.readLine(t))
+	if len(reply) == 0 {
+		t.Fatalf("workload %q: empty reply", line)
+	}
+	var vals []int
+	for _, f := range reply[1:] {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			if reply[0] == "ok" {
+				continue // "ok exec"
+			}
+			t.Fatalf("workload %q: %v", line, reply)
+		}
+		vals = append(vals, n)
+	}
+	if reply[0] == "err" {
+		return nil, vals[0]
+	}
+	return vals, 0
+}
+
+// Close ends the workload's input and waits for it to exit.
+func (w *Workload) Close(t testing.TB) {
+	t.Helper()
+	w.in.Close()
+	if err := w.Cmd.Wait(); err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+}
+
+// ProcFDs is the sorted fd list of pid from /proc.
+func ProcFDs(t testing.TB, pid int) []int {
+	t.Helper()
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(fds)
+	return fds
+}

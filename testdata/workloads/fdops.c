@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fdops: a workload driven line by line on stdin. Each command makes
+ * exactly the fd syscalls it names and answers one line on stdout:
+ * "ok [values...]" or "err ERRNO". Built static by the tests so that no
+ * dynamic loader opens files behind their back.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void reply(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	buf[n++] = '\n';
+	if (write(1, buf, n) != n)
+		exit(2);
+}
+
+static void result(long ret)
+{
+	if (ret < 0)
+		reply("err %d", errno);
+	else
+		reply("ok %ld", ret);
+}
+
+/* Unbuffered, so that input survives an exec of ourselves. */
+static int read_line(char *buf, int size)
+{
+	int n = 0;
+
+	while (n < size - 1) {
+		char c;
+		ssize_t r = read(0, &c, 1);
+
+		if (r <= 0)
+			return -1;
+		if (c == '\n')
+			break;
+		buf[n++] = c;
+	}
+	buf[n] = 0;
+	return n;
+}
+
+static int domain_of(const char *s)
+{
+	if (!strcmp(s, "inet6"))
+		return AF_INET6;
+	if (!strcmp(s, "unix"))
+		return AF_UNIX;
+	return AF_INET;
+}
+
+struct thread_arg {
+	int n;
+	pid_t tid;
+};
+
+static void *thread_main(void *p)
+{
+	struct thread_arg *a = p;
+	int first = -1;
+
+	a->tid = gettid();
+	for (int i = 0; i < a->n; i++) {
+		int fd = open("/dev/null", O_RDONLY);
+
+		if (first < 0)
+			first = fd;
+	}
+	close(first);
+	return NULL;
+}
+
+static void fill(void)
+{
+	int n = 0;
+
+	while (open("/dev/null", O_RDONLY) >= 0)
+		n++;
+	reply("ok %d %d", n, errno);
+}
+
+static void command(char *line, char **argv)
+{
+	char a[64] = "", b[64] = "";
+	int x = 0, y = 0, fds[2];
+	char cmd[32] = "";
+
+	sscanf(line, "%31s", cmd);
+	if (!strcmp(cmd, "open")) {
+		sscanf(line, "%*s %63s %63s", a, b);
+		result(open(a, O_RDONLY | (strcmp(b, "cloexec") ? 0 : O_CLOEXEC)));
+	} else if (!strcmp(cmd, "sysopen")) {
+		/* glibc's open() is openat: make the old syscalls directly. */
+		sscanf(line, "%*s %63s", a);
+		result(syscall(SYS_open, a, O_RDONLY));
+	} else if (!strcmp(cmd, "creat")) {
+		sscanf(line, "%*s %63s", a);
+		result(syscall(SYS_creat, a, 0600));
+	} else if (!strcmp(cmd, "socket")) {
+		sscanf(line, "%*s %63s %63s", a, b);
+		result(socket(domain_of(a),
+			      strcmp(b, "dgram") ? SOCK_STREAM : SOCK_DGRAM, 0));
+	} else if (!strcmp(cmd, "pipe") || !strcmp(cmd, "pipe0") ||
+		   !strcmp(cmd, "socketpair")) {
+		int r = !strcmp(cmd, "pipe")  ? pipe2(fds, O_CLOEXEC) :
+			!strcmp(cmd, "pipe0") ? syscall(SYS_pipe, fds) :
+						socketpair(AF_UNIX, SOCK_STREAM,
+							   0, fds);
+		if (r < 0)
+			result(r);
+		else
+			reply("ok %d %d", fds[0], fds[1]);
+	} else if (!strcmp(cmd, "epoll")) {
+		result(epoll_create1(0));
+	} else if (!strcmp(cmd, "epollold")) {
+		result(syscall(SYS_epoll_create, 1));
+	} else if (!strcmp(cmd, "eventfd")) {
+		result(eventfd(0, 0));
+	} else if (!strcmp(cmd, "timerfd")) {
+		result(timerfd_create(CLOCK_MONOTONIC, 0));
+	} else if (!strcmp(cmd, "signalfd")) {
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		result(signalfd(-1, &set, 0));
+	} else if (!strcmp(cmd, "inotify")) {
+		result(inotify_init1(0));
+	} else if (!strcmp(cmd, "memfd")) {
+		result(memfd_create("fdops", 0));
+	} else if (!strcmp(cmd, "pidfd")) {
+		result(syscall(SYS_pidfd_open, getpid(), 0));
+	} else if (!strcmp(cmd, "dup")) {
+		sscanf(line, "%*s %d", &x);
+		result(dup(x));
+	} else if (!strcmp(cmd, "dup2")) {
+		sscanf(line, "%*s %d %d", &x, &y);
+		result(dup2(x, y));
+	} else if (!strcmp(cmd, "dup3")) {
+		sscanf(line, "%*s %d %d", &x, &y);
+		result(dup3(x, y, O_CLOEXEC));
+	} else if (!strcmp(cmd, "fcntl")) {
+		sscanf(line, "%*s %d %d", &x, &y);
+		result(fcntl(x, F_DUPFD, y));
+	} else if (!strcmp(cmd, "close")) {
+		sscanf(line, "%*s %d", &x);
+		result(close(x));
+	} else if (!strcmp(cmd, "closerange")) {
+		sscanf(line, "%*s %d %d", &x, &y);
+		result(syscall(SYS_close_range, x, y, 0));
+	} else if (!strcmp(cmd, "limit")) {
+		struct rlimit rl;
+
+		sscanf(line, "%*s %d", &x);
+		getrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = x;
+		result(setrlimit(RLIMIT_NOFILE, &rl));
+	} else if (!strcmp(cmd, "listen")) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		socklen_t len = sizeof(sa);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (fd < 0 || bind(fd, (void *)&sa, sizeof(sa)) ||
+		    listen(fd, 8) || getsockname(fd, (void *)&sa, &len)) {
+			result(-1);
+			return;
+		}
+		reply("ok %d %d", fd, ntohs(sa.sin_port));
+	} else if (!strcmp(cmd, "connect")) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		sscanf(line, "%*s %d", &x);
+		sa.sin_port = htons(x);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (fd < 0 || connect(fd, (void *)&sa, sizeof(sa))) {
+			result(-1);
+			return;
+		}
+		result(fd);
+	} else if (!strcmp(cmd, "accept")) {
+		sscanf(line, "%*s %d", &x);
+		result(accept4(x, NULL, NULL, SOCK_CLOEXEC));
+	} else if (!strcmp(cmd, "acceptold")) {
+		sscanf(line, "%*s %d", &x);
+		result(syscall(SYS_accept, x, NULL, NULL));
+	} else if (!strcmp(cmd, "passfd")) {
+		/* Send fd FD over socket X, receive it on socket Y. */
+		char data = 'x', cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = &data, .iov_len = 1 };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = cbuf,
+				      .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		int fd;
+
+		sscanf(line, "%*s %d %d %d", &x, &y, &fd);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		if (sendmsg(x, &msg, 0) < 0 || recvmsg(y, &msg, 0) < 0) {
+			result(-1);
+			return;
+		}
+		memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+		result(fd);
+	} else if (!strcmp(cmd, "fill")) {
+		fill();
+	} else if (!strcmp(cmd, "thread")) {
+		struct thread_arg arg = {};
+		pthread_t t;
+
+		sscanf(line, "%*s %d", &arg.n);
+		pthread_create(&t, NULL, thread_main, &arg);
+		pthread_join(t, NULL);
+		reply("ok %d", arg.tid);
+	} else if (!strcmp(cmd, "fork")) {
+		/* The child opens one file and closes fd X, then stops. */
+		pid_t pid;
+		int status;
+
+		sscanf(line, "%*s %d", &x);
+		pid = fork();
+		if (pid == 0) {
+			open("/dev/null", O_RDONLY);
+			close(x);
+			raise(SIGSTOP);
+			_exit(0);
+		}
+		waitpid(pid, &status, WUNTRACED);
+		reply("ok %d", pid);
+	} else if (!strcmp(cmd, "reap")) {
+		int status;
+
+		sscanf(line, "%*s %d", &x);
+		kill(x, SIGKILL);
+		result(waitpid(x, &status, 0));
+	} else if (!strcmp(cmd, "exec")) {
+		char *args[] = { argv[0], "--after-exec", NULL };
+
+		execv("/proc/self/exe", args);
+		result(-1);
+	} else if (!strcmp(cmd, "exit")) {
+		exit(0);
+	} else {
+		reply("err unknown command %s", cmd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	char line[256];
+
+	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && !strcmp(argv[1], "--after-exec"))
+		reply("ok exec");
+	else
+		reply("ok ready");
+	while (read_line(line, sizeof(line)) >= 0)
+		command(line, argv);
+	return 0;
+}
