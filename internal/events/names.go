@@ -53,7 +53,7 @@ func SockTypeName(t int) string {
 	if name, ok := sockTypes[t&0xf]; ok {
 		return name
 	}
-	return "SOCK_" + strconv.Itoa(t)
+	return "SOCK_" + strconv.Itoa(t&0xf)
 }
 
 // FDTypes are the fd_type values of the records, in the kernel's order.

@@ -105,7 +105,9 @@ func (t *Tracer) exited(e *fdtraceExitEvent) events.Process {
 	p.Time = events.Time(t.clock.wall(e.Ts))
 	p.Exited = true
 	if e.Proc.Errors > 0 {
-		p.Errors = t.takeErrors(e.Pid, e.Proc.StartNs)
+		if errs := t.takeErrors(e.Pid, e.Proc.StartNs); errs != nil {
+			p.Errors = errs
+		}
 	}
 	return p
 }

@@ -272,7 +272,8 @@ static void command(char *line, char **argv)
 		execv("/proc/self/exe", args);
 		result(-1);
 	} else if (!strcmp(cmd, "exit")) {
-		exit(0);
+		sscanf(line, "%*s %d", &x);
+		exit(x);
 	} else {
 		reply("err unknown command %s", cmd);
 	}
