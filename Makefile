@@ -3,7 +3,7 @@ CLANG ?= clang-19
 STRIP ?= llvm-strip-19
 GO ?= go
 
-.PHONY: build generate check-generated test clean
+.PHONY: build generate check-generated vmlinux test clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o fdtrace ./cmd/fdtrace
@@ -17,8 +17,17 @@ check-generated: generate
 	@git diff --exit-code --stat -- internal/loader || { echo "generated files are stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- internal/loader)" || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
-test:
-	$(GO) test ./...
+# Regenerate vmlinux.h from the running kernel's BTF (needs bpftool).
+vmlinux:
+	{ printf '/*\n * Generated; do not edit. Kernel types for CO-RE, produced with\n *   bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h\n * on Linux %s (%s); `make vmlinux` redoes it on the running kernel.\n * CO-RE relocations make the programs work on other kernels with BTF.\n */\n' "$$(uname -r | cut -d. -f1-2)" "$$(uname -m)"; \
+	  bpftool btf dump file /sys/kernel/btf/vmlinux format c; } > vmlinux.h.tmp && mv vmlinux.h.tmp vmlinux.h
+
+# The whole suite, as CI runs it. Kernel tests need root; with CI=true they
+# fail rather than skip without it.
+test: check-generated
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
 
 clean:
 	rm -f fdtrace

@@ -1,3 +1,9 @@
+/*
+ * Generated; do not edit. Kernel types for CO-RE, produced with
+ *   bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h
+ * on Linux 6.18 (x86_64); `make vmlinux` redoes it on the running kernel.
+ * CO-RE relocations make the programs work on other kernels with BTF.
+ */
 #ifndef __VMLINUX_H__
 #define __VMLINUX_H__
 

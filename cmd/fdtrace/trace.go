@@ -47,6 +47,8 @@ JSON object per line:
   {"type":"process", ...}  per-process totals: when a process exits, and at the end
   {"type":"stats", ...}    lost events and other loss or drift counters, at the end
 
+Send SIGUSR1 to get the process and stats records at any time.
+
 Without -p, -c or a command, every process on the host is traced.
 With -- COMMAND, fdtrace attaches first, then starts the command, traces it
 and its descendants, stops when it exits and exits with its status.`,
@@ -188,8 +190,25 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		return w.Write(r)
 	}
 
+	// SIGUSR1: the summary now, without stopping.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	runCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
+	go func() {
+		for {
+			select {
+			case <-usr1:
+				if err := writeSummary(tracer, o, hostWide, w); err != nil {
+					fmt.Fprintf(os.Stderr, "fdtrace: summary: %v\n", err)
+				}
+				w.Flush()
+			case <-runCtx.Done():
+				return
+			}
+		}
+	}()
 	status := make(chan error, 1)
 	if child != nil {
 		go func() {

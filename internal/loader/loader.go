@@ -38,14 +38,19 @@ type Config struct {
 	// RingBufferBytes is the size of the event ring buffer (power of two).
 	RingBufferBytes int
 	// WakeupBytes wakes the reader once this much is queued; below it the
-	// reader polls every PollInterval. 0 wakes it for every event.
+	// reader polls every PollInterval. 0 means DefaultWakeupBytes; a
+	// negative value wakes the reader for every event.
 	WakeupBytes int
 	// PollInterval bounds how long a queued event waits to be read.
 	PollInterval time.Duration
 }
 
-// DefaultRingBufferBytes is 16 MiB: about 50k events.
-const DefaultRingBufferBytes = 16 << 20
+const (
+	// DefaultRingBufferBytes is 16 MiB: about 50k events.
+	DefaultRingBufferBytes = 16 << 20
+	// DefaultWakeupBytes batches about 200 events per reader wakeup.
+	DefaultWakeupBytes = 64 << 10
+)
 
 const (
 	traceSelf   = 1 << 0
@@ -75,6 +80,12 @@ type Tracer struct {
 func Load(cfg Config) (_ *Tracer, err error) {
 	if cfg.RingBufferBytes == 0 {
 		cfg.RingBufferBytes = DefaultRingBufferBytes
+	}
+	switch {
+	case cfg.WakeupBytes == 0:
+		cfg.WakeupBytes = DefaultWakeupBytes
+	case cfg.WakeupBytes < 0:
+		cfg.WakeupBytes = 0
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 100 * time.Millisecond
