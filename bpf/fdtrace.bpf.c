@@ -706,6 +706,7 @@ struct sweep_ctx {
 	struct proc *p;
 	__u16 sc;
 	bool want_open; /* close fds whose bit is set (true) or clear (false) */
+	bool any_bit;	  /* ... or whatever their bit */
 	bool delete_only; /* drop records without accounting (process exit) */
 	__u64 n;
 };
@@ -719,7 +720,7 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 	if (i == 0 || fd % 64 == 0)
 		c->word = bitmap_word(c->bits, fd / 64);
 	open = c->word & (1UL << (fd % 64));
-	if (open != c->want_open)
+	if (open != c->want_open && !c->any_bit)
 		return 0;
 	if (c->delete_only) {
 		bpf_map_delete_elem(&fds, &key);
@@ -966,7 +967,7 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	if (c.copied >= init->open_fds)
 		return 0;
 	/* Some inherited fds had no record in the parent: ask for a seed. */
-	e = new_event(EV_FORK, SYS_NONE, ctgid, -1);
+	e = new_event(EV_SEED, SYS_NONE, ctgid, -1);
 	if (!e)
 		return 0;
 	e->ppid = ptgid;
@@ -993,12 +994,27 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 			*t = TRACE_SELF | TRACE_FOLLOW;
 	}
 	p = bpf_map_lookup_elem(&procs, &tgid);
-	if (!p && !trace_allowed(tgid))
-		return 0;
 	fdt = task_fdt(task);
+	if (!trace_allowed(tgid)) {
+		if (!p)
+			return 0;
+		/* It took a name -c does not trace: forget it. */
+		c.any_bit = c.delete_only = true;
+		c.bits = BPF_CORE_READ(fdt, open_fds);
+		bpf_loop(BPF_CORE_READ(fdt, max_fds), sweep_fd, &c, 0);
+		bpf_map_delete_elem(&procs, &tgid);
+		return 0;
+	}
 	if (!p) {
+		/* First sight (-c matched the new name): count the table as it
+		 * is now, and have its fds recorded from /proc. */
+		struct fd_event *e;
+
 		get_proc(tgid, task, 0);
-		return 0; /* counted from the table as it is now */
+		e = new_event(EV_SEED, SYS_NONE, tgid, -1);
+		if (e)
+			submit(e);
+		return 0;
 	}
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
 	c.p = p;

@@ -62,7 +62,7 @@ enum event_kind {
 	EV_OPEN = 1,
 	EV_CLOSE,
 	EV_ERROR,
-	EV_FORK, /* a followed child whose inherited fds need seeding */
+	EV_SEED, /* a process with fds that have no record: read them from /proc */
 	EV_EXIT, /* a traced process exited; carries its final counters */
 };
 

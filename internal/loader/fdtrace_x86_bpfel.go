@@ -27,7 +27,7 @@ const (
 	fdtraceEventKindEV_OPEN  fdtraceEventKind = 1
 	fdtraceEventKindEV_CLOSE fdtraceEventKind = 2
 	fdtraceEventKindEV_ERROR fdtraceEventKind = 3
-	fdtraceEventKindEV_FORK  fdtraceEventKind = 4
+	fdtraceEventKindEV_SEED  fdtraceEventKind = 4
 	fdtraceEventKindEV_EXIT  fdtraceEventKind = 5
 )
 

@@ -564,3 +564,25 @@ func lastForkChild(t *testing.T, w *testutil.Workload) int {
 	pid, _ := strconv.Atoi(f[0])
 	return pid
 }
+
+func TestACommFilterFollowsTheNameAcrossExec(t *testing.T) {
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	tr := load(t, Config{Comm: "fdops"})
+	w := testutil.StartFdops(t, bin)
+	rec := &recorder{}
+	w.Do(t, "open /dev/null")
+	rec.drain(t, tr)
+	assertMatchesProc(t, tr, w.PID)
+	w.Do(t, "exec") // via /proc/self/exe: the new name is "exe"
+	w.Do(t, "open /dev/null")
+	rec.drain(t, tr)
+	if got := rec.fdEvents(w.PID); len(got) != 1 {
+		t.Errorf("records %v, want only the open made as fdops", got)
+	}
+	if _, ok, _ := tr.Process(w.PID); ok {
+		t.Error("counters kept for a process that no longer has the traced name")
+	}
+	if live := mustLive(t, tr, w.PID); len(live) != 0 {
+		t.Errorf("records kept for a process that no longer has the traced name: %v", live)
+	}
+}

@@ -92,7 +92,7 @@ func (t *Tracer) handle(raw []byte, h Handler) error {
 		return h(events.Error{Type: "error", Time: ts, PID: pid, TID: tid, Comm: comm,
 			Syscall: sc, Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
 			FDLimit: e.FdLimit, Path: cString(e.Path[:])})
-	case fdtraceEventKindEV_FORK:
+	case fdtraceEventKindEV_SEED:
 		t.seedChild(int(e.Pid), int(e.Ppid))
 		return nil
 	}

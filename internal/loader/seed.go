@@ -61,8 +61,8 @@ func (t *Tracer) Track(pid int) error {
 	return err
 }
 
-// seedChild records the inherited fds of a forked child that the kernel
-// could not copy from its parent's records.
+// seedChild records the fds of a process that the kernel could not copy
+// from its parent's records (parent 0: no parent to copy from).
 func (t *Tracer) seedChild(pid, parent int) {
 	n, _ := t.seed(pid, parent)
 	t.mu.Lock()
