@@ -73,7 +73,7 @@ and its descendants, stops when it exits and exits with its status.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntSliceVarP(&o.pids, "pid", "p", nil, "trace this process (repeatable, or comma-separated)")
+	f.IntSliceVarP(&o.pids, "pid", "p", nil, "trace this process, not its children (repeatable, or comma-separated)")
 	f.StringVarP(&o.comm, "comm", "c", "", "trace processes with this name (as in /proc/PID/comm)")
 	f.StringVarP(&o.outPath, "output", "o", "", "write records to `FILE` instead of stdout")
 	f.DurationVarP(&o.duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C")

@@ -586,3 +586,14 @@ func TestACommFilterFollowsTheNameAcrossExec(t *testing.T) {
 		t.Errorf("records kept for a process that no longer has the traced name: %v", live)
 	}
 }
+
+func TestABTFFileCanStandInForTheKernelsOwn(t *testing.T) {
+	tr := load(t, Config{PIDs: []int{os.Getpid()}, BTFPath: "/sys/kernel/btf/vmlinux"})
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(Config{PIDs: []int{os.Getpid()}, BTFPath: "/no/such/btf"})
+	if err == nil || !strings.Contains(err.Error(), "reading BTF from /no/such/btf") {
+		t.Errorf("a missing BTF file: %v", err)
+	}
+}
