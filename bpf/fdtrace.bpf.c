@@ -39,7 +39,14 @@ const enum fd_flags *unused_fd_flags __attribute__((unused));
 #define S_IFSOCK 0140000
 #define S_IFREG 0100000
 #define S_IFIFO 0010000
+#define SCM_PIDFD 4
 #define MAX_SCM_FDS 16
+#define MAX_CMSGS 4
+#define CLONE_PIDFD 0x1000
+#define EAGAIN 11
+#define ERESTARTSYS 512 /* and above: restarted, never seen by the caller */
+#define MAX_SWEEP (1 << 23) /* bpf_loop's limit */
+#define SMALL_TABLE 4096
 
 /* Values of the traced map. */
 #define TRACE_SELF (1 << 0)   /* account and report this process */
@@ -52,6 +59,15 @@ const volatile bool filter_comm = false;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile bool errors_only = false; /* no open/close events */
 const volatile __u64 wakeup_bytes = 0;	 /* wake the reader past this much */
+const volatile bool capture_stacks = false; /* user stack of each new fd */
+const volatile bool exit_keeps_records = false; /* user space collects them */
+const volatile bool all_errors = false; /* error events for every errno */
+
+/*
+ * Set by user space once every program is attached: a process counted
+ * while only some hooks were live would miss opens or closes for good.
+ */
+volatile __u32 armed = 0;
 
 /* Live fds: (tgid, fd) -> how and when it was created. */
 struct {
@@ -96,6 +112,34 @@ struct {
 	__type(value, __u8);
 } dup_start SEC(".maps");
 
+/*
+ * User stacks of fd creations: hash of (tgid, frames) -> frames. Keyed by
+ * our own 64-bit hash rather than a stack trace map's bucket index, so that
+ * two call sites never overwrite or refuse each other.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct stack);
+} stacks SEC(".maps");
+
+#define TOP_WORDS 8
+
+/* Room to build a stack, and the top of the user stack for the leaf fix. */
+struct stack_work {
+	struct stack st;
+	__u64 top[TOP_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_work);
+} stack_scratch SEC(".maps");
+
 /* Room to build a struct proc: too big for the BPF stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -138,7 +182,7 @@ static __always_inline bool comm_matches(const char *comm)
 
 static __always_inline bool trace_allowed(__u32 tgid)
 {
-	if (tgid == self_tgid)
+	if (!armed || tgid == self_tgid)
 		return false;
 	if (filter_pids) {
 		__u8 *t = bpf_map_lookup_elem(&traced, &tgid);
@@ -147,9 +191,12 @@ static __always_inline bool trace_allowed(__u32 tgid)
 			return false;
 	}
 	if (filter_comm) {
+		/* The process's name, as /proc/PID/comm: not the thread's. */
+		struct task_struct *leader =
+			BPF_CORE_READ(bpf_get_current_task_btf(), group_leader);
 		char comm[TASK_COMM_LEN];
 
-		bpf_get_current_comm(comm, sizeof(comm));
+		bpf_probe_read_kernel_str(comm, sizeof(comm), leader->comm);
 		if (!comm_matches(comm))
 			return false;
 	}
@@ -180,6 +227,14 @@ static __always_inline bool fd_is_open(struct fdtable *fdt, int fd)
 {
 	return fd_bit(BPF_CORE_READ(fdt, open_fds), BPF_CORE_READ(fdt, max_fds),
 		      fd);
+}
+
+/* How many fds a sweep looks at: the table, within bpf_loop's limit. */
+static __always_inline __u32 sweep_size(struct fdtable *fdt)
+{
+	__u32 max = BPF_CORE_READ(fdt, max_fds);
+
+	return max < MAX_SWEEP ? max : MAX_SWEEP;
 }
 
 /* There is no popcount instruction in BPF. */
@@ -235,8 +290,10 @@ static __always_inline struct proc *new_proc(struct task_struct *task)
 	__builtin_memset(p, 0, sizeof(*p));
 	if (fdt)
 		p->open_fds = count_open_fds(fdt);
-	p->start_ns = BPF_CORE_READ(task, group_leader, start_time);
-	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), task->comm);
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	p->start_ns = BPF_CORE_READ(leader, start_time);
+	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), leader->comm);
 	return p;
 }
 
@@ -264,6 +321,11 @@ static __always_inline struct proc *get_proc(__u32 tgid,
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
+static __always_inline struct pt_regs *user_regs(struct task_struct *task)
+{
+	return (struct pt_regs *)bpf_task_pt_regs(task);
 }
 
 static __always_inline void submit(void *e)
@@ -300,6 +362,7 @@ new_event(__u8 kind, __u16 sc, __u32 tgid, int fd)
 	e->sock_type = 0;
 	e->flags = 0;
 	e->ppid = 0;
+	e->stack_id = 0;
 	e->open_fds = 0;
 	e->fd_limit = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
@@ -400,9 +463,100 @@ static __always_inline __u8 type_of_syscall(__u16 sc)
 	case SYS_MEMFD_CREATE:
 		return FD_MEMFD;
 	case SYS_PIDFD_OPEN:
+	case SYS_CLONE:
+	case SYS_CLONE3:
 		return FD_PIDFD;
+	case SYS_OPEN_BY_HANDLE_AT:
+		return FD_FILE;
 	}
 	return FD_OTHER; /* dup family, recvmsg: look at the file */
+}
+
+/*
+ * Does w look like a return address: is it preceded by a call instruction?
+ * call rel32 (e8), call *disp32(%rip) (ff 15), call *%reg (ff d0+r),
+ * call *(%reg) (ff 10+r), call *disp8(%reg) (ff 50+r).
+ */
+static __always_inline bool after_call(__u64 w)
+{
+	__u8 b[8];
+
+	if (w < 4096 || w >= 0x800000000000ULL)
+		return false;
+	if (bpf_probe_read_user(b, sizeof(b), (void *)(w - 8)))
+		return false;
+	return b[3] == 0xe8 || (b[2] == 0xff && b[3] == 0x15) ||
+	       (b[6] == 0xff && ((b[7] & 0xf8) == 0xd0 || (b[7] & 0xf8) == 0x10)) ||
+	       (b[5] == 0xff && (b[6] & 0xf8) == 0x50);
+}
+
+/*
+ * The user stack of the current syscall, stored in the stacks map; its key,
+ * or 0 when there is none.
+ *
+ * Leaf fix: libc's syscall wrappers (and Go's Syscall6) set up no frame, so
+ * the frame-pointer walk goes from the wrapper straight to its caller's
+ * caller. The caller's return address sits on top of the user stack: take
+ * the first word there that follows a call instruction, unless the walk
+ * already has it.
+ */
+static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
+				     struct task_struct *task)
+{
+	__u64 h = 0xcbf29ce484222325ULL ^ tgid, sp, *top;
+	struct stack_work *work;
+	struct stack *st;
+	__u32 zero = 0;
+	long n, err;
+
+	if (!capture_stacks)
+		return 0;
+	work = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!work)
+		return 0;
+	st = &work->st;
+	top = work->top;
+	n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), BPF_F_USER_STACK);
+	if (n <= 0)
+		return 0;
+	st->nr = n / sizeof(__u64);
+	sp = PT_REGS_SP_CORE(user_regs(task));
+	if (!bpf_probe_read_user(top, sizeof(work->top), (void *)sp)) {
+#pragma clang loop unroll(disable)
+		for (int i = 0; i < TOP_WORDS; i++) {
+			if (!after_call(top[i]))
+				continue;
+			if (st->nr > 1 && st->ips[1] == top[i])
+				break;
+#pragma clang loop unroll(disable)
+			for (int j = MAX_STACK_DEPTH - 1; j > 1; j--)
+				st->ips[j] = st->ips[j - 1];
+			st->ips[1] = top[i];
+			if (st->nr < MAX_STACK_DEPTH)
+				st->nr++;
+			break;
+		}
+	}
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < MAX_STACK_DEPTH; i++) {
+		if (i >= st->nr)
+			break;
+		h = (h ^ st->ips[i]) * 0x100000001b3ULL;
+	}
+	h |= 1; /* 0 means no stack */
+	err = bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: seen before */)
+		return h;
+	if (err) {
+		stat_add(STAT_STACKS_FULL, 1);
+		return 0;
+	}
+	struct fd_event *e = new_event(EV_STACK, SYS_NONE, tgid, -1);
+	if (e) {
+		e->stack_id = h;
+		submit(e);
+	}
+	return h;
 }
 
 /* Account an fd that was open and is going away, and report it. */
@@ -437,11 +591,13 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
 /* Record and report an fd the current syscall created. */
 static __always_inline void open_fd(__u32 tgid, struct proc *p,
 				    struct fdtable *fdt, int fd, __u16 sc,
-				    const struct fd_info *src, const char *upath)
+				    const struct fd_info *src, const char *upath,
+				    __u64 stack_id)
 {
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	struct fd_info info = {
 		.open_ns = bpf_ktime_get_ns(),
+		.stack_id = stack_id,
 		.syscall = sc,
 		.fd_type = type_of_syscall(sc),
 	};
@@ -487,6 +643,7 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 	e->family = info.family;
 	e->sock_type = info.sock_type;
 	e->flags = info.flags;
+	e->stack_id = stack_id;
 	if (upath)
 		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
 	submit(e);
@@ -497,15 +654,34 @@ static __always_inline bool is_accept(__u16 sc)
 	return sc == SYS_ACCEPT || sc == SYS_ACCEPT4;
 }
 
-/* Account and report a failed fd-creating syscall. */
-static __always_inline void syscall_failed(__u32 tgid, struct task_struct *task,
-				 __u16 sc, int err, const char *upath)
+/*
+ * Failures worth counting: not a kernel-internal restart (the caller never
+ * sees it) nor an accept with nothing queued.
+ */
+static __always_inline bool counted_failure(__u16 sc, int err)
 {
-	struct proc *p = get_proc(tgid, task, 0);
-	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
-	__u64 one = 1, *cnt;
-	struct fd_event *e;
+	return err < ERESTARTSYS && !(is_accept(sc) && err == EAGAIN);
+}
 
+/* Failures worth an event by default: running out of fds or memory. */
+static __always_inline bool resource_failure(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
+}
+
+/* Account and report a failed fd-creating syscall. */
+static __always_inline void syscall_failed(void *ctx, __u32 tgid,
+					   struct task_struct *task, __u16 sc,
+					   int err, const char *upath)
+{
+	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
+	__u64 one = 1, *cnt, stack_id;
+	struct fd_event *e;
+	struct proc *p;
+
+	if (!counted_failure(sc, err))
+		return;
+	p = get_proc(tgid, task, 0);
 	if (p) {
 		key.start_ns = p->start_ns;
 		__sync_fetch_and_add(&p->errors, 1);
@@ -518,28 +694,31 @@ static __always_inline void syscall_failed(__u32 tgid, struct task_struct *task,
 			__sync_fetch_and_add(&p->refused, 1);
 	}
 	cnt = bpf_map_lookup_elem(&errors, &key);
+	if (!cnt) {
+		long r = bpf_map_update_elem(&errors, &key, &one, BPF_NOEXIST);
+
+		if (r == -17) /* EEXIST: another CPU made it first */
+			cnt = bpf_map_lookup_elem(&errors, &key);
+		else if (r)
+			stat_add(STAT_ERRORS_FULL, 1);
+	}
 	if (cnt)
 		__sync_fetch_and_add(cnt, 1);
-	else if (bpf_map_update_elem(&errors, &key, &one, BPF_NOEXIST) == -17 &&
-		 (cnt = bpf_map_lookup_elem(&errors, &key)))
-		__sync_fetch_and_add(cnt, 1);
-	else if (!bpf_map_lookup_elem(&errors, &key))
-		stat_add(STAT_ERRORS_FULL, 1);
 
+	if (!all_errors && !resource_failure(err))
+		return;
+	/* Before the event: a new stack's record must be read first. */
+	stack_id = capture_stack(ctx, tgid, task);
 	e = new_event(EV_ERROR, sc, tgid, -1);
 	if (!e)
 		return;
 	e->err = err;
+	e->stack_id = stack_id;
 	e->open_fds = p ? p->open_fds : count_open_fds(task_fdt(task));
 	e->fd_limit = fd_limit(task);
 	if (upath)
 		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
 	submit(e);
-}
-
-static __always_inline struct pt_regs *user_regs(struct task_struct *task)
-{
-	return (struct pt_regs *)bpf_task_pt_regs(task);
 }
 
 /* The user pointer to the path of an open-family syscall, NULL otherwise. */
@@ -560,7 +739,7 @@ static __always_inline const char *open_path(__u16 sc, struct pt_regs *regs)
  * Exit of a syscall that creates one fd (its return value). Arguments are
  * read from the task's saved user registers, so no sys_enter hook is needed.
  */
-static __always_inline int on_exit_one(__u16 sc, long ret)
+static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -569,6 +748,7 @@ static __always_inline int on_exit_one(__u16 sc, long ret)
 	struct fdtable *fdt;
 	const char *upath;
 	struct proc *p;
+	__u64 stack_id;
 
 	if (!trace_allowed(tgid))
 		return 0;
@@ -591,9 +771,10 @@ static __always_inline int on_exit_one(__u16 sc, long ret)
 	}
 	upath = open_path(sc, regs);
 	if (ret < 0) {
-		syscall_failed(tgid, task, sc, -ret, upath);
+		syscall_failed(ctx, tgid, task, sc, -ret, upath);
 		return 0;
 	}
+	stack_id = capture_stack(ctx, tgid, task);
 	fdt = task_fdt(task);
 	p = get_proc(tgid, task, 1);
 	if (sc == SYS_DUP || sc == SYS_FCNTL) {
@@ -601,15 +782,15 @@ static __always_inline int on_exit_one(__u16 sc, long ret)
 				      .fd = PT_REGS_PARM1_CORE_SYSCALL(regs) };
 
 		open_fd(tgid, p, fdt, ret, sc, bpf_map_lookup_elem(&fds, &src),
-			NULL);
+			NULL, stack_id);
 		return 0;
 	}
-	open_fd(tgid, p, fdt, ret, sc, NULL, upath);
+	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id);
 	return 0;
 }
 
 /* Exit of pipe, pipe2 and socketpair: two fds written to a user array. */
-static __always_inline int on_exit_pair(__u16 sc, long ret)
+static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
@@ -617,15 +798,17 @@ static __always_inline int on_exit_pair(__u16 sc, long ret)
 	struct fdtable *fdt;
 	int pair[2] = {};
 	struct proc *p;
+	__u64 stack_id;
 	void *upair;
 
 	if (!trace_allowed(tgid))
 		return 0;
 	task = bpf_get_current_task_btf();
 	if (ret < 0) {
-		syscall_failed(tgid, task, sc, -ret, NULL);
+		syscall_failed(ctx, tgid, task, sc, -ret, NULL);
 		return 0;
 	}
+	stack_id = capture_stack(ctx, tgid, task);
 	regs = user_regs(task);
 	upair = sc == SYS_SOCKETPAIR ?
 			(void *)PT_REGS_PARM4_CORE_SYSCALL(regs) :
@@ -634,8 +817,8 @@ static __always_inline int on_exit_pair(__u16 sc, long ret)
 		return 0;
 	fdt = task_fdt(task);
 	p = get_proc(tgid, task, 2);
-	open_fd(tgid, p, fdt, pair[0], sc, NULL, NULL);
-	open_fd(tgid, p, fdt, pair[1], sc, NULL, NULL);
+	open_fd(tgid, p, fdt, pair[0], sc, NULL, NULL, stack_id);
+	open_fd(tgid, p, fdt, pair[1], sc, NULL, NULL, stack_id);
 	return 0;
 }
 
@@ -644,7 +827,7 @@ static __always_inline int on_exit_pair(__u16 sc, long ret)
 	int tracepoint__syscalls__sys_exit_##name(                            \
 		struct trace_event_raw_sys_exit *ctx)                         \
 	{                                                                     \
-		return on_exit_one(sc, ctx->ret);                             \
+		return on_exit_one(ctx, sc, ctx->ret);                        \
 	}
 
 EXIT_ONE(open, SYS_OPEN)
@@ -668,13 +851,71 @@ EXIT_ONE(pidfd_open, SYS_PIDFD_OPEN)
 EXIT_ONE(pidfd_getfd, SYS_PIDFD_GETFD)
 EXIT_ONE(dup, SYS_DUP)
 EXIT_ONE(fcntl, SYS_FCNTL)
+EXIT_ONE(fanotify_init, SYS_FANOTIFY_INIT)
+EXIT_ONE(io_uring_setup, SYS_IO_URING_SETUP)
+EXIT_ONE(perf_event_open, SYS_PERF_EVENT_OPEN)
+EXIT_ONE(userfaultfd, SYS_USERFAULTFD)
+EXIT_ONE(open_by_handle_at, SYS_OPEN_BY_HANDLE_AT)
+EXIT_ONE(open_tree, SYS_OPEN_TREE)
+EXIT_ONE(fsopen, SYS_FSOPEN)
+EXIT_ONE(fsmount, SYS_FSMOUNT)
+EXIT_ONE(fspick, SYS_FSPICK)
+EXIT_ONE(mq_open, SYS_MQ_OPEN)
+
+/* clone/clone3 with CLONE_PIDFD: the parent gets a pidfd, written to user memory. */
+static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct pt_regs *regs;
+	__u64 flags = 0;
+	void *upidfd;
+	int fd;
+
+	if (ret <= 0 || !trace_allowed(tgid))
+		return 0; /* failed, or the child's return */
+	task = bpf_get_current_task_btf();
+	regs = user_regs(task);
+	if (sc == SYS_CLONE) {
+		flags = PT_REGS_PARM1_CORE_SYSCALL(regs);
+		upidfd = (void *)PT_REGS_PARM3_CORE_SYSCALL(regs);
+	} else {
+		struct {
+			__u64 flags;
+			__u64 pidfd;
+		} args;
+
+		if (bpf_probe_read_user(&args, sizeof(args),
+					(void *)PT_REGS_PARM1_CORE_SYSCALL(regs)))
+			return 0;
+		flags = args.flags;
+		upidfd = (void *)args.pidfd;
+	}
+	if (!(flags & CLONE_PIDFD) || bpf_probe_read_user(&fd, sizeof(fd), upidfd))
+		return 0;
+	open_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), fd, sc, NULL,
+		NULL, capture_stack(ctx, tgid, task));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_clone")
+int tracepoint__syscalls__sys_exit_clone(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_clone(ctx, SYS_CLONE, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_clone3")
+int tracepoint__syscalls__sys_exit_clone3(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_clone(ctx, SYS_CLONE3, ctx->ret);
+}
 
 #define EXIT_PAIR(name, sc)                                                   \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
 	int tracepoint__syscalls__sys_exit_##name(                            \
 		struct trace_event_raw_sys_exit *ctx)                         \
 	{                                                                     \
-		return on_exit_pair(sc, ctx->ret);                            \
+		return on_exit_pair(ctx, sc, ctx->ret);                       \
 	}
 
 EXIT_PAIR(pipe, SYS_PIPE)
@@ -687,14 +928,31 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	int fd = ctx->args[0];
+	struct fd_key key = { .tgid = tgid, .fd = fd };
 	struct task_struct *task;
+	struct fdtable *fdt;
+	struct proc *p;
 
 	if (!trace_allowed(tgid))
 		return 0;
 	task = bpf_get_current_task_btf();
-	if (!fd_is_open(task_fdt(task), fd))
+	fdt = task_fdt(task);
+	if (!fd_is_open(fdt, fd))
 		return 0; /* EBADF */
-	close_fd(tgid, get_proc(tgid, task, 0), fd, SYS_CLOSE);
+	p = get_proc(tgid, task, 0);
+	if (p && !bpf_map_lookup_elem(&fds, &key)) {
+		/*
+		 * An fd we never saw created (io_uring, SCM_RIGHTS beyond what
+		 * we read, a creator we do not hook): recount the table.
+		 */
+		__s64 n = count_open_fds(fdt);
+
+		if (n != p->open_fds) {
+			stat_add(STAT_DRIFT, 1);
+			p->open_fds = n;
+		}
+	}
+	close_fd(tgid, p, fd, SYS_CLOSE);
 	return 0;
 }
 
@@ -782,7 +1040,7 @@ static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
 }
 
 /* dup2/dup3 onto an open fd close it first: both must be seen. */
-static __always_inline int dup_exit(__u16 sc, long ret)
+static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = id;
@@ -792,6 +1050,7 @@ static __always_inline int dup_exit(__u16 sc, long ret)
 	struct fd_key key;
 	struct proc *p;
 	__u8 *was_open;
+	__u64 stack_id;
 	bool replaced;
 
 	was_open = bpf_map_lookup_elem(&dup_start, &tid);
@@ -801,9 +1060,10 @@ static __always_inline int dup_exit(__u16 sc, long ret)
 	bpf_map_delete_elem(&dup_start, &tid);
 	task = bpf_get_current_task_btf();
 	if (ret < 0) {
-		syscall_failed(tgid, task, sc, -ret, NULL);
+		syscall_failed(ctx, tgid, task, sc, -ret, NULL);
 		return 0;
 	}
+	stack_id = capture_stack(ctx, tgid, task);
 	regs = user_regs(task);
 	key.tgid = tgid;
 	key.fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
@@ -816,9 +1076,9 @@ static __always_inline int dup_exit(__u16 sc, long ret)
 	struct fd_info *srcp = bpf_map_lookup_elem(&fds, &key);
 	if (srcp) {
 		src = *srcp;
-		open_fd(tgid, p, task_fdt(task), ret, sc, &src, NULL);
+		open_fd(tgid, p, task_fdt(task), ret, sc, &src, NULL, stack_id);
 	} else {
-		open_fd(tgid, p, task_fdt(task), ret, sc, NULL, NULL);
+		open_fd(tgid, p, task_fdt(task), ret, sc, NULL, NULL, stack_id);
 	}
 	return 0;
 }
@@ -832,7 +1092,7 @@ int tracepoint__syscalls__sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_dup2")
 int tracepoint__syscalls__sys_exit_dup2(struct trace_event_raw_sys_exit *ctx)
 {
-	return dup_exit(SYS_DUP2, ctx->ret);
+	return dup_exit(ctx, SYS_DUP2, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_enter_dup3")
@@ -844,24 +1104,47 @@ int tracepoint__syscalls__sys_enter_dup3(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_dup3")
 int tracepoint__syscalls__sys_exit_dup3(struct trace_event_raw_sys_exit *ctx)
 {
-	return dup_exit(SYS_DUP3, ctx->ret);
+	return dup_exit(ctx, SYS_DUP3, ctx->ret);
 }
 
-/* recvmsg: fds passed with SCM_RIGHTS in the first control message. */
+struct cmsg_hdr {
+	__u64 len;
+	int level;
+	int type;
+};
+
+struct scm_ctx {
+	__u32 tgid;
+	struct proc *p;
+	struct fdtable *fdt;
+	int *fds; /* user pointer to the fds of one control message */
+	__u64 stack_id;
+};
+
+static long scm_fd(__u32 i, struct scm_ctx *c)
+{
+	int fd;
+
+	if (bpf_probe_read_user(&fd, sizeof(fd), c->fds + i))
+		return 1;
+	open_fd(c->tgid, c->p, c->fdt, fd, SYS_RECVMSG, NULL, NULL,
+		c->stack_id);
+	return 0;
+}
+
+/*
+ * recvmsg: fds passed with SCM_RIGHTS, and pidfds with SCM_PIDFD, in the
+ * first MAX_CMSGS control messages (credentials often come first).
+ */
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct {
-		__u64 len;
-		int level;
-		int type;
-	} cmsg;
+	struct scm_ctx c = { .tgid = tgid };
 	struct task_struct *task;
 	struct user_msghdr msg;
-	struct fdtable *fdt;
-	struct proc *p;
-	int n, fd;
+	struct cmsg_hdr cmsg;
+	__u64 off = 0;
 
 	if (ctx->ret < 0 || !trace_allowed(tgid))
 		return 0;
@@ -872,19 +1155,28 @@ int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	if (msg.msg_controllen < sizeof(cmsg) + sizeof(int))
 		return 0;
-	if (bpf_probe_read_user(&cmsg, sizeof(cmsg), msg.msg_control))
-		return 0;
-	if (cmsg.level != SOL_SOCKET || cmsg.type != SCM_RIGHTS)
-		return 0;
-	n = (cmsg.len - sizeof(cmsg)) / sizeof(int);
-	fdt = task_fdt(task);
-	p = get_proc(tgid, task, n > MAX_SCM_FDS ? MAX_SCM_FDS : n);
-	for (int i = 0; i < MAX_SCM_FDS && i < n; i++) {
-		if (bpf_probe_read_user(&fd, sizeof(fd),
-					(int *)(msg.msg_control + sizeof(cmsg)) +
-						i))
+	for (int i = 0; i < MAX_CMSGS; i++) {
+		__u32 n;
+
+		if (off + sizeof(cmsg) > msg.msg_controllen ||
+		    bpf_probe_read_user(&cmsg, sizeof(cmsg),
+					msg.msg_control + off))
 			break;
-		open_fd(tgid, p, fdt, fd, SYS_RECVMSG, NULL, NULL);
+		if (cmsg.len < sizeof(cmsg))
+			break;
+		if (cmsg.level == SOL_SOCKET &&
+		    (cmsg.type == SCM_RIGHTS || cmsg.type == SCM_PIDFD)) {
+			n = (cmsg.len - sizeof(cmsg)) / sizeof(int);
+			if (!c.fdt) {
+				c.stack_id = capture_stack(ctx, tgid, task);
+				c.fdt = task_fdt(task);
+				c.p = get_proc(tgid, task, 0);
+			}
+			c.fds = msg.msg_control + off + sizeof(cmsg);
+			bpf_loop(n > MAX_SCM_FDS ? MAX_SCM_FDS : n, scm_fd, &c,
+				 0);
+		}
+		off += (cmsg.len + 7) & ~7ULL; /* CMSG_ALIGN */
 	}
 	return 0;
 }
@@ -935,8 +1227,8 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	struct fdtable *fdt;
 	struct fd_event *e;
 
-	if (ctgid != BPF_CORE_READ(child, pid))
-		return 0; /* a new thread shares the table */
+	if (!armed || ctgid != BPF_CORE_READ(child, pid))
+		return 0; /* not yet attached, or a new thread sharing the table */
 	if (filter_pids) {
 		__u8 *t = bpf_map_lookup_elem(&traced, &ptgid);
 		__u8 flags = TRACE_SELF | TRACE_FOLLOW;
@@ -963,7 +1255,7 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	if (bpf_map_update_elem(&procs, &ctgid, init, BPF_ANY))
 		stat_add(STAT_PROCS_FULL, 1);
 	c.bits = BPF_CORE_READ(fdt, open_fds);
-	bpf_loop(BPF_CORE_READ(fdt, max_fds), copy_fd, &c, 0);
+	bpf_loop(sweep_size(fdt), copy_fd, &c, 0);
 	if (c.copied >= init->open_fds)
 		return 0;
 	/* Some inherited fds had no record in the parent: ask for a seed. */
@@ -974,6 +1266,32 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	e->open_fds = init->open_fds;
 	submit(e);
 	return 0;
+}
+
+/* Report the final counters of a process and forget them. */
+static __always_inline void retire(__u32 tgid, struct task_struct *task,
+				   struct proc *p)
+{
+	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		stat_add(STAT_LOST_EVENTS, 1);
+		bpf_map_delete_elem(&procs, &tgid);
+		return;
+	}
+	e->kind = EV_EXIT;
+	e->pid = tgid;
+	e->ts = bpf_ktime_get_ns();
+	e->fd_limit = fd_limit(task);
+	e->proc = *p;
+	/*
+	 * Several exiting threads can each see signal->live reach 0: only the
+	 * one that removes the entry reports.
+	 */
+	if (bpf_map_delete_elem(&procs, &tgid))
+		bpf_ringbuf_discard(e, 0);
+	else
+		submit(e);
 }
 
 /* exec: close-on-exec fds are gone by now, with no close to see. */
@@ -987,6 +1305,8 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct proc *p;
 	__s64 left;
 
+	if (!armed)
+		return 0;
 	if (filter_pids) {
 		__u8 *t = bpf_map_lookup_elem(&traced, &tgid);
 
@@ -998,11 +1318,11 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (!trace_allowed(tgid)) {
 		if (!p)
 			return 0;
-		/* It took a name -c does not trace: forget it. */
+		/* It took a name -c does not trace: it ends here for us. */
 		c.any_bit = c.delete_only = true;
 		c.bits = BPF_CORE_READ(fdt, open_fds);
-		bpf_loop(BPF_CORE_READ(fdt, max_fds), sweep_fd, &c, 0);
-		bpf_map_delete_elem(&procs, &tgid);
+		bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
+		retire(tgid, task, p);
 		return 0;
 	}
 	if (!p) {
@@ -1019,7 +1339,7 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
 	c.p = p;
 	c.bits = BPF_CORE_READ(fdt, open_fds);
-	bpf_loop(BPF_CORE_READ(fdt, max_fds), sweep_fd, &c, 0);
+	bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
 	/* Close-on-exec fds with no record (created before we attached). */
 	left = p->open_fds - count_open_fds(fdt);
 	if (left < 0)
@@ -1038,12 +1358,11 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct sweep_ctx c = { .tgid = tgid, .want_open = true,
 			       .delete_only = true };
-	struct exit_event *e;
 	struct fdtable *fdt;
 	struct proc *p;
 	bool allowed;
 
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (!armed || BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	allowed = trace_allowed(tgid);
 	bpf_map_delete_elem(&traced, &tgid);
@@ -1051,23 +1370,13 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!p && !allowed)
 		return 0;
 	fdt = task_fdt(task);
-	if (fdt) {
+	if (fdt && !exit_keeps_records) {
+		/* Small tables: also drop records of fds closed unseen. */
+		c.any_bit = BPF_CORE_READ(fdt, max_fds) <= SMALL_TABLE;
 		c.bits = BPF_CORE_READ(fdt, open_fds);
-		bpf_loop(BPF_CORE_READ(fdt, max_fds), sweep_fd, &c, 0);
+		bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
 	}
-	if (p) {
-		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-		if (e) {
-			e->kind = EV_EXIT;
-			e->pid = tgid;
-			e->ts = bpf_ktime_get_ns();
-			e->fd_limit = fd_limit(task);
-			e->proc = *p;
-			submit(e);
-		} else {
-			stat_add(STAT_LOST_EVENTS, 1);
-		}
-		bpf_map_delete_elem(&procs, &tgid);
-	}
+	if (p)
+		retire(tgid, task, p);
 	return 0;
 }

@@ -5,6 +5,7 @@
 
 #define TASK_COMM_LEN 16
 #define PATH_LEN 256
+#define MAX_STACK_DEPTH 64
 
 /* fd-creating and fd-closing syscalls, by fdtrace's own numbering. */
 enum syscall_id {
@@ -40,6 +41,18 @@ enum syscall_id {
 	SYS_CLOSE_RANGE,
 	SYS_EXECVE, /* close-on-exec fds vanish at exec */
 	SYS_EXIT,   /* the process exited with fds open */
+	SYS_CLONE,  /* CLONE_PIDFD */
+	SYS_CLONE3,
+	SYS_FANOTIFY_INIT,
+	SYS_IO_URING_SETUP,
+	SYS_PERF_EVENT_OPEN,
+	SYS_USERFAULTFD,
+	SYS_OPEN_BY_HANDLE_AT,
+	SYS_OPEN_TREE,
+	SYS_FSOPEN,
+	SYS_FSMOUNT,
+	SYS_FSPICK,
+	SYS_MQ_OPEN,
 	SYS_MAX,
 };
 
@@ -64,6 +77,7 @@ enum event_kind {
 	EV_ERROR,
 	EV_SEED, /* a process with fds that have no record: read them from /proc */
 	EV_EXIT, /* a traced process exited; carries its final counters */
+	EV_STACK, /* a new stack in the stacks map: symbolize it while it lives */
 };
 
 /* Flags of struct fd_info and struct fd_event. */
@@ -82,6 +96,7 @@ struct fd_key {
 /* Value of the fds map. */
 struct fd_info {
 	__u64 open_ns; /* bpf_ktime_get_ns() when created; 0 when seeded */
+	__u64 stack_id; /* key in the stacks map; 0: none */
 	__u16 syscall;
 	__u8 fd_type;
 	__u8 flags;
@@ -119,6 +134,7 @@ enum stat_id {
 	STAT_PROCS_FULL,      /* procs map full: a process went uncounted */
 	STAT_ERRORS_FULL,     /* errors map full */
 	STAT_DRIFT,	      /* recount at exec/close_range disagreed */
+	STAT_STACKS_FULL,     /* stacks map full: an fd went without a stack */
 	STAT_MAX,
 };
 
@@ -135,11 +151,19 @@ struct fd_event {
 	__u16 family;
 	__u16 sock_type;
 	__u32 flags;
-	__u32 ppid; /* EV_FORK: the parent */
+	__u32 ppid; /* EV_SEED: the parent to copy records from, or 0 */
+	__u64 stack_id;
 	__s64 open_fds;
 	__u64 fd_limit;
 	char comm[TASK_COMM_LEN];
 	char path[PATH_LEN];
+};
+
+/* Value of the stacks map: a user stack, innermost frame first. */
+struct stack {
+	__u32 nr;
+	__u32 pad;
+	__u64 ips[MAX_STACK_DEPTH];
 };
 
 struct exit_event {

@@ -5,6 +5,8 @@ package events
 import (
 	"strconv"
 	"time"
+
+	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
 // Record is one JSON line of fdtrace's output.
@@ -48,6 +50,8 @@ type Open struct {
 	Path     string `json:"path,omitempty"`
 	Family   string `json:"family,omitempty"`
 	SockType string `json:"sock_type,omitempty"`
+	// Stack is the allocating user stack, innermost first (trace --stacks).
+	Stack []symbolize.Frame `json:"stack,omitempty"`
 }
 
 // Close is one fd going away: close, close_range, dup2/dup3 over it, or
@@ -75,6 +79,8 @@ type Error struct {
 	OpenFDs int64  `json:"open_fds"`
 	FDLimit uint64 `json:"fd_limit"`
 	Path    string `json:"path,omitempty"`
+	// Stack is the failing call's user stack (trace --stacks).
+	Stack []symbolize.Frame `json:"stack,omitempty"`
 }
 
 // Process summarises one traced process.
@@ -107,6 +113,7 @@ type Stats struct {
 	ProcsMapFull    uint64 `json:"procs_map_full"`
 	ErrorsMapFull   uint64 `json:"errors_map_full"`
 	KernelDrift     uint64 `json:"kernel_drift"`
+	StacksFull      uint64 `json:"stacks_full"`
 	SeededFDs       uint64 `json:"seeded_fds"`
 	ReconciledFDs   uint64 `json:"reconciled_fds"`
 	SkippedHooks    int    `json:"skipped_hooks"`
@@ -126,3 +133,28 @@ func Utilization(open int64, limit uint64) float64 {
 	}
 	return float64(open) / float64(limit)
 }
+
+// Leak is one group of outstanding fds: those of one process created by
+// one user stack (fdtrace leaks).
+type Leak struct {
+	Type         string            `json:"type"`
+	Time         Time              `json:"time"`
+	PID          int               `json:"pid"`
+	Comm         string            `json:"comm"`
+	Count        int               `json:"count"`
+	FDTypes      map[string]int    `json:"fd_types"`
+	Syscalls     map[string]int    `json:"syscalls"`
+	OldestAgeS   float64           `json:"oldest_age_s"`
+	GrowthPerMin float64           `json:"growth_per_min"`
+	FDs          []int             `json:"fds"`
+	Samples      []string          `json:"samples,omitempty"`
+	Stack        []symbolize.Frame `json:"stack"`
+	// Preexisting: fds open before fdtrace attached, which have no stack.
+	Preexisting bool `json:"preexisting,omitempty"`
+	// Unattributed: fds whose stack could not be kept (stack store full).
+	Unattributed bool `json:"unattributed,omitempty"`
+	// AtExit: fds the process still held when it exited.
+	AtExit bool `json:"at_exit,omitempty"`
+}
+
+func (Leak) RecordType() string { return "leak" }

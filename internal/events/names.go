@@ -75,7 +75,9 @@ var SyscallNames = []string{"", "open", "creat", "openat", "openat2", "socket",
 	"epoll_create1", "eventfd", "eventfd2", "timerfd_create", "signalfd",
 	"signalfd4", "inotify_init", "inotify_init1", "memfd_create", "pidfd_open",
 	"pidfd_getfd", "dup", "dup2", "dup3", "fcntl", "recvmsg", "close",
-	"close_range", "execve", "exit"}
+	"close_range", "execve", "exit", "clone", "clone3", "fanotify_init",
+	"io_uring_setup", "perf_event_open", "userfaultfd", "open_by_handle_at",
+	"open_tree", "fsopen", "fsmount", "fspick", "mq_open"}
 
 // SyscallName names a kernel syscall id.
 func SyscallName(id int) string {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/symbolize"
 	"time"
 )
 
@@ -127,6 +129,20 @@ func records() []Record {
 		Stats{Type: "stats", Time: ts, LostEvents: 1, FDsMapFull: 2, ProcsMapFull: 3, ErrorsMapFull: 4,
 			KernelDrift: 5, SeededFDs: 6, ReconciledFDs: 7, SkippedHooks: 8, EventsDelivered: 9},
 		Stats{Type: "stats", Time: Time(time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600)))},
+		Open{Type: "open", Time: ts, PID: 7, TID: 7, Comm: "leaky", Syscall: "openat", FD: 3, FDType: "file",
+			Path: "/etc/hostname", Stack: []symbolize.Frame{
+				{Addr: 0x7f0011223344, Func: "open", Module: "/usr/lib/x86_64-linux-gnu/libc.so.6", Offset: 0xf3344, BuildID: "ab12cd"},
+				{Addr: 0x401136, Func: "open_config", File: "leaky.c", Line: 18, Module: "/usr/bin/leaky", Offset: 0x401136},
+				{Addr: 0x7ffd0000, Module: "[vdso]"},
+				{Addr: 0x1234},
+			}},
+		Error{Type: "error", Time: ts, PID: 7, TID: 8, Comm: "leaky", Syscall: "socket", Errno: "EMFILE",
+			OpenFDs: 1024, FDLimit: 1024, Stack: []symbolize.Frame{{Addr: 0x401200, Func: "main.dial", Inlined: true}}},
+		Leak{Type: "leak", Time: ts, PID: 7, Comm: "leaky", Count: 100, FDTypes: map[string]int{"socket AF_INET": 100},
+			Syscalls: map[string]int{"socket": 100}, OldestAgeS: 12.5, GrowthPerMin: 480, FDs: []int{3, 4, 5, 6, 7},
+			Samples: []string{"tcp 127.0.0.1:5000 -> 127.0.0.1:5432"}, Stack: []symbolize.Frame{{Addr: 0x401136, Func: "connect_db"}}},
+		Leak{Type: "leak", Time: ts, PID: 7, Comm: "leaky", Count: 3, FDTypes: map[string]int{"pipe": 3},
+			Syscalls: map[string]int{"preexisting": 3}, FDs: []int{0, 1, 2}, Stack: []symbolize.Frame{}, Preexisting: true, AtExit: true},
 	}
 }
 
@@ -171,7 +187,7 @@ func loadSchema(t *testing.T) schemaDoc {
 
 func TestSchemaFieldsAreTheStructFields(t *testing.T) {
 	doc := loadSchema(t)
-	for _, r := range []Record{Open{}, Close{}, Error{}, Process{}, Stats{}} {
+	for _, r := range []Record{Open{}, Close{}, Error{}, Process{}, Stats{}, Leak{}} {
 		t.Run(r.RecordType()+" has the fields of "+reflect.TypeOf(r).Name(), func(t *testing.T) {
 			def, ok := doc.Defs[r.RecordType()]
 			if !ok {

@@ -28,7 +28,7 @@ var compiled = sync.OnceValues(func() (*schemas, error) {
 	if s.whole, err = c.Compile(url); err != nil {
 		return nil, fmt.Errorf("compiling records.schema.json: %w", err)
 	}
-	for _, r := range []Record{Open{}, Close{}, Error{}, Process{}, Stats{}} {
+	for _, r := range []Record{Open{}, Close{}, Error{}, Process{}, Stats{}, Leak{}} {
 		typ := r.RecordType()
 		if s.byType[typ], err = c.Compile(url + "#/$defs/" + typ); err != nil {
 			return nil, fmt.Errorf("compiling records.schema.json, record %s: %w", typ, err)

@@ -29,6 +29,7 @@ const (
 	fdtraceEventKindEV_ERROR fdtraceEventKind = 3
 	fdtraceEventKindEV_SEED  fdtraceEventKind = 4
 	fdtraceEventKindEV_EXIT  fdtraceEventKind = 5
+	fdtraceEventKindEV_STACK fdtraceEventKind = 6
 )
 
 type fdtraceExitEvent struct {
@@ -55,6 +56,7 @@ type fdtraceFdEvent struct {
 	SockType uint16
 	Flags    uint32
 	Ppid     uint32
+	StackId  uint64
 	OpenFds  int64
 	FdLimit  uint64
 	Comm     [16]int8
@@ -72,6 +74,7 @@ const (
 type fdtraceFdInfo struct {
 	_        structs.HostLayout
 	OpenNs   uint64
+	StackId  uint64
 	Syscall  uint16
 	FdType   uint8
 	Flags    uint8
@@ -117,6 +120,19 @@ type fdtraceProc struct {
 	Comm         [16]int8
 }
 
+type fdtraceStack struct {
+	_   structs.HostLayout
+	Nr  uint32
+	Pad uint32
+	Ips [64]uint64
+}
+
+type fdtraceStackWork struct {
+	_   structs.HostLayout
+	St  fdtraceStack
+	Top [8]uint64
+}
+
 type fdtraceStatId uint32
 
 const (
@@ -125,106 +141,137 @@ const (
 	fdtraceStatIdSTAT_PROCS_FULL  fdtraceStatId = 2
 	fdtraceStatIdSTAT_ERRORS_FULL fdtraceStatId = 3
 	fdtraceStatIdSTAT_DRIFT       fdtraceStatId = 4
-	fdtraceStatIdSTAT_MAX         fdtraceStatId = 5
+	fdtraceStatIdSTAT_STACKS_FULL fdtraceStatId = 5
+	fdtraceStatIdSTAT_MAX         fdtraceStatId = 6
 )
 
 type fdtraceSyscallId uint32
 
 const (
-	fdtraceSyscallIdSYS_NONE           fdtraceSyscallId = 0
-	fdtraceSyscallIdSYS_OPEN           fdtraceSyscallId = 1
-	fdtraceSyscallIdSYS_CREAT          fdtraceSyscallId = 2
-	fdtraceSyscallIdSYS_OPENAT         fdtraceSyscallId = 3
-	fdtraceSyscallIdSYS_OPENAT2        fdtraceSyscallId = 4
-	fdtraceSyscallIdSYS_SOCKET         fdtraceSyscallId = 5
-	fdtraceSyscallIdSYS_SOCKETPAIR     fdtraceSyscallId = 6
-	fdtraceSyscallIdSYS_ACCEPT         fdtraceSyscallId = 7
-	fdtraceSyscallIdSYS_ACCEPT4        fdtraceSyscallId = 8
-	fdtraceSyscallIdSYS_PIPE           fdtraceSyscallId = 9
-	fdtraceSyscallIdSYS_PIPE2          fdtraceSyscallId = 10
-	fdtraceSyscallIdSYS_EPOLL_CREATE   fdtraceSyscallId = 11
-	fdtraceSyscallIdSYS_EPOLL_CREATE1  fdtraceSyscallId = 12
-	fdtraceSyscallIdSYS_EVENTFD        fdtraceSyscallId = 13
-	fdtraceSyscallIdSYS_EVENTFD2       fdtraceSyscallId = 14
-	fdtraceSyscallIdSYS_TIMERFD_CREATE fdtraceSyscallId = 15
-	fdtraceSyscallIdSYS_SIGNALFD       fdtraceSyscallId = 16
-	fdtraceSyscallIdSYS_SIGNALFD4      fdtraceSyscallId = 17
-	fdtraceSyscallIdSYS_INOTIFY_INIT   fdtraceSyscallId = 18
-	fdtraceSyscallIdSYS_INOTIFY_INIT1  fdtraceSyscallId = 19
-	fdtraceSyscallIdSYS_MEMFD_CREATE   fdtraceSyscallId = 20
-	fdtraceSyscallIdSYS_PIDFD_OPEN     fdtraceSyscallId = 21
-	fdtraceSyscallIdSYS_PIDFD_GETFD    fdtraceSyscallId = 22
-	fdtraceSyscallIdSYS_DUP            fdtraceSyscallId = 23
-	fdtraceSyscallIdSYS_DUP2           fdtraceSyscallId = 24
-	fdtraceSyscallIdSYS_DUP3           fdtraceSyscallId = 25
-	fdtraceSyscallIdSYS_FCNTL          fdtraceSyscallId = 26
-	fdtraceSyscallIdSYS_RECVMSG        fdtraceSyscallId = 27
-	fdtraceSyscallIdSYS_CLOSE          fdtraceSyscallId = 28
-	fdtraceSyscallIdSYS_CLOSE_RANGE    fdtraceSyscallId = 29
-	fdtraceSyscallIdSYS_EXECVE         fdtraceSyscallId = 30
-	fdtraceSyscallIdSYS_EXIT           fdtraceSyscallId = 31
-	fdtraceSyscallIdSYS_MAX            fdtraceSyscallId = 32
+	fdtraceSyscallIdSYS_NONE              fdtraceSyscallId = 0
+	fdtraceSyscallIdSYS_OPEN              fdtraceSyscallId = 1
+	fdtraceSyscallIdSYS_CREAT             fdtraceSyscallId = 2
+	fdtraceSyscallIdSYS_OPENAT            fdtraceSyscallId = 3
+	fdtraceSyscallIdSYS_OPENAT2           fdtraceSyscallId = 4
+	fdtraceSyscallIdSYS_SOCKET            fdtraceSyscallId = 5
+	fdtraceSyscallIdSYS_SOCKETPAIR        fdtraceSyscallId = 6
+	fdtraceSyscallIdSYS_ACCEPT            fdtraceSyscallId = 7
+	fdtraceSyscallIdSYS_ACCEPT4           fdtraceSyscallId = 8
+	fdtraceSyscallIdSYS_PIPE              fdtraceSyscallId = 9
+	fdtraceSyscallIdSYS_PIPE2             fdtraceSyscallId = 10
+	fdtraceSyscallIdSYS_EPOLL_CREATE      fdtraceSyscallId = 11
+	fdtraceSyscallIdSYS_EPOLL_CREATE1     fdtraceSyscallId = 12
+	fdtraceSyscallIdSYS_EVENTFD           fdtraceSyscallId = 13
+	fdtraceSyscallIdSYS_EVENTFD2          fdtraceSyscallId = 14
+	fdtraceSyscallIdSYS_TIMERFD_CREATE    fdtraceSyscallId = 15
+	fdtraceSyscallIdSYS_SIGNALFD          fdtraceSyscallId = 16
+	fdtraceSyscallIdSYS_SIGNALFD4         fdtraceSyscallId = 17
+	fdtraceSyscallIdSYS_INOTIFY_INIT      fdtraceSyscallId = 18
+	fdtraceSyscallIdSYS_INOTIFY_INIT1     fdtraceSyscallId = 19
+	fdtraceSyscallIdSYS_MEMFD_CREATE      fdtraceSyscallId = 20
+	fdtraceSyscallIdSYS_PIDFD_OPEN        fdtraceSyscallId = 21
+	fdtraceSyscallIdSYS_PIDFD_GETFD       fdtraceSyscallId = 22
+	fdtraceSyscallIdSYS_DUP               fdtraceSyscallId = 23
+	fdtraceSyscallIdSYS_DUP2              fdtraceSyscallId = 24
+	fdtraceSyscallIdSYS_DUP3              fdtraceSyscallId = 25
+	fdtraceSyscallIdSYS_FCNTL             fdtraceSyscallId = 26
+	fdtraceSyscallIdSYS_RECVMSG           fdtraceSyscallId = 27
+	fdtraceSyscallIdSYS_CLOSE             fdtraceSyscallId = 28
+	fdtraceSyscallIdSYS_CLOSE_RANGE       fdtraceSyscallId = 29
+	fdtraceSyscallIdSYS_EXECVE            fdtraceSyscallId = 30
+	fdtraceSyscallIdSYS_EXIT              fdtraceSyscallId = 31
+	fdtraceSyscallIdSYS_CLONE             fdtraceSyscallId = 32
+	fdtraceSyscallIdSYS_CLONE3            fdtraceSyscallId = 33
+	fdtraceSyscallIdSYS_FANOTIFY_INIT     fdtraceSyscallId = 34
+	fdtraceSyscallIdSYS_IO_URING_SETUP    fdtraceSyscallId = 35
+	fdtraceSyscallIdSYS_PERF_EVENT_OPEN   fdtraceSyscallId = 36
+	fdtraceSyscallIdSYS_USERFAULTFD       fdtraceSyscallId = 37
+	fdtraceSyscallIdSYS_OPEN_BY_HANDLE_AT fdtraceSyscallId = 38
+	fdtraceSyscallIdSYS_OPEN_TREE         fdtraceSyscallId = 39
+	fdtraceSyscallIdSYS_FSOPEN            fdtraceSyscallId = 40
+	fdtraceSyscallIdSYS_FSMOUNT           fdtraceSyscallId = 41
+	fdtraceSyscallIdSYS_FSPICK            fdtraceSyscallId = 42
+	fdtraceSyscallIdSYS_MQ_OPEN           fdtraceSyscallId = 43
+	fdtraceSyscallIdSYS_MAX               fdtraceSyscallId = 44
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fdtraceMapDupStart                                = "dup_start"
-	fdtraceMapErrors                                  = "errors"
-	fdtraceMapEvents                                  = "events"
-	fdtraceMapFds                                     = "fds"
-	fdtraceMapProcScratch                             = "proc_scratch"
-	fdtraceMapProcs                                   = "procs"
-	fdtraceMapStats                                   = "stats"
-	fdtraceMapTraced                                  = "traced"
-	fdtraceProgRawTracepointSchedProcessExec          = "raw_tracepoint__sched_process_exec"
-	fdtraceProgRawTracepointSchedProcessExit          = "raw_tracepoint__sched_process_exit"
-	fdtraceProgRawTracepointSchedProcessFork          = "raw_tracepoint__sched_process_fork"
-	fdtraceProgTracepointSyscallsSysEnterClose        = "tracepoint__syscalls__sys_enter_close"
-	fdtraceProgTracepointSyscallsSysEnterCloseRange   = "tracepoint__syscalls__sys_enter_close_range"
-	fdtraceProgTracepointSyscallsSysEnterDup2         = "tracepoint__syscalls__sys_enter_dup2"
-	fdtraceProgTracepointSyscallsSysEnterDup3         = "tracepoint__syscalls__sys_enter_dup3"
-	fdtraceProgTracepointSyscallsSysExitAccept        = "tracepoint__syscalls__sys_exit_accept"
-	fdtraceProgTracepointSyscallsSysExitAccept4       = "tracepoint__syscalls__sys_exit_accept4"
-	fdtraceProgTracepointSyscallsSysExitCreat         = "tracepoint__syscalls__sys_exit_creat"
-	fdtraceProgTracepointSyscallsSysExitDup           = "tracepoint__syscalls__sys_exit_dup"
-	fdtraceProgTracepointSyscallsSysExitDup2          = "tracepoint__syscalls__sys_exit_dup2"
-	fdtraceProgTracepointSyscallsSysExitDup3          = "tracepoint__syscalls__sys_exit_dup3"
-	fdtraceProgTracepointSyscallsSysExitEpollCreate   = "tracepoint__syscalls__sys_exit_epoll_create"
-	fdtraceProgTracepointSyscallsSysExitEpollCreate1  = "tracepoint__syscalls__sys_exit_epoll_create1"
-	fdtraceProgTracepointSyscallsSysExitEventfd       = "tracepoint__syscalls__sys_exit_eventfd"
-	fdtraceProgTracepointSyscallsSysExitEventfd2      = "tracepoint__syscalls__sys_exit_eventfd2"
-	fdtraceProgTracepointSyscallsSysExitFcntl         = "tracepoint__syscalls__sys_exit_fcntl"
-	fdtraceProgTracepointSyscallsSysExitInotifyInit   = "tracepoint__syscalls__sys_exit_inotify_init"
-	fdtraceProgTracepointSyscallsSysExitInotifyInit1  = "tracepoint__syscalls__sys_exit_inotify_init1"
-	fdtraceProgTracepointSyscallsSysExitMemfdCreate   = "tracepoint__syscalls__sys_exit_memfd_create"
-	fdtraceProgTracepointSyscallsSysExitOpen          = "tracepoint__syscalls__sys_exit_open"
-	fdtraceProgTracepointSyscallsSysExitOpenat        = "tracepoint__syscalls__sys_exit_openat"
-	fdtraceProgTracepointSyscallsSysExitOpenat2       = "tracepoint__syscalls__sys_exit_openat2"
-	fdtraceProgTracepointSyscallsSysExitPidfdGetfd    = "tracepoint__syscalls__sys_exit_pidfd_getfd"
-	fdtraceProgTracepointSyscallsSysExitPidfdOpen     = "tracepoint__syscalls__sys_exit_pidfd_open"
-	fdtraceProgTracepointSyscallsSysExitPipe          = "tracepoint__syscalls__sys_exit_pipe"
-	fdtraceProgTracepointSyscallsSysExitPipe2         = "tracepoint__syscalls__sys_exit_pipe2"
-	fdtraceProgTracepointSyscallsSysExitRecvmsg       = "tracepoint__syscalls__sys_exit_recvmsg"
-	fdtraceProgTracepointSyscallsSysExitSignalfd      = "tracepoint__syscalls__sys_exit_signalfd"
-	fdtraceProgTracepointSyscallsSysExitSignalfd4     = "tracepoint__syscalls__sys_exit_signalfd4"
-	fdtraceProgTracepointSyscallsSysExitSocket        = "tracepoint__syscalls__sys_exit_socket"
-	fdtraceProgTracepointSyscallsSysExitSocketpair    = "tracepoint__syscalls__sys_exit_socketpair"
-	fdtraceProgTracepointSyscallsSysExitTimerfdCreate = "tracepoint__syscalls__sys_exit_timerfd_create"
-	fdtraceVarErrorsOnly                              = "errors_only"
-	fdtraceVarFilterComm                              = "filter_comm"
-	fdtraceVarFilterPids                              = "filter_pids"
-	fdtraceVarSelfTgid                                = "self_tgid"
-	fdtraceVarTargComm                                = "targ_comm"
-	fdtraceVarUnusedEventKind                         = "unused_event_kind"
-	fdtraceVarUnusedExitEvent                         = "unused_exit_event"
-	fdtraceVarUnusedFdEvent                           = "unused_fd_event"
-	fdtraceVarUnusedFdFlags                           = "unused_fd_flags"
-	fdtraceVarUnusedFdType                            = "unused_fd_type"
-	fdtraceVarUnusedStatId                            = "unused_stat_id"
-	fdtraceVarUnusedSyscallId                         = "unused_syscall_id"
-	fdtraceVarWakeupBytes                             = "wakeup_bytes"
+	fdtraceMapDupStart                                 = "dup_start"
+	fdtraceMapErrors                                   = "errors"
+	fdtraceMapEvents                                   = "events"
+	fdtraceMapFds                                      = "fds"
+	fdtraceMapProcScratch                              = "proc_scratch"
+	fdtraceMapProcs                                    = "procs"
+	fdtraceMapStackScratch                             = "stack_scratch"
+	fdtraceMapStacks                                   = "stacks"
+	fdtraceMapStats                                    = "stats"
+	fdtraceMapTraced                                   = "traced"
+	fdtraceProgRawTracepointSchedProcessExec           = "raw_tracepoint__sched_process_exec"
+	fdtraceProgRawTracepointSchedProcessExit           = "raw_tracepoint__sched_process_exit"
+	fdtraceProgRawTracepointSchedProcessFork           = "raw_tracepoint__sched_process_fork"
+	fdtraceProgTracepointSyscallsSysEnterClose         = "tracepoint__syscalls__sys_enter_close"
+	fdtraceProgTracepointSyscallsSysEnterCloseRange    = "tracepoint__syscalls__sys_enter_close_range"
+	fdtraceProgTracepointSyscallsSysEnterDup2          = "tracepoint__syscalls__sys_enter_dup2"
+	fdtraceProgTracepointSyscallsSysEnterDup3          = "tracepoint__syscalls__sys_enter_dup3"
+	fdtraceProgTracepointSyscallsSysExitAccept         = "tracepoint__syscalls__sys_exit_accept"
+	fdtraceProgTracepointSyscallsSysExitAccept4        = "tracepoint__syscalls__sys_exit_accept4"
+	fdtraceProgTracepointSyscallsSysExitClone          = "tracepoint__syscalls__sys_exit_clone"
+	fdtraceProgTracepointSyscallsSysExitClone3         = "tracepoint__syscalls__sys_exit_clone3"
+	fdtraceProgTracepointSyscallsSysExitCreat          = "tracepoint__syscalls__sys_exit_creat"
+	fdtraceProgTracepointSyscallsSysExitDup            = "tracepoint__syscalls__sys_exit_dup"
+	fdtraceProgTracepointSyscallsSysExitDup2           = "tracepoint__syscalls__sys_exit_dup2"
+	fdtraceProgTracepointSyscallsSysExitDup3           = "tracepoint__syscalls__sys_exit_dup3"
+	fdtraceProgTracepointSyscallsSysExitEpollCreate    = "tracepoint__syscalls__sys_exit_epoll_create"
+	fdtraceProgTracepointSyscallsSysExitEpollCreate1   = "tracepoint__syscalls__sys_exit_epoll_create1"
+	fdtraceProgTracepointSyscallsSysExitEventfd        = "tracepoint__syscalls__sys_exit_eventfd"
+	fdtraceProgTracepointSyscallsSysExitEventfd2       = "tracepoint__syscalls__sys_exit_eventfd2"
+	fdtraceProgTracepointSyscallsSysExitFanotifyInit   = "tracepoint__syscalls__sys_exit_fanotify_init"
+	fdtraceProgTracepointSyscallsSysExitFcntl          = "tracepoint__syscalls__sys_exit_fcntl"
+	fdtraceProgTracepointSyscallsSysExitFsmount        = "tracepoint__syscalls__sys_exit_fsmount"
+	fdtraceProgTracepointSyscallsSysExitFsopen         = "tracepoint__syscalls__sys_exit_fsopen"
+	fdtraceProgTracepointSyscallsSysExitFspick         = "tracepoint__syscalls__sys_exit_fspick"
+	fdtraceProgTracepointSyscallsSysExitInotifyInit    = "tracepoint__syscalls__sys_exit_inotify_init"
+	fdtraceProgTracepointSyscallsSysExitInotifyInit1   = "tracepoint__syscalls__sys_exit_inotify_init1"
+	fdtraceProgTracepointSyscallsSysExitIoUringSetup   = "tracepoint__syscalls__sys_exit_io_uring_setup"
+	fdtraceProgTracepointSyscallsSysExitMemfdCreate    = "tracepoint__syscalls__sys_exit_memfd_create"
+	fdtraceProgTracepointSyscallsSysExitMqOpen         = "tracepoint__syscalls__sys_exit_mq_open"
+	fdtraceProgTracepointSyscallsSysExitOpen           = "tracepoint__syscalls__sys_exit_open"
+	fdtraceProgTracepointSyscallsSysExitOpenByHandleAt = "tracepoint__syscalls__sys_exit_open_by_handle_at"
+	fdtraceProgTracepointSyscallsSysExitOpenTree       = "tracepoint__syscalls__sys_exit_open_tree"
+	fdtraceProgTracepointSyscallsSysExitOpenat         = "tracepoint__syscalls__sys_exit_openat"
+	fdtraceProgTracepointSyscallsSysExitOpenat2        = "tracepoint__syscalls__sys_exit_openat2"
+	fdtraceProgTracepointSyscallsSysExitPerfEventOpen  = "tracepoint__syscalls__sys_exit_perf_event_open"
+	fdtraceProgTracepointSyscallsSysExitPidfdGetfd     = "tracepoint__syscalls__sys_exit_pidfd_getfd"
+	fdtraceProgTracepointSyscallsSysExitPidfdOpen      = "tracepoint__syscalls__sys_exit_pidfd_open"
+	fdtraceProgTracepointSyscallsSysExitPipe           = "tracepoint__syscalls__sys_exit_pipe"
+	fdtraceProgTracepointSyscallsSysExitPipe2          = "tracepoint__syscalls__sys_exit_pipe2"
+	fdtraceProgTracepointSyscallsSysExitRecvmsg        = "tracepoint__syscalls__sys_exit_recvmsg"
+	fdtraceProgTracepointSyscallsSysExitSignalfd       = "tracepoint__syscalls__sys_exit_signalfd"
+	fdtraceProgTracepointSyscallsSysExitSignalfd4      = "tracepoint__syscalls__sys_exit_signalfd4"
+	fdtraceProgTracepointSyscallsSysExitSocket         = "tracepoint__syscalls__sys_exit_socket"
+	fdtraceProgTracepointSyscallsSysExitSocketpair     = "tracepoint__syscalls__sys_exit_socketpair"
+	fdtraceProgTracepointSyscallsSysExitTimerfdCreate  = "tracepoint__syscalls__sys_exit_timerfd_create"
+	fdtraceProgTracepointSyscallsSysExitUserfaultfd    = "tracepoint__syscalls__sys_exit_userfaultfd"
+	fdtraceVarAllErrors                                = "all_errors"
+	fdtraceVarArmed                                    = "armed"
+	fdtraceVarCaptureStacks                            = "capture_stacks"
+	fdtraceVarErrorsOnly                               = "errors_only"
+	fdtraceVarExitKeepsRecords                         = "exit_keeps_records"
+	fdtraceVarFilterComm                               = "filter_comm"
+	fdtraceVarFilterPids                               = "filter_pids"
+	fdtraceVarSelfTgid                                 = "self_tgid"
+	fdtraceVarTargComm                                 = "targ_comm"
+	fdtraceVarUnusedEventKind                          = "unused_event_kind"
+	fdtraceVarUnusedExitEvent                          = "unused_exit_event"
+	fdtraceVarUnusedFdEvent                            = "unused_fd_event"
+	fdtraceVarUnusedFdFlags                            = "unused_fd_flags"
+	fdtraceVarUnusedFdType                             = "unused_fd_type"
+	fdtraceVarUnusedStatId                             = "unused_stat_id"
+	fdtraceVarUnusedSyscallId                          = "unused_syscall_id"
+	fdtraceVarWakeupBytes                              = "wakeup_bytes"
 )
 
 // loadFdtrace returns the embedded CollectionSpec for fdtrace.
@@ -269,73 +316,91 @@ type fdtraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fdtraceProgramSpecs struct {
-	RawTracepointSchedProcessExec          *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exec"`
-	RawTracepointSchedProcessExit          *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exit"`
-	RawTracepointSchedProcessFork          *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_fork"`
-	TracepointSyscallsSysEnterClose        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_close"`
-	TracepointSyscallsSysEnterCloseRange   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_close_range"`
-	TracepointSyscallsSysEnterDup2         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_dup2"`
-	TracepointSyscallsSysEnterDup3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
-	TracepointSyscallsSysExitAccept        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept"`
-	TracepointSyscallsSysExitAccept4       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
-	TracepointSyscallsSysExitCreat         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
-	TracepointSyscallsSysExitDup           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup"`
-	TracepointSyscallsSysExitDup2          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
-	TracepointSyscallsSysExitDup3          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup3"`
-	TracepointSyscallsSysExitEpollCreate   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_epoll_create"`
-	TracepointSyscallsSysExitEpollCreate1  *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_epoll_create1"`
-	TracepointSyscallsSysExitEventfd       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_eventfd"`
-	TracepointSyscallsSysExitEventfd2      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_eventfd2"`
-	TracepointSyscallsSysExitFcntl         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fcntl"`
-	TracepointSyscallsSysExitInotifyInit   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
-	TracepointSyscallsSysExitInotifyInit1  *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
-	TracepointSyscallsSysExitMemfdCreate   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
-	TracepointSyscallsSysExitOpen          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_open"`
-	TracepointSyscallsSysExitOpenat        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_openat"`
-	TracepointSyscallsSysExitOpenat2       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_openat2"`
-	TracepointSyscallsSysExitPidfdGetfd    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pidfd_getfd"`
-	TracepointSyscallsSysExitPidfdOpen     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
-	TracepointSyscallsSysExitPipe          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
-	TracepointSyscallsSysExitPipe2         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
-	TracepointSyscallsSysExitRecvmsg       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
-	TracepointSyscallsSysExitSignalfd      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
-	TracepointSyscallsSysExitSignalfd4     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
-	TracepointSyscallsSysExitSocket        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_socket"`
-	TracepointSyscallsSysExitSocketpair    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_socketpair"`
-	TracepointSyscallsSysExitTimerfdCreate *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_timerfd_create"`
+	RawTracepointSchedProcessExec           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exec"`
+	RawTracepointSchedProcessExit           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exit"`
+	RawTracepointSchedProcessFork           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_fork"`
+	TracepointSyscallsSysEnterClose         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_close"`
+	TracepointSyscallsSysEnterCloseRange    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_close_range"`
+	TracepointSyscallsSysEnterDup2          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_dup2"`
+	TracepointSyscallsSysEnterDup3          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
+	TracepointSyscallsSysExitAccept         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept"`
+	TracepointSyscallsSysExitAccept4        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
+	TracepointSyscallsSysExitClone          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone"`
+	TracepointSyscallsSysExitClone3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
+	TracepointSyscallsSysExitCreat          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
+	TracepointSyscallsSysExitDup            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup"`
+	TracepointSyscallsSysExitDup2           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
+	TracepointSyscallsSysExitDup3           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup3"`
+	TracepointSyscallsSysExitEpollCreate    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_epoll_create"`
+	TracepointSyscallsSysExitEpollCreate1   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_epoll_create1"`
+	TracepointSyscallsSysExitEventfd        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_eventfd"`
+	TracepointSyscallsSysExitEventfd2       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_eventfd2"`
+	TracepointSyscallsSysExitFanotifyInit   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fanotify_init"`
+	TracepointSyscallsSysExitFcntl          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fcntl"`
+	TracepointSyscallsSysExitFsmount        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fsmount"`
+	TracepointSyscallsSysExitFsopen         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fsopen"`
+	TracepointSyscallsSysExitFspick         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fspick"`
+	TracepointSyscallsSysExitInotifyInit    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
+	TracepointSyscallsSysExitInotifyInit1   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
+	TracepointSyscallsSysExitIoUringSetup   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_io_uring_setup"`
+	TracepointSyscallsSysExitMemfdCreate    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
+	TracepointSyscallsSysExitMqOpen         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_mq_open"`
+	TracepointSyscallsSysExitOpen           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_open"`
+	TracepointSyscallsSysExitOpenByHandleAt *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_open_by_handle_at"`
+	TracepointSyscallsSysExitOpenTree       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_open_tree"`
+	TracepointSyscallsSysExitOpenat         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_openat"`
+	TracepointSyscallsSysExitOpenat2        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_openat2"`
+	TracepointSyscallsSysExitPerfEventOpen  *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_perf_event_open"`
+	TracepointSyscallsSysExitPidfdGetfd     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pidfd_getfd"`
+	TracepointSyscallsSysExitPidfdOpen      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
+	TracepointSyscallsSysExitPipe           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
+	TracepointSyscallsSysExitPipe2          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
+	TracepointSyscallsSysExitRecvmsg        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
+	TracepointSyscallsSysExitSignalfd       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
+	TracepointSyscallsSysExitSignalfd4      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
+	TracepointSyscallsSysExitSocket         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_socket"`
+	TracepointSyscallsSysExitSocketpair     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_socketpair"`
+	TracepointSyscallsSysExitTimerfdCreate  *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_timerfd_create"`
+	TracepointSyscallsSysExitUserfaultfd    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_userfaultfd"`
 }
 
 // fdtraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fdtraceMapSpecs struct {
-	DupStart    *ebpf.MapSpec `ebpf:"dup_start"`
-	Errors      *ebpf.MapSpec `ebpf:"errors"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Fds         *ebpf.MapSpec `ebpf:"fds"`
-	ProcScratch *ebpf.MapSpec `ebpf:"proc_scratch"`
-	Procs       *ebpf.MapSpec `ebpf:"procs"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	Traced      *ebpf.MapSpec `ebpf:"traced"`
+	DupStart     *ebpf.MapSpec `ebpf:"dup_start"`
+	Errors       *ebpf.MapSpec `ebpf:"errors"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Fds          *ebpf.MapSpec `ebpf:"fds"`
+	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
+	Procs        *ebpf.MapSpec `ebpf:"procs"`
+	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Traced       *ebpf.MapSpec `ebpf:"traced"`
 }
 
 // fdtraceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fdtraceVariableSpecs struct {
-	ErrorsOnly      *ebpf.VariableSpec `ebpf:"errors_only"`
-	FilterComm      *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterPids      *ebpf.VariableSpec `ebpf:"filter_pids"`
-	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
-	TargComm        *ebpf.VariableSpec `ebpf:"targ_comm"`
-	UnusedEventKind *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedExitEvent *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedFdEvent   *ebpf.VariableSpec `ebpf:"unused_fd_event"`
-	UnusedFdFlags   *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
-	UnusedFdType    *ebpf.VariableSpec `ebpf:"unused_fd_type"`
-	UnusedStatId    *ebpf.VariableSpec `ebpf:"unused_stat_id"`
-	UnusedSyscallId *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	AllErrors        *ebpf.VariableSpec `ebpf:"all_errors"`
+	Armed            *ebpf.VariableSpec `ebpf:"armed"`
+	CaptureStacks    *ebpf.VariableSpec `ebpf:"capture_stacks"`
+	ErrorsOnly       *ebpf.VariableSpec `ebpf:"errors_only"`
+	ExitKeepsRecords *ebpf.VariableSpec `ebpf:"exit_keeps_records"`
+	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
+	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
+	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	TargComm         *ebpf.VariableSpec `ebpf:"targ_comm"`
+	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedFdEvent    *ebpf.VariableSpec `ebpf:"unused_fd_event"`
+	UnusedFdFlags    *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
+	UnusedFdType     *ebpf.VariableSpec `ebpf:"unused_fd_type"`
+	UnusedStatId     *ebpf.VariableSpec `ebpf:"unused_stat_id"`
+	UnusedSyscallId  *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // fdtraceObjects contains all objects after they have been loaded into the kernel.
@@ -358,14 +423,16 @@ func (o *fdtraceObjects) Close() error {
 //
 // It can be passed to loadFdtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fdtraceMaps struct {
-	DupStart    *ebpf.Map `ebpf:"dup_start"`
-	Errors      *ebpf.Map `ebpf:"errors"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Fds         *ebpf.Map `ebpf:"fds"`
-	ProcScratch *ebpf.Map `ebpf:"proc_scratch"`
-	Procs       *ebpf.Map `ebpf:"procs"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	Traced      *ebpf.Map `ebpf:"traced"`
+	DupStart     *ebpf.Map `ebpf:"dup_start"`
+	Errors       *ebpf.Map `ebpf:"errors"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Fds          *ebpf.Map `ebpf:"fds"`
+	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
+	Procs        *ebpf.Map `ebpf:"procs"`
+	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks       *ebpf.Map `ebpf:"stacks"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	Traced       *ebpf.Map `ebpf:"traced"`
 }
 
 func (m *fdtraceMaps) Close() error {
@@ -376,6 +443,8 @@ func (m *fdtraceMaps) Close() error {
 		m.Fds,
 		m.ProcScratch,
 		m.Procs,
+		m.StackScratch,
+		m.Stacks,
 		m.Stats,
 		m.Traced,
 	)
@@ -385,59 +454,75 @@ func (m *fdtraceMaps) Close() error {
 //
 // It can be passed to loadFdtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fdtraceVariables struct {
-	ErrorsOnly      *ebpf.Variable `ebpf:"errors_only"`
-	FilterComm      *ebpf.Variable `ebpf:"filter_comm"`
-	FilterPids      *ebpf.Variable `ebpf:"filter_pids"`
-	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
-	TargComm        *ebpf.Variable `ebpf:"targ_comm"`
-	UnusedEventKind *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedExitEvent *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedFdEvent   *ebpf.Variable `ebpf:"unused_fd_event"`
-	UnusedFdFlags   *ebpf.Variable `ebpf:"unused_fd_flags"`
-	UnusedFdType    *ebpf.Variable `ebpf:"unused_fd_type"`
-	UnusedStatId    *ebpf.Variable `ebpf:"unused_stat_id"`
-	UnusedSyscallId *ebpf.Variable `ebpf:"unused_syscall_id"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	AllErrors        *ebpf.Variable `ebpf:"all_errors"`
+	Armed            *ebpf.Variable `ebpf:"armed"`
+	CaptureStacks    *ebpf.Variable `ebpf:"capture_stacks"`
+	ErrorsOnly       *ebpf.Variable `ebpf:"errors_only"`
+	ExitKeepsRecords *ebpf.Variable `ebpf:"exit_keeps_records"`
+	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
+	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
+	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	TargComm         *ebpf.Variable `ebpf:"targ_comm"`
+	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedFdEvent    *ebpf.Variable `ebpf:"unused_fd_event"`
+	UnusedFdFlags    *ebpf.Variable `ebpf:"unused_fd_flags"`
+	UnusedFdType     *ebpf.Variable `ebpf:"unused_fd_type"`
+	UnusedStatId     *ebpf.Variable `ebpf:"unused_stat_id"`
+	UnusedSyscallId  *ebpf.Variable `ebpf:"unused_syscall_id"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // fdtracePrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadFdtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fdtracePrograms struct {
-	RawTracepointSchedProcessExec          *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exec"`
-	RawTracepointSchedProcessExit          *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exit"`
-	RawTracepointSchedProcessFork          *ebpf.Program `ebpf:"raw_tracepoint__sched_process_fork"`
-	TracepointSyscallsSysEnterClose        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_close"`
-	TracepointSyscallsSysEnterCloseRange   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_close_range"`
-	TracepointSyscallsSysEnterDup2         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_dup2"`
-	TracepointSyscallsSysEnterDup3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
-	TracepointSyscallsSysExitAccept        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept"`
-	TracepointSyscallsSysExitAccept4       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
-	TracepointSyscallsSysExitCreat         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
-	TracepointSyscallsSysExitDup           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup"`
-	TracepointSyscallsSysExitDup2          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
-	TracepointSyscallsSysExitDup3          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup3"`
-	TracepointSyscallsSysExitEpollCreate   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_epoll_create"`
-	TracepointSyscallsSysExitEpollCreate1  *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_epoll_create1"`
-	TracepointSyscallsSysExitEventfd       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_eventfd"`
-	TracepointSyscallsSysExitEventfd2      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_eventfd2"`
-	TracepointSyscallsSysExitFcntl         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fcntl"`
-	TracepointSyscallsSysExitInotifyInit   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
-	TracepointSyscallsSysExitInotifyInit1  *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
-	TracepointSyscallsSysExitMemfdCreate   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
-	TracepointSyscallsSysExitOpen          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_open"`
-	TracepointSyscallsSysExitOpenat        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_openat"`
-	TracepointSyscallsSysExitOpenat2       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_openat2"`
-	TracepointSyscallsSysExitPidfdGetfd    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pidfd_getfd"`
-	TracepointSyscallsSysExitPidfdOpen     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
-	TracepointSyscallsSysExitPipe          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
-	TracepointSyscallsSysExitPipe2         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
-	TracepointSyscallsSysExitRecvmsg       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
-	TracepointSyscallsSysExitSignalfd      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
-	TracepointSyscallsSysExitSignalfd4     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
-	TracepointSyscallsSysExitSocket        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_socket"`
-	TracepointSyscallsSysExitSocketpair    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_socketpair"`
-	TracepointSyscallsSysExitTimerfdCreate *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_timerfd_create"`
+	RawTracepointSchedProcessExec           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exec"`
+	RawTracepointSchedProcessExit           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exit"`
+	RawTracepointSchedProcessFork           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_fork"`
+	TracepointSyscallsSysEnterClose         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_close"`
+	TracepointSyscallsSysEnterCloseRange    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_close_range"`
+	TracepointSyscallsSysEnterDup2          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_dup2"`
+	TracepointSyscallsSysEnterDup3          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
+	TracepointSyscallsSysExitAccept         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept"`
+	TracepointSyscallsSysExitAccept4        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
+	TracepointSyscallsSysExitClone          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone"`
+	TracepointSyscallsSysExitClone3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
+	TracepointSyscallsSysExitCreat          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
+	TracepointSyscallsSysExitDup            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup"`
+	TracepointSyscallsSysExitDup2           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
+	TracepointSyscallsSysExitDup3           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup3"`
+	TracepointSyscallsSysExitEpollCreate    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_epoll_create"`
+	TracepointSyscallsSysExitEpollCreate1   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_epoll_create1"`
+	TracepointSyscallsSysExitEventfd        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_eventfd"`
+	TracepointSyscallsSysExitEventfd2       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_eventfd2"`
+	TracepointSyscallsSysExitFanotifyInit   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fanotify_init"`
+	TracepointSyscallsSysExitFcntl          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fcntl"`
+	TracepointSyscallsSysExitFsmount        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fsmount"`
+	TracepointSyscallsSysExitFsopen         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fsopen"`
+	TracepointSyscallsSysExitFspick         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fspick"`
+	TracepointSyscallsSysExitInotifyInit    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
+	TracepointSyscallsSysExitInotifyInit1   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
+	TracepointSyscallsSysExitIoUringSetup   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_io_uring_setup"`
+	TracepointSyscallsSysExitMemfdCreate    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
+	TracepointSyscallsSysExitMqOpen         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_mq_open"`
+	TracepointSyscallsSysExitOpen           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_open"`
+	TracepointSyscallsSysExitOpenByHandleAt *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_open_by_handle_at"`
+	TracepointSyscallsSysExitOpenTree       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_open_tree"`
+	TracepointSyscallsSysExitOpenat         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_openat"`
+	TracepointSyscallsSysExitOpenat2        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_openat2"`
+	TracepointSyscallsSysExitPerfEventOpen  *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_perf_event_open"`
+	TracepointSyscallsSysExitPidfdGetfd     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pidfd_getfd"`
+	TracepointSyscallsSysExitPidfdOpen      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
+	TracepointSyscallsSysExitPipe           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
+	TracepointSyscallsSysExitPipe2          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
+	TracepointSyscallsSysExitRecvmsg        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
+	TracepointSyscallsSysExitSignalfd       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
+	TracepointSyscallsSysExitSignalfd4      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
+	TracepointSyscallsSysExitSocket         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_socket"`
+	TracepointSyscallsSysExitSocketpair     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_socketpair"`
+	TracepointSyscallsSysExitTimerfdCreate  *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_timerfd_create"`
+	TracepointSyscallsSysExitUserfaultfd    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_userfaultfd"`
 }
 
 func (p *fdtracePrograms) Close() error {
@@ -451,6 +536,8 @@ func (p *fdtracePrograms) Close() error {
 		p.TracepointSyscallsSysEnterDup3,
 		p.TracepointSyscallsSysExitAccept,
 		p.TracepointSyscallsSysExitAccept4,
+		p.TracepointSyscallsSysExitClone,
+		p.TracepointSyscallsSysExitClone3,
 		p.TracepointSyscallsSysExitCreat,
 		p.TracepointSyscallsSysExitDup,
 		p.TracepointSyscallsSysExitDup2,
@@ -459,13 +546,22 @@ func (p *fdtracePrograms) Close() error {
 		p.TracepointSyscallsSysExitEpollCreate1,
 		p.TracepointSyscallsSysExitEventfd,
 		p.TracepointSyscallsSysExitEventfd2,
+		p.TracepointSyscallsSysExitFanotifyInit,
 		p.TracepointSyscallsSysExitFcntl,
+		p.TracepointSyscallsSysExitFsmount,
+		p.TracepointSyscallsSysExitFsopen,
+		p.TracepointSyscallsSysExitFspick,
 		p.TracepointSyscallsSysExitInotifyInit,
 		p.TracepointSyscallsSysExitInotifyInit1,
+		p.TracepointSyscallsSysExitIoUringSetup,
 		p.TracepointSyscallsSysExitMemfdCreate,
+		p.TracepointSyscallsSysExitMqOpen,
 		p.TracepointSyscallsSysExitOpen,
+		p.TracepointSyscallsSysExitOpenByHandleAt,
+		p.TracepointSyscallsSysExitOpenTree,
 		p.TracepointSyscallsSysExitOpenat,
 		p.TracepointSyscallsSysExitOpenat2,
+		p.TracepointSyscallsSysExitPerfEventOpen,
 		p.TracepointSyscallsSysExitPidfdGetfd,
 		p.TracepointSyscallsSysExitPidfdOpen,
 		p.TracepointSyscallsSysExitPipe,
@@ -476,6 +572,7 @@ func (p *fdtracePrograms) Close() error {
 		p.TracepointSyscallsSysExitSocket,
 		p.TracepointSyscallsSysExitSocketpair,
 		p.TracepointSyscallsSysExitTimerfdCreate,
+		p.TracepointSyscallsSysExitUserfaultfd,
 	)
 }
 

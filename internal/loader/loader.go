@@ -18,6 +18,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
 // Config says what to trace. The zero value traces every process.
@@ -33,6 +35,9 @@ type Config struct {
 	// ErrorsOnly keeps open/close events in the kernel: only failed
 	// syscalls and exits reach user space.
 	ErrorsOnly bool
+	// AllErrors sends an error event for every errno; by default only
+	// EMFILE, ENFILE, ENOMEM and ENOBUFS give one (all are counted).
+	AllErrors bool
 	// BTFPath is a BTF file for kernels without /sys/kernel/btf/vmlinux.
 	BTFPath string
 	// RingBufferBytes is the size of the event ring buffer (power of two).
@@ -43,6 +48,14 @@ type Config struct {
 	WakeupBytes int
 	// PollInterval bounds how long a queued event waits to be read.
 	PollInterval time.Duration
+	// CaptureStacks records the user stack of every fd creation (and
+	// failure); Stack symbolizes them.
+	CaptureStacks bool
+	// KeepRecordsAtExit hands the records of an exiting process to
+	// TakeExitedFDs instead of dropping them in the kernel.
+	KeepRecordsAtExit bool
+	// Symbolizer resolves captured stacks; nil makes a default one.
+	Symbolizer *symbolize.Symbolizer
 }
 
 const (
@@ -69,10 +82,15 @@ type Tracer struct {
 	closeErr error
 	once     sync.Once
 
-	mu        sync.Mutex // guards the counters below
+	detachErr  error
+	detachOnce sync.Once
+
+	mu        sync.Mutex // guards the fields below
 	seeded    uint64
 	reconcile uint64
 	delivered uint64
+	stacks    map[uint64][]symbolize.Frame // symbolized when first seen
+	exitedFDs map[int][]FD                 // with KeepRecordsAtExit
 }
 
 // Load checks the kernel, loads and attaches the programs and seeds the
@@ -109,7 +127,10 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	}
 	raiseFDLimit()
 
-	t := &Tracer{cfg: cfg, clock: newClock()}
+	if cfg.CaptureStacks && cfg.Symbolizer == nil {
+		cfg.Symbolizer = symbolize.New(symbolize.Options{})
+	}
+	t := &Tracer{cfg: cfg, clock: newClock(), stacks: map[uint64][]symbolize.Frame{}, exitedFDs: map[int][]FD{}}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -142,6 +163,10 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if err := t.attach(spec); err != nil {
 		return nil, err
 	}
+	// Count from now on: every hook is live.
+	if err := t.objs.Armed.Set(uint32(1)); err != nil {
+		return nil, fmt.Errorf("arming the programs: %w", err)
+	}
 	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("opening ring buffer: %w", err)
 	}
@@ -155,12 +180,15 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 	var comm [16]byte
 	copy(comm[:], cfg.Comm)
 	vars := map[string]any{
-		"self_tgid":    uint32(os.Getpid()),
-		"filter_pids":  len(cfg.PIDs) > 0 || cfg.FollowChildrenOf != 0,
-		"filter_comm":  cfg.Comm != "",
-		"targ_comm":    comm,
-		"errors_only":  cfg.ErrorsOnly,
-		"wakeup_bytes": uint64(cfg.WakeupBytes),
+		"self_tgid":          uint32(os.Getpid()),
+		"filter_pids":        len(cfg.PIDs) > 0 || cfg.FollowChildrenOf != 0,
+		"filter_comm":        cfg.Comm != "",
+		"targ_comm":          comm,
+		"errors_only":        cfg.ErrorsOnly,
+		"wakeup_bytes":       uint64(cfg.WakeupBytes),
+		"capture_stacks":     cfg.CaptureStacks,
+		"all_errors":         cfg.AllErrors,
+		"exit_keeps_records": cfg.KeepRecordsAtExit,
 	}
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -257,21 +285,30 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec) error {
 // Notes are things the user should know: a mounted tracefs, skipped hooks.
 func (t *Tracer) Notes() []string { return t.notes }
 
+// Detach stops the programs; the maps and the ring buffer stay readable,
+// so that a last Drain sees everything that happened. It is safe to call
+// more than once.
+func (t *Tracer) Detach() error {
+	t.detachOnce.Do(func() {
+		// Each detach waits out an RCU grace period (~40 ms): do them at once.
+		errs := make([]error, len(t.links))
+		var wg sync.WaitGroup
+		for i, l := range t.links {
+			wg.Go(func() { errs[i] = l.Close() })
+		}
+		wg.Wait()
+		t.detachErr = errors.Join(errs...)
+	})
+	return t.detachErr
+}
+
 // Close detaches and unloads everything. It is safe to call more than once.
 func (t *Tracer) Close() error {
 	t.once.Do(func() {
-		var errs []error
+		errs := []error{t.Detach()}
 		if t.reader != nil {
 			errs = append(errs, t.reader.Close())
 		}
-		// Each detach waits out an RCU grace period (~40 ms): do them at once.
-		linkErrs := make([]error, len(t.links))
-		var wg sync.WaitGroup
-		for i, l := range t.links {
-			wg.Go(func() { linkErrs[i] = l.Close() })
-		}
-		wg.Wait()
-		errs = append(errs, linkErrs...)
 		errs = append(errs, t.objs.Close())
 		t.closeErr = errors.Join(errs...)
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
 // Handler receives each record in kernel order; an error stops the reader.
@@ -82,7 +83,8 @@ func (t *Tracer) handle(raw []byte, h Handler) error {
 		return h(events.Open{Type: "open", Time: ts, PID: pid, TID: tid, Comm: comm,
 			Syscall: sc, FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType)),
 			Cloexec: e.Flags&uint32(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: cString(e.Path[:]),
-			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType))})
+			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType)),
+			Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_CLOSE:
 		ts, pid, tid, comm, sc := base()
 		return h(events.Close{Type: "close", Time: ts, PID: pid, TID: tid, Comm: comm,
@@ -91,12 +93,47 @@ func (t *Tracer) handle(raw []byte, h Handler) error {
 		ts, pid, tid, comm, sc := base()
 		return h(events.Error{Type: "error", Time: ts, PID: pid, TID: tid, Comm: comm,
 			Syscall: sc, Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
-			FDLimit: e.FdLimit, Path: cString(e.Path[:])})
+			FDLimit: e.FdLimit, Path: cString(e.Path[:]), Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_SEED:
 		t.seedChild(int(e.Pid), int(e.Ppid))
 		return nil
+	case fdtraceEventKindEV_STACK:
+		return t.symbolizeStack(int(e.Pid), e.StackId)
 	}
 	return fmt.Errorf("unknown event kind %d", e.Kind)
+}
+
+// symbolizeStack resolves a new stack while its process still lives.
+func (t *Tracer) symbolizeStack(pid int, id uint64) error {
+	var st fdtraceStack
+	if err := t.objs.Stacks.Lookup(id, &st); err != nil {
+		return nil // already collected: records keep the id only
+	}
+	n := min(int(st.Nr), len(st.Ips))
+	frames := t.cfg.Symbolizer.Symbolize(pid, st.Ips[:n])
+	t.mu.Lock()
+	t.stacks[id] = frames
+	t.mu.Unlock()
+	return nil
+}
+
+// Stack is the symbolized stack of id, nil if unknown or id is 0.
+func (t *Tracer) Stack(id uint64) []symbolize.Frame {
+	if id == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stacks[id]
+}
+
+// SymbolizerWarnings are the symbolizer's notes for the user (JIT code
+// without a perf map, ...).
+func (t *Tracer) SymbolizerWarnings() []string {
+	if t.cfg.Symbolizer == nil {
+		return nil
+	}
+	return t.cfg.Symbolizer.Warnings()
 }
 
 // exited turns the final counters of a process into its last record.
@@ -104,6 +141,9 @@ func (t *Tracer) exited(e *fdtraceExitEvent) events.Process {
 	p := t.process(int(e.Pid), &e.Proc, e.FdLimit, nil)
 	p.Time = events.Time(t.clock.wall(e.Ts))
 	p.Exited = true
+	if t.cfg.KeepRecordsAtExit {
+		t.collectExited(int(e.Pid))
+	}
 	if e.Proc.Errors > 0 {
 		if errs := t.takeErrors(e.Pid, e.Proc.StartNs); errs != nil {
 			p.Errors = errs

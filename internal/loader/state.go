@@ -14,6 +14,7 @@ import (
 
 // FD is what the kernel holds about one live fd.
 type FD struct {
+	PID      int
 	FD       int
 	Type     string
 	Syscall  string
@@ -22,37 +23,86 @@ type FD struct {
 	Seeded   bool // recorded from /proc rather than seen being created
 	Family   string
 	SockType string
+	StackID  uint64 // 0: no stack (seeded, or the stack store was full)
 }
 
 // LiveFDs lists the fds the kernel maps hold for pid. It walks the whole
 // fds map: meant for tests and reports, not for hot paths.
 func (t *Tracer) LiveFDs(pid int) (map[int]FD, error) {
 	out := map[int]FD{}
+	err := t.eachFD(func(fd FD) {
+		if fd.PID == pid {
+			out[fd.FD] = fd
+		}
+	})
+	return out, err
+}
+
+// FDs lists every live fd the kernel maps hold, of every traced process.
+func (t *Tracer) FDs() ([]FD, error) {
+	var out []FD
+	err := t.eachFD(func(fd FD) { out = append(out, fd) })
+	return out, err
+}
+
+func (t *Tracer) eachFD(fn func(FD)) error {
 	var key fdtraceFdKey
 	var info fdtraceFdInfo
 	it := t.objs.Fds.Iterate()
 	for it.Next(&key, &info) {
-		if int(key.Tgid) != pid {
-			continue
-		}
-		fd := FD{
-			FD:       int(key.Fd),
-			Type:     events.FDTypeName(int(info.FdType)),
-			Syscall:  events.SyscallName(int(info.Syscall)),
-			Cloexec:  info.Flags&uint8(fdtraceFdFlagsFDF_CLOEXEC) != 0,
-			Seeded:   info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
-			Family:   events.FamilyName(int(info.Family)),
-			SockType: events.SockTypeName(int(info.SockType)),
-		}
-		if info.OpenNs != 0 {
-			fd.OpenTime = t.clock.wall(info.OpenNs)
-		}
-		out[fd.FD] = fd
+		fn(t.fdOf(key, &info))
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading fds map: %w", err)
+		return fmt.Errorf("reading fds map: %w", err)
 	}
-	return out, nil
+	return nil
+}
+
+// collectExited moves the records of an exited process out of the kernel
+// into exitedFDs.
+func (t *Tracer) collectExited(pid int) {
+	var keys []fdtraceFdKey
+	var fds []FD
+	t.eachFD(func(fd FD) {
+		if fd.PID == pid {
+			fds = append(fds, fd)
+			keys = append(keys, fdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd.FD)})
+		}
+	})
+	for _, k := range keys {
+		t.objs.Fds.Delete(k)
+	}
+	t.mu.Lock()
+	t.exitedFDs[pid] = fds
+	t.mu.Unlock()
+}
+
+// TakeExitedFDs returns (once) the fds pid still had open when it exited;
+// only with Config.KeepRecordsAtExit.
+func (t *Tracer) TakeExitedFDs(pid int) []FD {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fds := t.exitedFDs[pid]
+	delete(t.exitedFDs, pid)
+	return fds
+}
+
+func (t *Tracer) fdOf(key fdtraceFdKey, info *fdtraceFdInfo) FD {
+	fd := FD{
+		PID:      int(key.Tgid),
+		FD:       int(key.Fd),
+		Type:     events.FDTypeName(int(info.FdType)),
+		Syscall:  events.SyscallName(int(info.Syscall)),
+		Cloexec:  info.Flags&uint8(fdtraceFdFlagsFDF_CLOEXEC) != 0,
+		Seeded:   info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
+		Family:   events.FamilyName(int(info.Family)),
+		SockType: events.SockTypeName(int(info.SockType)),
+		StackID:  info.StackId,
+	}
+	if info.OpenNs != 0 {
+		fd.OpenTime = t.clock.wall(info.OpenNs)
+	}
+	return fd
 }
 
 // Process is the summary of one live traced process, false if the kernel
@@ -86,10 +136,10 @@ func (t *Tracer) Processes() ([]events.Process, error) {
 	it := t.objs.Procs.Iterate()
 	for it.Next(&pid, &p) {
 		limit, _, err := procfs.FDLimit(int(pid))
-		if err != nil {
-			continue // exited; its exit record was or will be sent
-		}
-		out = append(out, t.process(int(pid), &p, limit, errs[procKey{pid, p.StartNs}]))
+		rec := t.process(int(pid), &p, limit, errs[procKey{pid, p.StartNs}])
+		// Gone, but its exit was not seen: it came after Detach.
+		rec.Exited = err != nil
+		out = append(out, rec)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading procs map: %w", err)
@@ -208,6 +258,7 @@ func (t *Tracer) Stats() (events.Stats, error) {
 		fdtraceStatIdSTAT_PROCS_FULL:  &s.ProcsMapFull,
 		fdtraceStatIdSTAT_ERRORS_FULL: &s.ErrorsMapFull,
 		fdtraceStatIdSTAT_DRIFT:       &s.KernelDrift,
+		fdtraceStatIdSTAT_STACKS_FULL: &s.StacksFull,
 	} {
 		v, err := read(id)
 		if err != nil {

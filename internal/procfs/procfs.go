@@ -4,8 +4,10 @@
 package procfs
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -141,4 +143,73 @@ func FDLimit(pid int) (soft, hard uint64, err error) {
 		return 0, 0, err
 	}
 	return lim.Cur, lim.Max, nil
+}
+
+// SocketInode is the inode of a "socket:[N]" fd link, 0 for other links.
+func SocketInode(target string) uint64 {
+	s, ok := strings.CutPrefix(target, "socket:[")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+	return n
+}
+
+// SocketPeers maps socket inodes to "local -> remote" for the TCP and UDP
+// sockets in pid's network namespace, and to the path of unix sockets.
+func SocketPeers(pid int) map[uint64]string {
+	out := map[uint64]string{}
+	base := filepath.Join(Root, strconv.Itoa(pid), "net")
+	for _, name := range []string{"tcp", "tcp6", "udp", "udp6"} {
+		b, err := os.ReadFile(filepath.Join(base, name))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 {
+				continue
+			}
+			ino, err := strconv.ParseUint(f[9], 10, 64)
+			if err != nil || ino == 0 {
+				continue
+			}
+			local, remote := hexAddr(f[1]), hexAddr(f[2])
+			if strings.HasSuffix(remote, ":0") {
+				out[ino] = name + " " + local // listening or unconnected
+			} else {
+				out[ino] = name + " " + local + " -> " + remote
+			}
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(base, "unix")); err == nil {
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 8 {
+				continue
+			}
+			if ino, err := strconv.ParseUint(f[6], 10, 64); err == nil && ino != 0 {
+				out[ino] = "unix " + f[7]
+			}
+		}
+	}
+	return out
+}
+
+// hexAddr turns /proc/net/tcp's "0100007F:1F90" into "127.0.0.1:8080".
+func hexAddr(s string) string {
+	host, port, ok := strings.Cut(s, ":")
+	if !ok {
+		return s
+	}
+	p, _ := strconv.ParseUint(port, 16, 16)
+	raw, err := hex.DecodeString(host)
+	if err != nil {
+		return s
+	}
+	// The kernel prints each 32-bit word in host (little-endian) order.
+	for i := 0; i+4 <= len(raw); i += 4 {
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	return net.JoinHostPort(net.IP(raw).String(), strconv.FormatUint(p, 10))
 }

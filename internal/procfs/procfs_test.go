@@ -108,3 +108,30 @@ func TestPIDsAndCommReadProc(t *testing.T) {
 		t.Errorf("FDTarget = %q, %v", target, err)
 	}
 }
+
+func TestSocketPeersNameBothEndsOfTCPAndUnixPaths(t *testing.T) {
+	fakeProc(t)
+	net := filepath.Join(Root, "42", "net")
+	os.MkdirAll(net, 0o755)
+	os.WriteFile(filepath.Join(net, "tcp"), []byte(
+		"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"+
+			"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n"+
+			"   1: 0100007F:D431 0100007F:1538 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 20 4 30 10 -1\n"), 0o644)
+	os.WriteFile(filepath.Join(net, "unix"), []byte(
+		"Num       RefCount Protocol Flags    Type St Inode Path\n"+
+			"0000000000000000: 00000002 00000000 00010000 0001 01 333 /run/app.sock\n"), 0o644)
+	peers := SocketPeers(42)
+	want := map[uint64]string{
+		111: "tcp 127.0.0.1:8080",
+		222: "tcp 127.0.0.1:54321 -> 127.0.0.1:5432",
+		333: "unix /run/app.sock",
+	}
+	for ino, w := range want {
+		if peers[ino] != w {
+			t.Errorf("inode %d: %q, want %q", ino, peers[ino], w)
+		}
+	}
+	if SocketInode("socket:[222]") != 222 || SocketInode("pipe:[1]") != 0 {
+		t.Error("SocketInode misreads links")
+	}
+}

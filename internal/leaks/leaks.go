@@ -1,0 +1,163 @@
+// Package leaks groups the fds a process still holds by the user stack
+// that created them, the way memleak groups outstanding allocations.
+package leaks
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/fdtrace/fdtrace/internal/loader"
+	"github.com/fdtrace/fdtrace/internal/symbolize"
+)
+
+// Group is the fds of one process created by one call stack.
+type Group struct {
+	PID          int
+	Comm         string
+	StackID      uint64
+	Stack        []symbolize.Frame
+	Count        int
+	FDTypes      map[string]int
+	Syscalls     map[string]int
+	Oldest       time.Duration
+	GrowthPerMin float64
+	SampleFDs    []int
+	Samples      []string // what the sample fds point at: paths, peers
+}
+
+// Report is one look at the outstanding fds.
+type Report struct {
+	Time time.Time
+	// Groups are the fds with an allocation stack, most first, at most Top.
+	Groups []Group
+	// More counts the groups beyond Top.
+	More int
+	// Preexisting are, per process, the fds that were open before fdtrace
+	// attached: they have no stack.
+	Preexisting []Group
+	// Unattributed are, per process, fds created while tracing whose stack
+	// could not be kept (the stack store was full).
+	Unattributed []Group
+}
+
+// Builder makes reports and remembers the last one, for growth rates.
+type Builder struct {
+	Since  time.Time     // when tracing started
+	MinAge time.Duration // younger fds are left out
+	Top    int           // most groups in a report; 0 is all
+	// Stack symbolizes a stack id; Comm names a pid; Describe tells what an
+	// fd points at. Any may be nil.
+	Stack    func(id uint64) []symbolize.Frame
+	Comm     func(pid int) string
+	Describe func(pid, fd int) string
+
+	last     map[groupKey]int
+	lastTime time.Time
+}
+
+// SampleSize is how many fd numbers a group shows.
+const SampleSize = 5
+
+type groupKey struct {
+	pid   int
+	stack uint64
+	kind  int
+}
+
+const (
+	attributed = iota
+	preexisting
+	unattributed
+)
+
+// Build groups fds as of now.
+func (b *Builder) Build(fds []loader.FD, now time.Time) Report {
+	groups := map[groupKey]*Group{}
+	for _, fd := range fds {
+		key := groupKey{pid: fd.PID, stack: fd.StackID, kind: attributed}
+		switch {
+		case fd.Seeded:
+			key.kind, key.stack = preexisting, 0
+		case fd.StackID == 0:
+			key.kind = unattributed
+		}
+		age := time.Duration(0)
+		if !fd.OpenTime.IsZero() {
+			age = now.Sub(fd.OpenTime)
+		}
+		if key.kind != preexisting && age < b.MinAge {
+			continue
+		}
+		g := groups[key]
+		if g == nil {
+			g = &Group{PID: fd.PID, StackID: key.stack, FDTypes: map[string]int{}, Syscalls: map[string]int{}}
+			groups[key] = g
+		}
+		g.Count++
+		typ := fd.Type
+		if fd.Family != "" {
+			typ += " " + fd.Family
+		}
+		g.FDTypes[typ]++
+		g.Syscalls[fd.Syscall]++
+		g.Oldest = max(g.Oldest, age)
+		g.SampleFDs = append(g.SampleFDs, fd.FD)
+	}
+
+	r := Report{Time: now}
+	since := b.Since
+	if !b.lastTime.IsZero() {
+		since = b.lastTime
+	}
+	minutes := now.Sub(since).Minutes()
+	for key, g := range groups {
+		slices.Sort(g.SampleFDs)
+		g.SampleFDs = g.SampleFDs[:min(len(g.SampleFDs), SampleSize)]
+		b.describe(g)
+		switch key.kind {
+		case preexisting:
+			r.Preexisting = append(r.Preexisting, *g)
+			continue
+		case unattributed:
+			r.Unattributed = append(r.Unattributed, *g)
+			continue
+		}
+		if minutes > 0 {
+			g.GrowthPerMin = float64(g.Count-b.last[key]) / minutes
+		}
+		r.Groups = append(r.Groups, *g)
+	}
+	b.last = map[groupKey]int{}
+	for key, g := range groups {
+		b.last[key] = g.Count
+	}
+	b.lastTime = now
+
+	slices.SortFunc(r.Groups, func(x, y Group) int {
+		return cmp.Or(cmp.Compare(y.Count, x.Count), cmp.Compare(y.Oldest, x.Oldest),
+			cmp.Compare(x.PID, y.PID), cmp.Compare(x.StackID, y.StackID))
+	})
+	if b.Top > 0 && len(r.Groups) > b.Top {
+		r.More = len(r.Groups) - b.Top
+		r.Groups = r.Groups[:b.Top]
+	}
+	byPID := func(x, y Group) int { return cmp.Compare(x.PID, y.PID) }
+	slices.SortFunc(r.Preexisting, byPID)
+	slices.SortFunc(r.Unattributed, byPID)
+	return r
+}
+
+func (b *Builder) describe(g *Group) {
+	if b.Stack != nil && g.StackID != 0 {
+		g.Stack = b.Stack(g.StackID)
+	}
+	if b.Comm != nil {
+		g.Comm = b.Comm(g.PID)
+	}
+	if b.Describe != nil {
+		for _, fd := range g.SampleFDs {
+			g.Samples = append(g.Samples, b.Describe(g.PID, fd))
+		}
+	}
+}

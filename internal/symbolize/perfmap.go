@@ -1,0 +1,77 @@
+package symbolize
+
+import (
+	"bufio"
+	"cmp"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// perfMap is a JIT's /tmp/perf-PID.map: one "START SIZE name" line (hex
+// start and size) per compiled function.
+type perfMap struct {
+	path  string // as the process sees it, e.g. /tmp/perf-17.map
+	syms  []perfSym
+	size  int64 // of the file when read, to notice that the JIT appended
+	mtime time.Time
+}
+
+type perfSym struct {
+	start, size uint64
+	name        string
+}
+
+func parsePerfMap(r io.Reader) []perfSym {
+	var syms []perfSym
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		start, rest := cutField(sc.Text())
+		size, name := cutField(rest)
+		name = strings.TrimSpace(name)
+		a, err1 := strconv.ParseUint(strings.TrimPrefix(start, "0x"), 16, 64)
+		n, err2 := strconv.ParseUint(strings.TrimPrefix(size, "0x"), 16, 64)
+		if err1 != nil || err2 != nil || name == "" {
+			continue
+		}
+		syms = append(syms, perfSym{a, n, name})
+	}
+	// Stable: when code is recompiled at the same address, the later line wins.
+	slices.SortStableFunc(syms, func(a, b perfSym) int { return cmp.Compare(a.start, b.start) })
+	return syms
+}
+
+func (p *perfMap) lookup(addr uint64) (string, bool) {
+	i := sort.Search(len(p.syms), func(i int) bool { return p.syms[i].start > addr })
+	if i == 0 {
+		return "", false
+	}
+	s := p.syms[i-1]
+	if addr >= s.start+s.size {
+		return "", false
+	}
+	return s.name, true
+}
+
+// readPerfMap loads the perf map at file (the path on this host) unless old
+// is already up to date.
+func readPerfMap(file, path string, old *perfMap) (*perfMap, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil && old.size == fi.Size() && old.mtime.Equal(fi.ModTime()) {
+		return old, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return &perfMap{path: path, syms: parsePerfMap(f), size: fi.Size(), mtime: fi.ModTime()}, nil
+}

@@ -1,0 +1,370 @@
+// Package symbolize turns the user-space return addresses of a process's
+// stacks into functions, files and lines: ELF symbols, DWARF line tables and
+// inlined calls, Go's pclntab, and perf maps for JIT code.
+//
+// Limits: inlined calls are expanded only from DWARF (a Go binary built
+// with -ldflags=-w names the outer function with the inlined code's line);
+// [vdso] frames stay unnamed; parsed files stay cached, by device and inode,
+// for the Symbolizer's life, DWARF sections in memory.
+package symbolize
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Frame is one symbolized stack frame. Empty strings/zero when unknown — never invented.
+type Frame struct {
+	Addr    uint64 `json:"addr"`
+	Func    string `json:"func"` // demangled function name
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Module  string `json:"module"`           // path of the mapped file, or of the perf map for JIT code; "" if unknown
+	Offset  uint64 `json:"offset,omitempty"` // address inside Module's file (ELF vaddr) so a recording can be symbolized later
+	BuildID string `json:"build_id,omitempty"`
+	Inlined bool   `json:"inlined,omitempty"` // a frame inlined into the next one
+}
+
+// Options configure a Symbolizer.
+type Options struct {
+	ProcRoot string // default "/proc"
+	// DebugDir holds separate debug files by build ID
+	// (DebugDir/.build-id/ab/cdef….debug); default "/usr/lib/debug".
+	DebugDir string
+}
+
+// Symbolizer resolves addresses of many processes, caching their memory
+// maps per pid and parsed ELF files across pids. It is safe for concurrent use.
+type Symbolizer struct {
+	procRoot, debugDir string
+
+	mu       sync.Mutex
+	procs    map[int]*process
+	modules  map[string]*module // by "dev:inode" and by "build-id:ID"
+	warnings []string
+}
+
+// process is what is known of one pid, kept after it exits.
+type process struct {
+	maps    []*mapping
+	nspid   int
+	comm    string
+	perf    *perfMap
+	perfErr error // of the last attempt to read the perf map
+	warned  bool  // about JIT code without a perf map
+}
+
+// New returns a Symbolizer reading ProcRoot.
+func New(opts Options) *Symbolizer {
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.DebugDir == "" {
+		opts.DebugDir = "/usr/lib/debug"
+	}
+	return &Symbolizer{
+		procRoot: opts.ProcRoot,
+		debugDir: opts.DebugDir,
+		procs:    map[int]*process{},
+		modules:  map[string]*module{},
+	}
+}
+
+func (s *Symbolizer) procPath(pid int, elem ...string) string {
+	return filepath.Join(append([]string{s.procRoot, strconv.Itoa(pid)}, elem...)...)
+}
+
+func (s *Symbolizer) alive(pid int) bool {
+	_, err := os.Stat(s.procPath(pid))
+	return err == nil
+}
+
+// Snapshot reads pid's memory map now, and the files mapped executable, so
+// that its stacks can be symbolized after it exits.
+func (s *Symbolizer) Snapshot(pid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.readProcess(pid)
+	if err != nil {
+		return err
+	}
+	for _, m := range p.maps {
+		if m.exec() && m.file() {
+			s.module(pid, m)
+		}
+	}
+	for _, m := range p.maps {
+		if m.exec() && (m.anonymous() || m.file() && m.mod == nil) {
+			s.loadPerfMap(pid, p)
+			break
+		}
+	}
+	return nil
+}
+
+// Forget drops what is cached for pid.
+func (s *Symbolizer) Forget(pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.procs, pid)
+}
+
+// Warnings returns (and clears) one-line warnings for the user.
+func (s *Symbolizer) Warnings() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.warnings
+	s.warnings = nil
+	return w
+}
+
+// readProcess (re)reads pid's maps, keeping what was learnt before.
+func (s *Symbolizer) readProcess(pid int) (*process, error) {
+	f, err := os.Open(s.procPath(pid, "maps"))
+	if err != nil {
+		return nil, fmt.Errorf("reading memory map of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	maps, err := parseMaps(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading memory map of pid %d: %w", pid, err)
+	}
+	p := s.procs[pid]
+	if p == nil {
+		p = &process{}
+		s.procs[pid] = p
+	}
+	p.maps = maps
+	p.nspid = pid
+	if b, err := os.ReadFile(s.procPath(pid, "status")); err == nil {
+		if n := parseNSpid(string(b)); n > 0 {
+			p.nspid = n
+		}
+	}
+	if b, err := os.ReadFile(s.procPath(pid, "comm")); err == nil {
+		p.comm = strings.TrimSpace(string(b))
+	}
+	return p, nil
+}
+
+// find is the mapping holding addr; maps are sorted by address.
+func (p *process) find(addr uint64) *mapping {
+	i := sort.Search(len(p.maps), func(i int) bool { return p.maps[i].end > addr })
+	if i < len(p.maps) && p.maps[i].contains(addr) {
+		return p.maps[i]
+	}
+	return nil
+}
+
+// Symbolize resolves the addresses of one stack (innermost first) of
+// process pid. Inlined calls expand into several frames with the same Addr
+// (innermost first, Inlined=true on all but the outermost of that address).
+// The first address is taken as the exact instruction pointer, the others
+// as return addresses, which point after their call.
+func (s *Symbolizer) Symbolize(pid int, addrs []uint64) []Frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.procs[pid]
+	refreshed := false
+	frames := make([]Frame, 0, len(addrs))
+	for i, addr := range addrs {
+		var m *mapping
+		if p != nil {
+			m = p.find(addr)
+		}
+		// A new mapping (dlopen, JIT): read the maps again, once per stack.
+		if m == nil && !refreshed && mappable(addr) && (p == nil || s.alive(pid)) {
+			refreshed = true
+			if np, err := s.readProcess(pid); err == nil {
+				p = np
+				m = p.find(addr)
+			}
+		}
+		pc := addr
+		if i > 0 && pc > 0 {
+			pc--
+		}
+		frames = append(frames, s.frames(pid, p, m, addr, pc)...)
+	}
+	return frames
+}
+
+// mappable is false for addresses no mapping can hold: below the lowest
+// address mmap allows (vm.mmap_min_addr, 64 KiB by default) or in the
+// kernel half, as in stacks walked through a broken frame pointer.
+func mappable(addr uint64) bool { return addr >= 0x10000 && addr < 1<<56 }
+
+// frames symbolizes one address; pc is the address to look up.
+func (s *Symbolizer) frames(pid int, p *process, m *mapping, addr, pc uint64) []Frame {
+	unknown := []Frame{{Addr: addr}}
+	if m == nil {
+		return unknown
+	}
+	if !m.anonymous() {
+		unknown[0].Module = m.path
+	}
+	if m.file() {
+		if mod := s.module(pid, m); mod != nil {
+			return mod.frames(addr, pc, m)
+		}
+	}
+	if !m.exec() || !m.anonymous() && !m.file() {
+		return unknown
+	}
+	// JIT code: anonymous, or in a file that is no ELF (a memfd).
+	if name, path, ok := s.jitName(pid, p, pc); ok {
+		return []Frame{{Addr: addr, Func: name, Module: path}}
+	}
+	if p.perf == nil && m.anonymous() && !p.warned && p.perfErr != nil {
+		p.warned = true
+		switch {
+		case !errors.Is(p.perfErr, fs.ErrNotExist):
+			s.warnf("pid %d (%s) runs JIT code but its perf map cannot be read: %v", pid, p.comm, p.perfErr)
+		case p.comm == "node":
+			s.warnf("pid %d (node) runs JIT code but has no /tmp/perf-%d.map: start it with node --perf-basic-prof", pid, p.nspid)
+		default:
+			s.warnf("pid %d (%s) runs JIT code without a perf map (/tmp/perf-%d.map): frames in it stay unnamed", pid, p.comm, p.nspid)
+		}
+	}
+	return unknown
+}
+
+func (s *Symbolizer) warnf(format string, args ...any) {
+	s.warnings = append(s.warnings, fmt.Sprintf(format, args...))
+}
+
+// jitName looks pc up in pid's perf map, reading the map again when pc is
+// not in it and the process is alive (the JIT appends as it compiles).
+func (s *Symbolizer) jitName(pid int, p *process, pc uint64) (name, path string, ok bool) {
+	if p.perf != nil {
+		if name, ok := p.perf.lookup(pc); ok {
+			return name, p.perf.path, true
+		}
+	}
+	if !s.alive(pid) || !s.loadPerfMap(pid, p) {
+		return "", "", false
+	}
+	name, ok = p.perf.lookup(pc)
+	return name, p.perf.path, ok
+}
+
+// loadPerfMap reads /tmp/perf-NSPID.map in pid's root (unless unchanged
+// since last read) and reports whether there is one.
+func (s *Symbolizer) loadPerfMap(pid int, p *process) bool {
+	path := fmt.Sprintf("/tmp/perf-%d.map", p.nspid)
+	pm, err := readPerfMap(s.procPath(pid, "root", path), path, p.perf)
+	if err == nil {
+		p.perf = pm
+	}
+	p.perfErr = err
+	return p.perf != nil
+}
+
+// module returns the parsed ELF file of a mapping, or nil.
+func (s *Symbolizer) module(pid int, m *mapping) *module {
+	if m.opened {
+		return m.mod
+	}
+	m.opened = true
+	if mod := s.modules[m.key()]; mod != nil {
+		m.mod = mod
+		return mod
+	}
+	f := s.open(pid, m)
+	if f == nil {
+		return nil
+	}
+	defer f.Close()
+	mod, err := loadModule(f, s.debugDir)
+	if err != nil {
+		return nil
+	}
+	if mod.buildID != "" {
+		// The same file seen through another inode (a copy, another container).
+		if known := s.modules["build-id:"+mod.buildID]; known != nil {
+			mod = known
+		}
+		s.modules["build-id:"+mod.buildID] = mod
+	}
+	s.modules[m.key()] = mod
+	m.mod = mod
+	return mod
+}
+
+// open opens the file behind a mapping: through map_files, which works
+// for deleted files and in other mount namespaces, else through the
+// process's root, else by path. A deleted file is only found the first way.
+func (s *Symbolizer) open(pid int, m *mapping) *os.File {
+	paths := []string{s.procPath(pid, "map_files", fmt.Sprintf("%x-%x", m.start, m.end))}
+	if !m.deleted {
+		paths = append(paths, s.procPath(pid, "root", m.path), m.path)
+	}
+	for _, path := range paths {
+		if f, err := os.Open(path); err == nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// frames symbolizes addr (looked up as pc) in the module mapped by m.
+func (mod *module) frames(addr, pc uint64, m *mapping) []Frame {
+	base := Frame{Addr: addr, Module: m.path, BuildID: mod.buildID}
+	vaddr, ok := mod.vaddr(m.fileOffset(addr))
+	if !ok {
+		return []Frame{base}
+	}
+	base.Offset = vaddr
+	vpc := vaddr - (addr - pc)
+
+	var fn, file string
+	var line int
+	goFunc := false
+	if mod.gotab != nil {
+		if f := mod.gotab.PCToFunc(vpc); f != nil {
+			fn, goFunc = f.Name, true
+			file, line, _ = mod.gotab.PCToLine(vpc)
+		}
+	}
+	if fn == "" {
+		fn = mod.function(vpc)
+	}
+	var chain []*scope
+	if mod.dw != nil {
+		chain = mod.dw.scopes(vpc)
+		if !goFunc {
+			file, line = mod.dw.line(vpc)
+		}
+		if fn == "" && len(chain) > 0 {
+			fn = chain[0].name
+		}
+	}
+	if len(chain) <= 1 {
+		base.Func, base.File, base.Line = fn, file, line
+		return []Frame{base}
+	}
+	// Innermost inlined call first, at pc's own line; each caller at the
+	// line of the call inlined into it.
+	frames := make([]Frame, 0, len(chain))
+	for i := len(chain) - 1; i >= 0; i-- {
+		f := base
+		f.Func, f.Inlined = chain[i].name, i > 0
+		if i == 0 {
+			f.Func = fn
+		}
+		if i == len(chain)-1 {
+			f.File, f.Line = file, line
+		} else {
+			f.File, f.Line = chain[i+1].callFile, chain[i+1].callLine
+		}
+		frames = append(frames, f)
+	}
+	return frames
+}
