@@ -125,7 +125,7 @@ struct {
 	__type(value, struct stack);
 } stacks SEC(".maps");
 
-#define TOP_WORDS 8
+#define TOP_WORDS 32
 
 /* Room to build a stack, and the top of the user stack for the leaf fix. */
 struct stack_work {
@@ -490,71 +490,157 @@ static __always_inline bool after_call(__u64 w)
 	       (b[5] == 0xff && (b[6] & 0xf8) == 0x50);
 }
 
+/* A frame pointer lies above sp, within reach of a thread's stack. */
+static __always_inline bool frame_pointer_ok(__u64 fp, __u64 sp)
+{
+	return fp > sp && fp - sp < (64ULL << 20) && !(fp & 7);
+}
+
+/* Is fp a frame pointer: does the word above it look like a return address? */
+static __always_inline bool frame_at(__u64 fp, __u64 sp)
+{
+	__u64 ret;
+
+	return frame_pointer_ok(fp, sp) &&
+	       !bpf_probe_read_user(&ret, sizeof(ret), (void *)(fp + 8)) &&
+	       after_call(ret);
+}
+
 /*
  * The user stack of the current syscall, stored in the stacks map; its key,
  * or 0 when there is none.
  *
- * Leaf fix: libc's syscall wrappers (and Go's Syscall6) set up no frame, so
- * the frame-pointer walk goes from the wrapper straight to its caller's
- * caller. The caller's return address sits on top of the user stack: take
- * the first word there that follows a call instruction, unless the walk
- * already has it.
+ * A frame-pointer walk, with a leaf fix: libc's syscall wrappers (and Go's
+ * Syscall6) set up no frame, so a plain walk goes from the wrapper straight
+ * to its caller's caller, and some (open64) even use rbp for data. The
+ * caller's return address is near the top of the user stack: the first
+ * word there that follows a call instruction. The walk then goes on from
+ * rbp if it is a frame pointer, else from the rbp the wrapper saved just
+ * below that return address.
  */
-static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
-				     struct task_struct *task)
+struct walk_ctx {
+	__u64 sp;
+	__u64 fp;
+	__u64 hash;
+	__u32 n;
+	int slot;
+	bool fp_ok; /* rbp is still the caller's frame pointer */
+};
+
+static __always_inline struct stack_work *stack_work(void)
 {
-	__u64 h = 0xcbf29ce484222325ULL ^ tgid, sp, *top;
-	struct stack_work *work;
-	struct stack *st;
 	__u32 zero = 0;
-	long n, err;
+
+	return bpf_map_lookup_elem(&stack_scratch, &zero);
+}
+
+/*
+ * The slot of the wrapper's return address on top of the stack: a word
+ * that follows a call instruction, just above the caller's saved rbp (the
+ * wrapper pushed it) when there is one. Words that merely look like return
+ * addresses are often left over in the wrapper's locals, below it.
+ */
+static long find_return(__u32 i, struct walk_ctx *c)
+{
+	struct stack_work *w = stack_work();
+	__u64 saved;
+
+	if (!w || i >= TOP_WORDS)
+		return 1;
+	if (!after_call(w->top[i]))
+		return 0;
+	if (i == 0) {
+		if (c->fp_ok)
+			c->slot = 0; /* nothing pushed, unless a pair shows up */
+		return 0;
+	}
+	saved = w->top[(i - 1) & (TOP_WORDS - 1)];
+	if (c->fp_ok ? saved == c->fp :
+		       saved > c->sp + 8 * i && frame_at(saved, c->sp)) {
+		c->slot = i;
+		return 1;
+	}
+	return 0;
+}
+
+static long walk_frame(__u32 i, struct walk_ctx *c)
+{
+	struct stack_work *w = stack_work();
+	struct {
+		__u64 next;
+		__u64 ret;
+	} frame;
+
+	if (!w || c->n >= MAX_STACK_DEPTH || !frame_pointer_ok(c->fp, c->sp) ||
+	    bpf_probe_read_user(&frame, sizeof(frame), (void *)c->fp) ||
+	    !frame.ret)
+		return 1;
+	/* A wrapper that did set up a frame returns to the same caller. */
+	if (!(c->n == 2 && frame.ret == w->st.ips[1]))
+		w->st.ips[c->n++ & (MAX_STACK_DEPTH - 1)] = frame.ret;
+	if (frame.next <= c->fp)
+		return 1;
+	c->fp = frame.next;
+	return 0;
+}
+
+static long hash_frame(__u32 i, struct walk_ctx *c)
+{
+	struct stack_work *w = stack_work();
+
+	if (!w || i >= c->n)
+		return 1;
+	c->hash = (c->hash ^ w->st.ips[i & (MAX_STACK_DEPTH - 1)]) *
+		  0x100000001b3ULL;
+	return 0;
+}
+
+static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
+				      struct task_struct *task)
+{
+	struct pt_regs *regs = user_regs(task);
+	struct walk_ctx c = { .n = 1, .slot = -1 };
+	struct stack_work *w;
+	struct fd_event *e;
+	__u64 h;
+	long err;
 
 	if (!capture_stacks)
 		return 0;
-	work = bpf_map_lookup_elem(&stack_scratch, &zero);
-	if (!work)
+	w = stack_work();
+	if (!w)
 		return 0;
-	st = &work->st;
-	top = work->top;
-	n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), BPF_F_USER_STACK);
-	if (n <= 0)
-		return 0;
-	st->nr = n / sizeof(__u64);
-	sp = PT_REGS_SP_CORE(user_regs(task));
-	if (!bpf_probe_read_user(top, sizeof(work->top), (void *)sp)) {
-#pragma clang loop unroll(disable)
-		for (int i = 0; i < TOP_WORDS; i++) {
-			if (!after_call(top[i]))
-				continue;
-			if (st->nr > 1 && st->ips[1] == top[i])
-				break;
-#pragma clang loop unroll(disable)
-			for (int j = MAX_STACK_DEPTH - 1; j > 1; j--)
-				st->ips[j] = st->ips[j - 1];
-			st->ips[1] = top[i];
-			if (st->nr < MAX_STACK_DEPTH)
-				st->nr++;
-			break;
-		}
+	w->st.ips[0] = PT_REGS_IP_CORE(regs);
+	c.sp = PT_REGS_SP_CORE(regs);
+	c.fp = PT_REGS_FP_CORE(regs);
+	c.fp_ok = frame_at(c.fp, c.sp);
+	if (!bpf_probe_read_user(w->top, sizeof(w->top), (void *)c.sp))
+		bpf_loop(TOP_WORDS, find_return, &c, 0);
+	if (c.slot >= 0) {
+		__u32 slot = c.slot & (TOP_WORDS - 1);
+
+		w->st.ips[1] = w->top[slot];
+		c.n = 2;
+		if (!c.fp_ok && slot > 0)
+			c.fp = w->top[(slot - 1) & (TOP_WORDS - 1)];
 	}
-#pragma clang loop unroll(disable)
-	for (int i = 0; i < MAX_STACK_DEPTH; i++) {
-		if (i >= st->nr)
-			break;
-		h = (h ^ st->ips[i]) * 0x100000001b3ULL;
-	}
-	h |= 1; /* 0 means no stack */
-	err = bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST);
+	bpf_loop(MAX_STACK_DEPTH, walk_frame, &c, 0);
+	w->st.nr = c.n;
+	c.hash = 0xcbf29ce484222325ULL ^ tgid;
+	bpf_loop(MAX_STACK_DEPTH, hash_frame, &c, 0);
+	h = c.hash | 1; /* 0 means no stack */
+	err = bpf_map_update_elem(&stacks, &h, &w->st, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: seen before */)
 		return h;
 	if (err) {
 		stat_add(STAT_STACKS_FULL, 1);
 		return 0;
 	}
-	struct fd_event *e = new_event(EV_STACK, SYS_NONE, tgid, -1);
+	e = new_event(EV_STACK, SYS_NONE, tgid, -1);
 	if (e) {
 		e->stack_id = h;
-		submit(e);
+		/* Symbolize while the process lives: wake the reader now. */
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	}
 	return h;
 }

@@ -83,7 +83,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 			err = cerr
 		}
 	}()
-	var mu sync.Mutex // guards exited and the builder
+	var mu sync.Mutex          // guards exited and the builder
 	exited := map[int]string{} // pid -> comm
 	b := &leaks.Builder{Since: time.Now(), MinAge: o.minAge, Top: o.top, Stack: s.tracer.Stack,
 		Comm: func(pid int) string {

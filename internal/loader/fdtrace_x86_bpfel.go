@@ -130,7 +130,7 @@ type fdtraceStack struct {
 type fdtraceStackWork struct {
 	_   structs.HostLayout
 	St  fdtraceStack
-	Top [8]uint64
+	Top [32]uint64
 }
 
 type fdtraceStatId uint32

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/testutil"
+)
+
+// leaksOf runs "fdtrace leaks --json -o FILE [extra] -- bin args", waits
+// for the workload's ready line, ends its input and returns the records.
+func leaksOf(t *testing.T, extra []string, bin string, args ...string) []events.Leak {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "leaks.jsonl")
+	cmdArgs := append([]string{"leaks", "--json", "-o", out}, extra...)
+	cmdArgs = append(append(cmdArgs, "--", bin), args...)
+	cmd := exec.Command(fdtraceBin, cmdArgs...)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("workload said %q (%v); stderr:\n%s", line, err, stderr.String())
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("fdtrace leaks: %v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaks []events.Leak
+	for _, l := range readRecords(t, string(b)) {
+		if l.str("type") != "leak" {
+			t.Fatalf("unexpected record %v", l)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var l events.Leak
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatal(err)
+		}
+		leaks = append(leaks, l)
+	}
+	return leaks
+}
+
+// byFunc adds up the fds of the groups whose stack has fn, and says at
+// which file:line fn is.
+func byFunc(leaks []events.Leak, fn string) (count int, types map[string]int, where string) {
+	types = map[string]int{}
+	for _, l := range leaks {
+		for _, f := range l.Stack {
+			if f.Func != fn {
+				continue
+			}
+			count += l.Count
+			for k, v := range l.FDTypes {
+				types[k] += v
+			}
+			where = filepath.Base(f.File) + ":" + itoa(f.Line)
+			break
+		}
+	}
+	return count, types, where
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// markerLine is the line of a source file holding marker.
+func markerLine(t *testing.T, src, marker string) int {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s has no %q", src, marker)
+	return 0
+}
+
+func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer")
+	src := filepath.Join(testutil.RepoRoot(t), "testdata", "workloads", "leaky.c")
+	leaks := leaksOf(t, nil, bin, "7", "5", "3", "2")
+
+	for _, tc := range []struct {
+		fn    string
+		count int
+		types map[string]int
+	}{
+		{"open_config", 7, map[string]int{"file": 7}},
+		{"connect_db", 5, map[string]int{"socket AF_INET": 5}},
+		{"make_pipe", 6, map[string]int{"pipe": 6}},
+		{"make_epoll", 2, map[string]int{"epoll": 2}},
+	} {
+		count, types, where := byFunc(leaks, tc.fn)
+		if count != tc.count || itoa(len(types)) != itoa(len(tc.types)) || types[firstKey(tc.types)] != tc.count {
+			t.Errorf("%s: %d fds %v, want %d %v", tc.fn, count, types, tc.count, tc.types)
+		}
+		if want := "leaky.c:" + itoa(markerLine(t, src, "LEAK "+tc.fn)); where != want {
+			t.Errorf("%s is at %s, want %s", tc.fn, where, want)
+		}
+	}
+	if n, _, _ := byFunc(leaks, "balanced"); n != 0 {
+		t.Errorf("%d fds attributed to balanced, which closes all it opens", n)
+	}
+	var pre int
+	for _, l := range leaks {
+		if !l.AtExit {
+			t.Errorf("group %+v is not marked at_exit", l)
+		}
+		if l.Preexisting {
+			pre += l.Count
+			if len(l.Stack) != 0 {
+				t.Errorf("pre-existing fds with a stack: %+v", l)
+			}
+		}
+	}
+	if pre < 3 {
+		t.Errorf("%d pre-existing fds, want at least stdin, stdout and stderr", pre)
+	}
+}
+
+func TestLeaksOfAGoProgramNameTheGoFunctions(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := filepath.Join(t.TempDir(), "goleak")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join(testutil.RepoRoot(t), "testdata", "workloads", "goleak")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	leaks := leaksOf(t, nil, bin, "6", "4")
+	if n, types, _ := byFunc(leaks, "main.leakFiles"); n != 6 || types["file"] != 6 {
+		t.Errorf("main.leakFiles: %d fds %v, want 6 files", n, types)
+	}
+	if n, types, _ := byFunc(leaks, "main.leakListeners"); n != 4 || types["socket AF_INET"] != 4 {
+		t.Errorf("main.leakListeners: %d fds %v, want 4 AF_INET sockets", n, types)
+	}
+	// The first os.Open starts the runtime's poller (an epoll fd and its
+	// wakeup fd): those stay, under whoever opened first. No file may.
+	if _, types, _ := byFunc(leaks, "main.balanced"); types["file"] != 0 {
+		t.Errorf("files attributed to main.balanced, which closes all it opens: %v", types)
+	}
+}
+
+func TestTraceWithStacksPutsTheCallerInOpenRecords(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer")
+	out := filepath.Join(t.TempDir(), "trace.jsonl")
+	res := runFdtrace(t, "", "trace", "--stacks", "-o", out, "--", bin, "2", "0", "0", "0")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	b, _ := os.ReadFile(out)
+	n := 0
+	for _, r := range readRecords(t, string(b)) {
+		if r.str("type") != "open" || r.str("path") != "/etc/hostname" {
+			continue
+		}
+		stack, _ := r["stack"].([]any)
+		for _, f := range stack {
+			if fn, _ := f.(map[string]any)["func"].(string); fn == "open_config" {
+				n++
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d opens of /etc/hostname from open_config, want 2", n)
+	}
+}
+
+func firstKey(m map[string]int) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}

@@ -1,0 +1,85 @@
+package leaks
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fdtrace/fdtrace/internal/loader"
+	"github.com/fdtrace/fdtrace/internal/symbolize"
+)
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func fd(pid, n int, stack uint64, typ string, age time.Duration) loader.FD {
+	return loader.FD{PID: pid, FD: n, Type: typ, Syscall: "openat", StackID: stack, OpenTime: t0.Add(-age)}
+}
+
+func TestGroupsAreByProcessAndStackMostFirst(t *testing.T) {
+	b := &Builder{Since: t0.Add(-time.Minute), MinAge: time.Second,
+		Stack: func(id uint64) []symbolize.Frame {
+			return []symbolize.Frame{{Func: map[uint64]string{1: "a", 2: "b"}[id]}}
+		}}
+	fds := []loader.FD{
+		fd(10, 5, 1, "file", 10*time.Second), fd(10, 3, 1, "file", 20*time.Second), fd(10, 4, 1, "file", 5*time.Second),
+		fd(10, 6, 2, "socket", 30*time.Second),
+		fd(11, 3, 1, "file", 30*time.Second),         // same id, another process
+		fd(10, 7, 2, "socket", 100*time.Millisecond), // too young
+	}
+	r := b.Build(fds, t0)
+	if len(r.Groups) != 3 {
+		t.Fatalf("%d groups, want 3: %+v", len(r.Groups), r.Groups)
+	}
+	g := r.Groups[0]
+	if g.PID != 10 || g.Count != 3 || g.Stack[0].Func != "a" || g.Oldest != 20*time.Second {
+		t.Errorf("first group %+v", g)
+	}
+	if want := []int{3, 4, 5}; len(g.SampleFDs) != 3 || g.SampleFDs[0] != want[0] || g.SampleFDs[2] != want[2] {
+		t.Errorf("sample fds %v, want %v", g.SampleFDs, want)
+	}
+	if g.GrowthPerMin != 3 {
+		t.Errorf("growth %v/min, want 3 (three fds in the first minute)", g.GrowthPerMin)
+	}
+	if r.Groups[1].Count != 1 || r.Groups[2].Count != 1 {
+		t.Errorf("other groups: %+v", r.Groups[1:])
+	}
+}
+
+func TestPreexistingAndStacklessFDsAreNeverMixedWithAttributedOnes(t *testing.T) {
+	b := &Builder{Since: t0}
+	pre := loader.FD{PID: 10, FD: 0, Type: "pipe", Syscall: "preexisting", Seeded: true}
+	lost := fd(10, 9, 0, "file", time.Minute)
+	r := b.Build([]loader.FD{pre, lost, fd(10, 5, 7, "file", time.Minute)}, t0)
+	if len(r.Groups) != 1 || len(r.Preexisting) != 1 || len(r.Unattributed) != 1 {
+		t.Fatalf("groups %d, pre-existing %d, unattributed %d; want 1 each", len(r.Groups), len(r.Preexisting), len(r.Unattributed))
+	}
+	recs := r.Records(false)
+	if len(recs) != 3 || !recs[1].Preexisting || !recs[2].Unattributed || recs[1].Stack == nil {
+		t.Errorf("records %+v", recs)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text, "outstanding fds")
+	for _, want := range []string{"pre-existing (no stack): 1 fds in pid 10", "no stack (stack store full): 1 fds in pid 10"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+func TestGrowthIsMeasuredFromTheLastReport(t *testing.T) {
+	b := &Builder{Since: t0}
+	b.Build([]loader.FD{fd(1, 3, 5, "file", 0)}, t0.Add(time.Minute))
+	r := b.Build([]loader.FD{fd(1, 3, 5, "file", 0), fd(1, 4, 5, "file", 0), fd(1, 6, 5, "file", 0)}, t0.Add(2*time.Minute))
+	if g := r.Groups[0]; g.GrowthPerMin != 2 {
+		t.Errorf("growth %v/min, want 2", g.GrowthPerMin)
+	}
+}
+
+func TestTopKeepsTheLargestGroupsAndCountsTheRest(t *testing.T) {
+	b := &Builder{Since: t0, Top: 1}
+	r := b.Build([]loader.FD{fd(1, 3, 5, "file", 0), fd(1, 4, 6, "file", 0), fd(1, 5, 6, "file", 0)}, t0)
+	if len(r.Groups) != 1 || r.Groups[0].StackID != 6 || r.More != 1 {
+		t.Errorf("groups %+v, more %d", r.Groups, r.More)
+	}
+}
