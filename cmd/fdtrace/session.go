@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/fdtrace/fdtrace/internal/loader"
 )
@@ -86,7 +87,7 @@ type session struct {
 	opts   commonOptions
 	tracer *loader.Tracer
 	out    *os.File
-	child  *exec.Cmd
+	child  *child
 	ctx    context.Context // done on SIGINT, SIGTERM or --duration
 	stop   func()
 }
@@ -119,9 +120,6 @@ func startSession(parent context.Context, o commonOptions, cfg loader.Config, wh
 	cfg.PIDs, cfg.Comm, cfg.BTFPath, cfg.RingBufferBytes = o.pids, o.comm, o.btfPath, o.ringbufMiB<<20
 	if len(o.command) > 0 {
 		cfg.FollowChildrenOf = os.Getpid()
-		// The Go runtime probes pidfd support by forking a child the first
-		// time it needs a process handle: get that done before tracing.
-		os.FindProcess(os.Getpid())
 	}
 	if s.tracer, err = loader.Load(cfg); err != nil {
 		return nil, err
@@ -134,11 +132,17 @@ func startSession(parent context.Context, o commonOptions, cfg loader.Config, wh
 		s.stop = func() { cancel(); stopSignals() }
 	}
 	if len(o.command) > 0 {
-		s.child = &exec.Cmd{Path: path, Args: o.command, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
-		if err := s.child.Start(); err != nil {
+		var limit *unix.Rlimit
+		if loader.FDLimitBefore.Raised {
+			limit = &loader.FDLimitBefore.Rlimit
+		}
+		// Held at its exit, the command's stacks are symbolized while its
+		// memory map still exists.
+		atExit := func(pid int) { s.tracer.SymbolizeStacksOf(pid) }
+		if s.child, err = spawn(path, o.command, limit, atExit); err != nil {
 			return nil, fmt.Errorf("starting %s: %w", o.command[0], err)
 		}
-		if err := s.tracer.Track(s.child.Process.Pid); err != nil {
+		if err := s.tracer.Track(s.child.pid); err != nil {
 			fmt.Fprintf(os.Stderr, "fdtrace: recording the fds of %s: %v\n", o.command[0], err)
 		}
 	}
@@ -220,42 +224,28 @@ const killAfter = 5 * time.Second
 
 // waitChild waits for the command, passing SIGINT/SIGTERM on to it, and
 // kills it if it does not end within killAfter.
-func waitChild(ctx context.Context, child *exec.Cmd) error {
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			child.Process.Signal(syscall.SIGTERM)
-		case <-done:
-			return
-		}
-		select {
-		case <-time.After(killAfter):
-			fmt.Fprintf(os.Stderr, "fdtrace: %s did not end %v after SIGTERM: killing it\n", child.Args[0], killAfter)
-			child.Process.Kill()
-		case <-done:
-		}
-	}()
-	err := child.Wait()
-	close(done)
-	if err == nil {
-		return nil
+func waitChild(ctx context.Context, c *child) error {
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return exitError{128 + int(ws.Signal())}
-		}
-		return exitError{ee.ExitCode()}
+	c.signal(syscall.SIGTERM)
+	select {
+	case err := <-c.done:
+		return err
+	case <-time.After(killAfter):
 	}
-	return err
+	fmt.Fprintf(os.Stderr, "fdtrace: %s did not end %v after SIGTERM: killing it\n", c.path, killAfter)
+	c.signal(syscall.SIGKILL)
+	return <-c.done
 }
 
 func (s *session) describeTarget() string {
 	o := s.opts
 	switch {
 	case s.child != nil:
-		return fmt.Sprintf("%s (pid %d) and its descendants", o.command[0], s.child.Process.Pid)
+		return fmt.Sprintf("%s (pid %d) and its descendants", o.command[0], s.child.pid)
 	case len(o.pids) > 0:
 		p := make([]string, len(o.pids))
 		for i, pid := range o.pids {

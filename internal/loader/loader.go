@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -125,7 +124,9 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
 	}
-	raiseFDLimit()
+	if err := raiseFDLimit(); err != nil {
+		return nil, err
+	}
 
 	if cfg.CaptureStacks && cfg.Symbolizer == nil {
 		cfg.Symbolizer = symbolize.New(symbolize.Options{})
@@ -330,20 +331,39 @@ func checkPrivileges() error {
 	return errors.New("fdtrace needs CAP_BPF and CAP_PERFMON (run as root)")
 }
 
-// raiseFDLimit lifts fdtrace's soft RLIMIT_NOFILE so that the tracer is
-// not the next victim. It uses the raw syscall so that Go still restores
-// the original limit in the commands fdtrace starts.
-func raiseFDLimit() {
+// neededFDs is what fdtrace itself may hold: programs, links, maps, and
+// the files it reads.
+const neededFDs = 4096
+
+// minFDs is the least fdtrace can attach with.
+const minFDs = 256
+
+// FDLimitBefore is the RLIMIT_NOFILE fdtrace had before it raised its own,
+// and whether it did: a command fdtrace starts must get it back.
+var FDLimitBefore struct {
+	unix.Rlimit
+	Raised bool
+}
+
+// raiseFDLimit makes room for fdtrace's own fds so that the tracer is not
+// the next victim. The Go runtime has already lifted the soft limit to the
+// hard one (and restores it in the commands it starts); only a hard limit
+// below neededFDs is raised, which takes CAP_SYS_RESOURCE.
+func raiseFDLimit() error {
 	var cur unix.Rlimit
 	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
-		return
+		return nil
 	}
-	want := unix.Rlimit{Cur: cur.Max, Max: cur.Max}
-	if want.Max < 1<<16 {
-		want = unix.Rlimit{Cur: 1 << 16, Max: 1 << 16}
+	if cur.Max >= neededFDs {
+		return nil
 	}
-	if want == cur {
-		return
+	want := unix.Rlimit{Cur: neededFDs, Max: neededFDs}
+	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, &want, nil); err != nil {
+		if cur.Max >= minFDs {
+			return nil // tight, but enough to attach
+		}
+		return fmt.Errorf("the fd limit is %d and raising it failed (%v): fdtrace needs at least %d (ulimit -Hn %d as root)", cur.Max, err, minFDs, neededFDs)
 	}
-	unix.RawSyscall6(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, uintptr(unsafe.Pointer(&want)), 0, 0, 0)
+	FDLimitBefore.Rlimit, FDLimitBefore.Raised = cur, true
+	return nil
 }

@@ -117,6 +117,19 @@ func (t *Tracer) symbolizeStack(pid int, id uint64) error {
 	return nil
 }
 
+// SymbolizeStacksOf symbolizes, now, every stack of pid's live fds that
+// has not been yet: for a process about to exit.
+func (t *Tracer) SymbolizeStacksOf(pid int) {
+	if t.cfg.Symbolizer == nil {
+		return
+	}
+	t.eachFD(func(fd FD) {
+		if fd.PID == pid && fd.StackID != 0 && t.Stack(fd.StackID) == nil {
+			t.symbolizeStack(pid, fd.StackID)
+		}
+	})
+}
+
 // Stack is the symbolized stack of id, nil if unknown or id is 0.
 func (t *Tracer) Stack(id uint64) []symbolize.Frame {
 	if id == 0 {
