@@ -597,3 +597,62 @@ func TestABTFFileCanStandInForTheKernelsOwn(t *testing.T) {
 		t.Errorf("a missing BTF file: %v", err)
 	}
 }
+
+func TestAttachingWhileAProcessOpensAndClosesFastKeepsItsCountExact(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	w := testutil.StartFdops(t, bin)
+	w.Do(t, "busy") // a thread opens and closes /dev/null in a loop
+	tr := load(t, Config{PIDs: []int{w.PID}})
+	w.Do(t, "open /dev/null")
+	w.Do(t, "stop")
+	(&recorder{}).drain(t, tr)
+	assertMatchesProc(t, tr, w.PID)
+}
+
+func TestPidfdsFromCloneAndFdsAfterCredentialsAreCounted(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	pidfd := w.Do(t, "clonepidfd")[0]
+	q := w.Do(t, "socketpair")
+	w.Do(t, "passcred %d", q[1])
+	got := w.Do(t, "passfd %d %d 0", q[0], q[1])[0]
+	rec.drain(t, tr)
+	var opens []fdEvent
+	for _, e := range rec.fdEvents(w.PID) {
+		if e.fd == pidfd || e.fd == got {
+			opens = append(opens, e)
+		}
+	}
+	want := []fdEvent{{"open", "clone", pidfd, "pidfd", ""}, {"open", "recvmsg", got, "pipe", ""}}
+	if !slices.Equal(opens, want) {
+		t.Errorf("records %v, want %v", opens, want)
+	}
+	assertMatchesProc(t, tr, w.PID)
+}
+
+func TestACommFilterGoesByTheProcessNameNotTheThreadName(t *testing.T) {
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	tr := load(t, Config{Comm: "fdops"})
+	w := testutil.StartFdops(t, bin)
+	w.Do(t, "named 4") // a thread named worker-1 opens 4 files
+	(&recorder{}).drain(t, tr)
+	assertMatchesProc(t, tr, w.PID)
+}
+
+func TestFailuresThatAreNotFailuresAreNotCounted(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	if _, errno := w.Try(t, "open /no/such/file"); errno != 2 {
+		t.Fatalf("open: errno %d, want ENOENT", errno)
+	}
+	rec.drain(t, tr)
+	if errs := rec.errorsOf(w.PID); len(errs) != 0 {
+		t.Errorf("ENOENT gave error records by default: %v", errs)
+	}
+	p, _, err := tr.Process(w.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Errors["openat"]["ENOENT"] != 1 {
+		t.Errorf("errors %v, want openat ENOENT counted once", p.Errors)
+	}
+}

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <linux/sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -96,6 +98,28 @@ static void *thread_main(void *p)
 			first = fd;
 	}
 	close(first);
+	return NULL;
+}
+
+static volatile int busy_stop;
+static pthread_t busy_thread;
+
+/* Opens and closes as fast as it can until told to stop. */
+static void *busy_main(void *p)
+{
+	while (!busy_stop)
+		close(open("/dev/null", O_RDONLY));
+	return NULL;
+}
+
+/* A thread with a name of its own opens files and leaves them open. */
+static void *named_main(void *p)
+{
+	struct thread_arg *a = p;
+
+	prctl(PR_SET_NAME, "worker-1");
+	for (int i = 0; i < a->n; i++)
+		open("/dev/null", O_RDONLY);
 	return NULL;
 }
 
@@ -216,11 +240,11 @@ static void command(char *line, char **argv)
 		result(syscall(SYS_accept, x, NULL, NULL));
 	} else if (!strcmp(cmd, "passfd")) {
 		/* Send fd FD over socket X, receive it on socket Y. */
-		char data = 'x', cbuf[CMSG_SPACE(sizeof(int))];
+		char data = 'x', cbuf[256] __attribute__((aligned(8)));
 		struct iovec iov = { .iov_base = &data, .iov_len = 1 };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
 				      .msg_control = cbuf,
-				      .msg_controllen = sizeof(cbuf) };
+				      .msg_controllen = CMSG_SPACE(sizeof(int)) };
 		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 		int fd;
 
@@ -229,11 +253,19 @@ static void command(char *line, char **argv)
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-		if (sendmsg(x, &msg, 0) < 0 || recvmsg(y, &msg, 0) < 0) {
+		if (sendmsg(x, &msg, 0) < 0) {
 			result(-1);
 			return;
 		}
-		memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+		msg.msg_controllen = sizeof(cbuf);
+		if (recvmsg(y, &msg, 0) < 0) {
+			result(-1);
+			return;
+		}
+		/* With SO_PASSCRED, the credentials come first. */
+		for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+			if (c->cmsg_type == SCM_RIGHTS)
+				memcpy(&fd, CMSG_DATA(c), sizeof(int));
 		result(fd);
 	} else if (!strcmp(cmd, "fill")) {
 		fill();
@@ -245,6 +277,39 @@ static void command(char *line, char **argv)
 		pthread_create(&t, NULL, thread_main, &arg);
 		pthread_join(t, NULL);
 		reply("ok %d", arg.tid);
+	} else if (!strcmp(cmd, "busy")) {
+		busy_stop = 0;
+		result(pthread_create(&busy_thread, NULL, busy_main, NULL));
+	} else if (!strcmp(cmd, "stop")) {
+		busy_stop = 1;
+		result(pthread_join(busy_thread, NULL));
+	} else if (!strcmp(cmd, "named")) {
+		struct thread_arg arg = {};
+		pthread_t t;
+
+		sscanf(line, "%*s %d", &arg.n);
+		pthread_create(&t, NULL, named_main, &arg);
+		pthread_join(t, NULL);
+		reply("ok 0");
+	} else if (!strcmp(cmd, "clonepidfd")) {
+		int pidfd = -1;
+		long pid = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &pidfd,
+				   NULL, 0);
+		int status;
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0) {
+			result(-1);
+			return;
+		}
+		waitpid(pid, &status, 0);
+		result(pidfd);
+	} else if (!strcmp(cmd, "passcred")) {
+		int one = 1;
+
+		sscanf(line, "%*s %d", &x);
+		result(setsockopt(x, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)));
 	} else if (!strcmp(cmd, "fork")) {
 		/* The child opens one file and closes fd X, then stops. */
 		pid_t pid;
