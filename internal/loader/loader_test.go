@@ -32,6 +32,7 @@ func load(t *testing.T, cfg Config) *Tracer {
 // followFdops traces the children of the test and starts fdops as one.
 func followFdops(t *testing.T, cfg Config) (*Tracer, *testutil.Workload, *recorder) {
 	t.Helper()
+	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
 	cfg.FollowChildrenOf = os.Getpid()
 	tr := load(t, cfg)
@@ -566,6 +567,7 @@ func lastForkChild(t *testing.T, w *testutil.Workload) int {
 }
 
 func TestACommFilterFollowsTheNameAcrossExec(t *testing.T) {
+	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
 	tr := load(t, Config{Comm: "fdops"})
 	w := testutil.StartFdops(t, bin)
@@ -631,6 +633,7 @@ func TestPidfdsFromCloneAndFdsAfterCredentialsAreCounted(t *testing.T) {
 }
 
 func TestACommFilterGoesByTheProcessNameNotTheThreadName(t *testing.T) {
+	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
 	tr := load(t, Config{Comm: "fdops"})
 	w := testutil.StartFdops(t, bin)
