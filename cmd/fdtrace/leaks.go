@@ -73,8 +73,11 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	if o.minAge < 0 || o.interval < 0 || o.top < 0 {
 		return usageError{fmt.Errorf("--min-age, --interval and --top must not be negative")}
 	}
+	// A command's processes keep their records at exit, for the final
+	// report; with -p or -c the kernel drops them.
 	s, err := startSession(parent, o.commonOptions, loader.Config{
-		ErrorsOnly: true, CaptureStacks: true, KeepRecordsAtExit: true}, "recording fd stacks of")
+		ErrorsOnly: true, CaptureStacks: true, KeepRecordsAtExit: len(o.command) > 0},
+		"recording fd stacks of")
 	if err != nil {
 		return err
 	}
@@ -101,11 +104,14 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		}
 		return nil
 	}
-	report := func(fds []loader.FD, heading string, atExit bool) error {
+	report := func(fds []loader.FD, read time.Time, heading string, atExit bool) error {
 		mu.Lock()
 		defer mu.Unlock()
 		b.Describe = describer()
-		return writeReport(s.out, b.Build(fds, time.Now()), heading, o.json, atExit)
+		err := writeReport(s.out, b.Build(fds, time.Now()), heading, o.json, atExit)
+		// Stacks no live fd refers to any more make room for new ones.
+		s.tracer.DropStacksExcept(fds, read)
+		return err
 	}
 	if o.interval > 0 {
 		go func() {
@@ -114,9 +120,10 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 			for {
 				select {
 				case <-tick.C:
+					read := time.Now()
 					fds, err := s.tracer.FDs()
 					if err == nil {
-						err = report(fds, "outstanding fds", false)
+						err = report(fds, read, "outstanding fds", false)
 					}
 					if err != nil {
 						fmt.Fprintf(os.Stderr, "fdtrace: report: %v\n", err)
@@ -141,15 +148,16 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 			fds = append(fds, s.tracer.TakeExitedFDs(pid)...)
 		}
 		mu.Unlock()
-		if err := report(fds, "fds still open at exit", true); err != nil {
+		if err := report(fds, time.Now(), "fds still open at exit", true); err != nil {
 			return err
 		}
 	} else {
+		read := time.Now()
 		fds, err := s.tracer.FDs()
 		if err != nil {
 			return err
 		}
-		if err := report(fds, "outstanding fds", false); err != nil {
+		if err := report(fds, read, "outstanding fds", false); err != nil {
 			return err
 		}
 	}

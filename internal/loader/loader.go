@@ -84,12 +84,13 @@ type Tracer struct {
 	detachErr  error
 	detachOnce sync.Once
 
-	mu        sync.Mutex // guards the fields below
-	seeded    uint64
-	reconcile uint64
-	delivered uint64
-	stacks    map[uint64][]symbolize.Frame // symbolized when first seen
-	exitedFDs map[int][]FD                 // with KeepRecordsAtExit
+	mu         sync.Mutex // guards the fields below
+	seeded     uint64
+	reconcile  uint64
+	delivered  uint64
+	stacks     map[uint64][]symbolize.Frame // symbolized when first seen
+	stackTimes map[uint64]time.Time         // when
+	exitedFDs  map[int][]FD                 // with KeepRecordsAtExit
 }
 
 // Load checks the kernel, loads and attaches the programs and seeds the
@@ -131,7 +132,8 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if cfg.CaptureStacks && cfg.Symbolizer == nil {
 		cfg.Symbolizer = symbolize.New(symbolize.Options{})
 	}
-	t := &Tracer{cfg: cfg, clock: newClock(), stacks: map[uint64][]symbolize.Frame{}, exitedFDs: map[int][]FD{}}
+	t := &Tracer{cfg: cfg, clock: newClock(), stacks: map[uint64][]symbolize.Frame{},
+		stackTimes: map[uint64]time.Time{}, exitedFDs: map[int][]FD{}}
 	defer func() {
 		if err != nil {
 			t.Close()

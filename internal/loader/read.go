@@ -113,6 +113,7 @@ func (t *Tracer) symbolizeStack(pid int, id uint64) error {
 	frames := t.cfg.Symbolizer.Symbolize(pid, st.Ips[:n])
 	t.mu.Lock()
 	t.stacks[id] = frames
+	t.stackTimes[id] = time.Now()
 	t.mu.Unlock()
 	return nil
 }
@@ -128,6 +129,29 @@ func (t *Tracer) SymbolizeStacksOf(pid int) {
 			t.symbolizeStack(pid, fd.StackID)
 		}
 	})
+}
+
+// DropStacksExcept forgets, in the kernel and here, the stacks symbolized
+// before `before` that none of live (read after `before`) refers to, so
+// that a long run stays within the stack store.
+func (t *Tracer) DropStacksExcept(live []FD, before time.Time) {
+	keep := map[uint64]bool{}
+	for _, fd := range live {
+		keep[fd.StackID] = true
+	}
+	t.mu.Lock()
+	var drop []uint64
+	for id, at := range t.stackTimes {
+		if !keep[id] && at.Before(before) {
+			drop = append(drop, id)
+			delete(t.stacks, id)
+			delete(t.stackTimes, id)
+		}
+	}
+	t.mu.Unlock()
+	for _, id := range drop {
+		t.objs.Stacks.Delete(id)
+	}
 }
 
 // Stack is the symbolized stack of id, nil if unknown or id is 0.
