@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +91,25 @@ type session struct {
 	child  *child
 	ctx    context.Context // done on SIGINT, SIGTERM or --duration
 	stop   func()
+	// interrupted: the session ended on SIGINT, which a terminal sends to
+	// the command too.
+	interrupted atomic.Bool
+}
+
+// notifyStop gives a context done on SIGINT or SIGTERM.
+func (s *session) notifyStop(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-sigs:
+			s.interrupted.Store(sig == os.Interrupt)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
 // startSession loads the tracer (cfg's target fields are filled in from
@@ -124,7 +144,7 @@ func startSession(parent context.Context, o commonOptions, cfg loader.Config, wh
 	if s.tracer, err = loader.Load(cfg); err != nil {
 		return nil, err
 	}
-	ctx, stopSignals := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	ctx, stopSignals := s.notifyStop(parent)
 	s.ctx, s.stop = ctx, stopSignals
 	if o.duration > 0 {
 		var cancel context.CancelFunc
@@ -166,7 +186,7 @@ func (s *session) run(emit loader.Handler) error {
 	status := make(chan error, 1)
 	if s.child != nil {
 		go func() {
-			status <- waitChild(s.ctx, s.child)
+			status <- waitChild(s.ctx, s.child, &s.interrupted)
 			stopReading()
 		}()
 	}
@@ -222,13 +242,21 @@ func (s *session) close() error {
 // killAfter is how long a command may take to end after SIGTERM.
 const killAfter = 5 * time.Second
 
-// waitChild waits for the command, passing SIGINT/SIGTERM on to it, and
-// kills it if it does not end within killAfter.
-func waitChild(ctx context.Context, c *child) error {
+// waitChild waits for the command. When the session ends it gets SIGTERM
+// (after killAfter if it was a Ctrl-C, which reached it already), then
+// SIGKILL after killAfter more.
+func waitChild(ctx context.Context, c *child, interrupted *atomic.Bool) error {
 	select {
 	case err := <-c.done:
 		return err
 	case <-ctx.Done():
+	}
+	if interrupted.Load() {
+		select {
+		case err := <-c.done:
+			return err
+		case <-time.After(killAfter):
+		}
 	}
 	c.signal(syscall.SIGTERM)
 	select {

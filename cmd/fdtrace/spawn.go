@@ -30,11 +30,23 @@ func spawn(path string, args []string, limit *unix.Rlimit, atExit func(pid int))
 		// ptrace requests must come from the thread that started the
 		// tracee; the thread is not reused after this goroutine ends.
 		runtime.LockOSThread()
-		pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
-			Env:   os.Environ(),
-			Files: []uintptr{0, 1, 2},
-			Sys:   &syscall.SysProcAttr{Ptrace: true},
-		})
+		attr := &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2},
+			Sys: &syscall.SysProcAttr{Ptrace: true}}
+		pid, err := syscall.ForkExec(path, args, attr)
+		if errors.Is(err, unix.EPERM) {
+			// ptrace is not allowed here (seccomp, yama): run it plainly.
+			fmt.Fprintf(os.Stderr, "fdtrace: ptrace is not permitted: %s runs untraced; its stacks may stay unnamed if it exits quickly\n", path)
+			attr.Sys.Ptrace = false
+			if pid, err = syscall.ForkExec(path, args, attr); err == nil {
+				c.pid = pid
+				if limit != nil {
+					unix.Prlimit(pid, unix.RLIMIT_NOFILE, limit, nil)
+				}
+				started <- nil
+				c.done <- c.wait()
+				return
+			}
+		}
 		if err != nil {
 			started <- err
 			return
@@ -50,7 +62,7 @@ func spawn(path string, args []string, limit *unix.Rlimit, atExit func(pid int))
 				fmt.Fprintf(os.Stderr, "fdtrace: restoring the fd limit of %s: %v\n", path, err)
 			}
 		}
-		unix.PtraceSetOptions(pid, unix.PTRACE_O_TRACEEXIT|unix.PTRACE_O_EXITKILL)
+		unix.PtraceSetOptions(pid, unix.PTRACE_O_TRACEEXIT|unix.PTRACE_O_TRACEEXEC|unix.PTRACE_O_EXITKILL)
 		started <- nil
 		c.done <- c.follow(atExit)
 	}()
@@ -87,6 +99,8 @@ func (c *child) follow(atExit func(pid int)) error {
 				atExit(c.pid)
 			}
 			sig = 0
+		case ws.Stopped() && ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() > 0:
+			sig = 0 // another ptrace event (exec): nothing to deliver
 		case ws.Stopped():
 			// A signal on its way to the command: deliver it. A
 			// group-stop (Ctrl-Z) is resumed at once.
@@ -94,6 +108,29 @@ func (c *child) follow(atExit func(pid int)) error {
 			if groupStop(c.pid) {
 				sig = 0
 			}
+		}
+	}
+}
+
+// wait waits for an untraced command.
+func (c *child) wait() error {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(c.pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", c.path, err)
+		}
+		if ws.Exited() {
+			if ws.ExitStatus() == 0 {
+				return nil
+			}
+			return exitError{ws.ExitStatus()}
+		}
+		if ws.Signaled() {
+			return exitError{128 + int(ws.Signal())}
 		}
 	}
 }
