@@ -1,9 +1,10 @@
 # fdtrace build. `make generate` needs the pinned clang; `make build` needs only Go.
 CLANG ?= clang-19
+CLANG_FORMAT ?= clang-format-19
 STRIP ?= llvm-strip-19
 GO ?= go
 
-.PHONY: build generate check-generated vmlinux test clean
+.PHONY: build generate check-generated check-format vmlinux test bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o fdtrace ./cmd/fdtrace
@@ -17,6 +18,10 @@ check-generated: generate
 	@git diff --exit-code --stat -- internal/loader || { echo "generated files are stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- internal/loader)" || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
+# BPF C in the kernel's style (bpf/.clang-format).
+check-format:
+	$(CLANG_FORMAT) --dry-run --Werror bpf/*.c bpf/*.h
+
 # Regenerate vmlinux.h from the running kernel's BTF (needs bpftool).
 vmlinux:
 	{ printf '/*\n * Generated; do not edit. Kernel types for CO-RE, produced with\n *   bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h\n * on Linux %s (%s); `make vmlinux` redoes it on the running kernel.\n * CO-RE relocations make the programs work on other kernels with BTF.\n */\n' "$$(uname -r | cut -d. -f1-2)" "$$(uname -m)"; \
@@ -24,10 +29,15 @@ vmlinux:
 
 # The whole suite, as CI runs it. Kernel tests need root; with CI=true they
 # fail rather than skip without it.
-test: check-generated
+test: check-generated check-format
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+
+# Measures what tracing costs, next to bpftrace and strace, and writes
+# docs/PERFORMANCE.md (root; about 10 minutes). BENCHFLAGS=-quick: a smoke run.
+bench:
+	$(GO) run ./bench $(BENCHFLAGS)
 
 clean:
 	rm -f fdtrace

@@ -44,21 +44,21 @@ const enum fd_flags *unused_fd_flags __attribute__((unused));
 #define MAX_CMSGS 4
 #define CLONE_PIDFD 0x1000
 #define EAGAIN 11
-#define ERESTARTSYS 512 /* and above: restarted, never seen by the caller */
+#define ERESTARTSYS 512	    /* and above: restarted, never seen by the caller */
 #define MAX_SWEEP (1 << 23) /* bpf_loop's limit */
 #define SMALL_TABLE 4096
 
 /* Values of the traced map. */
-#define TRACE_SELF (1 << 0)   /* account and report this process */
-#define TRACE_FOLLOW (1 << 1) /* its children are traced too */
+#define TRACE_SELF (1 << 0)    /* account and report this process */
+#define TRACE_FOLLOW (1 << 1)  /* its children are traced too */
 #define TRACE_AT_EXEC (1 << 2) /* traced from its next exec on */
 
 const volatile __u32 self_tgid = 0;	 /* fdtrace itself: never traced */
 const volatile bool filter_pids = false; /* only tgids in the traced map */
 const volatile bool filter_comm = false;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
-const volatile bool errors_only = false; /* no open/close events */
-const volatile __u64 wakeup_bytes = 0;	 /* wake the reader past this much */
+const volatile bool errors_only = false;    /* no open/close events */
+const volatile __u64 wakeup_bytes = 0;	    /* wake the reader past this much */
 const volatile bool capture_stacks = false; /* user stack of each new fd */
 const volatile bool exit_keeps_records = false; /* user space collects them */
 const volatile bool all_errors = false; /* error events for every errno */
@@ -125,12 +125,32 @@ struct {
 	__type(value, struct stack);
 } stacks SEC(".maps");
 
-#define TOP_WORDS 32
+/* Words of the user stack searched for the frames a walk would miss. */
+#define TOP_WORDS 64
 
-/* Room to build a stack, and the top of the user stack for the leaf fix. */
+/* The state of one stack walk (see capture_stack). */
+struct walk_ctx {
+	__u64 sp;
+	__u64 fp;
+	__u64 pc;	 /* the chain's last frame */
+	__u64 chain_end; /* address of its return address */
+	__u64 fp_any;	 /* a saved frame pointer not known to call the chain */
+	__u64 fp_callee; /* the function rbp's frame belongs to */
+	__u64 hash;
+	int slot; /* top word of the chain's end, or the fallback's */
+	int anchor;
+	bool fp_ok; /* rbp is still the caller's frame pointer */
+};
+
+/*
+ * Room to build a stack, the top of the user stack and the walk's state,
+ * kept off the BPF stack: the verifier would follow every value the walk's
+ * loops could give them.
+ */
 struct stack_work {
 	struct stack st;
 	__u64 top[TOP_WORDS];
+	struct walk_ctx c;
 };
 
 struct {
@@ -139,6 +159,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct stack_work);
 } stack_scratch SEC(".maps");
+
+static __always_inline struct stack_work *stack_work(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&stack_scratch, &zero);
+}
 
 /* Room to build a struct proc: too big for the BPF stack. */
 struct {
@@ -301,9 +328,8 @@ static __always_inline struct proc *new_proc(struct task_struct *task)
  * The counters of a process, created on first sight from its fd table.
  * pending: fds the current syscall already installed and will count itself.
  */
-static __always_inline struct proc *get_proc(__u32 tgid,
-					     struct task_struct *task,
-					     __s64 pending)
+static __always_inline struct proc *
+get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 {
 	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
 	struct proc *init;
@@ -341,8 +367,8 @@ static __always_inline void submit(void *e)
 	bpf_ringbuf_submit(e, flags);
 }
 
-static __always_inline struct fd_event *
-new_event(__u8 kind, __u16 sc, __u32 tgid, int fd)
+static __always_inline struct fd_event *new_event(__u8 kind, __u16 sc,
+						  __u32 tgid, int fd)
 {
 	struct fd_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -379,8 +405,7 @@ static __always_inline struct file *fd_file(struct fdtable *fdt, int fd)
 	return f;
 }
 
-static __always_inline bool name_is(const char *name, const char *want,
-				    int n)
+static __always_inline bool name_is(const char *name, const char *want, int n)
 {
 	for (int i = 0; i < n; i++)
 		if (name[i] != want[i])
@@ -388,7 +413,7 @@ static __always_inline bool name_is(const char *name, const char *want,
 	return true;
 }
 
-/* Classify an fd by its file when the syscall does not tell (dup, SCM_RIGHTS). */
+/* Classify an fd by its file when the syscall cannot tell (dup, SCM). */
 static __always_inline void inspect_file(struct file *f, struct fd_info *info)
 {
 	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
@@ -486,7 +511,8 @@ static __always_inline bool after_call(__u64 w)
 	if (bpf_probe_read_user(b, sizeof(b), (void *)(w - 8)))
 		return false;
 	return b[3] == 0xe8 || (b[2] == 0xff && b[3] == 0x15) ||
-	       (b[6] == 0xff && ((b[7] & 0xf8) == 0xd0 || (b[7] & 0xf8) == 0x10)) ||
+	       (b[6] == 0xff &&
+		((b[7] & 0xf8) == 0xd0 || (b[7] & 0xf8) == 0x10)) ||
 	       (b[5] == 0xff && (b[6] & 0xf8) == 0x50);
 }
 
@@ -506,32 +532,180 @@ static __always_inline bool frame_at(__u64 fp, __u64 sp)
 	       after_call(ret);
 }
 
+/* The longest function whose return addresses are matched to its entry. */
+#define MAX_FUNC_BYTES (1 << 16)
+
+static __always_inline bool holds(__u64 entry, __u64 pc)
+{
+	return entry <= pc && pc - entry < MAX_FUNC_BYTES;
+}
+
+/* The function a GOT slot points at, 0 if unreadable. */
+static __always_inline __u64 got_entry(__u64 slot)
+{
+	__u64 fn;
+
+	return bpf_probe_read_user(&fn, sizeof(fn), (void *)slot) ? 0 : fn;
+}
+
+/*
+ * Where a PLT stub at entry jumps (jmp *GOT(%rip), after endbr64 and a bnd
+ * prefix in IBT stubs), 0 if entry is no such stub.
+ */
+static __always_inline __u64 plt_target(__u64 entry)
+{
+	__u8 b[12];
+	__s32 d;
+
+	if (bpf_probe_read_user(b, sizeof(b), (void *)entry))
+		return 0;
+	if (b[0] == 0xff && b[1] == 0x25) {
+		__builtin_memcpy(&d, &b[2], 4);
+		return got_entry(entry + 6 + d);
+	}
+	if (b[0] != 0xf3 || b[1] != 0x0f || b[2] != 0x1e || b[3] != 0xfa)
+		return 0;
+	if (b[4] == 0xff && b[5] == 0x25) {
+		__builtin_memcpy(&d, &b[6], 4);
+		return got_entry(entry + 10 + d);
+	}
+	if (b[4] == 0xf2 && b[5] == 0xff && b[6] == 0x25) {
+		__builtin_memcpy(&d, &b[7], 4);
+		return got_entry(entry + 11 + d);
+	}
+	return 0;
+}
+
+/*
+ * The function the call ending at ret called, through the PLT or not when
+ * resolve_plt; 0 when it is no call whose target can be known: indirect
+ * calls cannot be checked and do not count. A direct call is e8 rel32, a
+ * call through the GOT ff 15 disp32.
+ */
+static __always_inline __u64 callee(__u64 ret, bool resolve_plt)
+{
+	__u64 entry;
+	__u8 b[6];
+	__s32 d;
+
+	if (ret < 4096 || ret >= 0x800000000000ULL ||
+	    bpf_probe_read_user(b, sizeof(b), (void *)(ret - 6)))
+		return 0;
+	__builtin_memcpy(&d, &b[2], 4);
+	if (b[0] == 0xff && b[1] == 0x15)
+		return got_entry(ret + d);
+	if (b[1] != 0xe8)
+		return 0;
+	entry = ret + d;
+	if (resolve_plt) {
+		__u64 fn = plt_target(entry);
+
+		if (fn)
+			return fn;
+	}
+	return entry;
+}
+
+/* Is ret the return address of a call into the function holding pc? */
+static __always_inline bool returns_from(__u64 ret, __u64 pc)
+{
+	__u64 entry = callee(ret, false);
+
+	return entry && (holds(entry, pc) || holds(plt_target(entry), pc));
+}
+
 /*
  * The user stack of the current syscall, stored in the stacks map; its key,
  * or 0 when there is none.
  *
- * A frame-pointer walk, with a leaf fix: libc's syscall wrappers (and Go's
- * Syscall6) set up no frame, so a plain walk goes from the wrapper straight
- * to its caller's caller, and some (open64) even use rbp for data. The
- * caller's return address is near the top of the user stack: the first
- * word there that follows a call instruction. The walk then goes on from
- * rbp if it is a frame pointer, else from the rbp the wrapper saved just
- * below that return address.
+ * A frame-pointer walk misses the frames of code built without frame
+ * pointers between the syscall and the first frame: libc's wrappers and
+ * whatever in libc called them (fopen goes four functions deep), Go's
+ * Syscall6. Their return addresses are on top of the user stack:
+ *  - a chain of words each returning from a call into the function holding
+ *    the one before, starting at the syscall's ip;
+ *  - when rbp is a frame pointer, the return address into its frame's
+ *    function: the highest word below the frame returning into the
+ *    function its own return address says was called. This one survives
+ *    tail calls and indirect calls that break the chain.
+ * The walk then goes on from rbp, or, when the wrapper used rbp for data,
+ * from a frame pointer saved in the chain's frames.
+ *
+ * Where neither is found, the caller's return address is taken from the
+ * top of the stack: the first word that follows a call instruction just
+ * above the saved rbp.
  */
-struct walk_ctx {
-	__u64 sp;
-	__u64 fp;
-	__u64 hash;
-	__u32 n;
-	int slot;
-	bool fp_ok; /* rbp is still the caller's frame pointer */
-};
-
-static __always_inline struct stack_work *stack_work(void)
+/* Words pointing into the stack itself are neither code nor worth a read. */
+static __always_inline bool on_stack(__u64 w, __u64 sp)
 {
-	__u32 zero = 0;
+	return w - sp < (64ULL << 20);
+}
 
-	return bpf_map_lookup_elem(&stack_scratch, &zero);
+static long find_chain(__u32 i, void *unused)
+{
+	struct stack_work *w = stack_work();
+	struct walk_ctx *c = w ? &w->c : NULL;
+	__u64 ret;
+
+	if (!w || i >= TOP_WORDS || w->st.nr >= MAX_STACK_DEPTH)
+		return 1;
+	ret = w->top[i];
+	if (on_stack(ret, c->sp) || !returns_from(ret, c->pc))
+		return 0;
+	w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] = ret;
+	c->pc = ret;
+	c->chain_end = c->sp + 8 * i;
+	c->slot = i;
+	return 0;
+}
+
+static long find_anchor(__u32 i, void *unused)
+{
+	struct stack_work *w = stack_work();
+	struct walk_ctx *c = w ? &w->c : NULL;
+	__u64 ret;
+
+	if (!w || i >= TOP_WORDS || c->sp + 8 * i >= c->fp)
+		return 1;
+	ret = w->top[i];
+	if ((int)i > c->slot && holds(c->fp_callee, ret) && after_call(ret))
+		c->anchor = i;
+	return 0;
+}
+
+/* Is fp the frame of the caller of the function holding pc? */
+static __always_inline bool frame_calls(__u64 fp, __u64 pc)
+{
+	__u64 ret;
+
+	return !bpf_probe_read_user(&ret, sizeof(ret), (void *)(fp + 8)) &&
+	       returns_from(ret, pc);
+}
+
+/*
+ * The frame pointer saved by the frames without one, when the wrapper used
+ * rbp for data: the lowest word on top of the stack pointing at a frame
+ * above the chain whose return address calls the chain's last function,
+ * else (it was called indirectly, or there is no chain) the lowest
+ * pointing at any frame above the chain.
+ */
+static long find_saved_fp(__u32 i, void *unused)
+{
+	struct stack_work *w = stack_work();
+	struct walk_ctx *c = w ? &w->c : NULL;
+	__u64 v;
+
+	if (!w || i >= TOP_WORDS)
+		return 1;
+	v = w->top[i];
+	if (v <= c->sp + 8 * i || v <= c->chain_end ||
+	    !frame_pointer_ok(v, c->sp))
+		return 0;
+	if ((!c->fp || v < c->fp) && frame_calls(v, c->pc))
+		c->fp = v;
+	else if ((!c->fp_any || v < c->fp_any) && frame_at(v, c->sp))
+		c->fp_any = v;
+	return 0;
 }
 
 /*
@@ -540,9 +714,10 @@ static __always_inline struct stack_work *stack_work(void)
  * wrapper pushed it) when there is one. Words that merely look like return
  * addresses are often left over in the wrapper's locals, below it.
  */
-static long find_return(__u32 i, struct walk_ctx *c)
+static long find_return(__u32 i, void *unused)
 {
 	struct stack_work *w = stack_work();
+	struct walk_ctx *c = w ? &w->c : NULL;
 	__u64 saved;
 
 	if (!w || i >= TOP_WORDS)
@@ -551,7 +726,7 @@ static long find_return(__u32 i, struct walk_ctx *c)
 		return 0;
 	if (i == 0) {
 		if (c->fp_ok)
-			c->slot = 0; /* nothing pushed, unless a pair shows up */
+			c->slot = 0; /* unless a pushed pair shows up */
 		return 0;
 	}
 	saved = w->top[(i - 1) & (TOP_WORDS - 1)];
@@ -563,32 +738,40 @@ static long find_return(__u32 i, struct walk_ctx *c)
 	return 0;
 }
 
-static long walk_frame(__u32 i, struct walk_ctx *c)
+static long walk_frame(__u32 i, void *unused)
 {
 	struct stack_work *w = stack_work();
+	struct walk_ctx *c = w ? &w->c : NULL;
 	struct {
 		__u64 next;
 		__u64 ret;
 	} frame;
 
-	if (!w || c->n >= MAX_STACK_DEPTH || !frame_pointer_ok(c->fp, c->sp) ||
+	if (!w || w->st.nr >= MAX_STACK_DEPTH ||
+	    !frame_pointer_ok(c->fp, c->sp) ||
 	    bpf_probe_read_user(&frame, sizeof(frame), (void *)c->fp) ||
 	    !frame.ret)
 		return 1;
-	/* A wrapper that did set up a frame returns to the same caller. */
-	if (!(c->n == 2 && frame.ret == w->st.ips[1]))
-		w->st.ips[c->n++ & (MAX_STACK_DEPTH - 1)] = frame.ret;
+	/*
+	 * Frames the chain found already are skipped; after the fallback's
+	 * one frame, a wrapper that did set up a frame returns to the same
+	 * caller.
+	 */
+	if (c->fp + 8 > c->chain_end &&
+	    !(w->st.nr == 2 && frame.ret == w->st.ips[1]))
+		w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] = frame.ret;
 	if (frame.next <= c->fp)
 		return 1;
 	c->fp = frame.next;
 	return 0;
 }
 
-static long hash_frame(__u32 i, struct walk_ctx *c)
+static long hash_frame(__u32 i, void *unused)
 {
 	struct stack_work *w = stack_work();
+	struct walk_ctx *c = w ? &w->c : NULL;
 
-	if (!w || i >= c->n)
+	if (!w || i >= w->st.nr)
 		return 1;
 	c->hash = (c->hash ^ w->st.ips[i & (MAX_STACK_DEPTH - 1)]) *
 		  0x100000001b3ULL;
@@ -599,7 +782,7 @@ static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 				      struct task_struct *task)
 {
 	struct pt_regs *regs = user_regs(task);
-	struct walk_ctx c = { .n = 1, .slot = -1 };
+	struct walk_ctx *c;
 	struct stack_work *w;
 	struct fd_event *e;
 	__u64 h;
@@ -610,25 +793,57 @@ static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 	w = stack_work();
 	if (!w)
 		return 0;
-	w->st.ips[0] = PT_REGS_IP_CORE(regs);
-	c.sp = PT_REGS_SP_CORE(regs);
-	c.fp = PT_REGS_FP_CORE(regs);
-	c.fp_ok = frame_at(c.fp, c.sp);
-	if (!bpf_probe_read_user(w->top, sizeof(w->top), (void *)c.sp))
-		bpf_loop(TOP_WORDS, find_return, &c, 0);
-	if (c.slot >= 0) {
-		__u32 slot = c.slot & (TOP_WORDS - 1);
+	c = &w->c;
+	__builtin_memset(c, 0, sizeof(*c));
+	w->st.ips[0] = c->pc = PT_REGS_IP_CORE(regs);
+	c->sp = PT_REGS_SP_CORE(regs);
+	c->fp = PT_REGS_FP_CORE(regs);
+	c->fp_ok = frame_at(c->fp, c->sp);
+	w->st.nr = 1;
+	if (bpf_probe_read_user(w->top, sizeof(w->top), (void *)c->sp))
+		goto walk;
+	bpf_loop(TOP_WORDS, find_chain, NULL, 0);
+	if (!c->fp_ok) {
+		c->fp = 0;
+		bpf_loop(TOP_WORDS, find_saved_fp, NULL, 0);
+		if (!c->fp)
+			c->fp = c->fp_any;
+	}
+	if (c->fp) {
+		__u64 ret = 0;
+
+		bpf_probe_read_user(&ret, sizeof(ret), (void *)(c->fp + 8));
+		c->fp_callee = callee(ret, true);
+		c->anchor = -1;
+		if (c->fp_callee)
+			bpf_loop(TOP_WORDS, find_anchor, NULL, 0);
+		if (c->anchor >= 0 && w->st.nr < MAX_STACK_DEPTH) {
+			__u32 slot = c->anchor & (TOP_WORDS - 1);
+
+			w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] =
+				w->top[slot];
+			c->chain_end = c->sp + 8 * slot;
+		}
+	}
+	if (w->st.nr > 1)
+		goto walk;
+	c->slot = -1;
+	bpf_loop(TOP_WORDS, find_return, NULL, 0);
+	if (c->slot >= 0) {
+		__u32 slot = c->slot & (TOP_WORDS - 1);
 
 		w->st.ips[1] = w->top[slot];
-		c.n = 2;
-		if (!c.fp_ok && slot > 0)
-			c.fp = w->top[(slot - 1) & (TOP_WORDS - 1)];
+		w->st.nr = 2;
+		if (!c->fp_ok && slot > 0)
+			c->fp = w->top[(slot - 1) & (TOP_WORDS - 1)];
+		else if (!c->fp_ok)
+			c->fp = 0;
 	}
-	bpf_loop(MAX_STACK_DEPTH, walk_frame, &c, 0);
-	w->st.nr = c.n;
-	c.hash = 0xcbf29ce484222325ULL ^ tgid;
-	bpf_loop(MAX_STACK_DEPTH, hash_frame, &c, 0);
-	h = c.hash | 1; /* 0 means no stack */
+walk:
+	bpf_loop(MAX_STACK_DEPTH, walk_frame, NULL, 0);
+	c->hash = 0xcbf29ce484222325ULL ^ tgid;
+	bpf_loop(MAX_STACK_DEPTH, hash_frame, NULL, 0);
+	h = c->hash | 1; /* 0 means no stack */
 	err = bpf_map_update_elem(&stacks, &h, &w->st, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: seen before */)
 		return h;
@@ -639,6 +854,8 @@ static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 	e = new_event(EV_STACK, SYS_NONE, tgid, -1);
 	if (e) {
 		e->stack_id = h;
+		/* Whose maps to use if it is gone before it is symbolized. */
+		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 		/* Symbolize while the process lives: wake the reader now. */
 		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	}
@@ -659,7 +876,7 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
 		bpf_map_delete_elem(&fds, &key);
 	}
 	if (p) {
-		barrier_var(p); /* keep clang from hoisting p+off above the check */
+		barrier_var(p); /* keep p+off below the check */
 		__sync_fetch_and_add(&p->open_fds, -1);
 		__sync_fetch_and_add(&p->closed, 1);
 		if (type < FD_TYPE_MAX)
@@ -677,8 +894,8 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
 /* Record and report an fd the current syscall created. */
 static __always_inline void open_fd(__u32 tgid, struct proc *p,
 				    struct fdtable *fdt, int fd, __u16 sc,
-				    const struct fd_info *src, const char *upath,
-				    __u64 stack_id)
+				    const struct fd_info *src,
+				    const char *upath, __u64 stack_id)
 {
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	struct fd_info info = {
@@ -752,7 +969,8 @@ static __always_inline bool counted_failure(__u16 sc, int err)
 /* Failures worth an event by default: running out of fds or memory. */
 static __always_inline bool resource_failure(int err)
 {
-	return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
+	return err == EMFILE || err == ENFILE || err == ENOMEM ||
+	       err == ENOBUFS;
 }
 
 /* Account and report a failed fd-creating syscall. */
@@ -850,7 +1068,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	}
 	case SYS_SIGNALFD:
 	case SYS_SIGNALFD4:
-		/* Only fd == -1 creates an fd; otherwise an existing one changes. */
+		/* Only fd == -1 creates an fd; others change an fd. */
 		if ((int)PT_REGS_PARM1_CORE_SYSCALL(regs) != -1)
 			return 0;
 		break;
@@ -908,12 +1126,12 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 	return 0;
 }
 
-#define EXIT_ONE(name, sc)                                                    \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
-	int tracepoint__syscalls__sys_exit_##name(                            \
-		struct trace_event_raw_sys_exit *ctx)                         \
-	{                                                                     \
-		return on_exit_one(ctx, sc, ctx->ret);                        \
+#define EXIT_ONE(name, sc)                                                     \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                             \
+	int tracepoint__syscalls__sys_exit_##name(                             \
+		struct trace_event_raw_sys_exit *ctx)                          \
+	{                                                                      \
+		return on_exit_one(ctx, sc, ctx->ret);                         \
 	}
 
 EXIT_ONE(open, SYS_OPEN)
@@ -948,7 +1166,7 @@ EXIT_ONE(fsmount, SYS_FSMOUNT)
 EXIT_ONE(fspick, SYS_FSPICK)
 EXIT_ONE(mq_open, SYS_MQ_OPEN)
 
-/* clone/clone3 with CLONE_PIDFD: the parent gets a pidfd, written to user memory. */
+/* clone/clone3 with CLONE_PIDFD: the parent gets a pidfd in user memory. */
 static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -971,13 +1189,15 @@ static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 			__u64 pidfd;
 		} args;
 
-		if (bpf_probe_read_user(&args, sizeof(args),
-					(void *)PT_REGS_PARM1_CORE_SYSCALL(regs)))
+		if (bpf_probe_read_user(
+			    &args, sizeof(args),
+			    (void *)PT_REGS_PARM1_CORE_SYSCALL(regs)))
 			return 0;
 		flags = args.flags;
 		upidfd = (void *)args.pidfd;
 	}
-	if (!(flags & CLONE_PIDFD) || bpf_probe_read_user(&fd, sizeof(fd), upidfd))
+	if (!(flags & CLONE_PIDFD) ||
+	    bpf_probe_read_user(&fd, sizeof(fd), upidfd))
 		return 0;
 	open_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), fd, sc, NULL,
 		NULL, capture_stack(ctx, tgid, task));
@@ -996,12 +1216,12 @@ int tracepoint__syscalls__sys_exit_clone3(struct trace_event_raw_sys_exit *ctx)
 	return on_exit_clone(ctx, SYS_CLONE3, ctx->ret);
 }
 
-#define EXIT_PAIR(name, sc)                                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
-	int tracepoint__syscalls__sys_exit_##name(                            \
-		struct trace_event_raw_sys_exit *ctx)                         \
-	{                                                                     \
-		return on_exit_pair(ctx, sc, ctx->ret);                       \
+#define EXIT_PAIR(name, sc)                                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                             \
+	int tracepoint__syscalls__sys_exit_##name(                             \
+		struct trace_event_raw_sys_exit *ctx)                          \
+	{                                                                      \
+		return on_exit_pair(ctx, sc, ctx->ret);                        \
 	}
 
 EXIT_PAIR(pipe, SYS_PIPE)
@@ -1050,7 +1270,7 @@ struct sweep_ctx {
 	struct proc *p;
 	__u16 sc;
 	bool want_open; /* close fds whose bit is set (true) or clear (false) */
-	bool any_bit;	  /* ... or whatever their bit */
+	bool any_bit;	/* ... or whatever their bit */
 	bool delete_only; /* drop records without accounting (process exit) */
 	__u64 n;
 };
@@ -1077,22 +1297,25 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 	return 0;
 }
 
-/* close_range: the open fds in [first, last] are closed at entry, like close. */
+/* close_range: the open fds in [first, last] close at entry, like close. */
 SEC("tracepoint/syscalls/sys_enter_close_range")
 int tracepoint__syscalls__sys_enter_close_range(
 	struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 first = ctx->args[0], last = ctx->args[1], flags = ctx->args[2];
-	struct sweep_ctx c = { .tgid = tgid, .first = first,
-			       .sc = SYS_CLOSE_RANGE, .want_open = true };
+	struct sweep_ctx c = { .tgid = tgid,
+			       .first = first,
+			       .sc = SYS_CLOSE_RANGE,
+			       .want_open = true };
 	struct task_struct *task;
 	struct fdtable *fdt;
 	__u32 max;
 
 	if (!trace_allowed(tgid))
 		return 0;
-	if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
+	if (first > last ||
+	    (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
 		return 0; /* EINVAL */
 	if (flags & CLOSE_RANGE_CLOEXEC)
 		return 0; /* only marks fds close-on-exec */
@@ -1315,7 +1538,7 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	struct fd_event *e;
 
 	if (!armed || ctgid != BPF_CORE_READ(child, pid))
-		return 0; /* not yet attached, or a new thread sharing the table */
+		return 0; /* not attached yet, or a thread sharing the table */
 	if (filter_pids) {
 		__u8 *t = bpf_map_lookup_elem(&traced, &ptgid);
 		__u8 flags = TRACE_SELF | TRACE_FOLLOW;
@@ -1443,7 +1666,8 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct sweep_ctx c = { .tgid = tgid, .want_open = true,
+	struct sweep_ctx c = { .tgid = tgid,
+			       .want_open = true,
 			       .delete_only = true };
 	struct fdtable *fdt;
 	struct proc *p;

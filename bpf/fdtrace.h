@@ -75,15 +75,17 @@ enum event_kind {
 	EV_OPEN = 1,
 	EV_CLOSE,
 	EV_ERROR,
-	EV_SEED, /* a process with fds that have no record: read them from /proc */
+	EV_SEED, /* a process with fds that have no record: read them from /proc
+		  */
 	EV_EXIT, /* a traced process exited; carries its final counters */
-	EV_STACK, /* a new stack in the stacks map: symbolize it while it lives */
+	EV_STACK, /* a new stack in the stacks map: symbolize it while it lives
+		   */
 };
 
 /* Flags of struct fd_info and struct fd_event. */
 enum fd_flags {
 	FDF_CLOEXEC = 1 << 0,
-	FDF_SEEDED = 1 << 1,	/* recorded from /proc, not seen being created */
+	FDF_SEEDED = 1 << 1, /* recorded from /proc, not seen being created */
 	FDF_INHERITED = 1 << 2, /* copied from the parent at fork */
 };
 
@@ -95,7 +97,7 @@ struct fd_key {
 
 /* Value of the fds map. */
 struct fd_info {
-	__u64 open_ns; /* bpf_ktime_get_ns() when created; 0 when seeded */
+	__u64 open_ns;	/* bpf_ktime_get_ns() when created; 0 when seeded */
 	__u64 stack_id; /* key in the stacks map; 0: none */
 	__u16 syscall;
 	__u8 fd_type;
@@ -112,7 +114,7 @@ struct proc {
 	__u64 errors;
 	__u64 emfile;
 	__u64 enfile;
-	__u64 refused; /* accept/accept4 failing for lack of fds or memory */
+	__u64 refused;	/* accept/accept4 failing for lack of fds or memory */
 	__u64 start_ns; /* group leader's start time: tells pid reuse apart */
 	__u64 opened_by_type[FD_TYPE_MAX];
 	__u64 closed_by_type[FD_TYPE_MAX];
@@ -151,7 +153,8 @@ struct fd_event {
 	__u16 family;
 	__u16 sock_type;
 	__u32 flags;
-	__u32 ppid; /* EV_SEED: the parent to copy records from, or 0 */
+	__u32 ppid; /* EV_SEED: the parent to copy records from, or 0;
+		       EV_STACK: the parent */
 	__u64 stack_id;
 	__s64 open_fds;
 	__u64 fd_limit;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,8 +43,8 @@ With -- COMMAND, the final report lists the fds still open when the command
 exits, with their allocation stacks (like valgrind --track-fds=yes).
 
 Stacks are walked by frame pointers: build C/C++ with -fno-omit-frame-pointer
-(Go binaries have them). The caller of libc's syscall wrappers, which set up
-no frame, is recovered from the top of the user stack.`,
+(Go binaries have them). The frames libc sets up none for (its syscall
+wrappers, fopen's insides) are recovered from the top of the user stack.`,
 		Example: `  # what has pid 1234 been leaking? report every 10s
   fdtrace leaks -p 1234 -i 10s
 
@@ -113,6 +114,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		s.tracer.DropStacksExcept(fds, read)
 		return err
 	}
+	running := make(chan struct{})
 	if o.interval > 0 {
 		go func() {
 			tick := time.NewTicker(o.interval)
@@ -128,27 +130,35 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 					if err != nil {
 						fmt.Fprintf(os.Stderr, "fdtrace: report: %v\n", err)
 					}
-				case <-s.ctx.Done():
+				case <-running:
 					return
 				}
 			}
 		}()
 	}
 	runErr := s.run(emit)
+	close(running)
 	if _, ok := runErr.(exitError); runErr != nil && !ok {
 		return runErr
 	}
 
-	// The command's fds at its exit: all of them, whatever their age.
+	// The command's fds at its exit, whatever their age, and those of
+	// descendants still running. A child's copies of its parent's fds are
+	// its parent's.
 	if s.child != nil {
-		var fds []loader.FD
+		read := time.Now()
+		fds, err := s.tracer.FDs()
+		if err != nil {
+			return err
+		}
 		mu.Lock()
 		b.MinAge = 0
 		for pid := range exited {
 			fds = append(fds, s.tracer.TakeExitedFDs(pid)...)
 		}
 		mu.Unlock()
-		if err := report(fds, time.Now(), "fds still open at exit", true); err != nil {
+		fds = slices.DeleteFunc(fds, func(fd loader.FD) bool { return fd.Inherited && fd.PID != s.child.pid })
+		if err := report(fds, read, "fds still open at exit", true); err != nil {
 			return err
 		}
 	} else {

@@ -97,9 +97,10 @@ func markerLine(t *testing.T, src, marker string) int {
 
 func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
 	testutil.RequireRoot(t)
-	bin := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer")
+	bin := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer", "-pthread")
 	src := filepath.Join(testutil.RepoRoot(t), "testdata", "workloads", "leaky.c")
-	leaks := leaksOf(t, nil, bin, "7", "5", "3", "2")
+	// files sockets pipes epolls fopens openats dups accepts child
+	leaks := leaksOf(t, nil, bin, "7", "5", "3", "2", "2", "3", "4", "6", "1")
 
 	for _, tc := range []struct {
 		fn    string
@@ -110,6 +111,14 @@ func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
 		{"connect_db", 5, map[string]int{"socket AF_INET": 5}},
 		{"make_pipe", 6, map[string]int{"pipe": 6}},
 		{"make_epoll", 2, map[string]int{"epoll": 2}},
+		// Through libc functions that set up no frame and use rbp or
+		// the stack for their own data.
+		{"open_log", 2, map[string]int{"file": 2}},
+		{"open_relative", 3, map[string]int{"file": 3}},
+		{"dup_high", 4, map[string]int{"pipe": 4}}, // stdin is a pipe
+		{"accept_conn", 6, map[string]int{"socket AF_INET": 6}},
+		// Its own file only: what it inherited is its parent's.
+		{"child_open", 1, map[string]int{"file": 1}},
 	} {
 		count, types, where := byFunc(leaks, tc.fn)
 		if count != tc.count || itoa(len(types)) != itoa(len(tc.types)) || types[firstKey(tc.types)] != tc.count {
@@ -117,6 +126,22 @@ func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
 		}
 		if want := "leaky.c:" + itoa(markerLine(t, src, "LEAK "+tc.fn)); where != want {
 			t.Errorf("%s is at %s, want %s", tc.fn, where, want)
+		}
+	}
+	pids := map[int]int{}
+	for _, l := range leaks {
+		pids[l.PID] += l.Count
+	}
+	if len(pids) != 2 {
+		t.Errorf("fds of %d processes, want the workload's and its child's: %v", len(pids), pids)
+	}
+	for pid, n := range pids {
+		if n == 1 {
+			continue
+		}
+		// 7+5+6+2+2+3+4 leaked, both ends of 6 connections, stdio.
+		if n < 44 {
+			t.Errorf("pid %d: %d fds, want at least 44", pid, n)
 		}
 	}
 	if n, _, _ := byFunc(leaks, "balanced"); n != 0 {
@@ -163,7 +188,7 @@ func TestLeaksOfAGoProgramNameTheGoFunctions(t *testing.T) {
 
 func TestTraceWithStacksPutsTheCallerInOpenRecords(t *testing.T) {
 	testutil.RequireRoot(t)
-	bin := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer")
+	bin := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer", "-pthread")
 	out := filepath.Join(t.TempDir(), "trace.jsonl")
 	res := runFdtrace(t, "", "trace", "--stacks", "-o", out, "--", bin, "2", "0", "0", "0")
 	if res.code != 0 {

@@ -130,7 +130,21 @@ type fdtraceStack struct {
 type fdtraceStackWork struct {
 	_   structs.HostLayout
 	St  fdtraceStack
-	Top [32]uint64
+	Top [64]uint64
+	C   struct {
+		_        structs.HostLayout
+		Sp       uint64
+		Fp       uint64
+		Pc       uint64
+		ChainEnd uint64
+		FpAny    uint64
+		FpCallee uint64
+		Hash     uint64
+		Slot     int32
+		Anchor   int32
+		FpOk     bool
+		_        [7]byte
+	}
 }
 
 type fdtraceStatId uint32

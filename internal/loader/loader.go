@@ -84,13 +84,17 @@ type Tracer struct {
 	detachErr  error
 	detachOnce sync.Once
 
-	mu         sync.Mutex // guards the fields below
-	seeded     uint64
-	reconcile  uint64
-	delivered  uint64
-	stacks     map[uint64][]symbolize.Frame // symbolized when first seen
-	stackTimes map[uint64]time.Time         // when
-	exitedFDs  map[int][]FD                 // with KeepRecordsAtExit
+	mu        sync.Mutex // guards the fields below
+	seeded    uint64
+	reconcile uint64
+	delivered uint64
+	stacks    map[uint64][]symbolize.Frame // symbolized when first seen
+	stackMeta map[uint64]stackMeta
+	exitedFDs map[int][]FD // with KeepRecordsAtExit
+	// stackCount: symbolized stacks per pid; orphanStacks: stacks of
+	// processes that exited since the last collection.
+	stackCount   map[int]int
+	orphanStacks int
 }
 
 // Load checks the kernel, loads and attaches the programs and seeds the
@@ -133,7 +137,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 		cfg.Symbolizer = symbolize.New(symbolize.Options{})
 	}
 	t := &Tracer{cfg: cfg, clock: newClock(), stacks: map[uint64][]symbolize.Frame{},
-		stackTimes: map[uint64]time.Time{}, exitedFDs: map[int][]FD{}}
+		stackMeta: map[uint64]stackMeta{}, stackCount: map[int]int{}, exitedFDs: map[int][]FD{}}
 	defer func() {
 		if err != nil {
 			t.Close()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -657,5 +658,43 @@ func TestFailuresThatAreNotFailuresAreNotCounted(t *testing.T) {
 	}
 	if p.Errors["openat"]["ENOENT"] != 1 {
 		t.Errorf("errors %v, want openat ENOENT counted once", p.Errors)
+	}
+}
+
+func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
+	testutil.RequireRoot(t)
+	// A shell of our own name, whose subshells (forks, same name) each
+	// open a file: one stack per process, as the key hashes the process.
+	sh := filepath.Join(t.TempDir(), "fdgc")
+	b, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sh, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const children = orphanStacksGC + 100
+	tr := load(t, Config{Comm: "fdgc", ErrorsOnly: true, CaptureStacks: true})
+	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do (exec 3</dev/null); i=$((i+1)); done", children)
+	if out, err := exec.Command(sh, "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	rec := &recorder{}
+	rec.drain(t, tr)
+	var id uint64
+	var st fdtraceStack
+	kernel := 0
+	for it := tr.objs.Stacks.Iterate(); it.Next(&id, &st); {
+		kernel++
+	}
+	tr.mu.Lock()
+	known := len(tr.stacks)
+	tr.mu.Unlock()
+	// Collected once orphanStacksGC had piled up: what is left came after.
+	if max := children - orphanStacksGC + 10; kernel > max || known > max {
+		t.Errorf("%d stacks in the kernel, %d symbolized after %d processes exited; want at most %d", kernel, known, children, max)
+	}
+	if kernel < 1 {
+		t.Error("no stacks at all: the workload was not traced")
 	}
 }

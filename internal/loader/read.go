@@ -98,24 +98,83 @@ func (t *Tracer) handle(raw []byte, h Handler) error {
 		t.seedChild(int(e.Pid), int(e.Ppid))
 		return nil
 	case fdtraceEventKindEV_STACK:
-		return t.symbolizeStack(int(e.Pid), e.StackId)
+		return t.symbolizeStack(int(e.Pid), int(e.Ppid), cString(e.Comm[:]), e.StackId)
 	}
 	return fmt.Errorf("unknown event kind %d", e.Kind)
 }
 
 // symbolizeStack resolves a new stack while its process still lives.
-func (t *Tracer) symbolizeStack(pid int, id uint64) error {
+func (t *Tracer) symbolizeStack(pid, parent int, comm string, id uint64) error {
 	var st fdtraceStack
 	if err := t.objs.Stacks.Lookup(id, &st); err != nil {
 		return nil // already collected: records keep the id only
 	}
 	n := min(int(st.Nr), len(st.Ips))
 	frames := t.cfg.Symbolizer.Symbolize(pid, st.Ips[:n])
+	if unmapped(frames) {
+		frames = t.symbolizeAsParent(parent, comm, st.Ips[:n], frames)
+	}
 	t.mu.Lock()
 	t.stacks[id] = frames
-	t.stackTimes[id] = time.Now()
+	t.stackMeta[id] = stackMeta{pid: pid, at: time.Now()}
+	t.stackCount[pid]++
 	t.mu.Unlock()
 	return nil
+}
+
+// orphanStacksGC is how many stacks of exited processes may pile up
+// before the stacks no fd refers to are collected.
+const orphanStacksGC = 1024
+
+// stacksOfExited notes that pid's stacks may be garbage now (children may
+// still hold fds it created) and collects them once enough piled up, so
+// that a long run without reports stays within the stack store.
+func (t *Tracer) stacksOfExited(pid int) {
+	t.mu.Lock()
+	t.orphanStacks += t.stackCount[pid]
+	delete(t.stackCount, pid)
+	collect := t.orphanStacks >= orphanStacksGC
+	if collect {
+		t.orphanStacks = 0
+	}
+	t.mu.Unlock()
+	if !collect {
+		return
+	}
+	read := time.Now()
+	if live, err := t.FDs(); err == nil {
+		t.DropStacksExcept(live, read)
+	}
+}
+
+// stackMeta is whose a symbolized stack is, and since when it is known.
+// A stack's key hashes its process in: no two processes share one.
+type stackMeta struct {
+	pid int
+	at  time.Time
+}
+
+func unmapped(frames []symbolize.Frame) bool {
+	for _, f := range frames {
+		if f.Module != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// symbolizeAsParent symbolizes the stack of a process that exited before
+// its maps could be read with its parent's maps: a forked child that did
+// not exec (same name) has its parent's memory layout.
+func (t *Tracer) symbolizeAsParent(parent int, comm string, ips []uint64, frames []symbolize.Frame) []symbolize.Frame {
+	if parent <= 1 {
+		return frames
+	}
+	// Its maps may be known still when it is gone too.
+	if t.cfg.Symbolizer.Comm(parent) != comm {
+		return frames
+	}
+	return t.cfg.Symbolizer.Symbolize(parent, ips)
 }
 
 // SymbolizeStacksOf symbolizes, now, every stack of pid's live fds that
@@ -126,30 +185,48 @@ func (t *Tracer) SymbolizeStacksOf(pid int) {
 	}
 	t.eachFD(func(fd FD) {
 		if fd.PID == pid && fd.StackID != 0 && t.Stack(fd.StackID) == nil {
-			t.symbolizeStack(pid, fd.StackID)
+			t.symbolizeStack(pid, 0, "", fd.StackID)
 		}
 	})
 }
 
 // DropStacksExcept forgets, in the kernel and here, the stacks symbolized
 // before `before` that none of live (read after `before`) refers to, so
-// that a long run stays within the stack store.
+// that a long run stays within the stack store. Stacks of exited
+// processes' fds not yet taken are kept.
 func (t *Tracer) DropStacksExcept(live []FD, before time.Time) {
 	keep := map[uint64]bool{}
 	for _, fd := range live {
 		keep[fd.StackID] = true
 	}
+	t.dropStacks(func(id uint64, m stackMeta) bool {
+		return !keep[id] && m.at.Before(before)
+	})
+}
+
+// dropStacks forgets the stacks drop selects, except those of exited fds
+// waiting to be taken. Call without t.mu held.
+func (t *Tracer) dropStacks(drop func(uint64, stackMeta) bool) {
 	t.mu.Lock()
-	var drop []uint64
-	for id, at := range t.stackTimes {
-		if !keep[id] && at.Before(before) {
-			drop = append(drop, id)
+	held := map[uint64]bool{}
+	for _, fds := range t.exitedFDs {
+		for _, fd := range fds {
+			held[fd.StackID] = true
+		}
+	}
+	var ids []uint64
+	for id, m := range t.stackMeta {
+		if !held[id] && drop(id, m) {
+			ids = append(ids, id)
 			delete(t.stacks, id)
-			delete(t.stackTimes, id)
+			delete(t.stackMeta, id)
+			if t.stackCount[m.pid]--; t.stackCount[m.pid] <= 0 {
+				delete(t.stackCount, m.pid)
+			}
 		}
 	}
 	t.mu.Unlock()
-	for _, id := range drop {
+	for _, id := range ids {
 		t.objs.Stacks.Delete(id)
 	}
 }
@@ -181,6 +258,7 @@ func (t *Tracer) exited(e *fdtraceExitEvent) events.Process {
 	if t.cfg.KeepRecordsAtExit {
 		t.collectExited(int(e.Pid))
 	}
+	t.stacksOfExited(int(e.Pid))
 	if e.Proc.Errors > 0 {
 		if errs := t.takeErrors(e.Pid, e.Proc.StartNs); errs != nil {
 			p.Errors = errs

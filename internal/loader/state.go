@@ -24,6 +24,8 @@ type FD struct {
 	Family   string
 	SockType string
 	StackID  uint64 // 0: no stack (seeded, or the stack store was full)
+	// Inherited: copied from the parent at fork, which opened it.
+	Inherited bool
 }
 
 // LiveFDs lists the fds the kernel maps hold for pid. It walks the whole
@@ -48,8 +50,15 @@ func (t *Tracer) FDs() ([]FD, error) {
 func (t *Tracer) eachFD(fn func(FD)) error {
 	var key fdtraceFdKey
 	var info fdtraceFdInfo
+	// A hash map walked while the kernel deletes from it may restart a
+	// bucket and yield a key twice.
+	seen := map[fdtraceFdKey]bool{}
 	it := t.objs.Fds.Iterate()
 	for it.Next(&key, &info) {
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
 		fn(t.fdOf(key, &info))
 	}
 	if err := it.Err(); err != nil {
@@ -89,15 +98,16 @@ func (t *Tracer) TakeExitedFDs(pid int) []FD {
 
 func (t *Tracer) fdOf(key fdtraceFdKey, info *fdtraceFdInfo) FD {
 	fd := FD{
-		PID:      int(key.Tgid),
-		FD:       int(key.Fd),
-		Type:     events.FDTypeName(int(info.FdType)),
-		Syscall:  events.SyscallName(int(info.Syscall)),
-		Cloexec:  info.Flags&uint8(fdtraceFdFlagsFDF_CLOEXEC) != 0,
-		Seeded:   info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
-		Family:   events.FamilyName(int(info.Family)),
-		SockType: events.SockTypeName(int(info.SockType)),
-		StackID:  info.StackId,
+		PID:       int(key.Tgid),
+		FD:        int(key.Fd),
+		Type:      events.FDTypeName(int(info.FdType)),
+		Syscall:   events.SyscallName(int(info.Syscall)),
+		Cloexec:   info.Flags&uint8(fdtraceFdFlagsFDF_CLOEXEC) != 0,
+		Seeded:    info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
+		Family:    events.FamilyName(int(info.Family)),
+		SockType:  events.SockTypeName(int(info.SockType)),
+		StackID:   info.StackId,
+		Inherited: info.Flags&uint8(fdtraceFdFlagsFDF_INHERITED) != 0,
 	}
 	if info.OpenNs != 0 {
 		fd.OpenTime = t.clock.wall(info.OpenNs)

@@ -109,6 +109,21 @@ func (s *Symbolizer) Snapshot(pid int) error {
 	return nil
 }
 
+// Comm is the name of pid when its maps were last read, or now; "" if
+// unknown.
+func (s *Symbolizer) Comm(pid int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.procs[pid]; p != nil && p.comm != "" {
+		return p.comm
+	}
+	b, err := os.ReadFile(s.procPath(pid, "comm"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // Forget drops what is cached for pid.
 func (s *Symbolizer) Forget(pid int) {
 	s.mu.Lock()
