@@ -1,0 +1,190 @@
+// Command bench measures what fdtrace costs the processes it traces, side by
+// side with bpftrace and strace, and writes docs/PERFORMANCE.md.
+//
+//	sudo make bench            # or: sudo go run ./bench [-rounds N] [-iterations N] [-quick]
+//
+// It builds fdtrace from the working tree and the C workload
+// (bench/workload.c) into a temporary directory, runs every workload in
+// every mode in interleaved rounds, then measures streaming loss, memory
+// with many live fds, symbolization throughput and per-program BPF costs.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// config is the command line.
+type config struct {
+	rounds     int
+	iterations int
+	quick      bool
+	out        string
+	flags      string // as given, for the command to reproduce the report
+}
+
+func main() {
+	run := run
+	if len(os.Args) == 3 && os.Args[1] == floorCommand {
+		run = func() error { return runFloor(os.Args[2]) }
+	}
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// bench holds what every measurement needs.
+type bench struct {
+	cfg     config
+	tmp     string
+	fdtrace string // binary built from the working tree
+	work    string // the workload binary, named fdbench-work
+	tools   map[string]tool
+	broken  map[string]error // mode key → why its tracer did not start
+}
+
+func parseFlags() config {
+	var c config
+	flag.IntVar(&c.rounds, "rounds", 3, "interleaved rounds; the tables show medians")
+	flag.IntVar(&c.iterations, "iterations", 0, "operations per workload run (default: about 0.4 s untraced, per workload)")
+	flag.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, short runs, fewer fds")
+	flag.StringVar(&c.out, "o", "docs/PERFORMANCE.md", "where to write the report, relative to the repository")
+	flag.Parse()
+	c.flags = strings.Join(os.Args[1:], " ")
+	if c.quick && !flagSet("rounds") {
+		c.rounds = 1
+	}
+	return c
+}
+
+// command is how to run the bench again with the same flags.
+func (c config) command() string {
+	if c.flags == "" {
+		return "sudo make bench"
+	}
+	return fmt.Sprintf("sudo make bench BENCHFLAGS='%s'", c.flags)
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func run() error {
+	cfg := parseFlags()
+	if cfg.rounds < 1 {
+		return errors.New("-rounds must be at least 1")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: fdtrace and bpftrace load BPF programs (run sudo make bench)")
+	}
+	start := time.Now()
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	b, err := setup(cfg, root)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.tmp)
+	res := b.measure(root)
+	res.took = time.Since(start)
+	// Temporary and repository paths say nothing to the reader.
+	doc := strings.NewReplacer(b.tmp, "$TMPDIR", root+"/", "").Replace(res.markdown())
+	fmt.Print(doc)
+	out := filepath.Join(root, cfg.out)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s in %v", out, res.took.Round(time.Second))
+	return nil
+}
+
+// setup builds the binaries and finds (or installs) the other tools.
+func setup(cfg config, root string) (*bench, error) {
+	tmp, err := os.MkdirTemp("", "fdbench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{cfg: cfg, tmp: tmp, tools: map[string]tool{}, broken: map[string]error{}}
+	logf("building fdtrace and the workload in %s", tmp)
+	if b.fdtrace, err = buildFdtrace(root, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	if b.work, err = buildWorkload(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	b.tools["bpftrace"] = findTool("bpftrace", "--version")
+	b.tools["strace"] = findTool("strace", "-V")
+	b.tools["bpftool"] = findTool("bpftool", "version")
+	b.tools["gcc"] = findTool("gcc", "--version")
+	for _, t := range b.tools {
+		if !t.ok() {
+			logf("%s: %s; its rows say so", t.name, t.note)
+		}
+	}
+	raiseOpenFileLimit()
+	return b, nil
+}
+
+// measure runs every measurement; failures end up in the report.
+func (b *bench) measure(root string) *results {
+	res := &results{machine: describeMachine(root), tools: b.tools, cfg: b.cfg}
+	runTime, lossRun, symTime := 400*time.Millisecond, time.Second, time.Second
+	if b.cfg.quick {
+		runTime, lossRun, symTime = 50*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	}
+	iters, err := b.calibrate(runTime)
+	if err != nil {
+		// Without a working workload nothing else can be measured.
+		logf("calibration failed: %v", err)
+		iters = map[string]int64{}
+	}
+	res.iters = iters
+	res.mx = b.runMatrix(iters)
+	for _, w := range workloads {
+		if c := res.mx.get(w, modeByKey("stream")); c.ok() && c.lost() > 0 {
+			res.loss = append(res.loss, b.findLossOnset(w, c, lossRun))
+		}
+	}
+	for _, n := range b.fdCounts() {
+		logf("memory with %d live fds", n)
+		res.mem = append(res.mem, b.measureMemory(n))
+	}
+	logf("symbolization throughput")
+	res.sym = b.measureSymbolize(symTime)
+	logf("per-program BPF costs")
+	res.progs, res.progsErr = b.measureProgCosts(workloads[0], iters[workloads[0].arg])
+	return res
+}
+
+// fdCounts are the live-fd counts of the memory measurement: 10k, and as
+// many towards 1M as the system's file limit allows.
+func (b *bench) fdCounts() []int64 {
+	big := int64(targetFDs)
+	if b.cfg.quick {
+		big = 100_000
+	}
+	if room := systemFDRoom(); room < big {
+		logf("fs.file-max leaves room for %d more files: measuring %d live fds, not %d", room, room, big)
+		big = room
+	}
+	counts := []int64{0, fdsPerHolder}
+	if big > fdsPerHolder {
+		counts = append(counts, big)
+	}
+	return counts
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// progStat is the kernel's run count and time of one BPF program.
+type progStat struct {
+	ID        int     `json:"id"`
+	Name      string  `json:"name"`
+	RunTimeNs int64   `json:"run_time_ns"`
+	RunCnt    int64   `json:"run_cnt"`
+	Pids      []owner `json:"pids"` // as bpftool finds them
+}
+
+type owner struct {
+	Pid int `json:"pid"`
+}
+
+// ownedBy is true when pid holds the program (by fd, or as bpftool says).
+func (p progStat) ownedBy(pid int, ids map[int]bool) bool {
+	if ids[p.ID] {
+		return true
+	}
+	return slices.Contains(p.Pids, owner{pid})
+}
+
+// progCosts is where one tracer's in-kernel time goes during a workload run.
+type progCosts struct {
+	mode  mode
+	ops   int64
+	progs []progStat // those that ran, most expensive first
+	err   error
+}
+
+func (p progCosts) totalNs() int64 {
+	var t int64
+	for _, s := range p.progs {
+		t += s.RunTimeNs
+	}
+	return t
+}
+
+// bpfModes are the modes whose tracer is BPF programs.
+func bpfModes() []mode {
+	var ms []mode
+	for _, m := range modes {
+		if m.start != nil {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+// measureProgCosts runs w once in each BPF mode with kernel.bpf_stats_enabled
+// set, and reads each program's run count and time before the tracer stops.
+// The statistics cost time of their own, so these runs are not timed ones.
+func (b *bench) measureProgCosts(w workload, n int64) ([]progCosts, error) {
+	if !b.tools["bpftool"].ok() {
+		return nil, errors.New(b.tools["bpftool"].note)
+	}
+	const knob = "/proc/sys/kernel/bpf_stats_enabled"
+	prev := strings.TrimSpace(readFile(knob))
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		return nil, fmt.Errorf("enabling BPF run statistics: %w", err)
+	}
+	defer os.WriteFile(knob, []byte(prev), 0o644)
+	var all []progCosts
+	for _, m := range bpfModes() {
+		if why := b.unavailable(m); why != "" {
+			all = append(all, progCosts{mode: m, err: errors.New(why)})
+			continue
+		}
+		pc := progCosts{mode: m}
+		r, err := b.runOnce(m, w, n, 0, func(t *tracer) {
+			pc.progs, pc.err = b.progStats(t.pid())
+		})
+		pc.ops = r.ops
+		if pc.err == nil {
+			pc.err = err
+		}
+		all = append(all, pc)
+	}
+	return all, nil
+}
+
+// progStats lists the programs pid holds fds of that ran at least once.
+func (b *bench) progStats(pid int) ([]progStat, error) {
+	ids := progIDs(pid)
+	out, err := exec.Command(b.tools["bpftool"].path, "prog", "show", "-j").Output()
+	if err != nil {
+		return nil, fmt.Errorf("bpftool prog show: %w", err)
+	}
+	var all []progStat
+	if err := json.Unmarshal(out, &all); err != nil {
+		return nil, fmt.Errorf("bpftool prog show: %w", err)
+	}
+	var ran []progStat
+	for _, p := range all {
+		if p.ownedBy(pid, ids) && p.RunCnt > 0 {
+			ran = append(ran, p)
+		}
+	}
+	slices.SortFunc(ran, func(a, b progStat) int { return int(b.RunTimeNs - a.RunTimeNs) })
+	return ran, nil
+}
+
+// progIDs are the ids of the BPF programs pid holds fds of.
+func progIDs(pid int) map[int]bool {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, _ := os.ReadDir(dir)
+	ids := map[int]bool{}
+	for _, e := range ents {
+		for _, l := range strings.Split(readFile(filepath.Join(dir, e.Name())), "\n") {
+			if v, ok := strings.CutPrefix(l, "prog_id:"); ok {
+				id, _ := strconv.Atoi(strings.TrimSpace(v))
+				ids[id] = true
+			}
+		}
+	}
+	return ids
+}

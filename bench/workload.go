@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// workload is one loop of bench/workload.c.
+type workload struct {
+	arg   string  // the mode argument of fdbench-work
+	label string  // as shown in the tables
+	fdOps float64 // fd events (creations + closes) per op
+}
+
+var workloads = []workload{
+	{"open", "open+close /dev/null", 2},
+	{"socket", "socket+close", 2},
+	{"pipe", "pipe2+close×2", 4},
+	{"accept", "loopback connect+accept4+close×2", 4},
+	{"mixed", "mixed (openat/socket/pipe2, 64-fd window)", 8.0 / 3},
+}
+
+// workResult is what one run of the workload printed.
+type workResult struct {
+	nsPerOp float64
+	ops     int64
+	elapsed time.Duration
+}
+
+// opsPerSec is the workload's rate during its run.
+func (w workResult) opsPerSec() float64 {
+	if w.elapsed <= 0 {
+		return 0
+	}
+	return float64(w.ops) / w.elapsed.Seconds()
+}
+
+// parseWorkOutput reads "ns_per_op=F ops=N elapsed_ns=N".
+func parseWorkOutput(out string) (workResult, error) {
+	var r workResult
+	fields := strings.Fields(lastLine(out))
+	seen := 0
+	for _, f := range fields {
+		k, v, _ := strings.Cut(f, "=")
+		var err error
+		switch k {
+		case "ns_per_op":
+			r.nsPerOp, err = strconv.ParseFloat(v, 64)
+		case "ops":
+			r.ops, err = strconv.ParseInt(v, 10, 64)
+		case "elapsed_ns":
+			var ns int64
+			ns, err = strconv.ParseInt(v, 10, 64)
+			r.elapsed = time.Duration(ns)
+		default:
+			continue
+		}
+		if err != nil {
+			return r, fmt.Errorf("workload output %q: %w", out, err)
+		}
+		seen++
+	}
+	if seen != 3 {
+		return r, fmt.Errorf("workload output %q: want ns_per_op, ops and elapsed_ns", strings.TrimSpace(out))
+	}
+	return r, nil
+}
+
+// runWorkload runs argv (the workload, maybe under a wrapper like strace)
+// and parses what the workload printed.
+func runWorkload(argv []string) (workResult, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return workResult{}, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLine(stderr.String()))
+	}
+	return parseWorkOutput(string(out))
+}
+
+// workArgv is the command line of n ops of w, at rate ops/s (0: flat out).
+func (b *bench) workArgv(w workload, n int64, rate float64) []string {
+	argv := []string{b.work, w.arg, strconv.FormatInt(n, 10)}
+	if rate > 0 {
+		argv = append(argv, strconv.FormatInt(int64(rate), 10))
+	}
+	return argv
+}
+
+// calibrate picks, per workload, the iterations that make an untraced run
+// last about target.
+func (b *bench) calibrate(target time.Duration) (map[string]int64, error) {
+	iters := map[string]int64{}
+	for _, w := range workloads {
+		if b.cfg.iterations > 0 {
+			iters[w.arg] = int64(b.cfg.iterations)
+			continue
+		}
+		r, err := runWorkload(b.workArgv(w, 5000, 0))
+		if err != nil {
+			return nil, err
+		}
+		iters[w.arg] = roundIterations(float64(target) / r.nsPerOp)
+		logf("calibrated %-7s %7.0f ns/op untraced: %d iterations per run", w.arg, r.nsPerOp, iters[w.arg])
+	}
+	return iters, nil
+}
+
+// roundIterations keeps two significant digits, and at least 1000.
+func roundIterations(n float64) int64 {
+	if n < 1000 {
+		return 1000
+	}
+	p := math.Pow(10, math.Floor(math.Log10(n))-1)
+	return int64(math.Round(n/p) * p)
+}
