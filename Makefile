@@ -35,7 +35,7 @@ test: check-generated check-format
 	$(GO) test -count=1 ./...
 
 # Measures what tracing costs, next to bpftrace and strace, and writes
-# docs/PERFORMANCE.md (root; about 10 minutes). BENCHFLAGS=-quick: a smoke run.
+# docs/PERFORMANCE.md (root; about 8 minutes). BENCHFLAGS=-quick: a smoke run.
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
 

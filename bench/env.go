@@ -74,6 +74,9 @@ func buildWorkload(dir string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, workComm)
+	if _, err := exec.LookPath("gcc"); err != nil {
+		return "", errors.New("building the workload needs gcc and the C library headers (apt-get install gcc libc6-dev)")
+	}
 	args := []string{"-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-o", bin, src}
 	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -81,16 +84,10 @@ func buildWorkload(dir string) (string, error) {
 	return bin, nil
 }
 
-// findTool looks name up in PATH and, when it is missing and we are root,
-// installs it with apt-get. It never fails: a missing tool says why in note.
+// findTool looks name up in PATH. It never fails: a missing tool says so
+// in note, and the rows that need it say "not measured".
 func findTool(name string, versionArgs ...string) tool {
 	t := tool{name: name}
-	if _, err := exec.LookPath(name); err != nil {
-		if msg := aptInstall(name); msg != "" {
-			t.note = msg
-			return t
-		}
-	}
 	path, err := exec.LookPath(name)
 	if err != nil {
 		t.note = name + " not installed"
@@ -98,31 +95,9 @@ func findTool(name string, versionArgs ...string) tool {
 	}
 	t.path = path
 	out, _ := exec.Command(path, versionArgs...).CombinedOutput()
-	t.version = firstLine(string(out))
+	// bpftool starts its version with its own path: no machine paths in the report.
+	t.version = strings.Replace(firstLine(string(out)), path, name, 1)
 	return t
-}
-
-var aptUpdated bool
-
-// aptInstall installs pkg, returning "" or why it could not.
-func aptInstall(pkg string) string {
-	if os.Geteuid() != 0 {
-		return pkg + " not installed (and not root to apt-get install it)"
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		return pkg + " not installed (no apt-get)"
-	}
-	logf("installing %s with apt-get", pkg)
-	if !aptUpdated {
-		_ = exec.Command("apt-get", "update", "-qq").Run()
-		aptUpdated = true
-	}
-	cmd := exec.Command("apt-get", "install", "-y", "-qq", pkg)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Sprintf("%s not installed (apt-get install %s: %v: %s)", pkg, pkg, err, lastLine(string(out)))
-	}
-	return ""
 }
 
 func describeMachine(root string) machine {

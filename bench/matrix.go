@@ -2,15 +2,16 @@ package main
 
 import (
 	"errors"
+	"maps"
 	"slices"
 )
 
 // cell holds the runs of one workload in one mode.
 type cell struct {
 	runs   []runResult
-	ratios []float64 // ns/op over the baseline's ns/op of the same round
-	err    error     // the first failure
-	skip   string    // why the mode could not run here
+	ratios map[int]float64 // round → ns/op over the baseline's ns/op of that round
+	err    error           // the first failure
+	skip   string          // why the mode could not run here
 }
 
 // matrix is workload arg → mode key → cell.
@@ -31,13 +32,34 @@ func (c *cell) nsPerOp() float64 {
 	return median(collect(c.runs, func(r runResult) float64 { return r.nsPerOp }))
 }
 
-func (c *cell) ratio() float64 { return median(c.ratios) }
+func (c *cell) ratio() float64 { return median(slices.Collect(maps.Values(c.ratios))) }
+
+// addedBeyond is the median, over the rounds where both ran, of c's ratio
+// less other's: what c adds beyond other, as a share of the baseline.
+// Pairing the runs of one round keeps drift between rounds out of it.
+func (c *cell) addedBeyond(other *cell) float64 {
+	var diffs []float64
+	for round, r := range c.ratios {
+		if o, ok := other.ratios[round]; ok {
+			diffs = append(diffs, r-o)
+		}
+	}
+	return median(diffs)
+}
 
 // eventsPerSec is the median rate at which the tracer delivered events
 // over the workload's run time.
 func (c *cell) eventsPerSec() float64 {
 	return median(collect(c.runs, func(r runResult) float64 {
 		return float64(r.delivered) / r.elapsed.Seconds()
+	}))
+}
+
+// tracerCPU is the median share of one core the tracer used while the
+// workload ran.
+func (c *cell) tracerCPU() float64 {
+	return median(collect(c.runs, func(r runResult) float64 {
+		return float64(r.tracerTicks) / clockTicksPerSec / r.elapsed.Seconds()
 	}))
 }
 
@@ -114,7 +136,11 @@ func (b *bench) runRound(mx matrix, w workload, n int64, round int) {
 		return
 	}
 	for key, ns := range got {
-		mx[w.arg][key].ratios = append(mx[w.arg][key].ratios, ns/base)
+		c := mx[w.arg][key]
+		if c.ratios == nil {
+			c.ratios = map[int]float64{}
+		}
+		c.ratios[round] = ns / base
 	}
 }
 

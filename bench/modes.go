@@ -59,6 +59,7 @@ type runResult struct {
 	workResult
 	delivered, lost int64 // events, where the tracer reports them
 	hwmKiB          int64 // the tracer's peak RSS, just before it stopped
+	tracerTicks     int64 // the tracer's CPU time while the workload ran, in clock ticks
 }
 
 // startError is a tracer that failed to start: the suite does not try
@@ -110,11 +111,16 @@ func (b *bench) runOnce(m mode, w workload, n int64, rate float64, beforeStop fu
 	if m.wrap != nil {
 		argv = m.wrap(b, argv)
 	}
+	var ticks int64
+	if t != nil {
+		ticks = cpuTicks(t.pid())
+	}
 	wr, err := runWorkload(argv)
 	r := runResult{workResult: wr, delivered: -1, lost: -1}
 	if t == nil {
 		return r, err
 	}
+	r.tracerTicks = cpuTicks(t.pid()) - ticks
 	r.hwmKiB = procStatusKiB(readFile(fmt.Sprintf("/proc/%d/status", t.pid())), "VmHWM")
 	if beforeStop != nil {
 		beforeStop(t)

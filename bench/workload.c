@@ -22,7 +22,7 @@
  *                          and of libc, then waits for EOF on stdin.
  *
  * Built with -fno-omit-frame-pointer and noinline loop bodies, so a stack
- * walk sees op -> loop -> main, as in a real program. bench/main.go embeds
+ * walk sees op -> loop -> main, as in a real program. bench/env.go embeds
  * this file and compiles it; the go:build line keeps the go tool from
  * taking it for a cgo source of package main.
  */

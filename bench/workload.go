@@ -24,6 +24,13 @@ var workloads = []workload{
 	{"mixed", "mixed (openat/socket/pipe2, 64-fd window)", 8.0 / 3},
 }
 
+// The syscalls every comparison tracer hooks: the fd creators the workloads
+// call, at sys_exit, and close at sys_enter (as fdtrace does).
+var (
+	creatorSyscalls = []string{"openat", "socket", "pipe2", "accept4"}
+	straceSyscalls  = "openat,socket,pipe2,accept4,close"
+)
+
 // workResult is what one run of the workload printed.
 type workResult struct {
 	nsPerOp float64

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// These test the parsers of what the workload, fdtrace, bpftrace and /proc
+// print, and the arithmetic of the tables; the measurements themselves
+// need root and run only in make bench.
+
+func TestWorkloadOutputIsParsedFromItsLastLine(t *testing.T) {
+	r, err := parseWorkOutput("warming up\nns_per_op=2526.5 ops=160000 elapsed_ns=404240000\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workResult{nsPerOp: 2526.5, ops: 160000, elapsed: 404240 * time.Microsecond}
+	if r != want {
+		t.Errorf("got %+v, want %+v", r, want)
+	}
+	for _, bad := range []string{"", "ns_per_op=1 ops=2", "ns_per_op=x ops=2 elapsed_ns=3"} {
+		if _, err := parseWorkOutput(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestMapFdinfoGivesIDAndMemlockAndOtherFdsAreSkipped(t *testing.T) {
+	id, memlock, ok := parseMapFdinfo("pos:\t0\nflags:\t02000002\nmap_type:\t1\nmemlock:\t16777216\nmap_id:\t42\n")
+	if !ok || id != "42" || memlock != 16777216 {
+		t.Errorf("got %q %d %v", id, memlock, ok)
+	}
+	if _, _, ok := parseMapFdinfo("pos:\t0\nflags:\t02\nprog_id:\t7\n"); ok {
+		t.Error("a program fd was taken for a map")
+	}
+}
+
+func TestProcStatusValuesAreReadInKiB(t *testing.T) {
+	status := "Name:\tfdtrace\nVmHWM:\t   60448 kB\nVmRSS:\t   59000 kB\n"
+	if got := procStatusKiB(status, "VmHWM"); got != 60448 {
+		t.Errorf("VmHWM %d", got)
+	}
+	if got := procStatusKiB(status, "VmSwap"); got != 0 {
+		t.Errorf("missing key gave %d", got)
+	}
+}
+
+func TestMedianOfOddAndEvenCountsAndNothing(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}, {nil, 0}} {
+		if got := median(c.xs); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
+}
+
+func TestIterationsKeepTwoSignificantDigitsAndAtLeast1000(t *testing.T) {
+	for in, want := range map[float64]int64{12.0: 1000, 158_334: 160_000, 13_654: 14_000} {
+		if got := roundIterations(in); got != want {
+			t.Errorf("roundIterations(%v) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestRotationStartsEachRoundAtTheNextMode(t *testing.T) {
+	if got := rotate([]int{1, 2, 3}, 4); !slices.Equal(got, []int{2, 3, 1}) {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestFdtraceStatsComeFromTheLastRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out")
+	lines := `{"type":"open","fd":3}
+{"type":"stats","lost_events":7,"events_delivered":600006,"fds_map_full":0}
+`
+	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readFdtraceStats(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LostEvents != 7 || st.EventsDelivered != 600006 {
+		t.Errorf("got %+v", st)
+	}
+	if err := os.WriteFile(path, []byte(`{"type":"open","fd":3}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readFdtraceStats(path); err == nil {
+		t.Error("output without a stats record gave no error")
+	}
+}
+
+func TestBpftraceLostLinesAreSummed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out")
+	out := "Attaching 6 probes...\n1 2 3 fdbench-work close 3\nLost 120 events\nLost 5 events\nLost track\n"
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := bpftraceLost(path); err != nil || n != 125 {
+		t.Errorf("got %d, %v", n, err)
+	}
+}
+
+func TestAddedCostIsTheMedianOfEachRoundsDifference(t *testing.T) {
+	errs := &cell{ratios: map[int]float64{0: 1.69, 1: 1.45, 2: 1.46, 3: 1.49}}
+	floor := &cell{ratios: map[int]float64{0: 1.25, 1: 1.08, 2: 1.33, 4: 1.26}}
+	// Rounds 0-2 ran both: differences 0.44, 0.37, 0.13.
+	if got := errs.addedBeyond(floor); got < 0.369 || got > 0.371 {
+		t.Errorf("got %v, want 0.37", got)
+	}
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// startFdtrace runs fdtrace SUBCOMMAND -c fdbench-work with args and waits
+// for its --ready-file.
+func (b *bench) startFdtrace(args ...string) (*tracer, error) {
+	ready := filepath.Join(b.tmp, "fdtrace.ready")
+	out := filepath.Join(b.tmp, "fdtrace.out")
+	os.Remove(ready)
+	argv := append([]string{b.fdtrace}, args...)
+	argv = append(argv, "-c", workComm, "-o", out, "--ready-file", ready)
+	t, err := startTracer("fdtrace "+args[0], argv, out, filepath.Join(b.tmp, "fdtrace.log"))
+	if err != nil {
+		return nil, err
+	}
+	return t, t.waitReady(t.wrotePid(ready), time.Minute)
+}
+
+// fdtraceStats is the part of fdtrace's final stats record the suite reads.
+type fdtraceStats struct {
+	Type            string `json:"type"`
+	LostEvents      int64  `json:"lost_events"`
+	EventsDelivered int64  `json:"events_delivered"`
+	FDsMapFull      int64  `json:"fds_map_full"`
+	StacksFull      int64  `json:"stacks_full"`
+}
+
+// readFdtraceStats finds the stats record fdtrace writes last. Streaming
+// output is large: only the tail is read.
+func readFdtraceStats(path string) (fdtraceStats, error) {
+	var st fdtraceStats
+	f, err := os.Open(path)
+	if err != nil {
+		return st, err
+	}
+	defer f.Close()
+	const tail = 64 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > tail {
+		f.Seek(fi.Size()-tail, 0)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, tail), tail)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"type":"stats"`) {
+			if err := json.Unmarshal(sc.Bytes(), &st); err != nil {
+				return st, fmt.Errorf("stats record in %s: %w", path, err)
+			}
+		}
+	}
+	if st.Type != "stats" {
+		return st, fmt.Errorf("no stats record at the end of %s", path)
+	}
+	return st, sc.Err()
+}
