@@ -795,6 +795,7 @@ static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 		return 0;
 	c = &w->c;
 	__builtin_memset(c, 0, sizeof(*c));
+	c->slot = -1; /* no chain yet */
 	w->st.ips[0] = c->pc = PT_REGS_IP_CORE(regs);
 	c->sp = PT_REGS_SP_CORE(regs);
 	c->fp = PT_REGS_FP_CORE(regs);
@@ -827,17 +828,14 @@ static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 	}
 	if (w->st.nr > 1)
 		goto walk;
-	c->slot = -1;
 	bpf_loop(TOP_WORDS, find_return, NULL, 0);
 	if (c->slot >= 0) {
 		__u32 slot = c->slot & (TOP_WORDS - 1);
 
 		w->st.ips[1] = w->top[slot];
 		w->st.nr = 2;
-		if (!c->fp_ok && slot > 0)
+		if (!c->fp_ok) /* then slot > 0: see find_return */
 			c->fp = w->top[(slot - 1) & (TOP_WORDS - 1)];
-		else if (!c->fp_ok)
-			c->fp = 0;
 	}
 walk:
 	bpf_loop(MAX_STACK_DEPTH, walk_frame, NULL, 0);

@@ -199,25 +199,16 @@ func (t *Tracer) DropStacksExcept(live []FD, before time.Time) {
 	for _, fd := range live {
 		keep[fd.StackID] = true
 	}
-	t.dropStacks(func(id uint64, m stackMeta) bool {
-		return !keep[id] && m.at.Before(before)
-	})
-}
-
-// dropStacks forgets the stacks drop selects, except those of exited fds
-// waiting to be taken. Call without t.mu held.
-func (t *Tracer) dropStacks(drop func(uint64, stackMeta) bool) {
 	t.mu.Lock()
-	held := map[uint64]bool{}
 	for _, fds := range t.exitedFDs {
 		for _, fd := range fds {
-			held[fd.StackID] = true
+			keep[fd.StackID] = true
 		}
 	}
-	var ids []uint64
+	var drop []uint64
 	for id, m := range t.stackMeta {
-		if !held[id] && drop(id, m) {
-			ids = append(ids, id)
+		if !keep[id] && m.at.Before(before) {
+			drop = append(drop, id)
 			delete(t.stacks, id)
 			delete(t.stackMeta, id)
 			if t.stackCount[m.pid]--; t.stackCount[m.pid] <= 0 {
@@ -226,7 +217,7 @@ func (t *Tracer) dropStacks(drop func(uint64, stackMeta) bool) {
 		}
 	}
 	t.mu.Unlock()
-	for _, id := range ids {
+	for _, id := range drop {
 		t.objs.Stacks.Delete(id)
 	}
 }

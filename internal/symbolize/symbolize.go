@@ -117,6 +117,11 @@ func (s *Symbolizer) Comm(pid int) string {
 	if p := s.procs[pid]; p != nil && p.comm != "" {
 		return p.comm
 	}
+	return s.readComm(pid)
+}
+
+// readComm is pid's name now, "" if it is gone.
+func (s *Symbolizer) readComm(pid int) string {
 	b, err := os.ReadFile(s.procPath(pid, "comm"))
 	if err != nil {
 		return ""
@@ -163,8 +168,8 @@ func (s *Symbolizer) readProcess(pid int) (*process, error) {
 			p.nspid = n
 		}
 	}
-	if b, err := os.ReadFile(s.procPath(pid, "comm")); err == nil {
-		p.comm = strings.TrimSpace(string(b))
+	if comm := s.readComm(pid); comm != "" {
+		p.comm = comm
 	}
 	return p, nil
 }
