@@ -15,6 +15,16 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/*
+ * Kernel structures are read with plain loads through BTF pointers where
+ * the verifier allows it: a bpf_probe_read_kernel (BPF_CORE_READ) is a
+ * helper call each, and the hot paths would make a dozen. A pointer read
+ * from memory gets its type back with cast_kernel.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define cast_kernel(p, type)                                                   \
+	((type *)bpf_rdonly_cast((void *)(p), bpf_core_type_id_kernel(type)))
+
 /* Make these types part of BTF so that bpf2go generates their Go twins. */
 const struct fd_event *unused_fd_event __attribute__((unused));
 const struct exit_event *unused_exit_event __attribute__((unused));
@@ -58,6 +68,7 @@ const volatile bool filter_pids = false; /* only tgids in the traced map */
 const volatile bool filter_comm = false;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile bool errors_only = false;    /* no open/close events */
+const volatile bool fd_records = true;	    /* a record per live fd */
 const volatile __u64 wakeup_bytes = 0;	    /* wake the reader past this much */
 const volatile bool capture_stacks = false; /* user stack of each new fd */
 const volatile bool exit_keeps_records = false; /* user space collects them */
@@ -104,7 +115,10 @@ struct {
 	__type(value, __u8);
 } traced SEC(".maps");
 
-/* dup2/dup3 in flight: tid -> newfd was open before the call (1) or not (0). */
+/*
+ * dup2/dup3 in flight: tid -> newfd was open before the call (1; counting
+ * only, 1 + its type) or not (0).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 12);
@@ -139,8 +153,43 @@ struct walk_ctx {
 	__u64 hash;
 	int slot; /* top word of the chain's end, or the fallback's */
 	int anchor;
-	bool fp_ok; /* rbp is still the caller's frame pointer */
+	int fp_slot;	 /* top word the walk goes on from; -1: rbp */
+	int fp_any_slot; /* fp_any's */
+	bool fp_ok;	 /* rbp is still the caller's frame pointer */
 };
+
+/* Frames a walk may recover from the top of the stack and remember. */
+#define MEMO_FRAMES 15
+
+/*
+ * What the search of the top of the stack found, for one call site: the
+ * frames and the words they were in, and where the frame-pointer walk went
+ * on from. The same syscall instruction under the same frame has the same
+ * frames in the same words; when they are there again the search, which
+ * reads code for most words, is skipped.
+ */
+struct walk_memo {
+	__u64 ret[MEMO_FRAMES];
+	__u8 slot[MEMO_FRAMES];
+	__u8 n;
+	__s32 fp_slot; /* -1: rbp, -2: none */
+	__u32 fp_off;  /* that frame pointer - sp */
+	__u32 chain_off;
+};
+
+struct memo_key {
+	__u64 pc;
+	__u64 fp_ret; /* return address above rbp's frame, 0 if none */
+	__u32 tgid;
+	__u32 fp_off; /* rbp - sp */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, struct memo_key);
+	__type(value, struct walk_memo);
+} walk_memos SEC(".maps");
 
 /*
  * Room to build a stack, the top of the user stack and the walk's state,
@@ -151,6 +200,8 @@ struct stack_work {
 	struct stack st;
 	__u64 top[TOP_WORDS];
 	struct walk_ctx c;
+	__u8 from[MAX_STACK_DEPTH]; /* the top word each frame came from */
+	struct walk_memo memo;
 };
 
 struct {
@@ -220,11 +271,9 @@ static __always_inline bool trace_allowed(__u32 tgid)
 	if (filter_comm) {
 		/* The process's name, as /proc/PID/comm: not the thread's. */
 		struct task_struct *leader =
-			BPF_CORE_READ(bpf_get_current_task_btf(), group_leader);
-		char comm[TASK_COMM_LEN];
+			bpf_get_current_task_btf()->group_leader;
 
-		bpf_probe_read_kernel_str(comm, sizeof(comm), leader->comm);
-		if (!comm_matches(comm))
+		if (!comm_matches(leader->comm))
 			return false;
 	}
 	return true;
@@ -232,7 +281,7 @@ static __always_inline bool trace_allowed(__u32 tgid)
 
 static __always_inline struct fdtable *task_fdt(struct task_struct *task)
 {
-	return BPF_CORE_READ(task, files, fdt);
+	return task->files->fdt;
 }
 
 static __always_inline unsigned long bitmap_word(unsigned long *bits, __u32 i)
@@ -252,8 +301,7 @@ static __always_inline bool fd_bit(unsigned long *bits, __u32 max, int fd)
 
 static __always_inline bool fd_is_open(struct fdtable *fdt, int fd)
 {
-	return fd_bit(BPF_CORE_READ(fdt, open_fds), BPF_CORE_READ(fdt, max_fds),
-		      fd);
+	return fd_bit(fdt->open_fds, fdt->max_fds, fd);
 }
 
 /* How many fds a sweep looks at: the table, within bpf_loop's limit. */
@@ -354,16 +402,25 @@ static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 	return (struct pt_regs *)bpf_task_pt_regs(task);
 }
 
-static __always_inline void submit(void *e)
+/*
+ * Batch wakeups: wake the reader when this record takes what is queued
+ * past a multiple of wakeup_bytes: once per batch rather than once per
+ * record (an interrupt each), and again while the reader is behind. The
+ * reader also polls, so no record waits for long.
+ */
+static __always_inline void submit(void *e, __u64 size)
 {
-	__u64 flags = 0;
+	__u64 flags = 0, avail;
 
-	/* Batch wakeups: the reader also polls, so no event waits for long. */
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >=
-					wakeup_bytes ?
+	if (wakeup_bytes) {
+		/* What is queued, this record and its 8-byte header included.
+		 */
+		avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		flags = avail / wakeup_bytes !=
+					(avail - size - 8) / wakeup_bytes ?
 				BPF_RB_FORCE_WAKEUP :
 				BPF_RB_NO_WAKEUP;
+	}
 	bpf_ringbuf_submit(e, flags);
 }
 
@@ -398,11 +455,11 @@ static __always_inline struct fd_event *new_event(__u8 kind, __u16 sc,
 
 static __always_inline struct file *fd_file(struct fdtable *fdt, int fd)
 {
-	struct file **files = BPF_CORE_READ(fdt, fd);
+	struct file **files = fdt->fd;
 	struct file *f = NULL;
 
 	bpf_probe_read_kernel(&f, sizeof(f), &files[fd & 0xfffffff]);
-	return f;
+	return f ? cast_kernel(f, struct file) : NULL;
 }
 
 static __always_inline bool name_is(const char *name, const char *want, int n)
@@ -416,25 +473,31 @@ static __always_inline bool name_is(const char *name, const char *want, int n)
 /* Classify an fd by its file when the syscall cannot tell (dup, SCM). */
 static __always_inline void inspect_file(struct file *f, struct fd_info *info)
 {
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	const unsigned char *dname;
+	umode_t mode = f->f_inode->i_mode;
 	char name[12] = {};
 
 	switch (mode & S_IFMT) {
 	case S_IFSOCK: {
-		struct socket *sock = BPF_CORE_READ(f, private_data);
+		struct socket *sock =
+			cast_kernel(f->private_data, struct socket);
 
 		info->fd_type = FD_SOCKET;
-		info->family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
-		info->sock_type = BPF_CORE_READ(sock, type);
+		info->family = sock->sk->__sk_common.skc_family;
+		info->sock_type = sock->type;
 		return;
 	}
 	case S_IFIFO:
 		info->fd_type = FD_PIPE;
 		return;
+	case S_IFREG:
+	case 0: /* anonymous inodes: the name tells */
+		break;
+	default:
+		info->fd_type = FD_FILE;
+		return;
 	}
-	dname = BPF_CORE_READ(f, f_path.dentry, d_name.name);
-	bpf_probe_read_kernel_str(name, sizeof(name), dname);
+	bpf_probe_read_kernel_str(name, sizeof(name),
+				  f->f_path.dentry->d_name.name);
 	if ((mode & S_IFMT) == S_IFREG && name_is(name, "memfd:", 6))
 		info->fd_type = FD_MEMFD;
 	else if (mode & S_IFMT)
@@ -652,6 +715,7 @@ static long find_chain(__u32 i, void *unused)
 	ret = w->top[i];
 	if (on_stack(ret, c->sp) || !returns_from(ret, c->pc))
 		return 0;
+	w->from[w->st.nr & (MAX_STACK_DEPTH - 1)] = i;
 	w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] = ret;
 	c->pc = ret;
 	c->chain_end = c->sp + 8 * i;
@@ -701,10 +765,13 @@ static long find_saved_fp(__u32 i, void *unused)
 	if (v <= c->sp + 8 * i || v <= c->chain_end ||
 	    !frame_pointer_ok(v, c->sp))
 		return 0;
-	if ((!c->fp || v < c->fp) && frame_calls(v, c->pc))
+	if ((!c->fp || v < c->fp) && frame_calls(v, c->pc)) {
 		c->fp = v;
-	else if ((!c->fp_any || v < c->fp_any) && frame_at(v, c->sp))
+		c->fp_slot = i;
+	} else if ((!c->fp_any || v < c->fp_any) && frame_at(v, c->sp)) {
 		c->fp_any = v;
+		c->fp_any_slot = i;
+	}
 	return 0;
 }
 
@@ -778,10 +845,60 @@ static long hash_frame(__u32 i, void *unused)
 	return 0;
 }
 
+/* Use what the last search at this call site found, if it is there again. */
+static __always_inline bool recall(struct stack_work *w,
+				   const struct walk_memo *m)
+{
+	struct walk_ctx *c = &w->c;
+	__u32 n = m->n;
+
+	if (n > MEMO_FRAMES)
+		return false;
+	for (__u32 i = 0; i < MEMO_FRAMES && i < n; i++)
+		if (w->top[m->slot[i] & (TOP_WORDS - 1)] != m->ret[i])
+			return false;
+	if (m->fp_slot >= 0) {
+		__u64 fp = w->top[m->fp_slot & (TOP_WORDS - 1)];
+
+		if (fp - c->sp != m->fp_off)
+			return false;
+		c->fp = fp;
+	} else if (m->fp_slot == -2) {
+		c->fp = 0;
+	}
+	for (__u32 i = 0; i < MEMO_FRAMES && i < n; i++)
+		w->st.ips[i + 1] = m->ret[i];
+	w->st.nr = n + 1;
+	c->chain_end = c->sp + m->chain_off;
+	return true;
+}
+
+static __always_inline void memorize(struct stack_work *w,
+				     const struct memo_key *key)
+{
+	struct walk_ctx *c = &w->c;
+	struct walk_memo *m = &w->memo;
+	__u32 n = w->st.nr - 1;
+
+	if (n > MEMO_FRAMES)
+		return;
+	for (__u32 i = 0; i < MEMO_FRAMES && i < n; i++) {
+		m->ret[i] = w->st.ips[i + 1];
+		m->slot[i] = w->from[(i + 1) & (MAX_STACK_DEPTH - 1)];
+	}
+	m->n = n;
+	m->fp_slot = c->fp ? c->fp_slot : -2;
+	m->fp_off = c->fp - c->sp;
+	m->chain_off = c->chain_end ? c->chain_end - c->sp : 0;
+	bpf_map_update_elem(&walk_memos, key, m, BPF_ANY);
+}
+
 static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 				      struct task_struct *task)
 {
 	struct pt_regs *regs = user_regs(task);
+	struct memo_key key = {};
+	struct walk_memo *m;
 	struct walk_ctx *c;
 	struct stack_work *w;
 	struct fd_event *e;
@@ -796,19 +913,36 @@ static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 	c = &w->c;
 	__builtin_memset(c, 0, sizeof(*c));
 	c->slot = -1; /* no chain yet */
-	w->st.ips[0] = c->pc = PT_REGS_IP_CORE(regs);
-	c->sp = PT_REGS_SP_CORE(regs);
-	c->fp = PT_REGS_FP_CORE(regs);
-	c->fp_ok = frame_at(c->fp, c->sp);
+	c->fp_slot = -1;
+	w->st.ips[0] = c->pc = PT_REGS_IP(regs);
+	c->sp = PT_REGS_SP(regs);
+	c->fp = PT_REGS_FP(regs);
 	w->st.nr = 1;
-	if (bpf_probe_read_user(w->top, sizeof(w->top), (void *)c->sp))
+	key.tgid = tgid;
+	key.pc = c->pc;
+	if (frame_pointer_ok(c->fp, c->sp) &&
+	    !bpf_probe_read_user(&key.fp_ret, sizeof(key.fp_ret),
+				 (void *)(c->fp + 8)))
+		key.fp_off = c->fp - c->sp;
+	else
+		key.fp_ret = 0;
+	if (bpf_probe_read_user(w->top, sizeof(w->top), (void *)c->sp)) {
+		c->fp_ok = key.fp_ret && after_call(key.fp_ret);
 		goto walk;
+	}
+	m = bpf_map_lookup_elem(&walk_memos, &key);
+	if (m && recall(w, m))
+		goto walk;
+	c->fp_ok = key.fp_ret && after_call(key.fp_ret);
 	bpf_loop(TOP_WORDS, find_chain, NULL, 0);
 	if (!c->fp_ok) {
 		c->fp = 0;
+		c->fp_slot = -2;
 		bpf_loop(TOP_WORDS, find_saved_fp, NULL, 0);
-		if (!c->fp)
+		if (!c->fp) {
 			c->fp = c->fp_any;
+			c->fp_slot = c->fp_any ? c->fp_any_slot : -2;
+		}
 	}
 	if (c->fp) {
 		__u64 ret = 0;
@@ -821,22 +955,28 @@ static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
 		if (c->anchor >= 0 && w->st.nr < MAX_STACK_DEPTH) {
 			__u32 slot = c->anchor & (TOP_WORDS - 1);
 
+			w->from[w->st.nr & (MAX_STACK_DEPTH - 1)] = slot;
 			w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] =
 				w->top[slot];
 			c->chain_end = c->sp + 8 * slot;
 		}
 	}
 	if (w->st.nr > 1)
-		goto walk;
+		goto remember;
 	bpf_loop(TOP_WORDS, find_return, NULL, 0);
 	if (c->slot >= 0) {
 		__u32 slot = c->slot & (TOP_WORDS - 1);
 
+		w->from[1] = slot;
 		w->st.ips[1] = w->top[slot];
 		w->st.nr = 2;
-		if (!c->fp_ok) /* then slot > 0: see find_return */
-			c->fp = w->top[(slot - 1) & (TOP_WORDS - 1)];
+		if (!c->fp_ok) { /* then slot > 0: see find_return */
+			c->fp_slot = (slot - 1) & (TOP_WORDS - 1);
+			c->fp = w->top[c->fp_slot];
+		}
 	}
+remember:
+	memorize(w, &key);
 walk:
 	bpf_loop(MAX_STACK_DEPTH, walk_frame, NULL, 0);
 	c->hash = 0xcbf29ce484222325ULL ^ tgid;
@@ -860,25 +1000,53 @@ walk:
 	return h;
 }
 
-/* Account an fd that was open and is going away, and report it. */
+/* Count one fd of a type in a by-type array of struct proc. */
+static __always_inline void count_type(__u64 *by_type, __u32 type)
+{
+	/* Bounds the register the index is computed from, not a copy. */
+	barrier_var(type);
+	if (type < FD_TYPE_MAX)
+		__sync_fetch_and_add(&by_type[type], 1);
+}
+
+/* The type of an open fd, from its file. */
+static __always_inline __u8 type_of_fd(int fd)
+{
+	struct fd_info info = {};
+	struct file *f;
+
+	f = fd_file(task_fdt(bpf_get_current_task_btf()), fd);
+	if (f)
+		inspect_file(f, &info);
+	return info.fd_type;
+}
+
+/*
+ * Account an fd that was open and is going away, and report it. Counting
+ * only, its type is `type`, or its file's when that is TYPE_UNKNOWN.
+ */
+#define TYPE_UNKNOWN 0xff
 static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
-				     __u16 sc)
+				     __u16 sc, __u8 type)
 {
 	struct fd_key key = { .tgid = tgid, .fd = fd };
-	struct fd_info *info = bpf_map_lookup_elem(&fds, &key);
-	__u8 type = FD_OTHER;
+	struct fd_info *info;
 	struct fd_event *e;
 
-	if (info) {
+	if (!fd_records) {
+		if (type == TYPE_UNKNOWN)
+			type = type_of_fd(fd);
+	} else if ((info = bpf_map_lookup_elem(&fds, &key))) {
 		type = info->fd_type;
 		bpf_map_delete_elem(&fds, &key);
+	} else {
+		type = FD_OTHER;
 	}
 	if (p) {
 		barrier_var(p); /* keep p+off below the check */
 		__sync_fetch_and_add(&p->open_fds, -1);
 		__sync_fetch_and_add(&p->closed, 1);
-		if (type < FD_TYPE_MAX)
-			__sync_fetch_and_add(&p->closed_by_type[type], 1);
+		count_type(p->closed_by_type, type);
 	}
 	if (errors_only)
 		return;
@@ -886,7 +1054,7 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
 	if (!e)
 		return;
 	e->fd_type = type;
-	submit(e);
+	submit(e, sizeof(*e));
 }
 
 /* Record and report an fd the current syscall created. */
@@ -910,13 +1078,15 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 		info.fd_type = src->fd_type;
 		info.family = src->family;
 		info.sock_type = src->sock_type;
-	} else if (info.fd_type == FD_OTHER || info.fd_type == FD_SOCKET) {
+	} else if (info.fd_type == FD_OTHER ||
+		   (info.fd_type == FD_SOCKET && fd_records)) {
 		f = fd_file(fdt, fd);
 		if (f)
 			inspect_file(f, &info);
 	}
-	if (fd_bit(BPF_CORE_READ(fdt, close_on_exec),
-		   BPF_CORE_READ(fdt, max_fds), fd))
+	if (!fd_records)
+		goto count;
+	if (fd_bit(fdt->close_on_exec, fdt->max_fds, fd))
 		info.flags |= FDF_CLOEXEC;
 
 	err = bpf_map_update_elem(&fds, &key, &info, BPF_NOEXIST);
@@ -927,13 +1097,12 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 	} else if (err) {
 		stat_add(STAT_FDS_FULL, 1);
 	}
+count:
 	if (p) {
 		barrier_var(p);
 		__sync_fetch_and_add(&p->open_fds, 1);
 		__sync_fetch_and_add(&p->opened, 1);
-		if (info.fd_type < FD_TYPE_MAX)
-			__sync_fetch_and_add(&p->opened_by_type[info.fd_type],
-					     1);
+		count_type(p->opened_by_type, info.fd_type);
 	}
 	if (errors_only)
 		return;
@@ -947,7 +1116,7 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 	e->stack_id = stack_id;
 	if (upath)
 		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
-	submit(e);
+	submit(e, sizeof(*e));
 }
 
 static __always_inline bool is_accept(__u16 sc)
@@ -1016,11 +1185,19 @@ static __always_inline void syscall_failed(void *ctx, __u32 tgid,
 		return;
 	e->err = err;
 	e->stack_id = stack_id;
-	e->open_fds = p ? p->open_fds : count_open_fds(task_fdt(task));
+	if (p && fd_records) {
+		e->open_fds = p->open_fds;
+	} else {
+		/* Without records, fds created unseen made it drift: recount.
+		 */
+		e->open_fds = count_open_fds(task_fdt(task));
+		if (p)
+			p->open_fds = e->open_fds;
+	}
 	e->fd_limit = fd_limit(task);
 	if (upath)
 		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
-	submit(e);
+	submit(e, sizeof(*e));
 }
 
 /* The user pointer to the path of an open-family syscall, NULL otherwise. */
@@ -1029,10 +1206,10 @@ static __always_inline const char *open_path(__u16 sc, struct pt_regs *regs)
 	switch (sc) {
 	case SYS_OPEN:
 	case SYS_CREAT:
-		return (const char *)PT_REGS_PARM1_CORE_SYSCALL(regs);
+		return (const char *)PT_REGS_PARM1_SYSCALL(regs);
 	case SYS_OPENAT:
 	case SYS_OPENAT2:
-		return (const char *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+		return (const char *)PT_REGS_PARM2_SYSCALL(regs);
 	}
 	return NULL;
 }
@@ -1058,7 +1235,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	regs = user_regs(task);
 	switch (sc) {
 	case SYS_FCNTL: {
-		long cmd = PT_REGS_PARM2_CORE_SYSCALL(regs);
+		long cmd = PT_REGS_PARM2_SYSCALL(regs);
 
 		if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
 			return 0;
@@ -1067,7 +1244,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	case SYS_SIGNALFD:
 	case SYS_SIGNALFD4:
 		/* Only fd == -1 creates an fd; others change an fd. */
-		if ((int)PT_REGS_PARM1_CORE_SYSCALL(regs) != -1)
+		if ((int)PT_REGS_PARM1_SYSCALL(regs) != -1)
 			return 0;
 		break;
 	}
@@ -1081,7 +1258,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	p = get_proc(tgid, task, 1);
 	if (sc == SYS_DUP || sc == SYS_FCNTL) {
 		struct fd_key src = { .tgid = tgid,
-				      .fd = PT_REGS_PARM1_CORE_SYSCALL(regs) };
+				      .fd = PT_REGS_PARM1_SYSCALL(regs) };
 
 		open_fd(tgid, p, fdt, ret, sc, bpf_map_lookup_elem(&fds, &src),
 			NULL, stack_id);
@@ -1112,9 +1289,8 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 	}
 	stack_id = capture_stack(ctx, tgid, task);
 	regs = user_regs(task);
-	upair = sc == SYS_SOCKETPAIR ?
-			(void *)PT_REGS_PARM4_CORE_SYSCALL(regs) :
-			(void *)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	upair = sc == SYS_SOCKETPAIR ? (void *)PT_REGS_PARM4_SYSCALL(regs) :
+				       (void *)PT_REGS_PARM1_SYSCALL(regs);
 	if (bpf_probe_read_user(pair, sizeof(pair), upair))
 		return 0;
 	fdt = task_fdt(task);
@@ -1179,17 +1355,16 @@ static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 	task = bpf_get_current_task_btf();
 	regs = user_regs(task);
 	if (sc == SYS_CLONE) {
-		flags = PT_REGS_PARM1_CORE_SYSCALL(regs);
-		upidfd = (void *)PT_REGS_PARM3_CORE_SYSCALL(regs);
+		flags = PT_REGS_PARM1_SYSCALL(regs);
+		upidfd = (void *)PT_REGS_PARM3_SYSCALL(regs);
 	} else {
 		struct {
 			__u64 flags;
 			__u64 pidfd;
 		} args;
 
-		if (bpf_probe_read_user(
-			    &args, sizeof(args),
-			    (void *)PT_REGS_PARM1_CORE_SYSCALL(regs)))
+		if (bpf_probe_read_user(&args, sizeof(args),
+					(void *)PT_REGS_PARM1_SYSCALL(regs)))
 			return 0;
 		flags = args.flags;
 		upidfd = (void *)args.pidfd;
@@ -1244,7 +1419,7 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!fd_is_open(fdt, fd))
 		return 0; /* EBADF */
 	p = get_proc(tgid, task, 0);
-	if (p && !bpf_map_lookup_elem(&fds, &key)) {
+	if (p && fd_records && !bpf_map_lookup_elem(&fds, &key)) {
 		/*
 		 * An fd we never saw created (io_uring, SCM_RIGHTS beyond what
 		 * we read, a creator we do not hook): recount the table.
@@ -1256,7 +1431,7 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 			p->open_fds = n;
 		}
 	}
-	close_fd(tgid, p, fd, SYS_CLOSE);
+	close_fd(tgid, p, fd, SYS_CLOSE, TYPE_UNKNOWN);
 	return 0;
 }
 
@@ -1290,7 +1465,7 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 	}
 	if (!c->want_open && !bpf_map_lookup_elem(&fds, &key))
 		return 0;
-	close_fd(c->tgid, c->p, fd, c->sc);
+	close_fd(c->tgid, c->p, fd, c->sc, TYPE_UNKNOWN);
 	c->n++;
 	return 0;
 }
@@ -1336,12 +1511,14 @@ static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
 	__u32 tgid = id >> 32, tid = id;
 	int oldfd = ctx->args[0], newfd = ctx->args[1];
 	struct task_struct *task;
-	__u8 was_open;
+	__u8 was_open = 0;
 
 	if (!trace_allowed(tgid))
 		return 0;
 	task = bpf_get_current_task_btf();
-	was_open = oldfd != newfd && fd_is_open(task_fdt(task), newfd);
+	/* Counting only, the type of what is replaced is known only now. */
+	if (oldfd != newfd && fd_is_open(task_fdt(task), newfd))
+		was_open = fd_records ? 1 : 1 + type_of_fd(newfd);
 	if (bpf_map_update_elem(&dup_start, &tid, &was_open, BPF_ANY))
 		stat_add(STAT_DRIFT, 1); /* this dup goes unseen */
 	return 0;
@@ -1359,12 +1536,12 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 	struct proc *p;
 	__u8 *was_open;
 	__u64 stack_id;
-	bool replaced;
+	__u8 replaced;
 
 	was_open = bpf_map_lookup_elem(&dup_start, &tid);
 	if (!was_open)
 		return 0;
-	replaced = *was_open;
+	replaced = *was_open; /* 1 + its type, counting only */
 	bpf_map_delete_elem(&dup_start, &tid);
 	task = bpf_get_current_task_btf();
 	if (ret < 0) {
@@ -1374,12 +1551,12 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 	stack_id = capture_stack(ctx, tgid, task);
 	regs = user_regs(task);
 	key.tgid = tgid;
-	key.fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	key.fd = PT_REGS_PARM1_SYSCALL(regs);
 	if (key.fd == ret)
 		return 0; /* dup2(fd, fd) changes nothing */
 	p = get_proc(tgid, task, replaced ? 0 : 1);
 	if (replaced)
-		close_fd(tgid, p, ret, sc);
+		close_fd(tgid, p, ret, sc, replaced - 1);
 	/* Copy first: the source record may be the one just closed. */
 	struct fd_info *srcp = bpf_map_lookup_elem(&fds, &key);
 	if (srcp) {
@@ -1457,9 +1634,8 @@ int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret < 0 || !trace_allowed(tgid))
 		return 0;
 	task = bpf_get_current_task_btf();
-	if (bpf_probe_read_user(
-		    &msg, sizeof(msg),
-		    (void *)PT_REGS_PARM2_CORE_SYSCALL(user_regs(task))))
+	if (bpf_probe_read_user(&msg, sizeof(msg),
+				(void *)PT_REGS_PARM2_SYSCALL(user_regs(task))))
 		return 0;
 	if (msg.msg_controllen < sizeof(cmsg) + sizeof(int))
 		return 0;
@@ -1527,7 +1703,8 @@ SEC("raw_tracepoint/sched_process_fork")
 int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx->args[0];
-	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	struct task_struct *child =
+		cast_kernel(ctx->args[1], struct task_struct);
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	struct copy_ctx c = { .parent = ptgid, .child = ctgid };
@@ -1562,6 +1739,8 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	/* BPF_ANY: a stale entry of a reused pid is replaced. */
 	if (bpf_map_update_elem(&procs, &ctgid, init, BPF_ANY))
 		stat_add(STAT_PROCS_FULL, 1);
+	if (!fd_records)
+		return 0;
 	c.bits = BPF_CORE_READ(fdt, open_fds);
 	bpf_loop(sweep_size(fdt), copy_fd, &c, 0);
 	if (c.copied >= init->open_fds)
@@ -1572,7 +1751,7 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	e->ppid = ptgid;
 	e->open_fds = init->open_fds;
-	submit(e);
+	submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -1599,7 +1778,7 @@ static __always_inline void retire(__u32 tgid, struct task_struct *task,
 	if (bpf_map_delete_elem(&procs, &tgid))
 		bpf_ringbuf_discard(e, 0);
 	else
-		submit(e);
+		submit(e, sizeof(*e));
 }
 
 /* exec: close-on-exec fds are gone by now, with no close to see. */
@@ -1641,7 +1820,7 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		get_proc(tgid, task, 0);
 		e = new_event(EV_SEED, SYS_NONE, tgid, -1);
 		if (e)
-			submit(e);
+			submit(e, sizeof(*e));
 		return 0;
 	}
 	bpf_get_current_comm(p->comm, sizeof(p->comm));

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,6 +25,9 @@ type leaksOptions struct {
 	top      int
 	json     bool
 }
+
+// leaksRingBufferBytes is leaks' default ring buffer size (--ringbuf-size).
+const leaksRingBufferBytes = 4 << 20
 
 func newLeaksCommand() *cobra.Command {
 	var o leaksOptions
@@ -59,6 +62,7 @@ wrappers, fopen's insides) are recovered from the top of the user stack.`,
 	}
 	f := cmd.Flags()
 	o.addFlags(f)
+	f.Lookup("ringbuf-size").DefValue = strconv.Itoa(leaksRingBufferBytes >> 20)
 	f.DurationVar(&o.minAge, "min-age", 5*time.Second, "leave out fds younger than this")
 	f.DurationVarP(&o.interval, "interval", "i", 0, "print a report every `DUR` while running (default: only at the end)")
 	f.IntVar(&o.top, "top", 10, "show at most `N` call sites per report (0: all)")
@@ -77,7 +81,10 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	// A command's processes keep their records at exit, for the final
 	// report; with -p or -c the kernel drops them.
 	s, err := startSession(parent, o.commonOptions, loader.Config{
-		ErrorsOnly: true, CaptureStacks: true, KeepRecordsAtExit: len(o.command) > 0},
+		ErrorsOnly: true, CaptureStacks: true, KeepRecordsAtExit: len(o.command) > 0,
+		// Only new stacks, failures and exits come through: 4 MiB is
+		// ample, and a ring buffer's pages count in RSS twice.
+		RingBufferBytes: leaksRingBufferBytes},
 		"recording fd stacks of")
 	if err != nil {
 		return err
@@ -105,15 +112,30 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		}
 		return nil
 	}
-	report := func(fds []loader.FD, read time.Time, heading string, atExit bool) error {
+	// report reads the fds walk hands it one at a time: with a million
+	// live fds a list of them all would be most of fdtrace's memory.
+	report := func(heading string, atExit bool, walk func(add func(loader.FD)) error) error {
+		read := time.Now()
+		mu.Lock()
+		t := b.NewTally(read)
+		mu.Unlock()
+		stacks := map[uint64]bool{}
+		err := walk(func(fd loader.FD) {
+			stacks[fd.StackID] = true
+			t.Add(fd)
+		})
+		if err != nil {
+			return err
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		b.Describe = describer()
-		err := writeReport(s.out, b.Build(fds, time.Now()), heading, o.json, atExit)
+		err = writeReport(s.out, t.Report(), heading, o.json, atExit)
 		// Stacks no live fd refers to any more make room for new ones.
-		s.tracer.DropStacksExcept(fds, read)
+		s.tracer.DropStacksExcept(stacks, read)
 		return err
 	}
+	live := func(add func(loader.FD)) error { return s.tracer.EachFD(add) }
 	running := make(chan struct{})
 	if o.interval > 0 {
 		go func() {
@@ -122,12 +144,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 			for {
 				select {
 				case <-tick.C:
-					read := time.Now()
-					fds, err := s.tracer.FDs()
-					if err == nil {
-						err = report(fds, read, "outstanding fds", false)
-					}
-					if err != nil {
+					if err := report("outstanding fds", false, live); err != nil {
 						fmt.Fprintf(os.Stderr, "fdtrace: report: %v\n", err)
 					}
 				case <-running:
@@ -146,30 +163,32 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	// descendants still running. A child's copies of its parent's fds are
 	// its parent's.
 	if s.child != nil {
-		read := time.Now()
-		fds, err := s.tracer.FDs()
-		if err != nil {
-			return err
-		}
 		mu.Lock()
 		b.MinAge = 0
-		for pid := range exited {
-			fds = append(fds, s.tracer.TakeExitedFDs(pid)...)
-		}
 		mu.Unlock()
-		fds = slices.DeleteFunc(fds, func(fd loader.FD) bool { return fd.Inherited && fd.PID != s.child.pid })
-		if err := report(fds, read, "fds still open at exit", true); err != nil {
+		ownFDs := func(add func(loader.FD)) error {
+			keep := func(fd loader.FD) {
+				if !fd.Inherited || fd.PID == s.child.pid {
+					add(fd)
+				}
+			}
+			if err := s.tracer.EachFD(keep); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for pid := range exited {
+				for _, fd := range s.tracer.TakeExitedFDs(pid) {
+					keep(fd)
+				}
+			}
+			return nil
+		}
+		if err := report("fds still open at exit", true, ownFDs); err != nil {
 			return err
 		}
-	} else {
-		read := time.Now()
-		fds, err := s.tracer.FDs()
-		if err != nil {
-			return err
-		}
-		if err := report(fds, read, "outstanding fds", false); err != nil {
-			return err
-		}
+	} else if err := report("outstanding fds", false, live); err != nil {
+		return err
 	}
 	stats, err := s.tracer.Stats()
 	if err != nil {

@@ -58,8 +58,8 @@ func leaksOf(t *testing.T, extra []string, bin string, args ...string) []events.
 }
 
 // byFunc adds up the fds of the groups whose stack has fn, and says at
-// which file:line fn is.
-func byFunc(leaks []events.Leak, fn string) (count int, types map[string]int, where string) {
+// which file:line fn is and in how many groups.
+func byFunc(leaks []events.Leak, fn string) (count int, types map[string]int, where string, groups int) {
 	types = map[string]int{}
 	for _, l := range leaks {
 		for _, f := range l.Stack {
@@ -67,6 +67,7 @@ func byFunc(leaks []events.Leak, fn string) (count int, types map[string]int, wh
 				continue
 			}
 			count += l.Count
+			groups++
 			for k, v := range l.FDTypes {
 				types[k] += v
 			}
@@ -74,7 +75,7 @@ func byFunc(leaks []events.Leak, fn string) (count int, types map[string]int, wh
 			break
 		}
 	}
-	return count, types, where
+	return count, types, where, groups
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
@@ -120,9 +121,14 @@ func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
 		// Its own file only: what it inherited is its parent's.
 		{"child_open", 1, map[string]int{"file": 1}},
 	} {
-		count, types, where := byFunc(leaks, tc.fn)
+		count, types, where, groups := byFunc(leaks, tc.fn)
 		if count != tc.count || itoa(len(types)) != itoa(len(tc.types)) || types[firstKey(tc.types)] != tc.count {
 			t.Errorf("%s: %d fds %v, want %d %v", tc.fn, count, types, tc.count, tc.types)
+		}
+		// The first fd's stack is searched for, the others' recalled
+		// (walk_memos): all must be the same stack.
+		if groups != 1 {
+			t.Errorf("%s: its fds are in %d groups, want 1: %+v", tc.fn, groups, leaks)
 		}
 		if want := "leaky.c:" + itoa(markerLine(t, src, "LEAK "+tc.fn)); where != want {
 			t.Errorf("%s is at %s, want %s", tc.fn, where, want)
@@ -144,7 +150,7 @@ func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
 			t.Errorf("pid %d: %d fds, want at least 44", pid, n)
 		}
 	}
-	if n, _, _ := byFunc(leaks, "balanced"); n != 0 {
+	if n, _, _, _ := byFunc(leaks, "balanced"); n != 0 {
 		t.Errorf("%d fds attributed to balanced, which closes all it opens", n)
 	}
 	var pre int
@@ -173,15 +179,15 @@ func TestLeaksOfAGoProgramNameTheGoFunctions(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	leaks := leaksOf(t, nil, bin, "6", "4")
-	if n, types, _ := byFunc(leaks, "main.leakFiles"); n != 6 || types["file"] != 6 {
+	if n, types, _, _ := byFunc(leaks, "main.leakFiles"); n != 6 || types["file"] != 6 {
 		t.Errorf("main.leakFiles: %d fds %v, want 6 files", n, types)
 	}
-	if n, types, _ := byFunc(leaks, "main.leakListeners"); n != 4 || types["socket AF_INET"] != 4 {
+	if n, types, _, _ := byFunc(leaks, "main.leakListeners"); n != 4 || types["socket AF_INET"] != 4 {
 		t.Errorf("main.leakListeners: %d fds %v, want 4 AF_INET sockets", n, types)
 	}
 	// The first os.Open starts the runtime's poller (an epoll fd and its
 	// wakeup fd): those stay, under whoever opened first. No file may.
-	if _, types, _ := byFunc(leaks, "main.balanced"); types["file"] != 0 {
+	if _, types, _, _ := byFunc(leaks, "main.balanced"); types["file"] != 0 {
 		t.Errorf("files attributed to main.balanced, which closes all it opens: %v", types)
 	}
 }

@@ -31,6 +31,7 @@ type commonOptions struct {
 	readyFile  string
 	btfPath    string
 	ringbufMiB int
+	ringbufSet bool // --ringbuf-size given: it overrides a command's own size
 	debug      bool
 }
 
@@ -45,8 +46,9 @@ func (o *commonOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.debug, "debug", false, "print the full BPF verifier log on load errors")
 }
 
-// takeArgs accepts only a command after --.
+// takeArgs accepts only a command after --, and notes which flags were given.
 func (o *commonOptions) takeArgs(cmd *cobra.Command, args []string) error {
+	o.ringbufSet = cmd.Flags().Changed("ringbuf-size")
 	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 		if dash > 0 {
 			return usageError{fmt.Errorf("unexpected argument %q before --", args[0])}
@@ -137,7 +139,10 @@ func startSession(parent context.Context, o commonOptions, cfg loader.Config, wh
 		}
 	}
 	loader.VerboseErrors = o.debug
-	cfg.PIDs, cfg.Comm, cfg.BTFPath, cfg.RingBufferBytes = o.pids, o.comm, o.btfPath, o.ringbufMiB<<20
+	cfg.PIDs, cfg.Comm, cfg.BTFPath = o.pids, o.comm, o.btfPath
+	if cfg.RingBufferBytes == 0 || o.ringbufSet {
+		cfg.RingBufferBytes = o.ringbufMiB << 20
+	}
 	if len(o.command) > 0 {
 		cfg.FollowChildrenOf = os.Getpid()
 	}

@@ -73,7 +73,7 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		what = "tracing errors of"
 	}
 	s, err := startSession(parent, o.commonOptions,
-		loader.Config{ErrorsOnly: o.errorsOnly, AllErrors: o.allErrors, CaptureStacks: o.stacks}, what)
+		loader.Config{ErrorsOnly: o.errorsOnly, CountOnly: o.errorsOnly, AllErrors: o.allErrors, CaptureStacks: o.stacks}, what)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ type Builder struct {
 	lastTime time.Time
 }
 
-// SampleSize is how many fd numbers a group shows.
+// SampleSize is how many fd numbers a group shows: the lowest.
 const SampleSize = 5
 
 type groupKey struct {
@@ -71,65 +71,115 @@ const (
 	unattributed
 )
 
+// A Tally groups fds one at a time, for one report, keeping per group
+// only counts and SampleSize fd numbers.
+type Tally struct {
+	b      *Builder
+	now    time.Time
+	minAge time.Duration
+	groups map[groupKey]*groupTally
+}
+
+type groupTally struct {
+	Group
+	types map[fdType]int
+}
+
+// fdType is what FDTypes counts, as "type family" when there is a family.
+type fdType struct{ typ, family string }
+
+// NewTally starts a report as of now: Add the fds to it, then Report. Add
+// may run while other reports are made; Report may not.
+func (b *Builder) NewTally(now time.Time) *Tally {
+	return &Tally{b: b, now: now, minAge: b.MinAge, groups: map[groupKey]*groupTally{}}
+}
+
 // Build groups fds as of now.
 func (b *Builder) Build(fds []loader.FD, now time.Time) Report {
-	groups := map[groupKey]*Group{}
+	t := b.NewTally(now)
 	for _, fd := range fds {
-		key := groupKey{pid: fd.PID, stack: fd.StackID, kind: attributed}
-		switch {
-		case fd.Seeded:
-			key.kind, key.stack = preexisting, 0
-		case fd.StackID == 0:
-			key.kind = unattributed
-		}
-		age := time.Duration(0)
-		if !fd.OpenTime.IsZero() {
-			age = now.Sub(fd.OpenTime)
-		}
-		if key.kind != preexisting && age < b.MinAge {
-			continue
-		}
-		g := groups[key]
-		if g == nil {
-			g = &Group{PID: fd.PID, StackID: key.stack, FDTypes: map[string]int{}, Syscalls: map[string]int{}}
-			groups[key] = g
-		}
-		g.Count++
-		typ := fd.Type
-		if fd.Family != "" {
-			typ += " " + fd.Family
-		}
-		g.FDTypes[typ]++
-		g.Syscalls[fd.Syscall]++
-		g.Oldest = max(g.Oldest, age)
-		g.SampleFDs = append(g.SampleFDs, fd.FD)
+		t.Add(fd)
 	}
+	return t.Report()
+}
 
+// Add counts one fd.
+func (t *Tally) Add(fd loader.FD) {
+	key := groupKey{pid: fd.PID, stack: fd.StackID, kind: attributed}
+	switch {
+	case fd.Seeded:
+		key.kind, key.stack = preexisting, 0
+	case fd.StackID == 0:
+		key.kind = unattributed
+	}
+	age := time.Duration(0)
+	if !fd.OpenTime.IsZero() {
+		age = t.now.Sub(fd.OpenTime)
+	}
+	if key.kind != preexisting && age < t.minAge {
+		return
+	}
+	g := t.groups[key]
+	if g == nil {
+		g = &groupTally{Group: Group{PID: fd.PID, StackID: key.stack, Syscalls: map[string]int{}},
+			types: map[fdType]int{}}
+		t.groups[key] = g
+	}
+	g.Count++
+	g.types[fdType{fd.Type, fd.Family}]++
+	g.Syscalls[fd.Syscall]++
+	g.Oldest = max(g.Oldest, age)
+	g.SampleFDs = addSample(g.SampleFDs, fd.FD)
+}
+
+// addSample keeps the SampleSize lowest fds, sorted.
+func addSample(s []int, fd int) []int {
+	if len(s) == SampleSize && fd >= s[len(s)-1] {
+		return s
+	}
+	i, _ := slices.BinarySearch(s, fd)
+	if len(s) < SampleSize {
+		return slices.Insert(s, i, fd)
+	}
+	copy(s[i+1:], s[i:len(s)-1])
+	s[i] = fd
+	return s
+}
+
+// Report makes the report of the fds added, and remembers it for the
+// growth rates of the next.
+func (t *Tally) Report() Report {
+	b, now := t.b, t.now
 	r := Report{Time: now}
 	since := b.Since
 	if !b.lastTime.IsZero() {
 		since = b.lastTime
 	}
 	minutes := now.Sub(since).Minutes()
-	for key, g := range groups {
-		slices.Sort(g.SampleFDs)
-		g.SampleFDs = g.SampleFDs[:min(len(g.SampleFDs), SampleSize)]
-		b.describe(g)
+	for key, g := range t.groups {
+		g.FDTypes = make(map[string]int, len(g.types))
+		for k, n := range g.types {
+			name := k.typ
+			if k.family != "" {
+				name += " " + k.family
+			}
+			g.FDTypes[name] += n
+		}
 		switch key.kind {
 		case preexisting:
-			r.Preexisting = append(r.Preexisting, *g)
+			r.Preexisting = append(r.Preexisting, g.Group)
 			continue
 		case unattributed:
-			r.Unattributed = append(r.Unattributed, *g)
+			r.Unattributed = append(r.Unattributed, g.Group)
 			continue
 		}
 		if minutes > 0 {
 			g.GrowthPerMin = float64(g.Count-b.last[key]) / minutes
 		}
-		r.Groups = append(r.Groups, *g)
+		r.Groups = append(r.Groups, g.Group)
 	}
 	b.last = map[groupKey]int{}
-	for key, g := range groups {
+	for key, g := range t.groups {
 		b.last[key] = g.Count
 	}
 	b.lastTime = now
@@ -145,6 +195,11 @@ func (b *Builder) Build(fds []loader.FD, now time.Time) Report {
 	byPID := func(x, y Group) int { return cmp.Compare(x.PID, y.PID) }
 	slices.SortFunc(r.Preexisting, byPID)
 	slices.SortFunc(r.Unattributed, byPID)
+	for _, groups := range [][]Group{r.Groups, r.Preexisting, r.Unattributed} {
+		for i := range groups {
+			b.describe(&groups[i])
+		}
+	}
 	return r
 }
 

@@ -2,6 +2,8 @@ package leaks
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +83,37 @@ func TestTopKeepsTheLargestGroupsAndCountsTheRest(t *testing.T) {
 	r := b.Build([]loader.FD{fd(1, 3, 5, "file", 0), fd(1, 4, 6, "file", 0), fd(1, 5, 6, "file", 0)}, t0)
 	if len(r.Groups) != 1 || r.Groups[0].StackID != 6 || r.More != 1 {
 		t.Errorf("groups %+v, more %d", r.Groups, r.More)
+	}
+}
+
+func TestAGroupKeepsTheLowestFDsAsSamplesAndCountsThemAll(t *testing.T) {
+	b := &Builder{Since: t0}
+	var fds []loader.FD
+	for _, n := range []int{40, 9, 33, 7, 100, 8, 3, 12, 50, 4, 3000} {
+		fds = append(fds, fd(1, n, 5, "file", time.Minute))
+	}
+	r := b.Build(fds, t0)
+	g := r.Groups[0]
+	if want := []int{3, 4, 7, 8, 9}; g.Count != len(fds) || !slices.Equal(g.SampleFDs, want) {
+		t.Errorf("count %d, samples %v; want %d, %v", g.Count, g.SampleFDs, len(fds), want)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text, "outstanding fds")
+	if want := "fds 3, 4, 7, 8, 9, ... (11 in all)"; !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, text.String())
+	}
+}
+
+func TestSocketsAreCountedByTypeAndFamily(t *testing.T) {
+	b := &Builder{Since: t0}
+	sock := func(n int, family string) loader.FD {
+		f := fd(1, n, 5, "socket", time.Minute)
+		f.Family = family
+		return f
+	}
+	r := b.Build([]loader.FD{sock(3, "AF_INET"), sock(4, "AF_INET"), sock(5, "AF_UNIX"), fd(1, 6, 5, "file", time.Minute)}, t0)
+	want := map[string]int{"socket AF_INET": 2, "socket AF_UNIX": 1, "file": 1}
+	if got := r.Groups[0].FDTypes; !maps.Equal(got, want) {
+		t.Errorf("fd types %v, want %v", got, want)
 	}
 }

@@ -83,7 +83,7 @@ func writeSamples(w io.Writer, g Group) {
 	}
 	more := ""
 	if g.Count > len(g.SampleFDs) {
-		more = ", ..."
+		more = fmt.Sprintf(", ... (%d in all)", g.Count)
 	}
 	fmt.Fprintf(w, "      fds %s%s\n", strings.Join(parts, ", "), more)
 }

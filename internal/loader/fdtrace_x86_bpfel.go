@@ -105,6 +105,14 @@ const (
 	fdtraceFdTypeFD_TYPE_MAX fdtraceFdType = 11
 )
 
+type fdtraceMemoKey struct {
+	_     structs.HostLayout
+	Pc    uint64
+	FpRet uint64
+	Tgid  uint32
+	FpOff uint32
+}
+
 type fdtraceProc struct {
 	_            structs.HostLayout
 	OpenFds      int64
@@ -132,19 +140,23 @@ type fdtraceStackWork struct {
 	St  fdtraceStack
 	Top [64]uint64
 	C   struct {
-		_        structs.HostLayout
-		Sp       uint64
-		Fp       uint64
-		Pc       uint64
-		ChainEnd uint64
-		FpAny    uint64
-		FpCallee uint64
-		Hash     uint64
-		Slot     int32
-		Anchor   int32
-		FpOk     bool
-		_        [7]byte
+		_         structs.HostLayout
+		Sp        uint64
+		Fp        uint64
+		Pc        uint64
+		ChainEnd  uint64
+		FpAny     uint64
+		FpCallee  uint64
+		Hash      uint64
+		Slot      int32
+		Anchor    int32
+		FpSlot    int32
+		FpAnySlot int32
+		FpOk      bool
+		_         [7]byte
 	}
+	From [64]uint8
+	Memo fdtraceWalkMemo
 }
 
 type fdtraceStatId uint32
@@ -209,6 +221,17 @@ const (
 	fdtraceSyscallIdSYS_MAX               fdtraceSyscallId = 44
 )
 
+type fdtraceWalkMemo struct {
+	_        structs.HostLayout
+	Ret      [15]uint64
+	Slot     [15]uint8
+	N        uint8
+	FpSlot   int32
+	FpOff    uint32
+	ChainOff uint32
+	_        [4]byte
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -223,6 +246,7 @@ const (
 	fdtraceMapStacks                                   = "stacks"
 	fdtraceMapStats                                    = "stats"
 	fdtraceMapTraced                                   = "traced"
+	fdtraceMapWalkMemos                                = "walk_memos"
 	fdtraceProgRawTracepointSchedProcessExec           = "raw_tracepoint__sched_process_exec"
 	fdtraceProgRawTracepointSchedProcessExit           = "raw_tracepoint__sched_process_exit"
 	fdtraceProgRawTracepointSchedProcessFork           = "raw_tracepoint__sched_process_fork"
@@ -274,6 +298,7 @@ const (
 	fdtraceVarCaptureStacks                            = "capture_stacks"
 	fdtraceVarErrorsOnly                               = "errors_only"
 	fdtraceVarExitKeepsRecords                         = "exit_keeps_records"
+	fdtraceVarFdRecords                                = "fd_records"
 	fdtraceVarFilterComm                               = "filter_comm"
 	fdtraceVarFilterPids                               = "filter_pids"
 	fdtraceVarSelfTgid                                 = "self_tgid"
@@ -392,6 +417,7 @@ type fdtraceMapSpecs struct {
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Traced       *ebpf.MapSpec `ebpf:"traced"`
+	WalkMemos    *ebpf.MapSpec `ebpf:"walk_memos"`
 }
 
 // fdtraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -403,6 +429,7 @@ type fdtraceVariableSpecs struct {
 	CaptureStacks    *ebpf.VariableSpec `ebpf:"capture_stacks"`
 	ErrorsOnly       *ebpf.VariableSpec `ebpf:"errors_only"`
 	ExitKeepsRecords *ebpf.VariableSpec `ebpf:"exit_keeps_records"`
+	FdRecords        *ebpf.VariableSpec `ebpf:"fd_records"`
 	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
@@ -447,6 +474,7 @@ type fdtraceMaps struct {
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Traced       *ebpf.Map `ebpf:"traced"`
+	WalkMemos    *ebpf.Map `ebpf:"walk_memos"`
 }
 
 func (m *fdtraceMaps) Close() error {
@@ -461,6 +489,7 @@ func (m *fdtraceMaps) Close() error {
 		m.Stacks,
 		m.Stats,
 		m.Traced,
+		m.WalkMemos,
 	)
 }
 
@@ -473,6 +502,7 @@ type fdtraceVariables struct {
 	CaptureStacks    *ebpf.Variable `ebpf:"capture_stacks"`
 	ErrorsOnly       *ebpf.Variable `ebpf:"errors_only"`
 	ExitKeepsRecords *ebpf.Variable `ebpf:"exit_keeps_records"`
+	FdRecords        *ebpf.Variable `ebpf:"fd_records"`
 	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
 	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`

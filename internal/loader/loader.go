@@ -34,6 +34,12 @@ type Config struct {
 	// ErrorsOnly keeps open/close events in the kernel: only failed
 	// syscalls and exits reach user space.
 	ErrorsOnly bool
+	// CountOnly keeps no record per live fd, only the per-process
+	// counters: the cheapest mode, for ErrorsOnly tracing. A close then
+	// reads the fd's type from its file, and open_fds drifts until the
+	// next failure recounts it when fds are created where fdtrace does not
+	// look (io_uring's fixed files).
+	CountOnly bool
 	// AllErrors sends an error event for every errno; by default only
 	// EMFILE, ENFILE, ENOMEM and ENOBUFS give one (all are counted).
 	AllErrors bool
@@ -192,6 +198,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		"filter_comm":        cfg.Comm != "",
 		"targ_comm":          comm,
 		"errors_only":        cfg.ErrorsOnly,
+		"fd_records":         !cfg.CountOnly,
 		"wakeup_bytes":       uint64(cfg.WakeupBytes),
 		"capture_stacks":     cfg.CaptureStacks,
 		"all_errors":         cfg.AllErrors,

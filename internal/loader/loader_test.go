@@ -698,3 +698,69 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 		t.Error("no stacks at all: the workload was not traced")
 	}
 }
+
+func TestCountingOnlyKeepsCountsAndTypesEqualToProc(t *testing.T) {
+	for _, seed := range []uint64{1, 2} {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			tr, w, rec := followFdops(t, Config{ErrorsOnly: true, CountOnly: true})
+			start := procTypes(t, w.PID)
+			rng := rand.New(rand.NewPCG(seed, seed))
+			for batch := range 20 {
+				for range 12 {
+					op := randomOp(t, rng, w)
+					for op == "exec" { // closes close-on-exec fds without a type
+						op = randomOp(t, rng, w)
+					}
+					if _, errno := w.Try(t, "%s", op); errno != 0 && !strings.HasPrefix(op, "close 9") {
+						t.Fatalf("seed %d batch %d: %q failed with errno %d", seed, batch, op, errno)
+					}
+					if strings.HasPrefix(op, "fork") {
+						child := lastForkChild(t, w)
+						assertCountMatchesProc(t, tr, child)
+						w.Do(t, "reap %d", child)
+					}
+				}
+				rec.drain(t, tr)
+				p := assertCountMatchesProc(t, tr, w.PID)
+				// By type: what was there, plus opened, minus closed.
+				now := procTypes(t, w.PID)
+				for _, typ := range events.FDTypes {
+					if got := int64(start[typ]) + int64(p.OpenedByType[typ]) - int64(p.ClosedByType[typ]); got != int64(now[typ]) {
+						t.Errorf("seed %d batch %d: %s fds: %d at start + %d opened - %d closed = %d, /proc has %d",
+							seed, batch, typ, start[typ], p.OpenedByType[typ], p.ClosedByType[typ], got, now[typ])
+					}
+				}
+			}
+			if live, err := tr.LiveFDs(w.PID); err != nil || len(live) != 0 {
+				t.Errorf("counting only, the fds map holds %d records (%v)", len(live), err)
+			}
+		})
+	}
+}
+
+// assertCountMatchesProc checks fdtrace's open_fds of pid against /proc.
+func assertCountMatchesProc(t *testing.T, tr *Tracer, pid int) events.Process {
+	t.Helper()
+	p, ok, err := tr.Process(pid)
+	if err != nil || !ok {
+		t.Fatalf("no counters for pid %d (%v)", pid, err)
+	}
+	if want := len(testutil.ProcFDs(t, pid)); p.OpenFDs != int64(want) {
+		t.Fatalf("open_fds of %d: fdtrace says %d, /proc has %d", pid, p.OpenFDs, want)
+	}
+	return p
+}
+
+// procTypes counts pid's fds by type, as /proc shows them.
+func procTypes(t *testing.T, pid int) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, fd := range testutil.ProcFDs(t, pid) {
+		target, err := procfs.FDTarget(pid, fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[procfs.TargetType(target)]++
+	}
+	return out
+}

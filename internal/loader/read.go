@@ -2,7 +2,6 @@ package loader
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ type Handler func(events.Record) error
 // Run reads the ring buffer until ctx is done, then reads what is left.
 func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	var rec ringbuf.Record
+	c := comms{}
 	for ctx.Err() == nil {
 		t.reader.SetDeadline(time.Now().Add(t.cfg.PollInterval))
 		err := t.reader.ReadInto(&rec)
@@ -29,17 +29,21 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		if err != nil {
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
-		if err := t.handle(rec.RawSample, h); err != nil {
+		if err := t.handle(rec.RawSample, h, c); err != nil {
 			return err
 		}
 	}
-	return t.Drain(h)
+	return t.drain(h, c)
 }
 
 // Drain handles every record already in the ring buffer and returns. After
 // a traced process has done something, a Drain makes fdtrace's view of it
 // complete: the kernel wrote its records before the syscalls returned.
 func (t *Tracer) Drain(h Handler) error {
+	return t.drain(h, comms{})
+}
+
+func (t *Tracer) drain(h Handler, c comms) error {
 	var rec ringbuf.Record
 	t.reader.SetDeadline(time.Now())
 	for {
@@ -50,13 +54,13 @@ func (t *Tracer) Drain(h Handler) error {
 		if err != nil {
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
-		if err := t.handle(rec.RawSample, h); err != nil {
+		if err := t.handle(rec.RawSample, h, c); err != nil {
 			return err
 		}
 	}
 }
 
-func (t *Tracer) handle(raw []byte, h Handler) error {
+func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 	if len(raw) == 0 {
 		return nil
 	}
@@ -65,42 +69,43 @@ func (t *Tracer) handle(raw []byte, h Handler) error {
 	t.mu.Unlock()
 	if fdtraceEventKind(raw[0]) == fdtraceEventKindEV_EXIT {
 		var e fdtraceExitEvent
-		if _, err := binary.Decode(raw, binary.NativeEndian, &e); err != nil {
+		if err := decodeExitEvent(raw, &e); err != nil {
 			return fmt.Errorf("decoding exit event: %w", err)
 		}
 		return h(t.exited(&e))
 	}
-	var e fdtraceFdEvent
-	if _, err := binary.Decode(raw, binary.NativeEndian, &e); err != nil {
+	var e rawFdEvent
+	if err := decodeFdEvent(raw, &e); err != nil {
 		return fmt.Errorf("decoding event: %w", err)
-	}
-	base := func() (events.Time, int, int, string, string) {
-		return events.Time(t.clock.wall(e.Ts)), int(e.Pid), int(e.Tid), cString(e.Comm[:]), events.SyscallName(int(e.Syscall))
 	}
 	switch fdtraceEventKind(e.Kind) {
 	case fdtraceEventKindEV_OPEN:
-		ts, pid, tid, comm, sc := base()
-		return h(events.Open{Type: "open", Time: ts, PID: pid, TID: tid, Comm: comm,
-			Syscall: sc, FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType)),
-			Cloexec: e.Flags&uint32(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: cString(e.Path[:]),
+		return h(events.Open{Type: "open", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
+			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
+			FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType)),
+			Cloexec: e.Flags&uint32(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: string(e.Path),
 			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType)),
 			Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_CLOSE:
-		ts, pid, tid, comm, sc := base()
-		return h(events.Close{Type: "close", Time: ts, PID: pid, TID: tid, Comm: comm,
-			Syscall: sc, FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType))})
+		return h(events.Close{Type: "close", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
+			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
+			FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType))})
 	case fdtraceEventKindEV_ERROR:
-		ts, pid, tid, comm, sc := base()
-		return h(events.Error{Type: "error", Time: ts, PID: pid, TID: tid, Comm: comm,
-			Syscall: sc, Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
-			FDLimit: e.FdLimit, Path: cString(e.Path[:]), Stack: t.Stack(e.StackId)})
+		return h(events.Error{Type: "error", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
+			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
+			Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
+			FDLimit: e.FdLimit, Path: string(e.Path), Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_SEED:
 		t.seedChild(int(e.Pid), int(e.Ppid))
 		return nil
 	case fdtraceEventKindEV_STACK:
-		return t.symbolizeStack(int(e.Pid), int(e.Ppid), cString(e.Comm[:]), e.StackId)
+		return t.symbolizeStack(int(e.Pid), int(e.Ppid), c.intern(e.Comm), e.StackId)
 	}
 	return fmt.Errorf("unknown event kind %d", e.Kind)
+}
+
+func (t *Tracer) time(ktime uint64) events.Time {
+	return events.Time(t.clock.wall(ktime))
 }
 
 // symbolizeStack resolves a new stack while its process still lives.
@@ -142,7 +147,8 @@ func (t *Tracer) stacksOfExited(pid int) {
 		return
 	}
 	read := time.Now()
-	if live, err := t.FDs(); err == nil {
+	live := map[uint64]bool{}
+	if err := t.EachFD(func(fd FD) { live[fd.StackID] = true }); err == nil {
 		t.DropStacksExcept(live, read)
 	}
 }
@@ -183,7 +189,7 @@ func (t *Tracer) SymbolizeStacksOf(pid int) {
 	if t.cfg.Symbolizer == nil {
 		return
 	}
-	t.eachFD(func(fd FD) {
+	t.EachFD(func(fd FD) {
 		if fd.PID == pid && fd.StackID != 0 && t.Stack(fd.StackID) == nil {
 			t.symbolizeStack(pid, 0, "", fd.StackID)
 		}
@@ -191,23 +197,20 @@ func (t *Tracer) SymbolizeStacksOf(pid int) {
 }
 
 // DropStacksExcept forgets, in the kernel and here, the stacks symbolized
-// before `before` that none of live (read after `before`) refers to, so
-// that a long run stays within the stack store. Stacks of exited
-// processes' fds not yet taken are kept.
-func (t *Tracer) DropStacksExcept(live []FD, before time.Time) {
-	keep := map[uint64]bool{}
-	for _, fd := range live {
-		keep[fd.StackID] = true
-	}
+// before `before` that are not in keep (the stacks of the live fds, read
+// after `before`), so that a long run stays within the stack store. Stacks
+// of exited processes' fds not yet taken are kept too.
+func (t *Tracer) DropStacksExcept(keep map[uint64]bool, before time.Time) {
 	t.mu.Lock()
+	exited := map[uint64]bool{}
 	for _, fds := range t.exitedFDs {
 		for _, fd := range fds {
-			keep[fd.StackID] = true
+			exited[fd.StackID] = true
 		}
 	}
 	var drop []uint64
 	for id, m := range t.stackMeta {
-		if !keep[id] && m.at.Before(before) {
+		if !keep[id] && !exited[id] && m.at.Before(before) {
 			drop = append(drop, id)
 			delete(t.stacks, id)
 			delete(t.stackMeta, id)

@@ -83,6 +83,9 @@ var seededTypes = func() map[string]uint8 {
 // changing its fds meanwhile: a record is only added where none exists,
 // and removed again when the fd turns out to be gone.
 func (t *Tracer) seed(pid, parent int) (int, error) {
+	if t.cfg.CountOnly {
+		return 0, nil
+	}
 	fds, err := procfs.FDs(pid)
 	if err != nil {
 		return 0, err

@@ -32,7 +32,7 @@ type FD struct {
 // fds map: meant for tests and reports, not for hot paths.
 func (t *Tracer) LiveFDs(pid int) (map[int]FD, error) {
 	out := map[int]FD{}
-	err := t.eachFD(func(fd FD) {
+	err := t.EachFD(func(fd FD) {
 		if fd.PID == pid {
 			out[fd.FD] = fd
 		}
@@ -40,31 +40,30 @@ func (t *Tracer) LiveFDs(pid int) (map[int]FD, error) {
 	return out, err
 }
 
-// FDs lists every live fd the kernel maps hold, of every traced process.
-func (t *Tracer) FDs() ([]FD, error) {
-	var out []FD
-	err := t.eachFD(func(fd FD) { out = append(out, fd) })
-	return out, err
-}
+// fdBatch is how many fds map entries one syscall reads.
+const fdBatch = 1024
 
-func (t *Tracer) eachFD(fn func(FD)) error {
-	var key fdtraceFdKey
-	var info fdtraceFdInfo
-	// A hash map walked while the kernel deletes from it may restart a
-	// bucket and yield a key twice.
-	seen := map[fdtraceFdKey]bool{}
-	it := t.objs.Fds.Iterate()
-	for it.Next(&key, &info) {
-		if seen[key] {
-			continue
+// EachFD calls fn with every live fd the kernel maps hold, of every traced
+// process, each once, as it reads the fds map in batches.
+func (t *Tracer) EachFD(fn func(FD)) error {
+	// A batch is whole hash buckets and a key has one bucket, so no key
+	// comes twice, even while the kernel deletes: unlike a get-next-key
+	// walk, which restarts from the first bucket when its key is deleted.
+	keys := make([]fdtraceFdKey, fdBatch)
+	infos := make([]fdtraceFdInfo, fdBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := t.objs.Fds.BatchLookup(&cursor, keys, infos, nil)
+		for i := range n {
+			fn(t.fdOf(keys[i], &infos[i]))
 		}
-		seen[key] = true
-		fn(t.fdOf(key, &info))
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading fds map: %w", err)
+		}
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("reading fds map: %w", err)
-	}
-	return nil
 }
 
 // collectExited moves the records of an exited process out of the kernel
@@ -72,7 +71,7 @@ func (t *Tracer) eachFD(fn func(FD)) error {
 func (t *Tracer) collectExited(pid int) {
 	var keys []fdtraceFdKey
 	var fds []FD
-	t.eachFD(func(fd FD) {
+	t.EachFD(func(fd FD) {
 		if fd.PID == pid {
 			fds = append(fds, fd)
 			keys = append(keys, fdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd.FD)})

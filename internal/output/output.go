@@ -4,6 +4,7 @@ package output
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
 	"sync"
@@ -16,7 +17,8 @@ import (
 type Writer struct {
 	mu   sync.Mutex
 	buf  *bufio.Writer
-	enc  *json.Encoder
+	line bytes.Buffer  // the record being encoded
+	enc  *json.Encoder // into line
 	err  error
 	stop chan struct{}
 	done chan struct{}
@@ -24,8 +26,8 @@ type Writer struct {
 
 // New starts a writer that flushes every interval (0: never on a timer).
 func New(w io.Writer, interval time.Duration) *Writer {
-	buf := bufio.NewWriterSize(w, 64<<10)
-	o := &Writer{buf: buf, enc: json.NewEncoder(buf), stop: make(chan struct{}), done: make(chan struct{})}
+	o := &Writer{buf: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	o.enc = json.NewEncoder(&o.line)
 	go o.flushEvery(interval)
 	return o
 }
@@ -55,8 +57,21 @@ func (o *Writer) Write(r events.Record) error {
 	if o.err != nil {
 		return o.err
 	}
-	// bufio writes whole lines unless a line exceeds its buffer.
-	o.err = o.enc.Encode(r)
+	o.line.Reset()
+	if a, ok := r.(events.JSONAppender); ok {
+		o.line.Write(a.AppendJSON(o.line.AvailableBuffer()))
+		o.line.WriteByte('\n')
+	} else if err := o.enc.Encode(r); err != nil {
+		return err // nothing was written
+	}
+	// A line that does not fit goes out in a write of its own, never
+	// split across two.
+	if o.line.Len() > o.buf.Available() && o.buf.Buffered() > 0 {
+		if o.err = o.buf.Flush(); o.err != nil {
+			return o.err
+		}
+	}
+	_, o.err = o.buf.Write(o.line.Bytes())
 	return o.err
 }
 

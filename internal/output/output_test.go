@@ -2,11 +2,16 @@ package output
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"math"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
 func TestConcurrentWritersNeverInterleaveLines(t *testing.T) {
@@ -45,5 +50,82 @@ func TestNothingIsWrittenBeforeFlushAndEverythingAfterClose(t *testing.T) {
 	w.Close()
 	if !strings.HasPrefix(buf.String(), `{"type":"stats"`) {
 		t.Errorf("after Close: %q", buf.String())
+	}
+}
+
+func mixedRecords() []events.Record {
+	now := events.Time(time.Now())
+	stack := []symbolize.Frame{{Addr: 1, Func: "f<T>", Module: "/bin/a&b"}}
+	return []events.Record{
+		events.Open{Type: "open", Time: now, PID: 1, TID: 2, Comm: "a\"b", Syscall: "openat", FD: 3,
+			FDType: "file", Cloexec: true, Path: "/tmp/<x>&\xff\n", Stack: stack},
+		events.Open{Type: "open", Time: now, FDType: "socket", Family: "AF_INET", SockType: "SOCK_STREAM"},
+		events.Close{Type: "close", Time: now, PID: 1, TID: 2, Comm: "c", Syscall: "close", FD: 3, FDType: "file"},
+		events.Error{Type: "error", Time: now, PID: 1, Comm: "c", Syscall: "socket", Errno: "EMFILE",
+			OpenFDs: 1024, FDLimit: math.MaxUint64, Stack: stack},
+		events.Process{Type: "process", Time: now, PID: 1, Comm: "c", Errors: map[string]map[string]uint64{}},
+		events.Stats{Type: "stats", Time: now},
+	}
+}
+
+func TestEveryRecordIsWrittenAsEncodingJSONWritesIt(t *testing.T) {
+	var got, want bytes.Buffer
+	w := New(&got, 0)
+	enc := json.NewEncoder(&want)
+	for _, r := range mixedRecords() {
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+		enc.Encode(r)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Errorf("wrote\n%s\nencoding/json writes\n%s", got.String(), want.String())
+	}
+}
+
+// writes records each Write call it gets.
+type writes struct{ calls [][]byte }
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.calls = append(w.calls, bytes.Clone(p))
+	return len(p), nil
+}
+
+func TestEveryUnderlyingWriteHoldsWholeLines(t *testing.T) {
+	var out writes
+	w := New(&out, 0)
+	for i := range 5000 {
+		r := events.Open{Type: "open", PID: i, Path: strings.Repeat("p", i%300)}
+		if i%1000 == 999 {
+			r.Path = strings.Repeat("long", 20<<10) // more than the buffer holds
+		}
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for _, p := range out.calls {
+		if !bytes.HasSuffix(p, []byte("\n")) {
+			t.Fatalf("a write of %d bytes ends mid-line", len(p))
+		}
+		lines += bytes.Count(p, []byte("\n"))
+	}
+	if lines != 5000 {
+		t.Errorf("%d lines, want 5000", lines)
+	}
+}
+
+func TestAFastRecordAllocatesNothing(t *testing.T) {
+	w := New(io.Discard, 0)
+	defer w.Close()
+	var r events.Record = events.Close{Type: "close", Time: events.Time(time.Now()), Comm: "c", Syscall: "close", FDType: "file"}
+	if n := testing.AllocsPerRun(1000, func() { w.Write(r) }); n != 0 {
+		t.Errorf("%v allocations per close record", n)
 	}
 }

@@ -1,0 +1,251 @@
+package loader
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/output"
+	"github.com/fdtrace/fdtrace/internal/symbolize"
+)
+
+// patterned is a generated struct filled with a different byte at every
+// offset, so that a field read from the wrong place or with the wrong width
+// gets a wrong value.
+func patterned[T any](t *testing.T) T {
+	t.Helper()
+	var v T
+	raw := make([]byte, binary.Size(v))
+	for i := range raw {
+		raw[i] = byte(i*37 + 11)
+	}
+	if _, err := binary.Decode(raw, binary.NativeEndian, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func encode(t testing.TB, v any) []byte {
+	t.Helper()
+	raw, err := binary.Append(nil, binary.NativeEndian, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func TestTheDecoderReadsEveryFieldOfFdEventWhereTheGeneratedStructHasIt(t *testing.T) {
+	fields := []struct {
+		name  string
+		off   uintptr
+		width uintptr // what the decoder reads
+	}{
+		{"Kind", fdKind, 1}, {"FdType", fdFdType, 1}, {"Syscall", fdSyscall, 2},
+		{"Fd", fdFd, 4}, {"Pid", fdPid, 4}, {"Tid", fdTid, 4}, {"Ts", fdTs, 8},
+		{"Err", fdErr, 4}, {"Family", fdFamily, 2}, {"SockType", fdSockType, 2},
+		{"Flags", fdFlags, 4}, {"Ppid", fdPpid, 4}, {"StackId", fdStackID, 8},
+		{"OpenFds", fdOpenFds, 8}, {"FdLimit", fdFdLimit, 8},
+		{"Comm", fdComm, 16}, {"Path", fdPath, 256},
+	}
+	typ := reflect.TypeFor[fdtraceFdEvent]()
+	seen := map[string]bool{}
+	for _, f := range fields {
+		seen[f.name] = true
+		g, ok := typ.FieldByName(f.name)
+		if !ok {
+			t.Errorf("fd_event has no field %s any more", f.name)
+			continue
+		}
+		if g.Offset != f.off || g.Type.Size() != f.width {
+			t.Errorf("%s: decoded at %d, %d bytes; the struct has it at %d, %d bytes",
+				f.name, f.off, f.width, g.Offset, g.Type.Size())
+		}
+	}
+	for f := range typ.Fields() {
+		if f.Name != "_" && !seen[f.Name] {
+			t.Errorf("fd_event field %s is not decoded", f.Name)
+		}
+	}
+	if fdEventSize != 336 || binary.Size(fdtraceFdEvent{}) != fdEventSize {
+		t.Errorf("fd_event is %d bytes (binary: %d), was 336", fdEventSize, binary.Size(fdtraceFdEvent{}))
+	}
+}
+
+func TestAnFdEventDecodesToTheValuesOfTheGeneratedStruct(t *testing.T) {
+	full := patterned[fdtraceFdEvent](t)
+	for i := range full.Comm {
+		full.Comm[i] = 'c'
+	}
+	for i := range full.Path {
+		full.Path[i] = 'p'
+	}
+	cut := patterned[fdtraceFdEvent](t)
+	cut.Comm[5], cut.Path[100] = 0, 0
+	empty := patterned[fdtraceFdEvent](t)
+	empty.Comm[0], empty.Path[0] = 0, 0
+	for name, want := range map[string]fdtraceFdEvent{"patterned": patterned[fdtraceFdEvent](t),
+		"strings without a NUL": full, "strings cut by a NUL": cut, "empty strings": empty} {
+		t.Run(name, func(t *testing.T) {
+			var got rawFdEvent
+			if err := decodeFdEvent(encode(t, &want), &got); err != nil {
+				t.Fatal(err)
+			}
+			gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
+			for i := range wv.NumField() {
+				f := wv.Type().Field(i)
+				if f.Name == "_" {
+					continue
+				}
+				g, w := gv.FieldByName(f.Name), wv.Field(i)
+				switch {
+				case !g.IsValid():
+					t.Errorf("%s is not decoded", f.Name)
+				case w.Kind() == reflect.Array:
+					if s := cStringOf(w); string(g.Bytes()) != s {
+						t.Errorf("%s = %q, want %q", f.Name, g.Bytes(), s)
+					}
+				case g.Interface() != w.Interface():
+					t.Errorf("%s = %#v, want %#v", f.Name, g.Interface(), w.Interface())
+				}
+			}
+		})
+	}
+}
+
+func cStringOf(array reflect.Value) string {
+	var b []byte
+	for i := range array.Len() {
+		c := byte(array.Index(i).Int())
+		if c == 0 {
+			break
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+func TestAnExitEventDecodesToTheGeneratedStruct(t *testing.T) {
+	want := patterned[fdtraceExitEvent](t)
+	want.Pad = [3]uint8{}
+	var got fdtraceExitEvent
+	if err := decodeExitEvent(encode(t, &want), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+	}
+	if exitEventSize != binary.Size(fdtraceExitEvent{}) {
+		t.Errorf("exit_event is %d bytes, binary says %d", exitEventSize, binary.Size(fdtraceExitEvent{}))
+	}
+}
+
+func TestAShortSampleIsAnErrorNotAPanic(t *testing.T) {
+	if err := decodeFdEvent(make([]byte, fdEventSize-1), &rawFdEvent{}); err == nil {
+		t.Error("short fd event decoded")
+	}
+	if err := decodeExitEvent(make([]byte, exitEventSize-1), &fdtraceExitEvent{}); err == nil {
+		t.Error("short exit event decoded")
+	}
+}
+
+func TestACommIsInternedAndTheCacheStaysBounded(t *testing.T) {
+	c := comms{}
+	a := c.intern([]byte("nginx"))
+	if b := c.intern([]byte("nginx")); a != "nginx" || b != a || len(c) != 1 {
+		t.Fatalf("got %q and %q, %d cached", a, b, len(c))
+	}
+	name := []byte("nginx")
+	if n := testing.AllocsPerRun(100, func() { c.intern(name) }); n != 0 {
+		t.Errorf("%v allocations for a known comm", n)
+	}
+	for i := range maxComms + 10 {
+		c.intern([]byte(strings.Repeat("x", i%15) + string(rune('a'+i%26)) + string(rune(i))))
+	}
+	if len(c) > maxComms {
+		t.Errorf("%d comms cached, at most %d", len(c), maxComms)
+	}
+}
+
+func rawOpenClose(t testing.TB) (open, close []byte) {
+	e := fdtraceFdEvent{Kind: uint8(fdtraceEventKindEV_OPEN), FdType: uint8(fdtraceFdTypeFD_FILE),
+		Syscall: 3, Fd: 7, Pid: 4242, Tid: 4243, Ts: 123456789, Flags: uint32(fdtraceFdFlagsFDF_CLOEXEC)}
+	copyC(e.Comm[:], "nginx")
+	copyC(e.Path[:], "/usr/lib/x86_64-linux-gnu/libc.so.6")
+	open = encode(t, &e)
+	e.Kind, e.Syscall, e.Flags, e.Path = uint8(fdtraceEventKindEV_CLOSE), 28, 0, [256]int8{}
+	return open, encode(t, &e)
+}
+
+func copyC(dst []int8, s string) {
+	for i := range len(s) {
+		dst[i] = int8(s[i])
+	}
+}
+
+func TestHandleTurnsRawOpenAndCloseIntoTheirRecords(t *testing.T) {
+	tr := &Tracer{clock: newClock(), stacks: map[uint64][]symbolize.Frame{}}
+	open, close := rawOpenClose(t)
+	var got []events.Record
+	h := func(r events.Record) error { got = append(got, r); return nil }
+	c := comms{}
+	if err := tr.handle(open, h, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.handle(close, h, c); err != nil {
+		t.Fatal(err)
+	}
+	ts := events.Time(tr.clock.wall(123456789))
+	want := []events.Record{
+		events.Open{Type: "open", Time: ts, PID: 4242, TID: 4243, Comm: "nginx", Syscall: "openat",
+			FD: 7, FDType: "file", Cloexec: true, Path: "/usr/lib/x86_64-linux-gnu/libc.so.6"},
+		events.Close{Type: "close", Time: ts, PID: 4242, TID: 4243, Comm: "nginx", Syscall: "close",
+			FD: 7, FDType: "file"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestTheWrittenLinesAreWhatEncodingJSONWrites(t *testing.T) {
+	tr := &Tracer{clock: newClock(), stacks: map[uint64][]symbolize.Frame{}}
+	open, close := rawOpenClose(t)
+	var out, want bytes.Buffer
+	w := output.New(&out, 0)
+	enc := json.NewEncoder(&want)
+	h := func(r events.Record) error { enc.Encode(r); return w.Write(r) }
+	for _, raw := range [][]byte{open, close} {
+		if err := tr.handle(raw, h, comms{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != want.String() {
+		t.Errorf("wrote\n%s\nencoding/json writes\n%s", out.String(), want.String())
+	}
+}
+
+// BenchmarkHandleOpenClose is the reader's cost per open+close pair: raw
+// ring buffer samples in, JSON lines out.
+func BenchmarkHandleOpenClose(b *testing.B) {
+	tr := &Tracer{clock: newClock(), stacks: map[uint64][]symbolize.Frame{}}
+	open, close := rawOpenClose(b)
+	w := output.New(io.Discard, 0)
+	defer w.Close()
+	c := comms{}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tr.handle(open, w.Write, c); err != nil {
+			b.Fatal(err)
+		}
+		if err := tr.handle(close, w.Write, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
