@@ -1808,7 +1808,8 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		/* It took a name -c does not trace: it ends here for us. */
 		c.any_bit = c.delete_only = true;
 		c.bits = BPF_CORE_READ(fdt, open_fds);
-		bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
+		if (fd_records)
+			bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
 		retire(tgid, task, p);
 		return 0;
 	}
@@ -1826,7 +1827,8 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
 	c.p = p;
 	c.bits = BPF_CORE_READ(fdt, open_fds);
-	bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
+	if (fd_records)
+		bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
 	/* Close-on-exec fds with no record (created before we attached). */
 	left = p->open_fds - count_open_fds(fdt);
 	if (left < 0)
@@ -1858,7 +1860,7 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!p && !allowed)
 		return 0;
 	fdt = task_fdt(task);
-	if (fdt && !exit_keeps_records) {
+	if (fdt && fd_records && !exit_keeps_records) {
 		/* Small tables: also drop records of fds closed unseen. */
 		c.any_bit = BPF_CORE_READ(fdt, max_fds) <= SMALL_TABLE;
 		c.bits = BPF_CORE_READ(fdt, open_fds);

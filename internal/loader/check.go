@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -73,11 +74,7 @@ func Check() []CheckResult {
 	} else {
 		add("ring buffer map", StatusOK, "")
 	}
-	if err := features.HaveMapType(ebpf.StackTrace); err != nil {
-		add("stack trace map", StatusWarn, withAdvice(err)+": needed later for leak stacks")
-	} else {
-		add("stack trace map", StatusOK, "")
-	}
+	add(checkKfunc("bpf_rdonly_cast", "6.2"))
 
 	helpers := []struct {
 		fn         asm.BuiltinFunc
@@ -101,6 +98,20 @@ func Check() []CheckResult {
 
 	rs = append(rs, checkLoad(spec))
 	return rs
+}
+
+// checkKfunc says whether the kernel's BTF has a kfunc the programs call.
+func checkKfunc(name, need string) (string, string, string) {
+	row := "kfunc " + name
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return row, StatusFail, withAdvice(err)
+	}
+	var fn *btf.Func
+	if err := kernel.TypeByName(name, &fn); err != nil {
+		return row, StatusFail, "missing: needs kernel >= " + need
+	}
+	return row, StatusOK, ""
 }
 
 // checkTracepoints returns one row per tracepoint a program attaches to.
