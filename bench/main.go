@@ -177,6 +177,8 @@ func (b *bench) measure(root string) *results {
 	res.sym = b.measureSymbolize(symTime)
 	logf("per-program BPF costs")
 	res.progs, res.progsErr = b.measureProgCosts(workloads[0], iters[workloads[0].arg])
+	logf("fdtrace top's own CPU")
+	res.top = b.measureTop()
 	return res
 }
 

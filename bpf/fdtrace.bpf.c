@@ -33,6 +33,8 @@ const enum fd_type *unused_fd_type __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum stat_id *unused_stat_id __attribute__((unused));
 const enum fd_flags *unused_fd_flags __attribute__((unused));
+const struct port_key *unused_port_key __attribute__((unused));
+const struct port_counts *unused_port_counts __attribute__((unused));
 
 #define EMFILE 24
 #define ENFILE 23
@@ -54,6 +56,8 @@ const enum fd_flags *unused_fd_flags __attribute__((unused));
 #define MAX_CMSGS 4
 #define CLONE_PIDFD 0x1000
 #define EAGAIN 11
+#define AF_INET 2
+#define AF_INET6 10
 #define ERESTARTSYS 512	    /* and above: restarted, never seen by the caller */
 #define MAX_SWEEP (1 << 23) /* bpf_loop's limit */
 #define SMALL_TABLE 4096
@@ -79,6 +83,14 @@ const volatile bool all_errors = false; /* error events for every errno */
  * while only some hooks were live would miss opens or closes for good.
  */
 volatile __u32 armed = 0;
+
+/*
+ * Gates of the drain detection, so that accepts and closes pay for it only
+ * while it is needed: ports in a drain (the draining counts of the procs
+ * map), and connections accepted in a drain not yet judged (drain_fds).
+ */
+volatile __u64 drains = 0;
+volatile __u64 drain_pending = 0;
 
 /* Live fds: (tgid, fd) -> how and when it was created. */
 struct {
@@ -106,6 +118,23 @@ struct {
 	__type(key, struct err_key);
 	__type(value, __u64);
 } errors SEC(".maps");
+
+/* Refused and dropped connections: (tgid, listening port, start) -> counts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct port_key);
+	__type(value, struct port_counts);
+} ports SEC(".maps");
+
+/* tid -> the connection it accepted last in a drain, until it is judged. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 12);
+	__type(key, __u32);
+	__type(value, struct drain_fd);
+} drain_fds SEC(".maps");
 
 /* tgid -> TRACE_* flags, used when filter_pids is set. */
 struct {
@@ -444,6 +473,7 @@ static __always_inline struct fd_event *new_event(__u8 kind, __u16 sc,
 	e->family = 0;
 	e->sock_type = 0;
 	e->flags = 0;
+	e->port = 0;
 	e->ppid = 0;
 	e->stack_id = 0;
 	e->open_fds = 0;
@@ -1140,16 +1170,191 @@ static __always_inline bool resource_failure(int err)
 	       err == ENOBUFS;
 }
 
+/* The local port of an inet socket fd (a listener), 0 if it is none. */
+static __always_inline __u16 socket_port(struct fdtable *fdt, int fd)
+{
+	struct file *f;
+	struct sock *sk;
+	__u16 family;
+
+	if (fd < 0 || (__u32)fd >= fdt->max_fds)
+		return 0;
+	f = fd_file(fdt, fd);
+	if (!f || (f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	sk = cast_kernel(f->private_data, struct socket)->sk;
+	if (!sk)
+		return 0;
+	family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return sk->__sk_common.skc_num;
+}
+
+/* Did the process neither read from nor write to this TCP connection? */
+static __always_inline bool untouched(struct file *f)
+{
+	struct tcp_sock *tp;
+	struct sock *sk;
+
+	if ((f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
+		return false;
+	sk = cast_kernel(f->private_data, struct socket)->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return false;
+	tp = cast_kernel(sk, struct tcp_sock);
+	/* bytes_received counts what is still unread too, FIN included. */
+	return tp->bytes_sent == 0 && tp->write_seq == tp->snd_nxt &&
+	       tp->bytes_received == (__u32)(tp->rcv_nxt - tp->copied_seq);
+}
+
+static __always_inline struct port_counts *
+port_counts(__u32 tgid, __u16 port, __u64 start_ns, bool create)
+{
+	struct port_key key = { .tgid = tgid,
+				.port = port,
+				.start_ns = start_ns };
+	struct port_counts zero = {}, *c;
+	long err;
+
+	c = bpf_map_lookup_elem(&ports, &key);
+	if (c || !create)
+		return c;
+	err = bpf_map_update_elem(&ports, &key, &zero, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: another thread won */) {
+		stat_add(STAT_PORTS_FULL, 1);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&ports, &key);
+}
+
+static __always_inline void start_drain(struct port_counts *c, struct proc *p)
+{
+	if (__sync_val_compare_and_swap(&c->draining, 0, 1) == 0) {
+		__sync_fetch_and_add(&p->draining, 1);
+		__sync_fetch_and_add(&drains, 1);
+	}
+}
+
+static __always_inline void end_drain(struct port_counts *c, struct proc *p)
+{
+	if (c && p && __sync_val_compare_and_swap(&c->draining, 1, 0) == 1) {
+		__sync_fetch_and_add(&p->draining, -1);
+		__sync_fetch_and_add(&drains, -1);
+	}
+}
+
+static __always_inline void forget_pending(__u32 tid)
+{
+	if (!bpf_map_delete_elem(&drain_fds, &tid))
+		__sync_fetch_and_add(&drain_pending, -1);
+}
+
+/*
+ * An accept by a thread whose last connection accepted in a drain is still
+ * open: that one was not dropped, it is being served, and the drain is over.
+ */
+static __always_inline void accept_after_pending(__u32 tgid)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct drain_fd *d = bpf_map_lookup_elem(&drain_fds, &tid);
+
+	if (!d)
+		return;
+	end_drain(port_counts(tgid, d->port, d->start_ns, false),
+		  bpf_map_lookup_elem(&procs, &tgid));
+	forget_pending(tid);
+}
+
+/* A refused accept: count it for the listener's port, which now drains. */
+static __always_inline __u16 refused_on_port(__u32 tgid, struct proc *p,
+					     struct fdtable *fdt, int lfd)
+{
+	__u16 port = socket_port(fdt, lfd);
+	struct port_counts *c;
+
+	if (!port)
+		return 0;
+	c = port_counts(tgid, port, p->start_ns, true);
+	if (c) {
+		__sync_fetch_and_add(&c->refused, 1);
+		start_drain(c, p);
+	}
+	return port;
+}
+
+/* An accept found the queue empty: a drain of its port is over. */
+static __always_inline void queue_empty(__u32 tgid, struct fdtable *fdt,
+					int lfd)
+{
+	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	__u16 port;
+
+	if (!p || !p->draining)
+		return;
+	port = socket_port(fdt, lfd);
+	if (port)
+		end_drain(port_counts(tgid, port, p->start_ns, false), p);
+}
+
+/* An accept succeeded: in a drain, its connection is judged at its close. */
+static __always_inline void accepted(__u32 tgid, struct proc *p,
+				     struct fdtable *fdt, int lfd, int fd)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct drain_fd d = { .tgid = tgid, .fd = fd };
+	struct port_counts *c;
+
+	if (!p || !p->draining)
+		return;
+	d.port = socket_port(fdt, lfd);
+	d.start_ns = p->start_ns;
+	c = d.port ? port_counts(tgid, d.port, d.start_ns, false) : NULL;
+	if (!c || !c->draining)
+		return;
+	if (bpf_map_update_elem(&drain_fds, &tid, &d, BPF_NOEXIST))
+		stat_add(STAT_PORTS_FULL, 1);
+	else
+		__sync_fetch_and_add(&drain_pending, 1);
+}
+
+/*
+ * The thread closes the connection it accepted in a drain, before its next
+ * accept: dropped if the process never read from it nor wrote to it, and
+ * otherwise served, which ends the drain.
+ */
+static __always_inline void close_pending(__u32 tgid, struct proc *p,
+					  struct fdtable *fdt, int fd)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct drain_fd *d = bpf_map_lookup_elem(&drain_fds, &tid);
+	struct port_counts *c;
+	struct file *f;
+
+	if (!d || d->fd != fd || d->tgid != tgid)
+		return;
+	c = port_counts(tgid, d->port, d->start_ns, false);
+	f = fd_file(fdt, fd);
+	if (c && f && untouched(f))
+		__sync_fetch_and_add(&c->dropped, 1);
+	else
+		end_drain(c, p);
+	forget_pending(tid);
+}
+
 /* Account and report a failed fd-creating syscall. */
 static __always_inline void syscall_failed(void *ctx, __u32 tgid,
 					   struct task_struct *task, __u16 sc,
-					   int err, const char *upath)
+					   int err, const char *upath, int lfd)
 {
 	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
 	__u64 one = 1, *cnt, stack_id;
 	struct fd_event *e;
 	struct proc *p;
+	__u16 port = 0;
 
+	if (is_accept(sc) && err == EAGAIN && drains)
+		queue_empty(tgid, task_fdt(task), lfd);
 	if (!counted_failure(sc, err))
 		return;
 	p = get_proc(tgid, task, 0);
@@ -1161,8 +1366,10 @@ static __always_inline void syscall_failed(void *ctx, __u32 tgid,
 		if (err == ENFILE)
 			__sync_fetch_and_add(&p->enfile, 1);
 		if (is_accept(sc) && (err == EMFILE || err == ENFILE ||
-				      err == ENOBUFS || err == ENOMEM))
+				      err == ENOBUFS || err == ENOMEM)) {
 			__sync_fetch_and_add(&p->refused, 1);
+			port = refused_on_port(tgid, p, task_fdt(task), lfd);
+		}
 	}
 	cnt = bpf_map_lookup_elem(&errors, &key);
 	if (!cnt) {
@@ -1184,6 +1391,7 @@ static __always_inline void syscall_failed(void *ctx, __u32 tgid,
 	if (!e)
 		return;
 	e->err = err;
+	e->port = port;
 	e->stack_id = stack_id;
 	if (p && fd_records) {
 		e->open_fds = p->open_fds;
@@ -1248,9 +1456,12 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 			return 0;
 		break;
 	}
+	if (is_accept(sc) && drain_pending)
+		accept_after_pending(tgid);
 	upath = open_path(sc, regs);
 	if (ret < 0) {
-		syscall_failed(ctx, tgid, task, sc, -ret, upath);
+		syscall_failed(ctx, tgid, task, sc, -ret, upath,
+			       PT_REGS_PARM1_SYSCALL(regs));
 		return 0;
 	}
 	stack_id = capture_stack(ctx, tgid, task);
@@ -1265,6 +1476,8 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 		return 0;
 	}
 	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id);
+	if (is_accept(sc) && drains)
+		accepted(tgid, p, fdt, PT_REGS_PARM1_SYSCALL(regs), ret);
 	return 0;
 }
 
@@ -1284,7 +1497,7 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 		return 0;
 	task = bpf_get_current_task_btf();
 	if (ret < 0) {
-		syscall_failed(ctx, tgid, task, sc, -ret, NULL);
+		syscall_failed(ctx, tgid, task, sc, -ret, NULL, -1);
 		return 0;
 	}
 	stack_id = capture_stack(ctx, tgid, task);
@@ -1419,11 +1632,13 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!fd_is_open(fdt, fd))
 		return 0; /* EBADF */
 	p = get_proc(tgid, task, 0);
-	if (p && fd_records && !bpf_map_lookup_elem(&fds, &key)) {
-		/*
-		 * An fd we never saw created (io_uring, SCM_RIGHTS beyond what
-		 * we read, a creator we do not hook): recount the table.
-		 */
+	/*
+	 * An fd we never saw created (io_uring, SCM_RIGHTS beyond what we
+	 * read, a creator we do not hook): recount the table. Counting only,
+	 * that shows only when the count would fall below this open fd.
+	 */
+	if (p && (fd_records ? !bpf_map_lookup_elem(&fds, &key) :
+			       p->open_fds <= 0)) {
 		__s64 n = count_open_fds(fdt);
 
 		if (n != p->open_fds) {
@@ -1431,6 +1646,8 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 			p->open_fds = n;
 		}
 	}
+	if (drain_pending)
+		close_pending(tgid, p, fdt, fd);
 	close_fd(tgid, p, fd, SYS_CLOSE, TYPE_UNKNOWN);
 	return 0;
 }
@@ -1545,7 +1762,7 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 	bpf_map_delete_elem(&dup_start, &tid);
 	task = bpf_get_current_task_btf();
 	if (ret < 0) {
-		syscall_failed(ctx, tgid, task, sc, -ret, NULL);
+		syscall_failed(ctx, tgid, task, sc, -ret, NULL, -1);
 		return 0;
 	}
 	stack_id = capture_stack(ctx, tgid, task);
@@ -1760,25 +1977,30 @@ static __always_inline void retire(__u32 tgid, struct task_struct *task,
 				   struct proc *p)
 {
 	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 draining = p->draining;
 
-	if (!e) {
-		stat_add(STAT_LOST_EVENTS, 1);
-		bpf_map_delete_elem(&procs, &tgid);
-		return;
+	if (e) {
+		e->kind = EV_EXIT;
+		e->pid = tgid;
+		e->ts = bpf_ktime_get_ns();
+		e->fd_limit = fd_limit(task);
+		e->proc = *p;
 	}
-	e->kind = EV_EXIT;
-	e->pid = tgid;
-	e->ts = bpf_ktime_get_ns();
-	e->fd_limit = fd_limit(task);
-	e->proc = *p;
 	/*
 	 * Several exiting threads can each see signal->live reach 0: only the
 	 * one that removes the entry reports.
 	 */
-	if (bpf_map_delete_elem(&procs, &tgid))
-		bpf_ringbuf_discard(e, 0);
-	else
+	if (bpf_map_delete_elem(&procs, &tgid)) {
+		if (e)
+			bpf_ringbuf_discard(e, 0);
+		return;
+	}
+	if (draining)
+		__sync_fetch_and_add(&drains, -draining);
+	if (e)
 		submit(e, sizeof(*e));
+	else
+		stat_add(STAT_LOST_EVENTS, 1);
 }
 
 /* exec: close-on-exec fds are gone by now, with no close to see. */
@@ -1794,6 +2016,8 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!armed)
 		return 0;
+	if (drain_pending)
+		forget_pending((__u32)bpf_get_current_pid_tgid());
 	if (filter_pids) {
 		__u8 *t = bpf_map_lookup_elem(&traced, &tgid);
 
@@ -1852,7 +2076,11 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct proc *p;
 	bool allowed;
 
-	if (!armed || BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (!armed)
+		return 0;
+	if (drain_pending)
+		forget_pending((__u32)bpf_get_current_pid_tgid());
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	allowed = trace_allowed(tgid);
 	bpf_map_delete_elem(&traced, &tgid);

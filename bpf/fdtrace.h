@@ -116,6 +116,7 @@ struct proc {
 	__u64 enfile;
 	__u64 refused;	/* accept/accept4 failing for lack of fds or memory */
 	__u64 start_ns; /* group leader's start time: tells pid reuse apart */
+	__u64 draining; /* listening ports of the process in a drain */
 	__u64 opened_by_type[FD_TYPE_MAX];
 	__u64 closed_by_type[FD_TYPE_MAX];
 	char comm[TASK_COMM_LEN];
@@ -129,6 +130,38 @@ struct err_key {
 	__u64 start_ns;
 };
 
+/* Key of the ports map: one listening inet port of one process. */
+struct port_key {
+	__u32 tgid;
+	__u16 port;
+	__u16 pad;
+	__u64 start_ns;
+};
+
+/*
+ * Value of the ports map: accepts on the port that failed for lack of fds
+ * or memory, connections accepted and closed untouched in a drain, and
+ * whether a refused accept began a drain that has not ended.
+ */
+struct port_counts {
+	__u64 refused;
+	__u64 dropped;
+	__u32 draining;
+	__u32 pad;
+};
+
+/*
+ * Value of the drain_fds map, keyed by tid: the connection the thread
+ * accepted last while its listening port was draining.
+ */
+struct drain_fd {
+	__u32 tgid;
+	__s32 fd;
+	__u64 start_ns;
+	__u16 port;
+	__u16 pad[3];
+};
+
 /* Indexes of the per-CPU stats array. */
 enum stat_id {
 	STAT_LOST_EVENTS = 0, /* ring buffer full */
@@ -137,6 +170,7 @@ enum stat_id {
 	STAT_ERRORS_FULL,     /* errors map full */
 	STAT_DRIFT,	      /* recount at exec/close_range disagreed */
 	STAT_STACKS_FULL,     /* stacks map full: an fd went without a stack */
+	STAT_PORTS_FULL,      /* ports or drain_fds map full */
 	STAT_MAX,
 };
 
@@ -152,7 +186,8 @@ struct fd_event {
 	__s32 err; /* positive errno of a failed syscall */
 	__u16 family;
 	__u16 sock_type;
-	__u32 flags;
+	__u16 flags;
+	__u16 port; /* EV_ERROR of accept: the listening socket's local port */
 	__u32 ppid; /* EV_SEED: the parent to copy records from, or 0;
 		       EV_STACK: the parent */
 	__u64 stack_id;

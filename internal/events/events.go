@@ -79,6 +79,9 @@ type Error struct {
 	OpenFDs int64  `json:"open_fds"`
 	FDLimit uint64 `json:"fd_limit"`
 	Path    string `json:"path,omitempty"`
+	// ListenPort is the local port of the listening socket a failed
+	// accept was called on (inet sockets only).
+	ListenPort uint16 `json:"listen_port,omitempty"`
 	// Stack is the failing call's user stack (trace --stacks).
 	Stack []symbolize.Frame `json:"stack,omitempty"`
 }
@@ -100,7 +103,25 @@ type Process struct {
 	EMFILE             uint64                       `json:"emfile"`
 	ENFILE             uint64                       `json:"enfile"`
 	RefusedConnections uint64                       `json:"refused_connections"`
-	Exited             bool                         `json:"exited"`
+	// RefusedByPort splits refused_connections by the listening port;
+	// DroppedByPort counts the connections a runtime accepted and closed
+	// untouched to drain its queue after a refusal (see the README).
+	RefusedByPort map[uint16]uint64 `json:"refused_by_port,omitempty"`
+	DroppedByPort map[uint16]uint64 `json:"dropped_by_port,omitempty"`
+	Exited        bool              `json:"exited"`
+	// TopFDType and Rates are fdtrace top's.
+	TopFDType string `json:"top_fd_type,omitempty"`
+	Rates     *Rates `json:"rates,omitempty"`
+}
+
+// Rates are per second, over the interval before a record (fdtrace top).
+type Rates struct {
+	Opened  float64 `json:"opened"`
+	Closed  float64 `json:"closed"`
+	Growth  float64 `json:"growth"`
+	EMFILE  float64 `json:"emfile"`
+	ENFILE  float64 `json:"enfile"`
+	Refused float64 `json:"refused_connections"`
 }
 
 // Stats counts what was lost or had to be corrected. Every field is a
@@ -114,6 +135,7 @@ type Stats struct {
 	ErrorsMapFull   uint64 `json:"errors_map_full"`
 	KernelDrift     uint64 `json:"kernel_drift"`
 	StacksFull      uint64 `json:"stacks_full"`
+	PortsMapFull    uint64 `json:"ports_map_full"`
 	SeededFDs       uint64 `json:"seeded_fds"`
 	ReconciledFDs   uint64 `json:"reconciled_fds"`
 	SkippedHooks    int    `json:"skipped_hooks"`

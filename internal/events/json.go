@@ -63,6 +63,10 @@ func (e Error) AppendJSON(b []byte) []byte {
 		b = append(b, `,"path":`...)
 		b = appendString(b, e.Path)
 	}
+	if e.ListenPort != 0 {
+		b = append(b, `,"listen_port":`...)
+		b = strconv.AppendUint(b, uint64(e.ListenPort), 10)
+	}
 	b = appendStack(b, e.Stack)
 	return append(b, '}')
 }

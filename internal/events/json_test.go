@@ -59,6 +59,9 @@ func appenders() []JSONAppender {
 				Close{},
 				Error{Type: "error", Time: t, PID: i, TID: j, Comm: s, Syscall: "socket", Errno: "EMFILE",
 					OpenFDs: math.MinInt64, FDLimit: math.MaxUint64, Path: s, Stack: st},
+				Error{Type: "error", Time: t, PID: i, TID: j, Comm: s, Syscall: "accept4", Errno: "EMFILE",
+					OpenFDs: int64(i), FDLimit: 16, ListenPort: uint16(1 + i*4681), Stack: st},
+				Error{Type: "error", Syscall: "accept", Path: s, ListenPort: math.MaxUint16},
 				Error{OpenFDs: -1, FDLimit: 0},
 			)
 		}

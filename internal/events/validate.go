@@ -28,7 +28,7 @@ var compiled = sync.OnceValues(func() (*schemas, error) {
 	if s.whole, err = c.Compile(url); err != nil {
 		return nil, fmt.Errorf("compiling records.schema.json: %w", err)
 	}
-	for _, r := range []Record{Open{}, Close{}, Error{}, Process{}, Stats{}, Leak{}} {
+	for _, r := range []Record{Open{}, Close{}, Error{}, Process{}, Stats{}, Leak{}, Snapshot{}, Budget{}} {
 		typ := r.RecordType()
 		if s.byType[typ], err = c.Compile(url + "#/$defs/" + typ); err != nil {
 			return nil, fmt.Errorf("compiling records.schema.json, record %s: %w", typ, err)
@@ -46,7 +46,7 @@ func Validate(line []byte) error {
 // a known record type and whole is false, against that record's branch
 // only: the same verdict, since exactly one branch can match a type, but
 // an error that lists what is wrong with that record alone rather than
-// why each of the five branches failed.
+// why each of the other branches failed.
 func validate(line []byte, whole bool) error {
 	s, err := compiled()
 	if err != nil {

@@ -22,6 +22,7 @@ const (
 	fdFamily    = unsafe.Offsetof(fdtraceFdEvent{}.Family)
 	fdSockType  = unsafe.Offsetof(fdtraceFdEvent{}.SockType)
 	fdFlags     = unsafe.Offsetof(fdtraceFdEvent{}.Flags)
+	fdPort      = unsafe.Offsetof(fdtraceFdEvent{}.Port)
 	fdPpid      = unsafe.Offsetof(fdtraceFdEvent{}.Ppid)
 	fdStackID   = unsafe.Offsetof(fdtraceFdEvent{}.StackId)
 	fdOpenFds   = unsafe.Offsetof(fdtraceFdEvent{}.OpenFds)
@@ -44,6 +45,7 @@ const (
 	procEnfile       = unsafe.Offsetof(fdtraceProc{}.Enfile)
 	procRefused      = unsafe.Offsetof(fdtraceProc{}.Refused)
 	procStartNs      = unsafe.Offsetof(fdtraceProc{}.StartNs)
+	procDraining     = unsafe.Offsetof(fdtraceProc{}.Draining)
 	procOpenedByType = unsafe.Offsetof(fdtraceProc{}.OpenedByType)
 	procClosedByType = unsafe.Offsetof(fdtraceProc{}.ClosedByType)
 	procComm         = unsafe.Offsetof(fdtraceProc{}.Comm)
@@ -62,7 +64,8 @@ type rawFdEvent struct {
 	Err      int32
 	Family   uint16
 	SockType uint16
-	Flags    uint32
+	Flags    uint16
+	Port     uint16
 	Ppid     uint32
 	StackId  uint64
 	OpenFds  int64
@@ -88,7 +91,8 @@ func decodeFdEvent(raw []byte, e *rawFdEvent) error {
 		Err:      int32(ne.Uint32(raw[fdErr:])),
 		Family:   ne.Uint16(raw[fdFamily:]),
 		SockType: ne.Uint16(raw[fdSockType:]),
-		Flags:    ne.Uint32(raw[fdFlags:]),
+		Flags:    ne.Uint16(raw[fdFlags:]),
+		Port:     ne.Uint16(raw[fdPort:]),
 		Ppid:     ne.Uint32(raw[fdPpid:]),
 		StackId:  ne.Uint64(raw[fdStackID:]),
 		OpenFds:  int64(ne.Uint64(raw[fdOpenFds:])),
@@ -120,6 +124,7 @@ func decodeExitEvent(raw []byte, e *fdtraceExitEvent) error {
 	p.Enfile = ne.Uint64(proc[procEnfile:])
 	p.Refused = ne.Uint64(proc[procRefused:])
 	p.StartNs = ne.Uint64(proc[procStartNs:])
+	p.Draining = ne.Uint64(proc[procDraining:])
 	for i := range p.OpenedByType {
 		p.OpenedByType[i] = ne.Uint64(proc[procOpenedByType+8*uintptr(i):])
 	}

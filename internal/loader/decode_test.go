@@ -48,7 +48,7 @@ func TestTheDecoderReadsEveryFieldOfFdEventWhereTheGeneratedStructHasIt(t *testi
 		{"Kind", fdKind, 1}, {"FdType", fdFdType, 1}, {"Syscall", fdSyscall, 2},
 		{"Fd", fdFd, 4}, {"Pid", fdPid, 4}, {"Tid", fdTid, 4}, {"Ts", fdTs, 8},
 		{"Err", fdErr, 4}, {"Family", fdFamily, 2}, {"SockType", fdSockType, 2},
-		{"Flags", fdFlags, 4}, {"Ppid", fdPpid, 4}, {"StackId", fdStackID, 8},
+		{"Flags", fdFlags, 2}, {"Port", fdPort, 2}, {"Ppid", fdPpid, 4}, {"StackId", fdStackID, 8},
 		{"OpenFds", fdOpenFds, 8}, {"FdLimit", fdFdLimit, 8},
 		{"Comm", fdComm, 16}, {"Path", fdPath, 256},
 	}
@@ -173,7 +173,7 @@ func TestACommIsInternedAndTheCacheStaysBounded(t *testing.T) {
 
 func rawOpenClose(t testing.TB) (open, close []byte) {
 	e := fdtraceFdEvent{Kind: uint8(fdtraceEventKindEV_OPEN), FdType: uint8(fdtraceFdTypeFD_FILE),
-		Syscall: 3, Fd: 7, Pid: 4242, Tid: 4243, Ts: 123456789, Flags: uint32(fdtraceFdFlagsFDF_CLOEXEC)}
+		Syscall: 3, Fd: 7, Pid: 4242, Tid: 4243, Ts: 123456789, Flags: uint16(fdtraceFdFlagsFDF_CLOEXEC)}
 	copyC(e.Comm[:], "nginx")
 	copyC(e.Path[:], "/usr/lib/x86_64-linux-gnu/libc.so.6")
 	open = encode(t, &e)

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fdtraceDrainFd struct {
+	_       structs.HostLayout
+	Tgid    uint32
+	Fd      int32
+	StartNs uint64
+	Port    uint16
+	Pad     [3]uint16
+}
+
 type fdtraceErrKey struct {
 	_       structs.HostLayout
 	Tgid    uint32
@@ -54,7 +63,8 @@ type fdtraceFdEvent struct {
 	Err      int32
 	Family   uint16
 	SockType uint16
-	Flags    uint32
+	Flags    uint16
+	Port     uint16
 	Ppid     uint32
 	StackId  uint64
 	OpenFds  int64
@@ -113,6 +123,22 @@ type fdtraceMemoKey struct {
 	FpOff uint32
 }
 
+type fdtracePortCounts struct {
+	_        structs.HostLayout
+	Refused  uint64
+	Dropped  uint64
+	Draining uint32
+	Pad      uint32
+}
+
+type fdtracePortKey struct {
+	_       structs.HostLayout
+	Tgid    uint32
+	Port    uint16
+	Pad     uint16
+	StartNs uint64
+}
+
 type fdtraceProc struct {
 	_            structs.HostLayout
 	OpenFds      int64
@@ -123,6 +149,7 @@ type fdtraceProc struct {
 	Enfile       uint64
 	Refused      uint64
 	StartNs      uint64
+	Draining     uint64
 	OpenedByType [11]uint64
 	ClosedByType [11]uint64
 	Comm         [16]int8
@@ -168,7 +195,8 @@ const (
 	fdtraceStatIdSTAT_ERRORS_FULL fdtraceStatId = 3
 	fdtraceStatIdSTAT_DRIFT       fdtraceStatId = 4
 	fdtraceStatIdSTAT_STACKS_FULL fdtraceStatId = 5
-	fdtraceStatIdSTAT_MAX         fdtraceStatId = 6
+	fdtraceStatIdSTAT_PORTS_FULL  fdtraceStatId = 6
+	fdtraceStatIdSTAT_MAX         fdtraceStatId = 7
 )
 
 type fdtraceSyscallId uint32
@@ -236,10 +264,12 @@ type fdtraceWalkMemo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	fdtraceMapDrainFds                                 = "drain_fds"
 	fdtraceMapDupStart                                 = "dup_start"
 	fdtraceMapErrors                                   = "errors"
 	fdtraceMapEvents                                   = "events"
 	fdtraceMapFds                                      = "fds"
+	fdtraceMapPorts                                    = "ports"
 	fdtraceMapProcScratch                              = "proc_scratch"
 	fdtraceMapProcs                                    = "procs"
 	fdtraceMapStackScratch                             = "stack_scratch"
@@ -296,6 +326,8 @@ const (
 	fdtraceVarAllErrors                                = "all_errors"
 	fdtraceVarArmed                                    = "armed"
 	fdtraceVarCaptureStacks                            = "capture_stacks"
+	fdtraceVarDrainPending                             = "drain_pending"
+	fdtraceVarDrains                                   = "drains"
 	fdtraceVarErrorsOnly                               = "errors_only"
 	fdtraceVarExitKeepsRecords                         = "exit_keeps_records"
 	fdtraceVarFdRecords                                = "fd_records"
@@ -308,6 +340,8 @@ const (
 	fdtraceVarUnusedFdEvent                            = "unused_fd_event"
 	fdtraceVarUnusedFdFlags                            = "unused_fd_flags"
 	fdtraceVarUnusedFdType                             = "unused_fd_type"
+	fdtraceVarUnusedPortCounts                         = "unused_port_counts"
+	fdtraceVarUnusedPortKey                            = "unused_port_key"
 	fdtraceVarUnusedStatId                             = "unused_stat_id"
 	fdtraceVarUnusedSyscallId                          = "unused_syscall_id"
 	fdtraceVarWakeupBytes                              = "wakeup_bytes"
@@ -407,10 +441,12 @@ type fdtraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fdtraceMapSpecs struct {
+	DrainFds     *ebpf.MapSpec `ebpf:"drain_fds"`
 	DupStart     *ebpf.MapSpec `ebpf:"dup_start"`
 	Errors       *ebpf.MapSpec `ebpf:"errors"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Fds          *ebpf.MapSpec `ebpf:"fds"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
 	Procs        *ebpf.MapSpec `ebpf:"procs"`
 	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
@@ -427,6 +463,8 @@ type fdtraceVariableSpecs struct {
 	AllErrors        *ebpf.VariableSpec `ebpf:"all_errors"`
 	Armed            *ebpf.VariableSpec `ebpf:"armed"`
 	CaptureStacks    *ebpf.VariableSpec `ebpf:"capture_stacks"`
+	DrainPending     *ebpf.VariableSpec `ebpf:"drain_pending"`
+	Drains           *ebpf.VariableSpec `ebpf:"drains"`
 	ErrorsOnly       *ebpf.VariableSpec `ebpf:"errors_only"`
 	ExitKeepsRecords *ebpf.VariableSpec `ebpf:"exit_keeps_records"`
 	FdRecords        *ebpf.VariableSpec `ebpf:"fd_records"`
@@ -439,6 +477,8 @@ type fdtraceVariableSpecs struct {
 	UnusedFdEvent    *ebpf.VariableSpec `ebpf:"unused_fd_event"`
 	UnusedFdFlags    *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
 	UnusedFdType     *ebpf.VariableSpec `ebpf:"unused_fd_type"`
+	UnusedPortCounts *ebpf.VariableSpec `ebpf:"unused_port_counts"`
+	UnusedPortKey    *ebpf.VariableSpec `ebpf:"unused_port_key"`
 	UnusedStatId     *ebpf.VariableSpec `ebpf:"unused_stat_id"`
 	UnusedSyscallId  *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -464,10 +504,12 @@ func (o *fdtraceObjects) Close() error {
 //
 // It can be passed to loadFdtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fdtraceMaps struct {
+	DrainFds     *ebpf.Map `ebpf:"drain_fds"`
 	DupStart     *ebpf.Map `ebpf:"dup_start"`
 	Errors       *ebpf.Map `ebpf:"errors"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Fds          *ebpf.Map `ebpf:"fds"`
+	Ports        *ebpf.Map `ebpf:"ports"`
 	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
 	Procs        *ebpf.Map `ebpf:"procs"`
 	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
@@ -479,10 +521,12 @@ type fdtraceMaps struct {
 
 func (m *fdtraceMaps) Close() error {
 	return _FdtraceClose(
+		m.DrainFds,
 		m.DupStart,
 		m.Errors,
 		m.Events,
 		m.Fds,
+		m.Ports,
 		m.ProcScratch,
 		m.Procs,
 		m.StackScratch,
@@ -500,6 +544,8 @@ type fdtraceVariables struct {
 	AllErrors        *ebpf.Variable `ebpf:"all_errors"`
 	Armed            *ebpf.Variable `ebpf:"armed"`
 	CaptureStacks    *ebpf.Variable `ebpf:"capture_stacks"`
+	DrainPending     *ebpf.Variable `ebpf:"drain_pending"`
+	Drains           *ebpf.Variable `ebpf:"drains"`
 	ErrorsOnly       *ebpf.Variable `ebpf:"errors_only"`
 	ExitKeepsRecords *ebpf.Variable `ebpf:"exit_keeps_records"`
 	FdRecords        *ebpf.Variable `ebpf:"fd_records"`
@@ -512,6 +558,8 @@ type fdtraceVariables struct {
 	UnusedFdEvent    *ebpf.Variable `ebpf:"unused_fd_event"`
 	UnusedFdFlags    *ebpf.Variable `ebpf:"unused_fd_flags"`
 	UnusedFdType     *ebpf.Variable `ebpf:"unused_fd_type"`
+	UnusedPortCounts *ebpf.Variable `ebpf:"unused_port_counts"`
+	UnusedPortKey    *ebpf.Variable `ebpf:"unused_port_key"`
 	UnusedStatId     *ebpf.Variable `ebpf:"unused_stat_id"`
 	UnusedSyscallId  *ebpf.Variable `ebpf:"unused_syscall_id"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`

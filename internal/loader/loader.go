@@ -36,9 +36,9 @@ type Config struct {
 	ErrorsOnly bool
 	// CountOnly keeps no record per live fd, only the per-process
 	// counters: the cheapest mode, for ErrorsOnly tracing. A close then
-	// reads the fd's type from its file, and open_fds drifts until the
-	// next failure recounts it when fds are created where fdtrace does not
-	// look (io_uring's fixed files).
+	// reads the fd's type from its file, and open_fds drifts up when fds
+	// are created where fdtrace does not look (io_uring), until the next
+	// failure recounts it, or a close that would take it to zero does.
 	CountOnly bool
 	// AllErrors sends an error event for every errno; by default only
 	// EMFILE, ENFILE, ENOMEM and ENOBUFS give one (all are counted).

@@ -83,7 +83,7 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 		return h(events.Open{Type: "open", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
 			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
 			FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType)),
-			Cloexec: e.Flags&uint32(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: string(e.Path),
+			Cloexec: e.Flags&uint16(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: string(e.Path),
 			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType)),
 			Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_CLOSE:
@@ -94,7 +94,7 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 		return h(events.Error{Type: "error", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
 			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
 			Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
-			FDLimit: e.FdLimit, Path: string(e.Path), Stack: t.Stack(e.StackId)})
+			FDLimit: e.FdLimit, Path: string(e.Path), ListenPort: e.Port, Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_SEED:
 		t.seedChild(int(e.Pid), int(e.Ppid))
 		return nil
@@ -246,7 +246,11 @@ func (t *Tracer) SymbolizerWarnings() []string {
 
 // exited turns the final counters of a process into its last record.
 func (t *Tracer) exited(e *fdtraceExitEvent) events.Process {
-	p := t.process(int(e.Pid), &e.Proc, e.FdLimit, nil)
+	var ports *byPort
+	if e.Proc.Refused > 0 {
+		ports = t.takePorts(e.Pid, e.Proc.StartNs)
+	}
+	p := t.process(int(e.Pid), &e.Proc, e.FdLimit, nil, ports)
 	p.Time = events.Time(t.clock.wall(e.Ts))
 	p.Exited = true
 	if t.cfg.KeepRecordsAtExit {

@@ -128,8 +128,16 @@ func (t *Tracer) Process(pid int) (events.Process, bool, error) {
 	if err != nil {
 		return events.Process{}, false, err
 	}
+	var ports *byPort
+	if p.Refused > 0 {
+		byProc, err := t.portCounts()
+		if err != nil {
+			return events.Process{}, false, err
+		}
+		ports = byProc[procKey{uint32(pid), p.StartNs}]
+	}
 	limit, _, _ := procfs.FDLimit(pid)
-	return t.process(pid, &p, limit, errs[procKey{uint32(pid), p.StartNs}]), true, nil
+	return t.process(pid, &p, limit, errs[procKey{uint32(pid), p.StartNs}], ports), true, nil
 }
 
 // Processes summarises every live process the kernel has counters for,
@@ -139,13 +147,17 @@ func (t *Tracer) Processes() ([]events.Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	ports, err := t.portCounts()
+	if err != nil {
+		return nil, err
+	}
 	var out []events.Process
 	var pid uint32
 	var p fdtraceProc
 	it := t.objs.Procs.Iterate()
 	for it.Next(&pid, &p) {
 		limit, _, err := procfs.FDLimit(int(pid))
-		rec := t.process(int(pid), &p, limit, errs[procKey{pid, p.StartNs}])
+		rec := t.process(int(pid), &p, limit, errs[procKey{pid, p.StartNs}], ports[procKey{pid, p.StartNs}])
 		// Gone, but its exit was not seen: it came after Detach.
 		rec.Exited = err != nil
 		out = append(out, rec)
@@ -177,9 +189,12 @@ type procKey struct {
 	startNs uint64
 }
 
-func (t *Tracer) process(pid int, p *fdtraceProc, limit uint64, errs map[string]map[string]uint64) events.Process {
+func (t *Tracer) process(pid int, p *fdtraceProc, limit uint64, errs map[string]map[string]uint64, ports *byPort) events.Process {
 	if errs == nil {
 		errs = map[string]map[string]uint64{}
+	}
+	if ports == nil {
+		ports = &byPort{}
 	}
 	return events.Process{
 		Type: "process", Time: events.Time(time.Now()), PID: pid,
@@ -188,6 +203,7 @@ func (t *Tracer) process(pid int, p *fdtraceProc, limit uint64, errs map[string]
 		Opened:      p.Opened, Closed: p.Closed,
 		OpenedByType: byType(p.OpenedByType[:]), ClosedByType: byType(p.ClosedByType[:]),
 		Errors: errs, EMFILE: p.Emfile, ENFILE: p.Enfile, RefusedConnections: p.Refused,
+		RefusedByPort: ports.refused, DroppedByPort: ports.dropped,
 	}
 }
 
@@ -268,6 +284,7 @@ func (t *Tracer) Stats() (events.Stats, error) {
 		fdtraceStatIdSTAT_ERRORS_FULL: &s.ErrorsMapFull,
 		fdtraceStatIdSTAT_DRIFT:       &s.KernelDrift,
 		fdtraceStatIdSTAT_STACKS_FULL: &s.StacksFull,
+		fdtraceStatIdSTAT_PORTS_FULL:  &s.PortsMapFull,
 	} {
 		v, err := read(id)
 		if err != nil {

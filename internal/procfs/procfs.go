@@ -4,10 +4,9 @@
 package procfs
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -140,9 +139,35 @@ func FDLimit(pid int) (soft, hard uint64, err error) {
 		if errors.Is(err, unix.ESRCH) {
 			return 0, 0, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
 		}
+		// prlimit wants the process's credentials even to read;
+		// /proc/PID/limits is world-readable.
+		if b, rerr := os.ReadFile(filepath.Join(Root, strconv.Itoa(pid), "limits")); rerr == nil {
+			if soft, hard, ok := parseLimits(string(b)); ok {
+				return soft, hard, nil
+			}
+		}
 		return 0, 0, err
 	}
 	return lim.Cur, lim.Max, nil
+}
+
+// parseLimits reads the "Max open files" row of /proc/PID/limits.
+func parseLimits(text string) (soft, hard uint64, ok bool) {
+	for line := range strings.SplitSeq(text, "\n") {
+		rest, found := strings.CutPrefix(line, "Max open files")
+		if f := strings.Fields(rest); found && len(f) >= 2 {
+			parse := func(s string) (uint64, error) {
+				if s == "unlimited" {
+					return ^uint64(0), nil
+				}
+				return strconv.ParseUint(s, 10, 64)
+			}
+			soft, err1 := parse(f[0])
+			hard, err2 := parse(f[1])
+			return soft, hard, err1 == nil && err2 == nil
+		}
+	}
+	return 0, 0, false
 }
 
 // SocketInode is the inode of a "socket:[N]" fd link, 0 for other links.
@@ -159,57 +184,39 @@ func SocketInode(target string) uint64 {
 // sockets in pid's network namespace, and to the path of unix sockets.
 func SocketPeers(pid int) map[uint64]string {
 	out := map[uint64]string{}
-	base := filepath.Join(Root, strconv.Itoa(pid), "net")
-	for _, name := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		b, err := os.ReadFile(filepath.Join(base, name))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 {
-				continue
+	socks, _ := Sockets(pid, "tcp", "tcp6", "udp", "udp6", "unix")
+	for ino, s := range socks {
+		switch {
+		case s.Table == "unix":
+			if s.Path != "" {
+				out[ino] = "unix " + s.Path
 			}
-			ino, err := strconv.ParseUint(f[9], 10, 64)
-			if err != nil || ino == 0 {
-				continue
-			}
-			local, remote := hexAddr(f[1]), hexAddr(f[2])
-			if strings.HasSuffix(remote, ":0") {
-				out[ino] = name + " " + local // listening or unconnected
-			} else {
-				out[ino] = name + " " + local + " -> " + remote
-			}
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(base, "unix")); err == nil {
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 8 {
-				continue
-			}
-			if ino, err := strconv.ParseUint(f[6], 10, 64); err == nil && ino != 0 {
-				out[ino] = "unix " + f[7]
-			}
+		case s.Remote.Port() == 0:
+			out[ino] = s.Table + " " + unmap(s.Local).String() // listening or unconnected
+		default:
+			out[ino] = s.Table + " " + unmap(s.Local).String() + " -> " + unmap(s.Remote).String()
 		}
 	}
 	return out
 }
 
-// hexAddr turns /proc/net/tcp's "0100007F:1F90" into "127.0.0.1:8080".
-func hexAddr(s string) string {
-	host, port, ok := strings.Cut(s, ":")
-	if !ok {
-		return s
-	}
-	p, _ := strconv.ParseUint(port, 16, 16)
-	raw, err := hex.DecodeString(host)
+// unmap writes an IPv4-mapped IPv6 address as IPv4.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Gone reports whether pid has exited: no such process, or a zombie
+// (exited, not yet reaped by its parent; its fd table is already gone).
+func Gone(pid int) bool {
+	b, err := os.ReadFile(filepath.Join(Root, strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return s
+		return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH)
 	}
-	// The kernel prints each 32-bit word in host (little-endian) order.
-	for i := 0; i+4 <= len(raw); i += 4 {
-		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	// The state follows the comm, which is in parentheses and may hold any byte.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
 	}
-	return net.JoinHostPort(net.IP(raw).String(), strconv.FormatUint(p, 10))
+	st := b[i+2]
+	return st == 'Z' || st == 'X'
 }
