@@ -329,12 +329,7 @@ func TestSnapshotOfAProcessYouMayNotReadSaysSo(t *testing.T) {
 }
 
 func TestSnapshotAndBudgetRefuseBadInputInOneLine(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
+	assertRefused(t, []badInput{
 		{"snapshot without -p", []string{"snapshot"}, 2, "fdtrace: which process? give -p PID\n"},
 		{"snapshot of pid 0", []string{"snapshot", "-p", "0"}, 2, "fdtrace: --pid 0: not a process id\n"},
 		{"snapshot of a pid that is no number", []string{"snapshot", "-p", "x"}, 2, "fdtrace: invalid argument \"x\""},
@@ -349,18 +344,5 @@ func TestSnapshotAndBudgetRefuseBadInputInOneLine(t *testing.T) {
 		{"budget with a margin below 1", []string{"budget", "-p", "1", "--margin", "0.5"}, 2, "fdtrace: --margin 0.5: must be a number, at least 1\n"},
 		{"budget with a margin of NaN", []string{"budget", "-p", "1", "--margin", "NaN"}, 2, "fdtrace: --margin NaN: must be a number, at least 1\n"},
 		{"budget of a missing pid", []string{"budget", "-p", "999999999", "-d", "1s"}, 1, "fdtrace: pid 999999999: no such process\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := runFdtrace(t, "", tc.args...)
-			if res.code != tc.code || !strings.HasPrefix(res.stderr, tc.want) {
-				t.Errorf("exit %d, stderr %q; want exit %d and %q", res.code, res.stderr, tc.code, tc.want)
-			}
-			if lines := strings.Count(res.stderr, "\n"); lines > 2 {
-				t.Errorf("%d lines of errors:\n%s", lines, res.stderr)
-			}
-			if tc.code == 2 && !strings.HasSuffix(res.stderr, "Run 'fdtrace --help' for usage.\n") {
-				t.Errorf("bad usage without the pointer to --help: %q", res.stderr)
-			}
-		})
-	}
+	})
 }

@@ -292,29 +292,14 @@ func cgroup2Mount(t *testing.T) string {
 
 func TestTopBadInputGetsOneLineAndANonZeroExit(t *testing.T) {
 	testutil.RequireRoot(t) // unknown pids are only checked past the privilege check
-	for _, tc := range []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
+	assertRefused(t, []badInput{
 		{"a zero interval", []string{"top", "-i", "0s"}, 2, "fdtrace: --interval 0s: must be positive\n"},
 		{"negative iterations", []string{"top", "-n", "-1"}, 2, "fdtrace: --iterations -1: must not be negative\n"},
 		{"an unknown sort key", []string{"top", "-s", "size"}, 2, "fdtrace: --sort \"size\": use one of utilization, growth, errors, fds, pid\n"},
 		{"an argument", []string{"top", "1234"}, 2, "fdtrace: unexpected argument \"1234\"\n"},
 		{"a pid that is not one", []string{"top", "-p", "0"}, 2, "fdtrace: --pid 0: not a process id\n"},
 		{"an unknown pid", []string{"top", "-p", "999999999"}, 1, "fdtrace: pid 999999999: no such process\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := runFdtrace(t, "", tc.args...)
-			if res.code != tc.code || !strings.HasPrefix(res.stderr, tc.want) {
-				t.Errorf("exit %d, stderr %q; want exit %d and %q", res.code, res.stderr, tc.code, tc.want)
-			}
-			if lines := strings.Count(res.stderr, "\n"); lines > 2 {
-				t.Errorf("%d lines of errors:\n%s", lines, res.stderr)
-			}
-		})
-	}
+	})
 }
 
 // tmuxSession drives a shell in a tmux pane of 160x40.
@@ -391,20 +376,8 @@ func (s *tmuxSession) sttyState(file string) string {
 func startTopload(t *testing.T, bin string, args ...string) int {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	_, out := testutil.StartPiped(t, cmd)
+	line, err := out.ReadString('\n')
 	if err != nil || line != "ready\n" {
 		t.Fatalf("topload %v: %q, %v", args, line, err)
 	}

@@ -285,12 +285,7 @@ exec %s trace -c fdops -d 3s`, fdtraceBin)
 
 func TestBadInputGetsOneLineAndANonZeroExit(t *testing.T) {
 	testutil.RequireRoot(t) // unknown pids are only checked past the privilege check
-	for _, tc := range []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
+	assertRefused(t, []badInput{
 		{"an unknown pid", []string{"trace", "-p", "999999999"}, 1, "fdtrace: pid 999999999: no such process\n"},
 		{"a pid that is not a number", []string{"trace", "-p", "abc"}, 2, "fdtrace: invalid argument"},
 		{"an unknown flag", []string{"trace", "--bogus"}, 2, "fdtrace: unknown flag: --bogus\n"},
@@ -298,17 +293,7 @@ func TestBadInputGetsOneLineAndANonZeroExit(t *testing.T) {
 		{"a ring buffer that is not a power of two", []string{"trace", "--ringbuf-size", "3"}, 2, "fdtrace: --ringbuf-size 3: must be a power of two\n"},
 		{"a command that does not exist", []string{"trace", "--", "/no/such/command"}, 1, "fdtrace: command \"/no/such/command\""},
 		{"an unknown subcommand", []string{"frobnicate"}, 2, "fdtrace: unknown command \"frobnicate\""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := runFdtrace(t, "", tc.args...)
-			if res.code != tc.code || !strings.HasPrefix(res.stderr, tc.want) {
-				t.Errorf("exit %d, stderr %q; want exit %d and %q", res.code, res.stderr, tc.code, tc.want)
-			}
-			if lines := strings.Count(res.stderr, "\n"); lines > 2 {
-				t.Errorf("%d lines of errors:\n%s", lines, res.stderr)
-			}
-		})
-	}
+	})
 }
 
 func TestWithoutPrivilegesTraceSaysRunAsRoot(t *testing.T) {
@@ -365,4 +350,32 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// badInput is a command line fdtrace must refuse: with exit code code and
+// stderr starting with want, in one line (plus the pointer to --help for
+// a usage error).
+type badInput struct {
+	name string
+	args []string
+	code int
+	want string
+}
+
+func assertRefused(t *testing.T, cases []badInput) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runFdtrace(t, "", tc.args...)
+			if res.code != tc.code || !strings.HasPrefix(res.stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", res.code, res.stderr, tc.code, tc.want)
+			}
+			if lines := strings.Count(res.stderr, "\n"); lines > 2 {
+				t.Errorf("%d lines of errors:\n%s", lines, res.stderr)
+			}
+			if tc.code == 2 && !strings.HasSuffix(res.stderr, "Run 'fdtrace --help' for usage.\n") {
+				t.Errorf("bad usage without the pointer to --help: %q", res.stderr)
+			}
+		})
+	}
 }

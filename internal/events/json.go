@@ -18,10 +18,7 @@ type JSONAppender interface {
 // AppendJSON appends o as encoding/json would marshal it.
 func (o Open) AppendJSON(b []byte) []byte {
 	b = appendHead(b, o.Type, o.Time, o.PID, o.TID, o.Comm, o.Syscall)
-	b = append(b, `,"fd":`...)
-	b = strconv.AppendInt(b, int64(o.FD), 10)
-	b = append(b, `,"fd_type":`...)
-	b = appendString(b, o.FDType)
+	b = appendFD(b, o.FD, o.FDType)
 	b = append(b, `,"cloexec":`...)
 	b = strconv.AppendBool(b, o.Cloexec)
 	if o.Path != "" {
@@ -43,10 +40,7 @@ func (o Open) AppendJSON(b []byte) []byte {
 // AppendJSON appends c as encoding/json would marshal it.
 func (c Close) AppendJSON(b []byte) []byte {
 	b = appendHead(b, c.Type, c.Time, c.PID, c.TID, c.Comm, c.Syscall)
-	b = append(b, `,"fd":`...)
-	b = strconv.AppendInt(b, int64(c.FD), 10)
-	b = append(b, `,"fd_type":`...)
-	b = appendString(b, c.FDType)
+	b = appendFD(b, c.FD, c.FDType)
 	return append(b, '}')
 }
 
@@ -69,6 +63,14 @@ func (e Error) AppendJSON(b []byte) []byte {
 	}
 	b = appendStack(b, e.Stack)
 	return append(b, '}')
+}
+
+// appendFD appends the fd fields of Open and Close.
+func appendFD(b []byte, fd int, fdType string) []byte {
+	b = append(b, `,"fd":`...)
+	b = strconv.AppendInt(b, int64(fd), 10)
+	b = append(b, `,"fd_type":`...)
+	return appendString(b, fdType)
 }
 
 // appendHead appends the fields Open, Close and Error begin with.

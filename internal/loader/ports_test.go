@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -331,25 +330,9 @@ func TestANodeServerAtItsFDLimitHasItsDroppedClientsCountedForItsPort(t *testing
 	script := filepath.Join(testutil.RepoRoot(t), "testdata", "workloads", "httpserver.js")
 	// Node raises its soft limit to the hard one: set both.
 	cmd := exec.Command("sh", "-c", fmt.Sprintf("ulimit -n %d && exec %s %s", limit, node, script))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	in, r := testutil.StartPiped(t, cmd)
 	lines := make(chan string, 2)
 	go func() {
-		r := bufio.NewReader(out)
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {

@@ -70,11 +70,10 @@ type Workload struct {
 	out *bufio.Reader
 }
 
-// StartFdops starts the fdops workload (see testdata/workloads/fdops.c) and
-// waits for its ready line.
-func StartFdops(t testing.TB, bin string) *Workload {
+// StartPiped starts cmd with pipes to its stdin and from its stdout (its
+// stderr is the test's), and kills and reaps it when the test ends.
+func StartPiped(t testing.TB, cmd *exec.Cmd) (io.WriteCloser, *bufio.Reader) {
 	t.Helper()
-	cmd := exec.Command(bin)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -87,12 +86,21 @@ func StartFdops(t testing.TB, bin string) *Workload {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w := &Workload{Cmd: cmd, PID: cmd.Process.Pid, in: in, out: bufio.NewReader(out)}
 	t.Cleanup(func() {
 		in.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
+	return in, bufio.NewReader(out)
+}
+
+// StartFdops starts the fdops workload (see testdata/workloads/fdops.c) and
+// waits for its ready line.
+func StartFdops(t testing.TB, bin string) *Workload {
+	t.Helper()
+	cmd := exec.Command(bin)
+	in, out := StartPiped(t, cmd)
+	w := &Workload{Cmd: cmd, PID: cmd.Process.Pid, in: in, out: out}
 	w.Expect(t, "ok ready")
 	return w
 }

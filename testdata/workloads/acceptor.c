@@ -21,51 +21,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "protocol.h"
+
 #define MAX_FILL 4096
 
 static int spare = -1;
 static int filled[MAX_FILL];
 static int nfilled;
-
-static void reply(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-	va_end(ap);
-	buf[n++] = '\n';
-	if (write(1, buf, n) != n)
-		exit(2);
-}
-
-static void result(long ret)
-{
-	if (ret < 0)
-		reply("err %d", errno);
-	else
-		reply("ok %ld", ret);
-}
-
-static int read_line(char *buf, int size)
-{
-	int n = 0;
-
-	while (n < size - 1) {
-		char c;
-		ssize_t r = read(0, &c, 1);
-
-		if (r <= 0)
-			return -1;
-		if (c == '\n')
-			break;
-		buf[n++] = c;
-	}
-	buf[n] = 0;
-	return n;
-}
 
 static int accept_one(int lfd)
 {
