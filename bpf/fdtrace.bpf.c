@@ -1943,7 +1943,9 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 		 */
 		if (!(*t & TRACE_SELF))
 			flags = TRACE_FOLLOW | TRACE_AT_EXEC;
-		bpf_map_update_elem(&traced, &ctgid, &flags, BPF_ANY);
+		/* A child left out of a full traced set goes uncounted too. */
+		if (bpf_map_update_elem(&traced, &ctgid, &flags, BPF_ANY))
+			stat_add(STAT_PROCS_FULL, 1);
 	}
 	if (!trace_allowed(ctgid))
 		return 0;

@@ -56,6 +56,6 @@ It needs root (CAP_BPF and CAP_PERFMON) and a kernel with BTF.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newTraceCommand(), newLeaksCommand(), newTopCommand(), newSnapshotCommand(), newBudgetCommand(), newCheckCommand())
+	root.AddCommand(newTraceCommand(), newLeaksCommand(), newTopCommand(), newSnapshotCommand(), newBudgetCommand(), newServeCommand(), newCheckCommand())
 	return root
 }

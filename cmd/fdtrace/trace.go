@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -21,7 +24,15 @@ type traceOptions struct {
 	allErrors   bool
 	stacks      bool
 	flushPeriod time.Duration
+	metrics     metricsOptions
+	// Long-running use: rotation of -o FILE, periodic summaries.
+	maxSize      byteSize
+	maxFiles     int
+	summaryEvery time.Duration
 }
+
+// defaultMaxFiles is how many rotated files --max-size keeps by default.
+const defaultMaxFiles = 5
 
 func newTraceCommand() *cobra.Command {
 	var o traceOptions
@@ -35,9 +46,17 @@ JSON object per line:
   {"type":"close", ...}    an fd went away (close, close_range, dup2 over it, exec)
   {"type":"error", ...}    an fd-creating syscall failed (EMFILE, ENFILE, ...)
   {"type":"process", ...}  per-process totals: when a process exits, and at the end
-  {"type":"stats", ...}    lost events and other loss or drift counters, at the end
+  {"type":"stats", ...}    lost events and other loss or drift counters, and
+                           fdtrace's own memory, at the end
 
-Send SIGUSR1 to get the process and stats records at any time.
+Send SIGUSR1 to get the process and stats records at any time, or have them
+every --summary-interval.
+
+With -o FILE, SIGHUP makes fdtrace reopen FILE: after logrotate has moved
+it, new records go to a new FILE. Or let fdtrace rotate: past --max-size,
+FILE becomes FILE.1, FILE.1 becomes FILE.2, and so on up to --max-files;
+an existing FILE is moved aside the same way at start. Files hold whole
+lines only.
 
 Without -p, -c or a command, every process on the host is traced.
 With -- COMMAND, fdtrace attaches first, then starts the command, traces it
@@ -49,9 +68,16 @@ and its descendants, stops when it exits and exits with its status.`,
   fdtrace trace --errors-only -o errors.jsonl
 
   # a command from start to end, with the stack of every open and failure
-  fdtrace trace --stacks -o trace.jsonl -- ./myservice --port 8080`,
+  fdtrace trace --stacks -o trace.jsonl -- ./myservice --port 8080
+
+  # host-wide for weeks: at most 11 files of 100 MiB, summaries every minute
+  fdtrace trace --errors-only -o /var/log/fdtrace/trace.jsonl \
+    --max-size 100MiB --max-files 10 --summary-interval 1m`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.takeArgs(cmd, args); err != nil {
+				return err
+			}
+			if err := o.checkLongRunning(cmd.Flags().Changed("max-files")); err != nil {
 				return err
 			}
 			return runTrace(cmd.Context(), o)
@@ -63,6 +89,10 @@ and its descendants, stops when it exits and exits with its status.`,
 	f.BoolVar(&o.allErrors, "all-errors", false, "an error record for every errno (default: EMFILE, ENFILE, ENOMEM, ENOBUFS; all are counted)")
 	f.BoolVar(&o.stacks, "stacks", false, "add the symbolized user stack to open and error records")
 	f.DurationVar(&o.flushPeriod, "flush-interval", 200*time.Millisecond, "write buffered records at least this often")
+	f.Var(&o.maxSize, "max-size", "with -o: start a new FILE past `SIZE` (100MiB, 1GiB, 10MB), keeping older ones as FILE.1, FILE.2, ... (default: never)")
+	f.IntVar(&o.maxFiles, "max-files", defaultMaxFiles, "with --max-size: keep `N` rotated files, FILE.1 (newest) to FILE.N")
+	f.DurationVar(&o.summaryEvery, "summary-interval", 0, "also write the process and stats records every `DUR` (default: at the end and on SIGUSR1)")
+	o.metrics.addFlags(f, "", "serve Prometheus metrics at `ADDR` (HOST:PORT) while tracing, as fdtrace serve does")
 	f.SortFlags = false
 	return cmd
 }
@@ -71,6 +101,25 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	what := "tracing"
 	if o.errorsOnly {
 		what = "tracing errors of"
+	}
+	if o.maxSize > 0 {
+		// A previous run's FILE becomes FILE.1, as if rotated.
+		if err := o.validate(); err != nil {
+			return err
+		}
+		if err := output.Rotate(o.outPath, o.maxFiles); err != nil {
+			return err
+		}
+	}
+	if err := o.metrics.validate(); err != nil {
+		return err
+	}
+	ln, err := o.metrics.listen()
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
 	}
 	s, err := startSession(parent, o.commonOptions,
 		loader.Config{ErrorsOnly: o.errorsOnly, CountOnly: o.errorsOnly, AllErrors: o.allErrors, CaptureStacks: o.stacks}, what)
@@ -82,12 +131,35 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 			err = cerr
 		}
 	}()
-	w := output.New(s.out, o.flushPeriod)
+	out := io.Writer(s.out)
+	var file *output.File
+	if o.outPath != "" {
+		// The rotating file takes over the file the session opened.
+		if file, err = output.NewFile(s.out, o.outPath, int64(o.maxSize), o.maxFiles); err != nil {
+			return err
+		}
+		s.out, out = nil, file
+		defer func() {
+			if cerr := file.Close(); err == nil {
+				err = cerr
+			}
+		}()
+	}
+	w := output.New(out, o.flushPeriod)
 	defer func() {
 		if cerr := w.Close(); err == nil {
 			err = cerr
 		}
 	}()
+	if file != nil {
+		s.onSignal(syscall.SIGHUP, func() {
+			// Buffered records still go to the file logrotate moved.
+			w.Flush()
+			if err := file.Reopen(); err != nil {
+				fmt.Fprintf(os.Stderr, "fdtrace: reopening %s: %v\n", o.outPath, err)
+			}
+		})
+	}
 
 	hostWide := o.hostWide()
 	emit := func(r events.Record) error {
@@ -98,22 +170,30 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		}
 		return w.Write(r)
 	}
-	var summaryMu sync.Mutex // SIGUSR1 and the end must not interleave
-	s.onSignal(syscall.SIGUSR1, func() {
+	var summaryMu sync.Mutex // SIGUSR1, the timer and the end must not interleave
+	var lostSaid uint64
+	summary := func() error {
 		summaryMu.Lock()
 		defer summaryMu.Unlock()
-		if err := writeSummary(s.tracer, o.commonOptions, w); err != nil {
+		err := writeSummary(s.tracer, o.commonOptions, w, &lostSaid)
+		w.Flush()
+		return err
+	}
+	sayErr := func() {
+		if err := summary(); err != nil {
 			fmt.Fprintf(os.Stderr, "fdtrace: summary: %v\n", err)
 		}
-		w.Flush()
-	})
-	runErr := s.run(emit)
+	}
+	s.onSignal(syscall.SIGUSR1, sayErr)
+	stopTimer := every(o.summaryEvery, sayErr)
+	srv := serveMetrics(ln, s.tracer, o.metrics, metricsSeeds(o.pids, o.comm, o.command))
+	defer srv.close()
+	runErr := s.run(srv.observe(emit))
+	stopTimer()
 	if _, ok := runErr.(exitError); runErr != nil && !ok {
 		return runErr
 	}
-	summaryMu.Lock()
-	defer summaryMu.Unlock()
-	if err := writeSummary(s.tracer, o.commonOptions, w); err != nil {
+	if err := summary(); err != nil {
 		return err
 	}
 	for _, warning := range s.tracer.SymbolizerWarnings() {
@@ -122,12 +202,66 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	return runErr
 }
 
+// every calls fn every interval (never if it is 0) until stop, which
+// waits for a call under way.
+func every(interval time.Duration, fn func()) (stop func()) {
+	if interval <= 0 {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				fn()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// checkLongRunning refuses rotation and summary flags that cannot work.
+func (o traceOptions) checkLongRunning(maxFilesSet bool) error {
+	switch {
+	case o.maxSize > 0 && o.outPath == "":
+		return usageError{errors.New("--max-size needs -o FILE")}
+	case maxFilesSet && o.outPath == "":
+		return usageError{errors.New("--max-files needs -o FILE")}
+	case o.maxFiles < 0:
+		return usageError{fmt.Errorf("--max-files %d: must not be negative", o.maxFiles)}
+	case maxFilesSet && o.maxSize == 0:
+		return usageError{errors.New("--max-files needs --max-size (without it FILE is never rotated)")}
+	case o.summaryEvery < 0:
+		return usageError{errors.New("--summary-interval must be positive")}
+	}
+	return nil
+}
+
+// byteSize is a size flag: 100MiB, 10MB, 4096.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+func (b *byteSize) Type() string   { return "SIZE" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := output.ParseSize(s)
+	*b = byteSize(n)
+	return err
+}
+
 // ranOut tells whether a process hit its fd limit (or the system's).
 func ranOut(p events.Process) bool {
 	return p.EMFILE+p.ENFILE+p.RefusedConnections > 0
 }
 
-func writeSummary(t *loader.Tracer, o commonOptions, w *output.Writer) error {
+// writeSummary writes the process records and a stats record. lostSaid is
+// how many lost events stderr has been told of already.
+func writeSummary(t *loader.Tracer, o commonOptions, w *output.Writer, lostSaid *uint64) error {
 	procs, err := t.Processes()
 	if err != nil {
 		return err
@@ -162,7 +296,8 @@ func writeSummary(t *loader.Tracer, o commonOptions, w *output.Writer) error {
 	if err := w.Write(stats); err != nil {
 		return err
 	}
-	if stats.LostEvents > 0 {
+	if stats.LostEvents > *lostSaid {
+		*lostSaid = stats.LostEvents
 		fmt.Fprintf(os.Stderr, "fdtrace: %d events were lost (ring buffer full): raise --ringbuf-size or use --errors-only\n", stats.LostEvents)
 	}
 	return nil

@@ -140,6 +140,27 @@ type Stats struct {
 	ReconciledFDs   uint64 `json:"reconciled_fds"`
 	SkippedHooks    int    `json:"skipped_hooks"`
 	EventsDelivered uint64 `json:"events_delivered"`
+	// Memory is fdtrace's own footprint when the record was written.
+	Memory *Memory `json:"memory,omitempty"`
+}
+
+// Memory is what fdtrace holds: resident memory, BPF map memory and the
+// entries of the maps that grow with the traced processes and their fds.
+type Memory struct {
+	RSSBytes     uint64     `json:"rss_bytes"`
+	PeakRSSBytes uint64     `json:"peak_rss_bytes"`
+	MapBytes     uint64     `json:"map_bytes"`
+	MapEntries   MapEntries `json:"map_entries"`
+}
+
+// MapEntries counts the entries of the kernel maps, by map.
+type MapEntries struct {
+	Procs  int `json:"procs"`
+	FDs    int `json:"fds"`
+	Errors int `json:"errors"`
+	Ports  int `json:"ports"`
+	Stacks int `json:"stacks"`
+	Traced int `json:"traced"`
 }
 
 func (Open) RecordType() string    { return "open" }

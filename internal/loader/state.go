@@ -263,21 +263,39 @@ func (t *Tracer) takeErrors(tgid uint32, startNs uint64) map[string]map[string]u
 	return out[procKey{tgid, startNs}]
 }
 
-// Stats are the loss and drift counters so far.
+// Stats are the loss and drift counters so far, and fdtrace's memory.
 func (t *Tracer) Stats() (events.Stats, error) {
 	var s events.Stats
-	read := func(id fdtraceStatId) (uint64, error) {
+	fields := statFields(&s)
+	for id := range fdtraceStatIdSTAT_MAX {
+		dst, ok := fields[id]
+		if !ok {
+			return s, fmt.Errorf("kernel stat %d has no field in the stats record", id)
+		}
 		var perCPU []uint64
 		if err := t.objs.Stats.Lookup(uint32(id), &perCPU); err != nil {
-			return 0, fmt.Errorf("reading stats map: %w", err)
+			return s, fmt.Errorf("reading stats map: %w", err)
 		}
-		var sum uint64
+		*dst = 0
 		for _, v := range perCPU {
-			sum += v
+			*dst += v
 		}
-		return sum, nil
 	}
-	for id, dst := range map[fdtraceStatId]*uint64{
+	mem, err := t.Memory()
+	if err != nil {
+		return s, err
+	}
+	s.Memory = &mem
+	t.mu.Lock()
+	s.SeededFDs, s.ReconciledFDs, s.EventsDelivered = t.seeded, t.reconcile, t.delivered
+	t.mu.Unlock()
+	s.Type, s.Time, s.SkippedHooks = "stats", events.Time(time.Now()), t.skipped
+	return s, nil
+}
+
+// statFields is where each kernel stat (enum stat_id) goes in s.
+func statFields(s *events.Stats) map[fdtraceStatId]*uint64 {
+	return map[fdtraceStatId]*uint64{
 		fdtraceStatIdSTAT_LOST_EVENTS: &s.LostEvents,
 		fdtraceStatIdSTAT_FDS_FULL:    &s.FDsMapFull,
 		fdtraceStatIdSTAT_PROCS_FULL:  &s.ProcsMapFull,
@@ -285,16 +303,5 @@ func (t *Tracer) Stats() (events.Stats, error) {
 		fdtraceStatIdSTAT_DRIFT:       &s.KernelDrift,
 		fdtraceStatIdSTAT_STACKS_FULL: &s.StacksFull,
 		fdtraceStatIdSTAT_PORTS_FULL:  &s.PortsMapFull,
-	} {
-		v, err := read(id)
-		if err != nil {
-			return s, err
-		}
-		*dst = v
 	}
-	t.mu.Lock()
-	s.SeededFDs, s.ReconciledFDs, s.EventsDelivered = t.seeded, t.reconcile, t.delivered
-	t.mu.Unlock()
-	s.Type, s.Time, s.SkippedHooks = "stats", events.Time(time.Now()), t.skipped
-	return s, nil
 }

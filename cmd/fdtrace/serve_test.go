@@ -1,0 +1,272 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/testutil"
+)
+
+// metricsEndpoint is a running fdtrace serving metrics.
+type metricsEndpoint struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *lockedBuffer
+}
+
+var servingAt = regexp.MustCompile(`fdtrace: serving metrics at (http://\S+/metrics)\n`)
+
+// startMetrics runs fdtrace with args (which bind port 0) and waits for
+// the address it says it serves at.
+func startMetrics(t *testing.T, args ...string) *metricsEndpoint {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(fdtraceBin, append(args, "--ready-file", ready)...)
+	m := &metricsEndpoint{cmd: cmd, stderr: &lockedBuffer{}}
+	cmd.Stderr = m.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitForFile(t, ready)
+	waitForLine(t, m.stderr, "fdtrace: serving metrics at ")
+	match := servingAt.FindStringSubmatch(m.stderr.String())
+	if match == nil {
+		t.Fatalf("no address on stderr:\n%s", m.stderr.String())
+	}
+	m.url = match[1]
+	return m
+}
+
+// scrape reads the endpoint with Prometheus's own parser.
+func (m *metricsEndpoint) scrape(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(m.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", m.url, resp.Status, m.stderr.String())
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", m.url, err)
+	}
+	return families
+}
+
+// sample is the value of the series of name whose labels include want,
+// false if there is none.
+func sample(families map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	mf := families[name]
+	if mf == nil {
+		return 0, false
+	}
+next:
+	for _, m := range mf.Metric {
+		for k, v := range want {
+			found := false
+			for _, l := range m.Label {
+				found = found || (l.GetName() == k && l.GetValue() == v)
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// expect is one series and the value it must reach.
+type expect struct {
+	name   string
+	labels map[string]string
+	value  func() float64
+}
+
+// waitFor scrapes until every expected series has its value: a scrape
+// answers from a reading of the maps up to a second old.
+func (m *metricsEndpoint) waitFor(t *testing.T, what string, want []expect) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		families := m.scrape(t)
+		var wrong []string
+		for _, e := range want {
+			v, ok := sample(families, e.name, e.labels)
+			if w := e.value(); !ok || v != w {
+				wrong = append(wrong, fmt.Sprintf("%s%v = %v (present: %v), want %v", e.name, e.labels, v, ok, w))
+			}
+		}
+		if len(wrong) == 0 {
+			return families
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s, after 10s:\n%s", what, strings.Join(wrong, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestServeExposesOpenFDsLimitAndEMFILEsAsProcSeesThem(t *testing.T) {
+	testutil.RequireRoot(t)
+	w := testutil.StartFdops(t, testutil.BuildC(t, "fdops", "-static", "-pthread"))
+	const limit = 32
+	w.Do(t, "limit %d", limit)
+	w.Do(t, "open /dev/null")
+	m := startMetrics(t, "serve", "-p", strconv.Itoa(w.PID), "--metrics-addr", "127.0.0.1:0")
+
+	pid := map[string]string{"pid": strconv.Itoa(w.PID), "comm": "fdops"}
+	open := func() float64 { return float64(len(testutil.ProcFDs(t, w.PID))) }
+	soft, _, err := procfs.FDLimit(w.PID)
+	if err != nil || soft != limit {
+		t.Fatalf("/proc says limit %d (%v), want %d", soft, err, limit)
+	}
+	perProcess := []expect{
+		{"fdtrace_process_open_fds", pid, open},
+		{"fdtrace_process_fd_limit", pid, func() float64 { return limit }},
+		{"fdtrace_process_fd_utilization_ratio", pid, func() float64 { return open() / limit }},
+	}
+	// Before its first fd syscall, /proc's count at start stands for it.
+	m.waitFor(t, "idle", perProcess)
+	w.Do(t, "open /dev/null")
+	w.Do(t, "socket inet stream")
+	m.waitFor(t, "after an open and a socket", perProcess)
+
+	// fill opens /dev/null until it fails with EMFILE, once.
+	w.Do(t, "fill")
+	for range 3 {
+		if _, errno := w.Try(t, "socket inet stream"); errno != int(syscall.EMFILE) {
+			t.Fatalf("socket: errno %d, want EMFILE", errno)
+		}
+	}
+	for range 2 {
+		if _, errno := w.Try(t, "open /dev/null"); errno != int(syscall.EMFILE) {
+			t.Fatalf("open: errno %d, want EMFILE", errno)
+		}
+	}
+	count := func(n float64) func() float64 { return func() float64 { return n } }
+	families := m.waitFor(t, "at the limit", append(perProcess,
+		expect{"fdtrace_fd_errors_total", map[string]string{"syscall": "socket", "errno": "EMFILE"}, count(3)},
+		expect{"fdtrace_fd_errors_total", map[string]string{"syscall": "openat", "errno": "EMFILE"}, count(3)},
+		expect{"fdtrace_processes", nil, count(1)},
+		expect{"fdtrace_other_processes", nil, count(0)},
+		expect{"fdtrace_lost_events_total", nil, count(0)},
+		expect{"fdtrace_refused_connections_total", nil, count(0)},
+	))
+	// fill stopped at the lowest free fd reaching the limit; fds above
+	// it, inherited, count too (as in /proc), so open may exceed it.
+	if v, _ := sample(families, "fdtrace_process_fd_utilization_ratio", pid); v < 1 {
+		t.Errorf("utilization %v at the limit, want at least 1", v)
+	}
+	for _, name := range []string{"fdtrace_system_files_allocated", "fdtrace_system_files_max", "process_open_fds"} {
+		if v, ok := sample(families, name, nil); !ok || v <= 0 {
+			t.Errorf("%s = %v (present: %v)", name, v, ok)
+		}
+	}
+
+	// Its counters stay once it exits.
+	w.Close(t)
+	m.waitFor(t, "after the exit", []expect{
+		{"fdtrace_fd_errors_total", map[string]string{"syscall": "socket", "errno": "EMFILE"}, count(3)},
+		{"fdtrace_processes", nil, count(0)},
+	})
+	if _, ok := sample(m.scrape(t), "fdtrace_process_open_fds", pid); ok {
+		t.Error("an exited process still has its series")
+	}
+
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	if err := m.cmd.Wait(); err != nil {
+		t.Fatalf("fdtrace serve: %v\n%s", err, m.stderr.String())
+	}
+}
+
+func TestServeGivesOnlyTheTopProcessesSeriesOfTheirOwn(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	var ws []*testutil.Workload
+	var pids []string
+	for _, limit := range []int{64, 16, 32} {
+		w := testutil.StartFdops(t, bin)
+		w.Do(t, "limit %d", limit)
+		ws = append(ws, w)
+		pids = append(pids, strconv.Itoa(w.PID))
+	}
+	m := startMetrics(t, "serve", "-p", strings.Join(pids, ","), "--metrics-addr", "127.0.0.1:0", "--metrics-top", "1")
+	for _, w := range ws {
+		w.Do(t, "open /dev/null")
+	}
+	open := func(w *testutil.Workload) float64 { return float64(len(testutil.ProcFDs(t, w.PID))) }
+	fullest := map[string]string{"pid": pids[1]}
+	families := m.waitFor(t, "three processes, one with series", []expect{
+		{"fdtrace_process_fd_limit", fullest, func() float64 { return 16 }},
+		{"fdtrace_processes", nil, func() float64 { return 3 }},
+		{"fdtrace_other_processes", nil, func() float64 { return 2 }},
+		{"fdtrace_other_processes_open_fds", nil, func() float64 { return open(ws[0]) + open(ws[2]) }},
+		{"fdtrace_other_processes_max_fd_utilization_ratio", nil, func() float64 { return open(ws[2]) / 32 }},
+	})
+	if n := len(families["fdtrace_process_open_fds"].GetMetric()); n != 1 {
+		t.Errorf("%d processes with series, want 1", n)
+	}
+}
+
+func TestTraceServesMetricsWhileItTraces(t *testing.T) {
+	testutil.RequireRoot(t)
+	w := testutil.StartFdops(t, testutil.BuildC(t, "fdops", "-static", "-pthread"))
+	w.Do(t, "limit 16")
+	m := startMetrics(t, "trace", "-p", strconv.Itoa(w.PID), "-o", os.DevNull, "--metrics-addr", "127.0.0.1:0")
+	w.Do(t, "fill")
+	pid := map[string]string{"pid": strconv.Itoa(w.PID)}
+	open := func() float64 { return float64(len(testutil.ProcFDs(t, w.PID))) }
+	m.waitFor(t, "after fill", []expect{
+		{"fdtrace_process_open_fds", pid, open},
+		{"fdtrace_process_fd_utilization_ratio", pid, func() float64 { return open() / 16 }},
+		{"fdtrace_fd_errors_total", map[string]string{"syscall": "openat", "errno": "EMFILE"}, func() float64 { return 1 }},
+	})
+}
+
+func TestServeRefusesBadInput(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	inUse := busy.Addr().String()
+	assertRefused(t, []badInput{
+		{"an address without a port", []string{"serve", "--metrics-addr", "localhost"}, 2,
+			"fdtrace: --metrics-addr \"localhost\": want HOST:PORT, :PORT or 127.0.0.1:0\n"},
+		{"a port out of range", []string{"serve", "--metrics-addr", ":70000"}, 2,
+			"fdtrace: --metrics-addr \":70000\": want HOST:PORT, :PORT or 127.0.0.1:0\n"},
+		{"a port in use", []string{"serve", "--metrics-addr", inUse}, 1,
+			"fdtrace: --metrics-addr " + inUse + ": bind: address already in use\n"},
+		{"a negative top", []string{"serve", "--metrics-top", "-1"}, 2, "fdtrace: --metrics-top -1: must not be negative\n"},
+		{"an argument", []string{"serve", "extra"}, 2, "fdtrace: unexpected argument \"extra\"\n"},
+		{"a bad address for trace", []string{"trace", "--metrics-addr", "::1"}, 2,
+			"fdtrace: --metrics-addr \"::1\": want HOST:PORT, :PORT or 127.0.0.1:0\n"},
+		{"a negative top for trace", []string{"trace", "--metrics-addr", ":0", "--metrics-top", "-5"}, 2,
+			"fdtrace: --metrics-top -5: must not be negative\n"},
+	})
+}

@@ -1,0 +1,73 @@
+package loader
+
+import (
+	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/testutil"
+)
+
+func TestEveryKernelStatHasItsOwnStatsField(t *testing.T) {
+	var s events.Stats
+	fields := statFields(&s)
+	seen := map[*uint64]bool{}
+	for id := range fdtraceStatIdSTAT_MAX {
+		dst, ok := fields[id]
+		if !ok {
+			t.Errorf("stat id %d has no field in the stats record", id)
+		}
+		if seen[dst] {
+			t.Errorf("stat id %d shares its field with another", id)
+		}
+		seen[dst] = true
+	}
+	if len(fields) != int(fdtraceStatIdSTAT_MAX) {
+		t.Errorf("%d stats fields for %d kernel stats", len(fields), fdtraceStatIdSTAT_MAX)
+	}
+}
+
+func TestParseMapFdinfo(t *testing.T) {
+	mapInfo := "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1052\nmap_type:\t1\nkey_size:\t4\nvalue_size:\t8\nmax_entries:\t65536\nmap_flags:\t0x1\nmap_extra:\t0x0\nmemlock:\t524416\nmap_id:\t77\nfrozen:\t0\n"
+	if id, memlock, ok := parseMapFdinfo(mapInfo); !ok || id != "77" || memlock != 524416 {
+		t.Errorf("map fdinfo: %q %d %v", id, memlock, ok)
+	}
+	if _, _, ok := parseMapFdinfo("pos:\t0\nflags:\t02\nmnt_id:\t16\n"); ok {
+		t.Error("a plain file's fdinfo taken for a map")
+	}
+}
+
+func TestMemoryCountsTheEntriesAProcessAddsAndItsExitRemoves(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	before, err := tr.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.RSSBytes == 0 || before.PeakRSSBytes < before.RSSBytes || before.MapBytes == 0 {
+		t.Errorf("memory %+v: want rss, peak >= rss and map bytes", before)
+	}
+	if _, ok, _ := tr.Process(w.PID); !ok {
+		t.Fatal("fdops has no counters")
+	}
+	fds := len(testutil.ProcFDs(t, w.PID))
+	for range 3 {
+		w.Do(t, "open /dev/null")
+	}
+	rec.drain(t, tr)
+	during, err := tr.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := during.MapEntries.FDs - before.MapEntries.FDs; got != 3 {
+		t.Errorf("fds entries grew by %d after 3 opens, want 3", got)
+	}
+	w.Close(t)
+	rec.drain(t, tr)
+	after, err := tr.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, b := after.MapEntries, before.MapEntries
+	if e.Procs != b.Procs-1 || e.FDs != b.FDs-fds || e.Traced != b.Traced-1 {
+		t.Errorf("after fdops (%d fds) exited: entries %+v, before %+v: want one process, its fds and its traced entry gone", fds, e, b)
+	}
+}

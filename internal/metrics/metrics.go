@@ -1,0 +1,454 @@
+// Package metrics serves the kernel's fd counters as Prometheus metrics,
+// read from the tracer's maps when Prometheus scrapes.
+package metrics
+
+import (
+	"cmp"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/loader"
+)
+
+// Source is the tracer's kernel maps (a *loader.Tracer).
+type Source interface {
+	EachCounters(fn func(c *loader.Counters)) error
+	ErrorCounts() (map[loader.ProcKey]map[string]map[string]uint64, error)
+	Ports() ([]loader.PortCounts, error)
+	Stats() (events.Stats, error)
+}
+
+// Seed is a process as /proc showed it at start: it stands for the
+// process until the kernel counts it (its first fd syscall).
+type Seed struct {
+	PID     int
+	Comm    string
+	OpenFDs int64
+}
+
+// Options tune a Collector; the zero value is usable.
+type Options struct {
+	// Top is how many processes, the highest by utilization, get series
+	// of their own (0: none).
+	Top int
+	// CacheFor is how long one reading of the maps answers scrapes
+	// (DefaultCacheFor if 0).
+	CacheFor time.Duration
+	Seeds    []Seed
+	System   System // nil: the real /proc
+	Now      func() time.Time
+}
+
+const (
+	DefaultTop      = 20
+	DefaultCacheFor = time.Second
+	// limitTTL: how often the limit of a top process is read again
+	// (prlimit may change it); others keep the one read when first seen.
+	limitTTL = 5 * time.Second
+	// cgroupTTL: runtimes move a process into its cgroup after the fork.
+	cgroupTTL = 10 * time.Second
+)
+
+// Collector is a prometheus.Collector over the tracer's maps. Counters
+// of exited processes, which leave the maps, come from Observe.
+type Collector struct {
+	src      Source
+	sys      System
+	top      int
+	cacheFor time.Duration
+	now      func() time.Time
+
+	mu     sync.Mutex // guards exited
+	exited exitedTotals
+
+	scrape   sync.Mutex // guards the fields below
+	cached   []prometheus.Metric
+	cachedAt time.Time
+	seeds    map[int]Seed
+	limits   map[loader.ProcKey]stamped[uint64]
+	cgroups  map[loader.ProcKey]stamped[string]
+	// high is the highest value each counter series was exported with:
+	// an exit leaves the maps a moment before Observe adds it.
+	high map[string]*series
+}
+
+type exitedTotals struct {
+	errors        map[errKey]uint64
+	refused       uint64
+	refusedByPort map[uint16]uint64
+	droppedByPort map[uint16]uint64
+}
+
+type errKey struct{ syscall, errno string }
+
+type series struct {
+	desc   *prometheus.Desc
+	labels []string
+	v      float64
+	seen   bool // exported in the current reading
+}
+
+type stamped[T any] struct {
+	v  T
+	at time.Time
+}
+
+// New makes a collector reading src.
+func New(src Source, o Options) *Collector {
+	c := &Collector{src: src, sys: o.System, top: max(o.Top, 0),
+		cacheFor: cmp.Or(o.CacheFor, DefaultCacheFor), now: o.Now,
+		exited: exitedTotals{errors: map[errKey]uint64{}, refusedByPort: map[uint16]uint64{},
+			droppedByPort: map[uint16]uint64{}},
+		seeds: map[int]Seed{}, limits: map[loader.ProcKey]stamped[uint64]{},
+		cgroups: map[loader.ProcKey]stamped[string]{}, high: map[string]*series{}}
+	if c.sys == nil {
+		c.sys = Proc{}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	for _, s := range o.Seeds {
+		c.seeds[s.PID] = s
+	}
+	return c
+}
+
+// Observe takes the final counters of exited processes from the records
+// the tracer reads; other records are ignored.
+func (c *Collector) Observe(r events.Record) {
+	p, ok := r.(events.Process)
+	if !ok || !p.Exited {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for sc, byErrno := range p.Errors {
+		for errno, n := range byErrno {
+			c.exited.errors[errKey{sc, errno}] += n
+		}
+	}
+	c.exited.refused += p.RefusedConnections
+	for port, n := range p.RefusedByPort {
+		c.exited.refusedByPort[port] += n
+	}
+	for port, n := range p.DroppedByPort {
+		c.exited.droppedByPort[port] += n
+	}
+}
+
+// Handler serves the collector, with the Go runtime's and fdtrace's own
+// process metrics, in Prometheus's exposition formats.
+func Handler(c *Collector, errorLog promhttp.Logger) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, ErrorLog: errorLog})
+}
+
+var processLabels = []string{"pid", "comm", "cgroup", "container"}
+
+var (
+	descOpen = prometheus.NewDesc("fdtrace_process_open_fds",
+		"Open file descriptors of a process (one of the top --metrics-top by utilization).", processLabels, nil)
+	descLimit = prometheus.NewDesc("fdtrace_process_fd_limit",
+		"Soft RLIMIT_NOFILE of a process (ulimit -n).", processLabels, nil)
+	descUtil = prometheus.NewDesc("fdtrace_process_fd_utilization_ratio",
+		"Open file descriptors of a process over its soft limit.", processLabels, nil)
+	descProcs = prometheus.NewDesc("fdtrace_processes",
+		"Traced processes fdtrace counts the fds of.", nil, nil)
+	descOpenAll = prometheus.NewDesc("fdtrace_open_fds",
+		"Open file descriptors of every traced process, summed.", nil, nil)
+	descOthers = prometheus.NewDesc("fdtrace_other_processes",
+		"Traced processes without series of their own (beyond the top --metrics-top).", nil, nil)
+	descOthersOpen = prometheus.NewDesc("fdtrace_other_processes_open_fds",
+		"Open file descriptors of the processes without series of their own, summed.", nil, nil)
+	descOthersUtil = prometheus.NewDesc("fdtrace_other_processes_max_fd_utilization_ratio",
+		"The highest utilization among the processes without series of their own.", nil, nil)
+	descErrors = prometheus.NewDesc("fdtrace_fd_errors_total",
+		"Failed fd-creating syscalls of every traced process, by syscall and errno.", []string{"syscall", "errno"}, nil)
+	descRefused = prometheus.NewDesc("fdtrace_refused_connections_total",
+		"Accepts that failed for lack of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).", nil, nil)
+	descPortRefused = prometheus.NewDesc("fdtrace_listen_port_refused_connections_total",
+		"Refused connections by listening port.", []string{"port"}, nil)
+	descPortDropped = prometheus.NewDesc("fdtrace_listen_port_dropped_connections_total",
+		"Connections accepted after a refusal and closed untouched (a runtime draining its listen queue), by listening port.", []string{"port"}, nil)
+	descLost = prometheus.NewDesc("fdtrace_lost_events_total",
+		"Records the kernel could not write because the ring buffer was full.", nil, nil)
+	descMapFull = prometheus.NewDesc("fdtrace_map_full_total",
+		"Times a kernel map was full, by map: its counts are incomplete from then on.", []string{"map"}, nil)
+	descDrift = prometheus.NewDesc("fdtrace_kernel_drift_total",
+		"Times a recount of a process's fd table disagreed with the running count, which was then corrected.", nil, nil)
+	descReconciled = prometheus.NewDesc("fdtrace_reconciled_fds_total",
+		"Inherited fds of forked children read from /proc because the kernel could not copy them.", nil, nil)
+	descFilesAlloc = prometheus.NewDesc("fdtrace_system_files_allocated",
+		"Files allocated system-wide (the first field of /proc/sys/fs/file-nr).", nil, nil)
+	descFilesMax = prometheus.NewDesc("fdtrace_system_files_max",
+		"System-wide file limit (fs.file-max), beyond which opens fail with ENFILE.", nil, nil)
+)
+
+var allDescs = []*prometheus.Desc{descOpen, descLimit, descUtil, descProcs, descOpenAll, descOthers,
+	descOthersOpen, descOthersUtil, descErrors, descRefused, descPortRefused, descPortDropped,
+	descLost, descMapFull, descDrift, descReconciled, descFilesAlloc, descFilesMax}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: it reads the maps, unless it
+// did less than CacheFor ago.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.scrape.Lock()
+	now := c.now()
+	if c.cached == nil || now.Sub(c.cachedAt) >= c.cacheFor {
+		c.cached, c.cachedAt = c.read(now), now
+	}
+	ms := c.cached
+	c.scrape.Unlock()
+	for _, m := range ms {
+		ch <- m
+	}
+}
+
+type row struct {
+	key    loader.ProcKey
+	comm   string
+	open   int64
+	limit  uint64
+	util   float64
+	refuse uint64
+}
+
+// metricSet gathers one reading's metrics.
+type metricSet struct {
+	c  *Collector
+	ms []prometheus.Metric
+}
+
+func (s *metricSet) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	s.ms = append(s.ms, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
+}
+
+func (s *metricSet) counter(d *prometheus.Desc, v float64, labels ...string) {
+	id := d.String() + "\x00" + strings.Join(labels, "\x00")
+	h := s.c.high[id]
+	if h == nil {
+		h = &series{desc: d, labels: labels}
+		s.c.high[id] = h
+	}
+	h.v, h.seen = max(h.v, v), true
+	s.ms = append(s.ms, prometheus.MustNewConstMetric(d, prometheus.CounterValue, h.v, labels...))
+}
+
+// counted exports again the counters missing from this reading (their
+// process left the maps and was not observed yet), and clears the marks.
+func (s *metricSet) counted() {
+	for _, h := range s.c.high {
+		if !h.seen {
+			s.ms = append(s.ms, prometheus.MustNewConstMetric(h.desc, prometheus.CounterValue, h.v, h.labels...))
+		}
+		h.seen = false
+	}
+}
+
+func (s *metricSet) fail(d *prometheus.Desc, err error) {
+	s.ms = append(s.ms, prometheus.NewInvalidMetric(d, err))
+}
+
+func (c *Collector) read(now time.Time) []prometheus.Metric {
+	s := &metricSet{c: c}
+	// The exits first, then the maps: an exit leaves the maps before it
+	// is observed, so read in this order nothing counts twice.
+	c.mu.Lock()
+	exited := exitedTotals{errors: maps.Clone(c.exited.errors), refused: c.exited.refused,
+		refusedByPort: maps.Clone(c.exited.refusedByPort), droppedByPort: maps.Clone(c.exited.droppedByPort)}
+	c.mu.Unlock()
+
+	rows, err := c.rows(now)
+	if err != nil {
+		s.fail(descOpen, err)
+	} else {
+		c.processes(s, rows, now)
+	}
+	c.errors(s, exited, rows, err == nil)
+
+	if st, err := c.src.Stats(); err != nil {
+		s.fail(descLost, err)
+	} else {
+		s.counter(descLost, float64(st.LostEvents))
+		for name, v := range map[string]uint64{"fds": st.FDsMapFull, "procs": st.ProcsMapFull,
+			"errors": st.ErrorsMapFull, "ports": st.PortsMapFull, "stacks": st.StacksFull} {
+			s.counter(descMapFull, float64(v), name)
+		}
+		s.counter(descDrift, float64(st.KernelDrift))
+		s.counter(descReconciled, float64(st.ReconciledFDs))
+	}
+	if alloc, maxFiles, err := c.sys.FileNr(); err != nil {
+		s.fail(descFilesAlloc, err)
+	} else {
+		s.gauge(descFilesAlloc, float64(alloc))
+		s.gauge(descFilesMax, float64(maxFiles))
+	}
+	s.counted()
+	return s.ms
+}
+
+// rows are the traced processes: the kernel's counters, and the seeds of
+// the processes it has not counted yet.
+func (c *Collector) rows(now time.Time) ([]row, error) {
+	var rows []row
+	counted := map[int]bool{}
+	err := c.src.EachCounters(func(k *loader.Counters) {
+		counted[k.PID] = true
+		rows = append(rows, row{key: loader.ProcKey{PID: k.PID, StartNs: k.StartNs}, comm: k.Comm,
+			open: k.OpenFDs, refuse: k.Refused})
+	})
+	if err != nil {
+		return nil, err
+	}
+	for pid, seed := range c.seeds {
+		switch {
+		case counted[pid]:
+			delete(c.seeds, pid) // the kernel's count from now on
+		case !c.sys.Exists(pid):
+			delete(c.seeds, pid)
+		default:
+			rows = append(rows, row{key: loader.ProcKey{PID: pid}, comm: seed.Comm, open: seed.OpenFDs})
+		}
+	}
+	live := map[loader.ProcKey]bool{}
+	for i := range rows {
+		r := &rows[i]
+		live[r.key] = true
+		l, ok := c.limits[r.key]
+		if !ok {
+			l = c.readLimit(r.key, now)
+		}
+		r.limit, r.util = l.v, events.Utilization(r.open, l.v)
+	}
+	for k := range c.limits {
+		if !live[k] {
+			delete(c.limits, k)
+		}
+	}
+	for k := range c.cgroups {
+		if !live[k] {
+			delete(c.cgroups, k)
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(b.util, a.util), cmp.Compare(b.open, a.open), cmp.Compare(a.key.PID, b.key.PID))
+	})
+	return rows, nil
+}
+
+func (c *Collector) readLimit(k loader.ProcKey, now time.Time) stamped[uint64] {
+	v, err := c.sys.Limit(k.PID)
+	if err != nil {
+		v = c.limits[k].v // gone: as it was
+	}
+	l := stamped[uint64]{v, now}
+	c.limits[k] = l
+	return l
+}
+
+func (c *Collector) processes(s *metricSet, rows []row, now time.Time) {
+	var total, othersOpen int64
+	var othersUtil float64
+	for i := range rows {
+		r := &rows[i]
+		total += r.open
+		if i >= c.top {
+			othersOpen += r.open
+			othersUtil = max(othersUtil, r.util)
+			continue
+		}
+		if now.Sub(c.limits[r.key].at) >= limitTTL {
+			l := c.readLimit(r.key, now)
+			r.limit, r.util = l.v, events.Utilization(r.open, l.v)
+		}
+		cg := c.cgroup(r.key, now)
+		labels := []string{strconv.Itoa(r.key.PID), r.comm, cg, ContainerID(cg)}
+		s.gauge(descOpen, float64(r.open), labels...)
+		if r.limit != 0 && r.limit != ^uint64(0) {
+			s.gauge(descLimit, float64(r.limit), labels...)
+			s.gauge(descUtil, r.util, labels...)
+		}
+	}
+	s.gauge(descProcs, float64(len(rows)))
+	s.gauge(descOpenAll, float64(total))
+	s.gauge(descOthers, float64(max(0, len(rows)-c.top)))
+	s.gauge(descOthersOpen, float64(othersOpen))
+	s.gauge(descOthersUtil, othersUtil)
+}
+
+func (c *Collector) cgroup(k loader.ProcKey, now time.Time) string {
+	if e, ok := c.cgroups[k]; ok && now.Sub(e.at) < cgroupTTL {
+		return e.v
+	}
+	cg, err := c.sys.Cgroup(k.PID)
+	if err != nil {
+		cg = c.cgroups[k].v
+	}
+	c.cgroups[k] = stamped[string]{cg, now}
+	return cg
+}
+
+// errors exports the host-wide counters: those of the exited processes
+// plus those of the live ones.
+func (c *Collector) errors(s *metricSet, exited exitedTotals, rows []row, rowsOK bool) {
+	errs, err := c.src.ErrorCounts()
+	if err != nil {
+		s.fail(descErrors, err)
+	} else {
+		for _, bySyscall := range errs {
+			for sc, byErrno := range bySyscall {
+				for errno, n := range byErrno {
+					exited.errors[errKey{sc, errno}] += n
+				}
+			}
+		}
+		for k, n := range exited.errors {
+			s.counter(descErrors, float64(n), k.syscall, k.errno)
+		}
+	}
+	if rowsOK {
+		refused := exited.refused
+		for _, r := range rows {
+			refused += r.refuse
+		}
+		s.counter(descRefused, float64(refused))
+	}
+	ports, err := c.src.Ports()
+	if err != nil {
+		s.fail(descPortRefused, err)
+		return
+	}
+	for _, p := range ports {
+		exited.refusedByPort[p.Port] += p.Refused
+		exited.droppedByPort[p.Port] += p.Dropped
+	}
+	for port, n := range exited.refusedByPort {
+		if n > 0 {
+			s.counter(descPortRefused, float64(n), strconv.Itoa(int(port)))
+		}
+	}
+	for port, n := range exited.droppedByPort {
+		if n > 0 {
+			s.counter(descPortDropped, float64(n), strconv.Itoa(int(port)))
+		}
+	}
+}

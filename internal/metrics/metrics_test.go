@@ -1,0 +1,299 @@
+package metrics
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/loader"
+)
+
+type fakeSource struct {
+	procs  []loader.Counters
+	errs   map[loader.ProcKey]map[string]map[string]uint64
+	ports  []loader.PortCounts
+	stats  events.Stats
+	reads  int
+	broken error
+}
+
+func (f *fakeSource) EachCounters(fn func(*loader.Counters)) error {
+	f.reads++
+	if f.broken != nil {
+		return f.broken
+	}
+	for i := range f.procs {
+		c := f.procs[i]
+		fn(&c)
+	}
+	return nil
+}
+
+func (f *fakeSource) ErrorCounts() (map[loader.ProcKey]map[string]map[string]uint64, error) {
+	return f.errs, nil
+}
+
+func (f *fakeSource) Ports() ([]loader.PortCounts, error) { return f.ports, nil }
+func (f *fakeSource) Stats() (events.Stats, error)        { return f.stats, nil }
+
+type fakeSystem struct {
+	limits     map[int]uint64
+	limitReads map[int]int
+	cgroups    map[int]string
+	alive      map[int]bool
+}
+
+func newSystem() *fakeSystem {
+	return &fakeSystem{limits: map[int]uint64{}, limitReads: map[int]int{}, cgroups: map[int]string{}, alive: map[int]bool{}}
+}
+
+func (f *fakeSystem) Limit(pid int) (uint64, error) {
+	f.limitReads[pid]++
+	l, ok := f.limits[pid]
+	if !ok {
+		return 0, errors.New("gone")
+	}
+	return l, nil
+}
+
+func (f *fakeSystem) Cgroup(pid int) (string, error)  { return f.cgroups[pid], nil }
+func (f *fakeSystem) FileNr() (uint64, uint64, error) { return 1234, 99999, nil }
+func (f *fakeSystem) Exists(pid int) bool             { return f.alive[pid] }
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time      { return c.t }
+func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
+func proc(pid int, comm string, open int64) loader.Counters {
+	return loader.Counters{PID: pid, StartNs: uint64(pid) * 1000, Comm: comm, OpenFDs: open}
+}
+
+// scrape gathers the collector: metric name → labels ("k=v,...") → value.
+func scrape(t *testing.T, c *Collector) map[string]map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]float64{}
+	for _, mf := range families {
+		out[mf.GetName()] = map[string]float64{}
+		for _, m := range mf.Metric {
+			var labels []string
+			for _, l := range m.Label {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			out[mf.GetName()][strings.Join(labels, ",")] = value(m)
+		}
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+func TestTheTopProcessesByUtilizationGetSeriesAndTheRestIsSummed(t *testing.T) {
+	src := &fakeSource{procs: []loader.Counters{
+		proc(10, "quiet", 5), proc(11, "busy", 900), proc(12, "tight", 60), proc(13, "big", 5000),
+	}}
+	sys := newSystem()
+	sys.limits = map[int]uint64{10: 1024, 11: 1024, 12: 64, 13: 1 << 20}
+	sys.cgroups[12] = "/system.slice/docker-" + strings.Repeat("ab", 32) + ".scope"
+	got := scrape(t, New(src, Options{Top: 2, System: sys}))
+
+	tight := "cgroup=/system.slice/docker-" + strings.Repeat("ab", 32) + ".scope,comm=tight,container=abababababab,pid=12"
+	busy := "cgroup=,comm=busy,container=,pid=11"
+	want := map[string]map[string]float64{
+		"fdtrace_process_open_fds":                         {tight: 60, busy: 900},
+		"fdtrace_process_fd_limit":                         {tight: 64, busy: 1024},
+		"fdtrace_process_fd_utilization_ratio":             {tight: 60.0 / 64, busy: 900.0 / 1024},
+		"fdtrace_processes":                                {"": 4},
+		"fdtrace_open_fds":                                 {"": 5965},
+		"fdtrace_other_processes":                          {"": 2},
+		"fdtrace_other_processes_open_fds":                 {"": 5005},
+		"fdtrace_other_processes_max_fd_utilization_ratio": {"": 5.0 / 1024},
+		"fdtrace_system_files_allocated":                   {"": 1234},
+		"fdtrace_system_files_max":                         {"": 99999},
+	}
+	for name, series := range want {
+		if !maps.Equal(got[name], series) {
+			t.Errorf("%s = %v, want %v", name, got[name], series)
+		}
+	}
+	// Every other process's limit is read once, when first seen.
+	for pid, n := range sys.limitReads {
+		if n != 1 {
+			t.Errorf("limit of pid %d read %d times", pid, n)
+		}
+	}
+}
+
+func TestOnlyTheTopProcessesLimitsAreReadAgain(t *testing.T) {
+	src := &fakeSource{procs: []loader.Counters{proc(10, "a", 900), proc(11, "b", 10)}}
+	sys := newSystem()
+	sys.limits = map[int]uint64{10: 1024, 11: 1024}
+	clk := &clock{time.Unix(1000, 0)}
+	c := New(src, Options{Top: 1, System: sys, Now: clk.now})
+	scrape(t, c)
+	clk.add(limitTTL)
+	sys.limits[10] = 2048
+	got := scrape(t, c)
+	if n := sys.limitReads[10]; n != 2 {
+		t.Errorf("top process's limit read %d times, want 2", n)
+	}
+	if n := sys.limitReads[11]; n != 1 {
+		t.Errorf("other process's limit read %d times, want 1", n)
+	}
+	if v := got["fdtrace_process_fd_limit"]["cgroup=,comm=a,container=,pid=10"]; v != 2048 {
+		t.Errorf("limit %v after prlimit, want 2048", v)
+	}
+}
+
+func TestScrapesWithinTheCacheTimeReadTheMapsOnce(t *testing.T) {
+	src := &fakeSource{procs: []loader.Counters{proc(10, "a", 3)}}
+	clk := &clock{time.Unix(1000, 0)}
+	c := New(src, Options{System: newSystem(), Now: clk.now, CacheFor: time.Second})
+	scrape(t, c)
+	clk.add(999 * time.Millisecond)
+	scrape(t, c)
+	if src.reads != 1 {
+		t.Fatalf("%d reads of the maps within the cache time, want 1", src.reads)
+	}
+	clk.add(time.Millisecond)
+	scrape(t, c)
+	if src.reads != 2 {
+		t.Fatalf("%d reads of the maps after the cache time, want 2", src.reads)
+	}
+}
+
+func TestCountersKeepTheExitedProcessesAndNeverGoDown(t *testing.T) {
+	key := loader.ProcKey{PID: 10, StartNs: 10000}
+	a := proc(10, "a", 3)
+	a.Refused = 2
+	src := &fakeSource{procs: []loader.Counters{a, proc(11, "b", 1)},
+		errs: map[loader.ProcKey]map[string]map[string]uint64{
+			key:                       {"accept4": {"EMFILE": 2}, "openat": {"ENOENT": 7}},
+			{PID: 11, StartNs: 11000}: {"accept4": {"EMFILE": 1}},
+		},
+		ports: []loader.PortCounts{{PID: 10, StartNs: 10000, Port: 8080, Refused: 2, Dropped: 1}},
+		stats: events.Stats{LostEvents: 4, ProcsMapFull: 1, KernelDrift: 3}}
+	clk := &clock{time.Unix(1000, 0)}
+	c := New(src, Options{System: newSystem(), Now: clk.now})
+	check := func(when string) {
+		t.Helper()
+		got := scrape(t, c)
+		want := map[string]map[string]float64{
+			"fdtrace_fd_errors_total":                       {"errno=EMFILE,syscall=accept4": 3, "errno=ENOENT,syscall=openat": 7},
+			"fdtrace_refused_connections_total":             {"": 2},
+			"fdtrace_listen_port_refused_connections_total": {"port=8080": 2},
+			"fdtrace_listen_port_dropped_connections_total": {"port=8080": 1},
+			"fdtrace_lost_events_total":                     {"": 4},
+			"fdtrace_kernel_drift_total":                    {"": 3},
+		}
+		for name, series := range want {
+			if !maps.Equal(got[name], series) {
+				t.Errorf("%s: %s = %v, want %v", when, name, got[name], series)
+			}
+		}
+		if v := got["fdtrace_map_full_total"]["map=procs"]; v != 1 {
+			t.Errorf("%s: procs map full %v, want 1", when, v)
+		}
+		clk.add(time.Second)
+	}
+	check("live")
+
+	// pid 10 exits: it leaves the maps before its record is observed.
+	src.procs = src.procs[1:]
+	delete(src.errs, key)
+	src.ports = nil
+	check("between the exit and its record")
+	c.Observe(events.Process{Type: "process", PID: 10, Exited: true, RefusedConnections: 2,
+		Errors:        map[string]map[string]uint64{"accept4": {"EMFILE": 2}, "openat": {"ENOENT": 7}},
+		RefusedByPort: map[uint16]uint64{8080: 2}, DroppedByPort: map[uint16]uint64{8080: 1}})
+	check("after its record")
+}
+
+func TestASeedStandsForAnIdleProcessUntilTheKernelCountsIt(t *testing.T) {
+	src := &fakeSource{}
+	sys := newSystem()
+	sys.limits = map[int]uint64{20: 100, 21: 100}
+	sys.alive = map[int]bool{20: true, 21: true}
+	clk := &clock{time.Unix(1000, 0)}
+	c := New(src, Options{Top: 5, System: sys, Now: clk.now,
+		Seeds: []Seed{{PID: 20, Comm: "idle", OpenFDs: 80}, {PID: 21, Comm: "gone", OpenFDs: 9}}})
+	got := scrape(t, c)
+	if v := got["fdtrace_process_fd_utilization_ratio"]["cgroup=,comm=idle,container=,pid=20"]; v != 0.8 {
+		t.Errorf("seeded utilization %v, want 0.8", v)
+	}
+	clk.add(time.Second)
+	delete(sys.alive, 21)
+	src.procs = []loader.Counters{proc(20, "idle", 81)}
+	got = scrape(t, c)
+	want := map[string]float64{"cgroup=,comm=idle,container=,pid=20": 81}
+	if !maps.Equal(got["fdtrace_process_open_fds"], want) {
+		t.Errorf("open fds %v, want %v", got["fdtrace_process_open_fds"], want)
+	}
+}
+
+func TestAFailedMapReadFailsOnlyItsMetrics(t *testing.T) {
+	src := &fakeSource{broken: errors.New("reading procs map: boom")}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(New(src, Options{System: newSystem()}))
+	families, err := reg.Gather()
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("gather error %v, want the map's", err)
+	}
+	var names []string
+	for _, mf := range families {
+		names = append(names, mf.GetName())
+	}
+	if !slices.Contains(names, "fdtrace_lost_events_total") {
+		t.Errorf("the other metrics went too: %v", names)
+	}
+}
+
+func TestTheMetricsFollowPrometheusNamingRules(t *testing.T) {
+	src := &fakeSource{procs: []loader.Counters{proc(10, "a", 3)},
+		errs:  map[loader.ProcKey]map[string]map[string]uint64{{PID: 10, StartNs: 10000}: {"socket": {"EMFILE": 1}}},
+		ports: []loader.PortCounts{{PID: 10, StartNs: 10000, Port: 80, Refused: 1, Dropped: 1}}}
+	sys := newSystem()
+	sys.limits[10] = 10
+	problems, err := testutil.CollectAndLint(New(src, Options{System: sys}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestCgroupPathAndContainerID(t *testing.T) {
+	id := "3f1c2a9be4d5" + strings.Repeat("0", 52)
+	for _, tc := range []struct{ text, path, container string }{
+		{"0::/system.slice/nginx.service\n", "/system.slice/nginx.service", ""},
+		{"0::/system.slice/docker-" + id + ".scope\n", "/system.slice/docker-" + id + ".scope", "3f1c2a9be4d5"},
+		{"0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + id + ".scope\n", "/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + id + ".scope", "3f1c2a9be4d5"},
+		{"12:memory:/docker/" + id + "\n1:name=systemd:/docker/" + id + "\n", "/docker/" + id, "3f1c2a9be4d5"},
+		{"3:cpu:/a\n2:pids:/b\n", "/a", ""},
+		{"", "", ""},
+	} {
+		path := CgroupPath(tc.text)
+		if path != tc.path || ContainerID(path) != tc.container {
+			t.Errorf("%q: path %q, container %q; want %q, %q", tc.text, path, ContainerID(path), tc.path, tc.container)
+		}
+	}
+}

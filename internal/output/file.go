@@ -1,0 +1,181 @@
+package output
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// File is an output file that rotates by size and can be reopened after
+// logrotate moved it. It cuts only between lines: every write it is given
+// must hold whole lines, as Writer's do.
+type File struct {
+	mu       sync.Mutex
+	path     string
+	f        *os.File
+	size     int64
+	maxSize  int64 // 0: never rotate
+	maxFiles int
+}
+
+// NewFile takes over f, open for writing at path: from now on File closes
+// it. Past maxSize bytes (0: never) the file becomes path.1, path.1
+// becomes path.2 and so on; maxFiles rotated files are kept.
+func NewFile(f *os.File, path string, maxSize int64, maxFiles int) (*File, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return &File{path: path, f: f, size: st.Size(), maxSize: maxSize, maxFiles: maxFiles}, nil
+}
+
+// Write writes p, starting a new file first when p's next line would take
+// the current one past the maximum size. A line longer than the maximum
+// gets a file of its own.
+func (r *File) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	written := 0
+	for len(p) > 0 {
+		chunk := r.fit(p)
+		if len(chunk) == 0 {
+			if err := r.rotate(); err != nil {
+				return written, err
+			}
+			continue
+		}
+		n, err := r.f.Write(chunk)
+		r.size += int64(n)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// fit is the part of p, whole lines, that goes into the current file.
+func (r *File) fit(p []byte) []byte {
+	room := r.maxSize - r.size
+	if r.maxSize <= 0 || int64(len(p)) <= room {
+		return p
+	}
+	if room > 0 {
+		if i := bytes.LastIndexByte(p[:room], '\n'); i >= 0 {
+			return p[:i+1]
+		}
+	}
+	if r.size > 0 {
+		return nil
+	}
+	if i := bytes.IndexByte(p, '\n'); i >= 0 {
+		return p[:i+1]
+	}
+	return p
+}
+
+func (r *File) rotate() error {
+	if err := r.f.Close(); err != nil {
+		return err
+	}
+	if err := Rotate(r.path, r.maxFiles); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o666)
+	if err != nil {
+		return err
+	}
+	r.f, r.size = f, 0
+	return nil
+}
+
+// Rotate moves path to path.1, path.1 to path.2, ..., keeping maxFiles
+// rotated files; with maxFiles 0 it removes path. A missing or empty path
+// is left alone.
+func Rotate(path string, maxFiles int) error {
+	if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || (err == nil && st.Size() == 0) {
+		return nil
+	}
+	if maxFiles <= 0 {
+		return os.Remove(path)
+	}
+	name := func(i int) string { return path + "." + strconv.Itoa(i) }
+	if err := os.Remove(name(maxFiles)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for i := maxFiles - 1; i >= 1; i-- {
+		if err := os.Rename(name(i), name(i+1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return os.Rename(path, name(1))
+}
+
+// Reopen opens path again, appending, and writes there from now on: after
+// logrotate has moved the file away. If it cannot, writes go on to the
+// file open so far.
+func (r *File) Reopen() error {
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o666)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.f
+	r.f, r.size = f, st.Size()
+	return old.Close()
+}
+
+// Close closes the file.
+func (r *File) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Close()
+}
+
+// ParseSize reads a size in bytes: a number with an optional unit, B,
+// KiB, MiB, GiB (K, M, G for short) or KB, MB, GB (powers of 1000).
+func ParseSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "BKMGTikmgti")
+	unit := s[len(num):]
+	mult := int64(1)
+	switch strings.ToUpper(unit) {
+	case "", "B":
+	case "K", "KIB":
+		mult = 1 << 10
+	case "M", "MIB":
+		mult = 1 << 20
+	case "G", "GIB":
+		mult = 1 << 30
+	case "KB":
+		mult = 1e3
+	case "MB":
+		mult = 1e6
+	case "GB":
+		mult = 1e9
+	default:
+		return 0, fmt.Errorf("unknown unit %q (use B, KiB, MiB or GiB)", unit)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size (such as 100MiB)", s)
+	}
+	if n < 0 {
+		return 0, errors.New("a size must not be negative")
+	}
+	if n > (1<<63-1)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
