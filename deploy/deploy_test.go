@@ -204,6 +204,16 @@ func asUnit(t *testing.T, u unit, args ...string) *exec.Cmd {
 	if nofile < 4096 {
 		t.Skipf("the hard fd limit here is %d, below the 4096 that spares fdtrace from raising it", lim.Max)
 	}
+	// systemd mounts tracefs before the unit starts (its After= and
+	// Wants= name sys-kernel-tracing.mount): the unit itself may not.
+	if !strings.Contains(u.one(t, "Unit", "After"), "sys-kernel-tracing.mount") {
+		t.Error("the unit does not start after sys-kernel-tracing.mount")
+	}
+	if _, err := os.Stat("/sys/kernel/tracing/events"); err != nil {
+		if out, err := exec.Command("mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing").CombinedOutput(); err != nil {
+			t.Fatalf("mounting tracefs as systemd would: %v: %s", err, out)
+		}
+	}
 	caps := "-all"
 	for _, c := range bounding {
 		caps += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
