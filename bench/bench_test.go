@@ -28,16 +28,6 @@ func TestWorkloadOutputIsParsedFromItsLastLine(t *testing.T) {
 	}
 }
 
-func TestMapFdinfoGivesIDAndMemlockAndOtherFdsAreSkipped(t *testing.T) {
-	id, memlock, ok := parseMapFdinfo("pos:\t0\nflags:\t02000002\nmap_type:\t1\nmemlock:\t16777216\nmap_id:\t42\n")
-	if !ok || id != "42" || memlock != 16777216 {
-		t.Errorf("got %q %d %v", id, memlock, ok)
-	}
-	if _, _, ok := parseMapFdinfo("pos:\t0\nflags:\t02\nprog_id:\t7\n"); ok {
-		t.Error("a program fd was taken for a map")
-	}
-}
-
 func TestProcStatusValuesAreReadInKiB(t *testing.T) {
 	status := "Name:\tfdtrace\nVmHWM:\t   60448 kB\nVmRSS:\t   59000 kB\n"
 	if got := procStatusKiB(status, "VmHWM"); got != 60448 {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
 // raiseOpenFileLimit raises RLIMIT_NOFILE so that a holder, which
@@ -87,27 +89,11 @@ func bpfMapMemory(pid int) (bytes int64, maps int) {
 	ents, _ := os.ReadDir(dir)
 	seen := map[string]bool{}
 	for _, e := range ents {
-		id, memlock, ok := parseMapFdinfo(readFile(filepath.Join(dir, e.Name())))
+		id, memlock, ok := procfs.BPFMapFdinfo(readFile(filepath.Join(dir, e.Name())))
 		if ok && !seen[id] {
 			seen[id] = true
-			bytes += memlock
+			bytes += int64(memlock)
 		}
 	}
 	return bytes, len(seen)
-}
-
-// parseMapFdinfo reads map_id and memlock from the fdinfo of a BPF map fd;
-// ok is false for other fds.
-func parseMapFdinfo(text string) (id string, memlock int64, ok bool) {
-	for _, l := range strings.Split(text, "\n") {
-		k, v, _ := strings.Cut(l, ":")
-		v = strings.TrimSpace(v)
-		switch k {
-		case "map_id":
-			id, ok = v, true
-		case "memlock":
-			memlock, _ = strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return id, memlock, ok
 }

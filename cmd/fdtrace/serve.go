@@ -218,9 +218,7 @@ func runServe(parent context.Context, o serveOptions) (err error) {
 		return err
 	}
 	defer ln.Close()
-	loader.VerboseErrors = o.debug
-	tr, err := loader.Load(loader.Config{PIDs: o.pids, Comm: o.comm, BTFPath: o.btfPath,
-		ErrorsOnly: true, CountOnly: true, RingBufferBytes: topRingBufferBytes})
+	tr, err := loadCounting(o.pids, o.comm, o.btfPath, o.debug)
 	if err != nil {
 		return err
 	}
@@ -229,9 +227,6 @@ func runServe(parent context.Context, o serveOptions) (err error) {
 			err = cerr
 		}
 	}()
-	for _, n := range tr.Notes() {
-		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", n)
-	}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.duration > 0 {

@@ -116,14 +116,27 @@ func (o topOptions) validate() (top.SortKey, error) {
 	return key, nil
 }
 
+// loadCounting loads the tracer in its counting mode, for commands that
+// read only the kernel's counters (top, serve), and prints its notes.
+func loadCounting(pids []int, comm, btfPath string, debug bool) (*loader.Tracer, error) {
+	loader.VerboseErrors = debug
+	tr, err := loader.Load(loader.Config{PIDs: pids, Comm: comm, BTFPath: btfPath,
+		ErrorsOnly: true, CountOnly: true, RingBufferBytes: topRingBufferBytes})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range tr.Notes() {
+		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", n)
+	}
+	return tr, nil
+}
+
 func runTop(parent context.Context, o topOptions) (err error) {
 	key, err := o.validate()
 	if err != nil {
 		return err
 	}
-	loader.VerboseErrors = o.debug
-	tr, err := loader.Load(loader.Config{PIDs: o.pids, Comm: o.comm, BTFPath: o.btfPath,
-		ErrorsOnly: true, CountOnly: true, RingBufferBytes: topRingBufferBytes})
+	tr, err := loadCounting(o.pids, o.comm, o.btfPath, o.debug)
 	if err != nil {
 		return err
 	}
@@ -132,9 +145,6 @@ func runTop(parent context.Context, o topOptions) (err error) {
 			err = cerr
 		}
 	}()
-	for _, n := range tr.Notes() {
-		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", n)
-	}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 

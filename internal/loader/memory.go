@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
 // Memory reads fdtrace's footprint: its resident memory, the memory of its
@@ -100,27 +101,11 @@ func mapMemory() uint64 {
 		if err != nil {
 			continue
 		}
-		id, memlock, ok := parseMapFdinfo(string(b))
+		id, memlock, ok := procfs.BPFMapFdinfo(string(b))
 		if ok && !seen[id] {
 			seen[id] = true
 			total += memlock
 		}
 	}
 	return total
-}
-
-// parseMapFdinfo reads map_id and memlock from the fdinfo of a BPF map fd;
-// ok is false for other fds.
-func parseMapFdinfo(text string) (id string, memlock uint64, ok bool) {
-	for _, l := range strings.Split(text, "\n") {
-		k, v, _ := strings.Cut(l, ":")
-		v = strings.TrimSpace(v)
-		switch k {
-		case "map_id":
-			id, ok = v, true
-		case "memlock":
-			memlock, _ = strconv.ParseUint(v, 10, 64)
-		}
-	}
-	return id, memlock, ok
 }

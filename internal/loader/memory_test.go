@@ -26,16 +26,6 @@ func TestEveryKernelStatHasItsOwnStatsField(t *testing.T) {
 	}
 }
 
-func TestParseMapFdinfo(t *testing.T) {
-	mapInfo := "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1052\nmap_type:\t1\nkey_size:\t4\nvalue_size:\t8\nmax_entries:\t65536\nmap_flags:\t0x1\nmap_extra:\t0x0\nmemlock:\t524416\nmap_id:\t77\nfrozen:\t0\n"
-	if id, memlock, ok := parseMapFdinfo(mapInfo); !ok || id != "77" || memlock != 524416 {
-		t.Errorf("map fdinfo: %q %d %v", id, memlock, ok)
-	}
-	if _, _, ok := parseMapFdinfo("pos:\t0\nflags:\t02\nmnt_id:\t16\n"); ok {
-		t.Error("a plain file's fdinfo taken for a map")
-	}
-}
-
 func TestMemoryCountsTheEntriesAProcessAddsAndItsExitRemoves(t *testing.T) {
 	tr, w, rec := followFdops(t, Config{})
 	before, err := tr.Memory()

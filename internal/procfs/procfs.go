@@ -220,3 +220,19 @@ func Gone(pid int) bool {
 	st := b[i+2]
 	return st == 'Z' || st == 'X'
 }
+
+// BPFMapFdinfo reads map_id and memlock from the fdinfo of a BPF map fd
+// (/proc/PID/fdinfo/FD); ok is false for other fds.
+func BPFMapFdinfo(text string) (id string, memlock uint64, ok bool) {
+	for _, l := range strings.Split(text, "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "map_id":
+			id, ok = v, true
+		case "memlock":
+			memlock, _ = strconv.ParseUint(v, 10, 64)
+		}
+	}
+	return id, memlock, ok
+}

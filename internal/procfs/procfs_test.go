@@ -135,3 +135,13 @@ func TestSocketPeersNameBothEndsOfTCPAndUnixPaths(t *testing.T) {
 		t.Error("SocketInode misreads links")
 	}
 }
+
+func TestBPFMapFdinfoGivesIDAndMemlockAndOtherFdsAreSkipped(t *testing.T) {
+	mapInfo := "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1052\nmap_type:\t1\nkey_size:\t4\nvalue_size:\t8\nmax_entries:\t65536\nmap_flags:\t0x1\nmap_extra:\t0x0\nmemlock:\t524416\nmap_id:\t77\nfrozen:\t0\n"
+	if id, memlock, ok := BPFMapFdinfo(mapInfo); !ok || id != "77" || memlock != 524416 {
+		t.Errorf("map fdinfo: %q %d %v", id, memlock, ok)
+	}
+	if _, _, ok := BPFMapFdinfo("pos:\t0\nflags:\t02\nprog_id:\t7\n"); ok {
+		t.Error("a program fd was taken for a map")
+	}
+}
