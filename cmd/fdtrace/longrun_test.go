@@ -264,3 +264,26 @@ func TestLongRunningFlagsRefuseBadInput(t *testing.T) {
 			"fdtrace: --summary-interval must be positive\n"},
 	})
 }
+
+func TestARestartKeepsTheEarlierRunsFile(t *testing.T) {
+	testutil.RequireRoot(t)
+	out := filepath.Join(t.TempDir(), "trace.jsonl")
+	for run := range 2 {
+		if res := runFdtrace(t, "", "trace", "-o", out, "--", "true"); res.code != 0 {
+			t.Fatalf("run %d: exit %d: %s", run, res.code, res.stderr)
+		}
+	}
+	for _, name := range []string{out + ".1", out} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, `"type":"stats"`) {
+			t.Errorf("%s does not end with a run's stats record: %q", filepath.Base(name), last)
+		}
+	}
+	if _, err := os.Stat(out + ".2"); err == nil {
+		t.Error("two runs left three files")
+	}
+}

@@ -102,8 +102,9 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	if o.errorsOnly {
 		what = "tracing errors of"
 	}
-	if o.maxSize > 0 {
-		// A previous run's FILE becomes FILE.1, as if rotated.
+	if o.outPath != "" {
+		// A previous run's FILE becomes FILE.1, as if rotated: a restart
+		// (after a crash, say) does not wipe what it wrote.
 		if err := o.validate(); err != nil {
 			return err
 		}

@@ -99,7 +99,8 @@ func (r *File) rotate() error {
 // rotated files; with maxFiles 0 it removes path. A missing or empty path
 // is left alone.
 func Rotate(path string, maxFiles int) error {
-	if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || (err == nil && st.Size() == 0) {
+	// Only a regular file with something in it: not /dev/stdout, a FIFO.
+	if st, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || (err == nil && (!st.Mode().IsRegular() || st.Size() == 0)) {
 		return nil
 	}
 	if maxFiles <= 0 {
