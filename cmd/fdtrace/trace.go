@@ -139,6 +139,9 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		if file, err = output.NewFile(s.out, o.outPath, int64(o.maxSize), o.maxFiles); err != nil {
 			return err
 		}
+		file.OnRotateError = func(err error) {
+			fmt.Fprintf(os.Stderr, "fdtrace: rotating %s: %v (writing on past --max-size)\n", o.outPath, err)
+		}
 		s.out, out = nil, file
 		defer func() {
 			if cerr := file.Close(); err == nil {
@@ -239,6 +242,11 @@ func (o traceOptions) checkLongRunning(maxFilesSet bool) error {
 		return usageError{errors.New("--max-files needs --max-size (without it FILE is never rotated)")}
 	case o.summaryEvery < 0:
 		return usageError{errors.New("--summary-interval must be positive")}
+	}
+	// Rotation renames FILE: through a symlink or onto a device it would
+	// rename the link, or empty what it points at.
+	if st, err := os.Lstat(o.outPath); o.maxSize > 0 && err == nil && !st.Mode().IsRegular() {
+		return usageError{fmt.Errorf("--max-size: %s is not a regular file, which rotation needs", o.outPath)}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // File is an output file that rotates by size and can be reopened after
@@ -21,6 +22,10 @@ type File struct {
 	size     int64
 	maxSize  int64 // 0: never rotate
 	maxFiles int
+	// OnRotateError hears of a rotation that failed; writes then go on to
+	// the current file, past the size, and a second later one tries again.
+	OnRotateError func(error)
+	retryAt       time.Time
 }
 
 // NewFile takes over f, open for writing at path: from now on File closes
@@ -44,10 +49,22 @@ func (r *File) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		chunk := r.fit(p)
 		if len(chunk) == 0 {
-			if err := r.rotate(); err != nil {
-				return written, err
+			if time.Now().After(r.retryAt) {
+				err := r.rotate()
+				if err == nil {
+					continue
+				}
+				r.retryAt = time.Now().Add(time.Second)
+				if r.OnRotateError != nil {
+					r.OnRotateError(err)
+				}
 			}
-			continue
+			// Out of fds, say, when fdtrace is needed most: losing the
+			// records would be worse than a file past its size.
+			chunk = p
+			if i := bytes.IndexByte(p, '\n'); i >= 0 {
+				chunk = p[:i+1]
+			}
 		}
 		n, err := r.f.Write(chunk)
 		r.size += int64(n)
@@ -80,17 +97,25 @@ func (r *File) fit(p []byte) []byte {
 	return p
 }
 
+// rotate starts a new file. The new file is opened before anything is
+// renamed, so that a failure (out of fds) leaves every file as it was and
+// the current one open.
 func (r *File) rotate() error {
-	if err := r.f.Close(); err != nil {
-		return err
-	}
-	if err := Rotate(r.path, r.maxFiles); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o666)
+	next := r.path + ".next"
+	f, err := os.OpenFile(next, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o666)
 	if err != nil {
 		return err
 	}
+	if err := Rotate(r.path, r.maxFiles); err != nil {
+		f.Close()
+		os.Remove(next)
+		return err
+	}
+	if err := os.Rename(next, r.path); err != nil {
+		f.Close()
+		return err
+	}
+	r.f.Close()
 	r.f, r.size = f, 0
 	return nil
 }
@@ -122,6 +147,9 @@ func Rotate(path string, maxFiles int) error {
 // logrotate has moved the file away. If it cannot, writes go on to the
 // file open so far.
 func (r *File) Reopen() error {
+	// Under the lock: a rotation in between would be undone.
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o666)
 	if err != nil {
 		return err
@@ -131,8 +159,6 @@ func (r *File) Reopen() error {
 		f.Close()
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	old := r.f
 	r.f, r.size = f, st.Size()
 	return old.Close()

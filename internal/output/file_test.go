@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fdtrace/fdtrace/internal/events"
 )
@@ -196,5 +197,39 @@ func TestParseSize(t *testing.T) {
 		if msg := fmt.Sprint(err); (err == nil) != (tc.err == "") || (err != nil && msg != tc.err) || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d, %q", tc.in, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+func TestAFailedRotationKeepsWritingAndMovesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "trace.jsonl")
+	r := create(t, path, 10, 2)
+	defer r.Close()
+	var failures int
+	r.OnRotateError = func(error) { failures++ }
+	if _, err := r.Write([]byte("aaaa\nbbbb\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The new file cannot be opened: a directory stands in its way.
+	if err := os.Mkdir(path+".next", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Write([]byte("cccc\ndddd\n")); err != nil {
+		t.Fatalf("a failed rotation failed the write: %v", err)
+	}
+	if got := readSet(t, path, 2); len(got) != 1 || got[0] != "aaaa\nbbbb\ncccc\ndddd\n" {
+		t.Fatalf("files after a failed rotation: %q", got)
+	}
+	if failures != 1 {
+		t.Errorf("%d failures reported, want 1 (the next try waits a second)", failures)
+	}
+	// Once it can, it rotates again.
+	os.Remove(path + ".next")
+	r.retryAt = time.Time{}
+	if _, err := r.Write([]byte("eeee\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readSet(t, path, 2); len(got) != 2 || got[1] != "eeee\n" {
+		t.Fatalf("files after the retry: %q", got)
 	}
 }

@@ -12,13 +12,14 @@ import (
 	"text/tabwriter"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
 // WriteText writes the snapshot for a person, in sections.
 func WriteText(w io.Writer, s events.Snapshot) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "pid %d (%s): %d fds open, limit %s (hard %s), %.1f%% used: %s\n",
-		s.PID, s.Comm, s.OpenFDs, limitText(s.FDLimit), limitText(s.FDLimitHard), 100*s.Utilization, s.Level)
+		s.PID, procfs.Printable(s.Comm), s.OpenFDs, limitText(s.FDLimit), limitText(s.FDLimitHard), 100*s.Utilization, s.Level)
 
 	fmt.Fprintf(tw, "\n  TYPE\tFDS\tDETAIL\n")
 	for _, t := range sortedKeys(s.ByType) {
@@ -86,7 +87,7 @@ func WriteText(w io.Writer, s events.Snapshot) error {
 func WriteBudgetText(w io.Writer, b events.Budget) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "fd budget of pid %d (%s), measured over %.1fs (%d samples, every %s)\n\n",
-		b.PID, b.Comm, b.DurationS, b.Samples, strconv.FormatFloat(b.IntervalS*1000, 'f', -1, 64)+"ms")
+		b.PID, procfs.Printable(b.Comm), b.DurationS, b.Samples, strconv.FormatFloat(b.IntervalS*1000, 'f', -1, 64)+"ms")
 	fmt.Fprintf(tw, "  COMPONENT\tBASELINE\tPEAK\t\n")
 	for _, c := range b.Components {
 		name, detail := c.Name, ""

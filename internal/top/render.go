@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
 // Header is what the screen shows above the rows.
@@ -83,7 +85,7 @@ func Render(h *Header, rows []Row, width, height int, color bool) []string {
 		lines = append(lines, "")
 	}
 	if h.Editing {
-		add("filter (Enter to keep, Esc to drop): " + printable(h.Filter) + "_")
+		add("filter (Enter to keep, Esc to drop): " + procfs.Printable(h.Filter) + "_")
 	} else {
 		add("q quit   sort: u utilization  g growth  e errors  f fds  p pid   / filter by name   Esc clear filter")
 	}
@@ -127,7 +129,7 @@ func renderRow(r *Row, width int, color bool) string {
 	}
 	level := Level(r.Utilization)
 	s := fmt.Sprintf(rowFormat,
-		r.PID, clip(printable(r.Comm), 15), r.OpenFDs, limit, util, level,
+		r.PID, clip(procfs.Printable(r.Comm), 15), r.OpenFDs, limit, util, level,
 		rate(rt.Opened, false), rate(rt.Closed, false), rate(rt.Growth, true),
 		rate(rt.EMFILE, false), rate(rt.ENFILE, false), r.Refused, top)
 	s = clip(s, width)
@@ -181,15 +183,4 @@ func clip(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:max(0, n)])
-}
-
-// printable replaces control characters, which a process may put in its
-// name, so that they cannot drive the terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return '?'
-		}
-		return r
-	}, s)
 }
