@@ -27,23 +27,7 @@ import (
 
 var fdtraceBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fdtrace-deploy")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fdtraceBin = filepath.Join(dir, "fdtrace")
-	build := exec.Command("go", "build", "-o", fdtraceBin, "github.com/fdtrace/fdtrace/cmd/fdtrace")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building fdtrace: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithFdtrace(m, &fdtraceBin) }
 
 // requireTool skips when a tool is missing, except on CI, which installs it.
 func requireTool(t *testing.T, name string) string {

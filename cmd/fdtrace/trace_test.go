@@ -22,25 +22,7 @@ import (
 
 var fdtraceBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fdtrace-cli")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// World-readable, so that the test running it as nobody can.
-	os.Chmod(dir, 0o755)
-	fdtraceBin = filepath.Join(dir, "fdtrace")
-	build := exec.Command("go", "build", "-o", fdtraceBin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building fdtrace: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithFdtrace(m, &fdtraceBin) }
 
 type result struct {
 	code   int

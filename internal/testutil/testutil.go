@@ -195,3 +195,25 @@ func ProcFDs(t testing.TB, pid int) []int {
 	slices.Sort(fds)
 	return fds
 }
+
+// MainWithFdtrace builds fdtrace into a temporary directory anyone may read
+// (tests run it as nobody too), sets *bin to it, runs the tests and exits
+// with their status: a TestMain for packages that run the CLI.
+func MainWithFdtrace(m *testing.M, bin *string) {
+	dir, err := os.MkdirTemp("", "fdtrace-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Chmod(dir, 0o755)
+	*bin = filepath.Join(dir, "fdtrace")
+	build := exec.Command("go", "build", "-o", *bin, "github.com/fdtrace/fdtrace/cmd/fdtrace")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building fdtrace: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
