@@ -35,6 +35,9 @@ const enum stat_id *unused_stat_id __attribute__((unused));
 const enum fd_flags *unused_fd_flags __attribute__((unused));
 const struct port_key *unused_port_key __attribute__((unused));
 const struct port_counts *unused_port_counts __attribute__((unused));
+const struct exec_map *unused_exec_map __attribute__((unused));
+const enum cfa_rule *unused_cfa_rule __attribute__((unused));
+const struct raw_stack *unused_raw_stack __attribute__((unused));
 
 #define EMFILE 24
 #define ENFILE 23
@@ -75,6 +78,7 @@ const volatile bool errors_only = false;    /* no open/close events */
 const volatile bool fd_records = true;	    /* a record per live fd */
 const volatile __u64 wakeup_bytes = 0;	    /* wake the reader past this much */
 const volatile bool capture_stacks = false; /* user stack of each new fd */
+const volatile bool dwarf_stacks = false;   /* unwind by DWARF CFI rows */
 const volatile bool exit_keeps_records = false; /* user space collects them */
 const volatile bool all_errors = false; /* error events for every errno */
 
@@ -923,31 +927,17 @@ static __always_inline void memorize(struct stack_work *w,
 	bpf_map_update_elem(&walk_memos, key, m, BPF_ANY);
 }
 
-static __noinline __u64 capture_stack(void *ctx, __u32 tgid,
-				      struct task_struct *task)
+/*
+ * The frame-pointer walk, with the frames it would miss recovered from the
+ * top of the stack (see above); w->st holds the syscall's ip.
+ */
+static __always_inline void walk_frame_pointers(struct stack_work *w,
+						__u32 tgid)
 {
-	struct pt_regs *regs = user_regs(task);
+	struct walk_ctx *c = &w->c;
 	struct memo_key key = {};
 	struct walk_memo *m;
-	struct walk_ctx *c;
-	struct stack_work *w;
-	struct fd_event *e;
-	__u64 h;
-	long err;
 
-	if (!capture_stacks)
-		return 0;
-	w = stack_work();
-	if (!w)
-		return 0;
-	c = &w->c;
-	__builtin_memset(c, 0, sizeof(*c));
-	c->slot = -1; /* no chain yet */
-	c->fp_slot = -1;
-	w->st.ips[0] = c->pc = PT_REGS_IP(regs);
-	c->sp = PT_REGS_SP(regs);
-	c->fp = PT_REGS_FP(regs);
-	w->st.nr = 1;
 	key.tgid = tgid;
 	key.pc = c->pc;
 	if (frame_pointer_ok(c->fp, c->sp) &&
@@ -1009,6 +999,291 @@ remember:
 	memorize(w, &key);
 walk:
 	bpf_loop(MAX_STACK_DEPTH, walk_frame, NULL, 0);
+}
+
+/*
+ * DWARF unwinding (--stack-mode dwarf). User space compiles each mapped
+ * file's .eh_frame/.debug_frame into rows (see struct exec_mappings and
+ * enum cfa_rule) and tells, per process, where its files are mapped. Each
+ * frame's CFA comes from the row covering its pc; where no row does (JIT
+ * code, V8's builtins, files without CFI) the frame pointer is followed.
+ * Unwinding restores rbp from the rows too, so a frame-pointer frame above
+ * code built without frame pointers is still found.
+ */
+struct inner_rows {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP); /* tables differ in size */
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__array(values, struct inner_rows);
+} unwind_tables SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 13);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct exec_mappings);
+} exec_maps SEC(".maps");
+
+/* When each process last asked for its mappings to be read (EV_MAPS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 13);
+	__type(key, __u32);
+	__type(value, __u64);
+} maps_asked SEC(".maps");
+
+/* A process asks at most this often: a pc no mapping holds may stay so. */
+#define MAPS_ASK_NS (100 * 1000 * 1000ULL)
+
+static __always_inline void ask_for_maps(__u32 tgid)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_map_lookup_elem(&maps_asked, &tgid);
+	struct fd_event *e;
+
+	if (last && now - *last < MAPS_ASK_NS)
+		return;
+	bpf_map_update_elem(&maps_asked, &tgid, &now, BPF_ANY);
+	e = new_event(EV_MAPS, SYS_NONE, tgid, -1);
+	if (e)
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
+static __always_inline void forget_maps(__u32 tgid)
+{
+	bpf_map_delete_elem(&exec_maps, &tgid);
+	bpf_map_delete_elem(&maps_asked, &tgid);
+}
+
+/* The mapping holding pc, by binary search. */
+static __always_inline struct exec_map *find_exec_map(struct exec_mappings *ms,
+						      __u64 pc)
+{
+	__u32 lo = 0, hi = ms->n;
+
+	if (hi > MAX_EXEC_MAPS)
+		hi = MAX_EXEC_MAPS;
+	for (int i = 0; i < 8 && lo < hi; i++) {
+		__u32 mid = (lo + hi) / 2;
+		struct exec_map *m = &ms->maps[mid & (MAX_EXEC_MAPS - 1)];
+
+		if (pc < m->start)
+			hi = mid;
+		else if (pc >= m->end)
+			lo = mid + 1;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+/* The row in force at addr (a file's virtual address); 0: none. */
+static __always_inline __u64 find_row(__u32 table, __u64 addr)
+{
+	void *rows = bpf_map_lookup_elem(&unwind_tables, &table);
+	__u32 k = 0, first, last;
+	__u64 *v, off, page;
+
+	if (!rows)
+		return 0;
+	v = bpf_map_lookup_elem(rows, &k);
+	if (!v || addr < (__u32)*v)
+		return 0;
+	off = addr - (__u32)*v;
+	page = off >> UNWIND_PAGE_SHIFT;
+	if (page >= *v >> 32)
+		return 0;
+	k = 1 + page;
+	v = bpf_map_lookup_elem(rows, &k);
+	if (!v)
+		return 0;
+	first = *v;
+	k++;
+	v = bpf_map_lookup_elem(rows, &k);
+	if (!v)
+		return 0;
+	last = *v;
+	/* The last row at or below off. */
+	for (int i = 0; i < 24 && first < last; i++) {
+		k = last - (last - first) / 2;
+		v = bpf_map_lookup_elem(rows, &k);
+		if (!v)
+			return 0;
+		if ((__u32)*v <= off)
+			first = k;
+		else
+			last = k - 1;
+	}
+	v = bpf_map_lookup_elem(rows, &first);
+	return v && (__u32)*v <= off ? *v : 0;
+}
+
+struct unwind_ctx {
+	struct stack_work *w;
+	struct exec_mappings *maps;
+	__u64 pc;
+	__u64 sp;
+	__u64 bp;
+	bool unknown; /* a pc in no mapping known */
+};
+
+static long unwind_frame(__u32 i, struct unwind_ctx *u)
+{
+	struct stack_work *w = u->w;
+	struct exec_map *m;
+	__u64 row = 0, addr, cfa, ret;
+	__s64 rbp_at;
+	__s16 off;
+
+	if (w->st.nr >= MAX_STACK_DEPTH)
+		return 1;
+	w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] = u->pc;
+	/* A return address follows its call: look up the call. */
+	addr = i ? u->pc - 1 : u->pc;
+	m = find_exec_map(u->maps, addr);
+	if (!m)
+		u->unknown = true;
+	else if (m->table)
+		row = find_row(m->table, addr - m->bias);
+	off = row >> 32;
+	rbp_at = (__s8)(row >> 48);
+	switch ((row >> 56) & 0xf) {
+	case CFA_END:
+		return 1;
+	case CFA_SP:
+		cfa = u->sp + off;
+		break;
+	case CFA_FP:
+		cfa = u->bp + off;
+		break;
+	case CFA_PLT:
+		cfa = u->sp + 8 + ((u->pc & 15) >= off ? 8 : 0);
+		break;
+	default:
+		if (!frame_pointer_ok(u->bp, u->sp))
+			return 1;
+		cfa = u->bp + 16;
+		rbp_at = -2;
+	}
+	if (cfa <= u->sp ||
+	    bpf_probe_read_user(&ret, sizeof(ret), (void *)(cfa - 8)))
+		return 1;
+	if (rbp_at && bpf_probe_read_user(&u->bp, sizeof(u->bp),
+					  (void *)(cfa + rbp_at * 8)))
+		return 1;
+	u->sp = cfa;
+	u->pc = ret;
+	return ret < 4096 || ret >= 0x800000000000ULL;
+}
+
+/*
+ * Unwind by the rows; false when the syscall's own code has no mapping
+ * known yet (a new process, a new library), after asking for them.
+ */
+static __always_inline bool unwind_dwarf(struct stack_work *w, __u32 tgid)
+{
+	struct unwind_ctx u = {
+		.w = w,
+		.pc = w->c.pc,
+		.sp = w->c.sp,
+		.bp = w->c.fp,
+	};
+
+	u.maps = bpf_map_lookup_elem(&exec_maps, &tgid);
+	if (!u.maps || !find_exec_map(u.maps, u.pc)) {
+		ask_for_maps(tgid);
+		return false;
+	}
+	w->st.nr = 0;
+	bpf_loop(MAX_STACK_DEPTH, unwind_frame, &u, 0);
+	if (u.unknown)
+		ask_for_maps(tgid);
+	return true;
+}
+
+/*
+ * Hand the stack to user space to unwind (struct raw_stack); its
+ * provisional id, or 0 when the ring buffer has no room.
+ */
+static __always_inline __u64 send_raw_stack(struct task_struct *task,
+					    __u32 tgid, struct walk_ctx *c)
+{
+	struct raw_stack *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 id = (bpf_ktime_get_ns() ^ (__u64)tgid << 40) << 1 | 2;
+	__u32 off = 0;
+
+	if (!e)
+		return 0;
+	e->kind = EV_RAW_STACK;
+	e->pid = tgid;
+	e->stack_id = id;
+	e->ip = c->pc;
+	e->sp = c->sp;
+	e->bp = c->fp;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	/*
+	 * In chunks that end on 1 KiB boundaries: a read must not cross the
+	 * end of the stack's mapping, which is page-aligned.
+	 */
+	for (int i = 0; i < RAW_STACK_BYTES / 1024; i++) {
+		__u32 n = 1024 - ((c->sp + off) & 1023);
+
+		if (off > RAW_STACK_BYTES - 1024 ||
+		    bpf_probe_read_user(&e->data[off], n,
+					(void *)(c->sp + off)))
+			break;
+		off += n;
+	}
+	e->len = off;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return id;
+}
+
+/*
+ * Global, so that the verifier checks it once per program rather than at
+ * every call site: its loops are the costliest part of loading.
+ */
+__noinline __u64 capture_stack(__u32 tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = user_regs(task);
+	struct walk_ctx *c;
+	struct stack_work *w;
+	struct fd_event *e;
+	__u64 h;
+	long err;
+
+	if (!capture_stacks)
+		return 0;
+	w = stack_work();
+	if (!w)
+		return 0;
+	c = &w->c;
+	__builtin_memset(c, 0, sizeof(*c));
+	c->slot = -1; /* no chain yet */
+	c->fp_slot = -1;
+	w->st.ips[0] = c->pc = PT_REGS_IP(regs);
+	c->sp = PT_REGS_SP(regs);
+	c->fp = PT_REGS_FP(regs);
+	w->st.nr = 1;
+	if (!dwarf_stacks) {
+		walk_frame_pointers(w, tgid);
+	} else if (!unwind_dwarf(w, tgid)) {
+		h = send_raw_stack(task, tgid, c);
+		if (h)
+			return h;
+		stat_add(STAT_STACKS_NO_TABLES, 1);
+		walk_frame_pointers(w, tgid);
+	}
 	c->hash = 0xcbf29ce484222325ULL ^ tgid;
 	bpf_loop(MAX_STACK_DEPTH, hash_frame, NULL, 0);
 	h = c->hash | 1; /* 0 means no stack */
@@ -1386,7 +1661,7 @@ static __always_inline void syscall_failed(void *ctx, __u32 tgid,
 	if (!all_errors && !resource_failure(err))
 		return;
 	/* Before the event: a new stack's record must be read first. */
-	stack_id = capture_stack(ctx, tgid, task);
+	stack_id = capture_stack(tgid);
 	e = new_event(EV_ERROR, sc, tgid, -1);
 	if (!e)
 		return;
@@ -1464,7 +1739,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 			       PT_REGS_PARM1_SYSCALL(regs));
 		return 0;
 	}
-	stack_id = capture_stack(ctx, tgid, task);
+	stack_id = capture_stack(tgid);
 	fdt = task_fdt(task);
 	p = get_proc(tgid, task, 1);
 	if (sc == SYS_DUP || sc == SYS_FCNTL) {
@@ -1500,7 +1775,7 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 		syscall_failed(ctx, tgid, task, sc, -ret, NULL, -1);
 		return 0;
 	}
-	stack_id = capture_stack(ctx, tgid, task);
+	stack_id = capture_stack(tgid);
 	regs = user_regs(task);
 	upair = sc == SYS_SOCKETPAIR ? (void *)PT_REGS_PARM4_SYSCALL(regs) :
 				       (void *)PT_REGS_PARM1_SYSCALL(regs);
@@ -1586,7 +1861,7 @@ static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 	    bpf_probe_read_user(&fd, sizeof(fd), upidfd))
 		return 0;
 	open_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), fd, sc, NULL,
-		NULL, capture_stack(ctx, tgid, task));
+		NULL, capture_stack(tgid));
 	return 0;
 }
 
@@ -1765,7 +2040,7 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 		syscall_failed(ctx, tgid, task, sc, -ret, NULL, -1);
 		return 0;
 	}
-	stack_id = capture_stack(ctx, tgid, task);
+	stack_id = capture_stack(tgid);
 	regs = user_regs(task);
 	key.tgid = tgid;
 	key.fd = PT_REGS_PARM1_SYSCALL(regs);
@@ -1869,7 +2144,7 @@ int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 		    (cmsg.type == SCM_RIGHTS || cmsg.type == SCM_PIDFD)) {
 			n = (cmsg.len - sizeof(cmsg)) / sizeof(int);
 			if (!c.fdt) {
-				c.stack_id = capture_stack(ctx, tgid, task);
+				c.stack_id = capture_stack(tgid);
 				c.fdt = task_fdt(task);
 				c.p = get_proc(tgid, task, 0);
 			}
@@ -2018,6 +2293,8 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!armed)
 		return 0;
+	if (dwarf_stacks)
+		forget_maps(tgid); /* a new image */
 	if (drain_pending)
 		forget_pending((__u32)bpf_get_current_pid_tgid());
 	if (filter_pids) {
@@ -2084,6 +2361,8 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 		forget_pending((__u32)bpf_get_current_pid_tgid());
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
+	if (dwarf_stacks)
+		forget_maps(tgid);
 	allowed = trace_allowed(tgid);
 	bpf_map_delete_elem(&traced, &tgid);
 	p = bpf_map_lookup_elem(&procs, &tgid);

@@ -80,6 +80,9 @@ enum event_kind {
 	EV_EXIT, /* a traced process exited; carries its final counters */
 	EV_STACK, /* a new stack in the stacks map: symbolize it while it lives
 		   */
+	EV_MAPS,  /* a stack ran into code with no known unwind table: read
+		     the process's executable mappings again */
+	EV_RAW_STACK, /* a stack to unwind in user space (struct raw_stack) */
 };
 
 /* Flags of struct fd_info and struct fd_event. */
@@ -164,13 +167,16 @@ struct drain_fd {
 
 /* Indexes of the per-CPU stats array. */
 enum stat_id {
-	STAT_LOST_EVENTS = 0, /* ring buffer full */
-	STAT_FDS_FULL,	      /* fds map full: an fd went unrecorded */
-	STAT_PROCS_FULL,      /* procs map full: a process went uncounted */
-	STAT_ERRORS_FULL,     /* errors map full */
-	STAT_DRIFT,	      /* recount at exec/close_range disagreed */
-	STAT_STACKS_FULL,     /* stacks map full: an fd went without a stack */
-	STAT_PORTS_FULL,      /* ports or drain_fds map full */
+	STAT_LOST_EVENTS = 0,  /* ring buffer full */
+	STAT_FDS_FULL,	       /* fds map full: an fd went unrecorded */
+	STAT_PROCS_FULL,       /* procs map full: a process went uncounted */
+	STAT_ERRORS_FULL,      /* errors map full */
+	STAT_DRIFT,	       /* recount at exec/close_range disagreed */
+	STAT_STACKS_FULL,      /* stacks map full: an fd went without a stack */
+	STAT_PORTS_FULL,       /* ports or drain_fds map full */
+	STAT_STACKS_NO_TABLES, /* a stack walked by frame pointers: its
+				  process's unwind tables were not loaded yet,
+				  and the ring buffer had no room for a copy */
 	STAT_MAX,
 };
 
@@ -202,6 +208,68 @@ struct stack {
 	__u32 nr;
 	__u32 pad;
 	__u64 ips[MAX_STACK_DEPTH];
+};
+
+/*
+ * Unwind tables (--stack-mode dwarf). A table holds the rows compiled
+ * from one file's DWARF call frame information (internal/unwind), in an
+ * array of __u64:
+ *   [0]                 the first row's address | pages << 32
+ *   [1 .. pages+1]      per UNWIND_PAGE of code from that address, the
+ *                       index of the row in force at the page's start;
+ *                       the last entry is the index of the last row
+ *   [pages+2 ..]        the rows, sorted
+ * A row: bits 0-31 its address - the first row's, 32-47 the CFA offset
+ * (signed), 48-55 where the caller's rbp is saved, in 8-byte words from
+ * the CFA (signed; 0: rbp unchanged), 56-59 the CFA rule.
+ */
+enum cfa_rule {
+	CFA_NONE = 0, /* no CFI here: follow the frame pointer */
+	CFA_SP,	      /* CFA = rsp + offset */
+	CFA_FP,	      /* CFA = rbp + offset */
+	CFA_PLT,      /* CFA = rsp + 8, + 8 more when (rip & 15) >= offset */
+	CFA_END,      /* the return address is undefined: the outermost frame */
+};
+
+#define UNWIND_PAGE_SHIFT 12
+
+/* One executable mapping of a process. */
+struct exec_map {
+	__u64 start;
+	__u64 end;
+	__u64 bias;  /* address - bias = the file's virtual address */
+	__u32 table; /* key in unwind_tables; 0: none (frame pointers) */
+	__u32 pad;
+};
+
+#define MAX_EXEC_MAPS 128
+
+/* Value of the exec_maps map (keyed by tgid), sorted by address. */
+struct exec_mappings {
+	__u32 n;
+	__u32 pad;
+	struct exec_map maps[MAX_EXEC_MAPS];
+};
+
+#define RAW_STACK_BYTES 8192
+
+/*
+ * A stack captured before its process's unwind tables were loaded (a
+ * process just started, a library just loaded): its registers and the top
+ * of its stack, for user space to unwind once it has loaded them. The fd's
+ * record holds stack_id, an even number, never a key in the stacks map.
+ */
+struct raw_stack {
+	__u8 kind;
+	__u8 pad[3];
+	__u32 pid;
+	__u64 stack_id;
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	__u32 ppid;
+	__u32 len; /* bytes of data, from sp up */
+	__u8 data[RAW_STACK_BYTES];
 };
 
 struct exit_event {

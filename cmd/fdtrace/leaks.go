@@ -24,6 +24,7 @@ type leaksOptions struct {
 	interval time.Duration
 	top      int
 	json     bool
+	stacks   stackModeFlag
 }
 
 // leaksRingBufferBytes is leaks' default ring buffer size (--ringbuf-size).
@@ -67,6 +68,7 @@ wrappers, fopen's insides) are recovered from the top of the user stack.`,
 	f.DurationVarP(&o.interval, "interval", "i", 0, "print a report every `DUR` while running (default: only at the end)")
 	f.IntVar(&o.top, "top", 10, "show at most `N` call sites per report (0: all)")
 	f.BoolVar(&o.json, "json", false, `write "type":"leak" JSON lines instead of text`)
+	o.stacks.add(f)
 	f.SortFlags = false
 	return cmd
 }
@@ -81,7 +83,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	// A command's processes keep their records at exit, for the final
 	// report; with -p or -c the kernel drops them.
 	s, err := startSession(parent, o.commonOptions, loader.Config{
-		ErrorsOnly: true, CaptureStacks: true, KeepRecordsAtExit: len(o.command) > 0,
+		ErrorsOnly: true, CaptureStacks: true, StackMode: o.stacks.mode, KeepRecordsAtExit: len(o.command) > 0,
 		// Only new stacks, failures and exits come through: 4 MiB is
 		// ample, and a ring buffer's pages count in RSS twice.
 		RingBufferBytes: leaksRingBufferBytes},

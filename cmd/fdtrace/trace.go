@@ -23,6 +23,7 @@ type traceOptions struct {
 	errorsOnly  bool
 	allErrors   bool
 	stacks      bool
+	stackMode   stackModeFlag
 	flushPeriod time.Duration
 	metrics     metricsOptions
 	// Long-running use: rotation of -o FILE, periodic summaries.
@@ -80,6 +81,9 @@ and its descendants, stops when it exits and exits with its status.`,
 			if err := o.checkLongRunning(cmd.Flags().Changed("max-files")); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("stack-mode") && !o.stacks {
+				return usageError{errors.New("--stack-mode needs --stacks")}
+			}
 			return runTrace(cmd.Context(), o)
 		},
 	}
@@ -88,6 +92,7 @@ and its descendants, stops when it exits and exits with its status.`,
 	f.BoolVar(&o.errorsOnly, "errors-only", false, "report only failed syscalls and summaries (open/close counted in the kernel)")
 	f.BoolVar(&o.allErrors, "all-errors", false, "an error record for every errno (default: EMFILE, ENFILE, ENOMEM, ENOBUFS; all are counted)")
 	f.BoolVar(&o.stacks, "stacks", false, "add the symbolized user stack to open and error records")
+	o.stackMode.add(f)
 	f.DurationVar(&o.flushPeriod, "flush-interval", 200*time.Millisecond, "write buffered records at least this often")
 	f.Var(&o.maxSize, "max-size", "with -o: start a new FILE past `SIZE` (100MiB, 1GiB, 10MB), keeping older ones as FILE.1, FILE.2, ... (default: never)")
 	f.IntVar(&o.maxFiles, "max-files", defaultMaxFiles, "with --max-size: keep `N` rotated files, FILE.1 (newest) to FILE.N")
@@ -123,7 +128,7 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		defer ln.Close()
 	}
 	s, err := startSession(parent, o.commonOptions,
-		loader.Config{ErrorsOnly: o.errorsOnly, CountOnly: o.errorsOnly, AllErrors: o.allErrors, CaptureStacks: o.stacks}, what)
+		loader.Config{ErrorsOnly: o.errorsOnly, CountOnly: o.errorsOnly, AllErrors: o.allErrors, CaptureStacks: o.stacks, StackMode: o.stackMode.mode}, what)
 	if err != nil {
 		return err
 	}

@@ -127,14 +127,17 @@ type Rates struct {
 // Stats counts what was lost or had to be corrected. Every field is a
 // running total since fdtrace attached.
 type Stats struct {
-	Type            string `json:"type"`
-	Time            Time   `json:"time"`
-	LostEvents      uint64 `json:"lost_events"`
-	FDsMapFull      uint64 `json:"fds_map_full"`
-	ProcsMapFull    uint64 `json:"procs_map_full"`
-	ErrorsMapFull   uint64 `json:"errors_map_full"`
-	KernelDrift     uint64 `json:"kernel_drift"`
-	StacksFull      uint64 `json:"stacks_full"`
+	Type          string `json:"type"`
+	Time          Time   `json:"time"`
+	LostEvents    uint64 `json:"lost_events"`
+	FDsMapFull    uint64 `json:"fds_map_full"`
+	ProcsMapFull  uint64 `json:"procs_map_full"`
+	ErrorsMapFull uint64 `json:"errors_map_full"`
+	KernelDrift   uint64 `json:"kernel_drift"`
+	StacksFull    uint64 `json:"stacks_full"`
+	// StacksNoTables were walked by frame pointers in DWARF stack mode:
+	// the unwind tables of their code were not loaded yet.
+	StacksNoTables  uint64 `json:"stacks_without_unwind_tables"`
 	PortsMapFull    uint64 `json:"ports_map_full"`
 	SeededFDs       uint64 `json:"seeded_fds"`
 	ReconciledFDs   uint64 `json:"reconciled_fds"`

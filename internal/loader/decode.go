@@ -162,3 +162,38 @@ func (c comms) intern(b []byte) string {
 	c[s] = s
 	return s
 }
+
+// Offsets into struct raw_stack.
+const (
+	rawHeaderSize = int(unsafe.Offsetof(fdtraceRawStack{}.Data))
+	rawPid        = unsafe.Offsetof(fdtraceRawStack{}.Pid)
+	rawStackID    = unsafe.Offsetof(fdtraceRawStack{}.StackId)
+	rawIP         = unsafe.Offsetof(fdtraceRawStack{}.Ip)
+	rawSP         = unsafe.Offsetof(fdtraceRawStack{}.Sp)
+	rawBP         = unsafe.Offsetof(fdtraceRawStack{}.Bp)
+	rawPpid       = unsafe.Offsetof(fdtraceRawStack{}.Ppid)
+	rawLen        = unsafe.Offsetof(fdtraceRawStack{}.Len)
+)
+
+// rawStackEvent is a struct raw_stack; Data points into the sample.
+type rawStackEvent struct {
+	Pid, Ppid  uint32
+	StackID    uint64
+	IP, SP, BP uint64
+	Data       []byte
+}
+
+func decodeRawStack(raw []byte, e *rawStackEvent) error {
+	if len(raw) < rawHeaderSize {
+		return fmt.Errorf("raw stack event of %d bytes, want at least %d", len(raw), rawHeaderSize)
+	}
+	ne := binary.NativeEndian
+	n := int(ne.Uint32(raw[rawLen:]))
+	if n > len(raw)-rawHeaderSize {
+		return fmt.Errorf("raw stack event holds %d bytes of stack, says %d", len(raw)-rawHeaderSize, n)
+	}
+	*e = rawStackEvent{Pid: ne.Uint32(raw[rawPid:]), Ppid: ne.Uint32(raw[rawPpid:]),
+		StackID: ne.Uint64(raw[rawStackID:]), IP: ne.Uint64(raw[rawIP:]), SP: ne.Uint64(raw[rawSP:]),
+		BP: ne.Uint64(raw[rawBP:]), Data: raw[rawHeaderSize : rawHeaderSize+n]}
+	return nil
+}

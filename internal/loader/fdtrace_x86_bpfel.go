@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fdtraceCfaRule uint32
+
+const (
+	fdtraceCfaRuleCFA_NONE fdtraceCfaRule = 0
+	fdtraceCfaRuleCFA_SP   fdtraceCfaRule = 1
+	fdtraceCfaRuleCFA_FP   fdtraceCfaRule = 2
+	fdtraceCfaRuleCFA_PLT  fdtraceCfaRule = 3
+	fdtraceCfaRuleCFA_END  fdtraceCfaRule = 4
+)
+
 type fdtraceDrainFd struct {
 	_       structs.HostLayout
 	Tgid    uint32
@@ -33,13 +43,31 @@ type fdtraceErrKey struct {
 type fdtraceEventKind uint32
 
 const (
-	fdtraceEventKindEV_OPEN  fdtraceEventKind = 1
-	fdtraceEventKindEV_CLOSE fdtraceEventKind = 2
-	fdtraceEventKindEV_ERROR fdtraceEventKind = 3
-	fdtraceEventKindEV_SEED  fdtraceEventKind = 4
-	fdtraceEventKindEV_EXIT  fdtraceEventKind = 5
-	fdtraceEventKindEV_STACK fdtraceEventKind = 6
+	fdtraceEventKindEV_OPEN      fdtraceEventKind = 1
+	fdtraceEventKindEV_CLOSE     fdtraceEventKind = 2
+	fdtraceEventKindEV_ERROR     fdtraceEventKind = 3
+	fdtraceEventKindEV_SEED      fdtraceEventKind = 4
+	fdtraceEventKindEV_EXIT      fdtraceEventKind = 5
+	fdtraceEventKindEV_STACK     fdtraceEventKind = 6
+	fdtraceEventKindEV_MAPS      fdtraceEventKind = 7
+	fdtraceEventKindEV_RAW_STACK fdtraceEventKind = 8
 )
+
+type fdtraceExecMap struct {
+	_     structs.HostLayout
+	Start uint64
+	End   uint64
+	Bias  uint64
+	Table uint32
+	Pad   uint32
+}
+
+type fdtraceExecMappings struct {
+	_    structs.HostLayout
+	N    uint32
+	Pad  uint32
+	Maps [128]fdtraceExecMap
+}
 
 type fdtraceExitEvent struct {
 	_       structs.HostLayout
@@ -155,6 +183,20 @@ type fdtraceProc struct {
 	Comm         [16]int8
 }
 
+type fdtraceRawStack struct {
+	_       structs.HostLayout
+	Kind    uint8
+	Pad     [3]uint8
+	Pid     uint32
+	StackId uint64
+	Ip      uint64
+	Sp      uint64
+	Bp      uint64
+	Ppid    uint32
+	Len     uint32
+	Data    [8192]uint8
+}
+
 type fdtraceStack struct {
 	_   structs.HostLayout
 	Nr  uint32
@@ -189,14 +231,15 @@ type fdtraceStackWork struct {
 type fdtraceStatId uint32
 
 const (
-	fdtraceStatIdSTAT_LOST_EVENTS fdtraceStatId = 0
-	fdtraceStatIdSTAT_FDS_FULL    fdtraceStatId = 1
-	fdtraceStatIdSTAT_PROCS_FULL  fdtraceStatId = 2
-	fdtraceStatIdSTAT_ERRORS_FULL fdtraceStatId = 3
-	fdtraceStatIdSTAT_DRIFT       fdtraceStatId = 4
-	fdtraceStatIdSTAT_STACKS_FULL fdtraceStatId = 5
-	fdtraceStatIdSTAT_PORTS_FULL  fdtraceStatId = 6
-	fdtraceStatIdSTAT_MAX         fdtraceStatId = 7
+	fdtraceStatIdSTAT_LOST_EVENTS      fdtraceStatId = 0
+	fdtraceStatIdSTAT_FDS_FULL         fdtraceStatId = 1
+	fdtraceStatIdSTAT_PROCS_FULL       fdtraceStatId = 2
+	fdtraceStatIdSTAT_ERRORS_FULL      fdtraceStatId = 3
+	fdtraceStatIdSTAT_DRIFT            fdtraceStatId = 4
+	fdtraceStatIdSTAT_STACKS_FULL      fdtraceStatId = 5
+	fdtraceStatIdSTAT_PORTS_FULL       fdtraceStatId = 6
+	fdtraceStatIdSTAT_STACKS_NO_TABLES fdtraceStatId = 7
+	fdtraceStatIdSTAT_MAX              fdtraceStatId = 8
 )
 
 type fdtraceSyscallId uint32
@@ -268,7 +311,9 @@ const (
 	fdtraceMapDupStart                                 = "dup_start"
 	fdtraceMapErrors                                   = "errors"
 	fdtraceMapEvents                                   = "events"
+	fdtraceMapExecMaps                                 = "exec_maps"
 	fdtraceMapFds                                      = "fds"
+	fdtraceMapMapsAsked                                = "maps_asked"
 	fdtraceMapPorts                                    = "ports"
 	fdtraceMapProcScratch                              = "proc_scratch"
 	fdtraceMapProcs                                    = "procs"
@@ -276,6 +321,7 @@ const (
 	fdtraceMapStacks                                   = "stacks"
 	fdtraceMapStats                                    = "stats"
 	fdtraceMapTraced                                   = "traced"
+	fdtraceMapUnwindTables                             = "unwind_tables"
 	fdtraceMapWalkMemos                                = "walk_memos"
 	fdtraceProgRawTracepointSchedProcessExec           = "raw_tracepoint__sched_process_exec"
 	fdtraceProgRawTracepointSchedProcessExit           = "raw_tracepoint__sched_process_exit"
@@ -328,6 +374,7 @@ const (
 	fdtraceVarCaptureStacks                            = "capture_stacks"
 	fdtraceVarDrainPending                             = "drain_pending"
 	fdtraceVarDrains                                   = "drains"
+	fdtraceVarDwarfStacks                              = "dwarf_stacks"
 	fdtraceVarErrorsOnly                               = "errors_only"
 	fdtraceVarExitKeepsRecords                         = "exit_keeps_records"
 	fdtraceVarFdRecords                                = "fd_records"
@@ -335,13 +382,16 @@ const (
 	fdtraceVarFilterPids                               = "filter_pids"
 	fdtraceVarSelfTgid                                 = "self_tgid"
 	fdtraceVarTargComm                                 = "targ_comm"
+	fdtraceVarUnusedCfaRule                            = "unused_cfa_rule"
 	fdtraceVarUnusedEventKind                          = "unused_event_kind"
+	fdtraceVarUnusedExecMap                            = "unused_exec_map"
 	fdtraceVarUnusedExitEvent                          = "unused_exit_event"
 	fdtraceVarUnusedFdEvent                            = "unused_fd_event"
 	fdtraceVarUnusedFdFlags                            = "unused_fd_flags"
 	fdtraceVarUnusedFdType                             = "unused_fd_type"
 	fdtraceVarUnusedPortCounts                         = "unused_port_counts"
 	fdtraceVarUnusedPortKey                            = "unused_port_key"
+	fdtraceVarUnusedRawStack                           = "unused_raw_stack"
 	fdtraceVarUnusedStatId                             = "unused_stat_id"
 	fdtraceVarUnusedSyscallId                          = "unused_syscall_id"
 	fdtraceVarWakeupBytes                              = "wakeup_bytes"
@@ -445,7 +495,9 @@ type fdtraceMapSpecs struct {
 	DupStart     *ebpf.MapSpec `ebpf:"dup_start"`
 	Errors       *ebpf.MapSpec `ebpf:"errors"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	ExecMaps     *ebpf.MapSpec `ebpf:"exec_maps"`
 	Fds          *ebpf.MapSpec `ebpf:"fds"`
+	MapsAsked    *ebpf.MapSpec `ebpf:"maps_asked"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
 	Procs        *ebpf.MapSpec `ebpf:"procs"`
@@ -453,6 +505,7 @@ type fdtraceMapSpecs struct {
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Traced       *ebpf.MapSpec `ebpf:"traced"`
+	UnwindTables *ebpf.MapSpec `ebpf:"unwind_tables"`
 	WalkMemos    *ebpf.MapSpec `ebpf:"walk_memos"`
 }
 
@@ -465,6 +518,7 @@ type fdtraceVariableSpecs struct {
 	CaptureStacks    *ebpf.VariableSpec `ebpf:"capture_stacks"`
 	DrainPending     *ebpf.VariableSpec `ebpf:"drain_pending"`
 	Drains           *ebpf.VariableSpec `ebpf:"drains"`
+	DwarfStacks      *ebpf.VariableSpec `ebpf:"dwarf_stacks"`
 	ErrorsOnly       *ebpf.VariableSpec `ebpf:"errors_only"`
 	ExitKeepsRecords *ebpf.VariableSpec `ebpf:"exit_keeps_records"`
 	FdRecords        *ebpf.VariableSpec `ebpf:"fd_records"`
@@ -472,13 +526,16 @@ type fdtraceVariableSpecs struct {
 	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TargComm         *ebpf.VariableSpec `ebpf:"targ_comm"`
+	UnusedCfaRule    *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
 	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedExecMap    *ebpf.VariableSpec `ebpf:"unused_exec_map"`
 	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedFdEvent    *ebpf.VariableSpec `ebpf:"unused_fd_event"`
 	UnusedFdFlags    *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
 	UnusedFdType     *ebpf.VariableSpec `ebpf:"unused_fd_type"`
 	UnusedPortCounts *ebpf.VariableSpec `ebpf:"unused_port_counts"`
 	UnusedPortKey    *ebpf.VariableSpec `ebpf:"unused_port_key"`
+	UnusedRawStack   *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
 	UnusedStatId     *ebpf.VariableSpec `ebpf:"unused_stat_id"`
 	UnusedSyscallId  *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -508,7 +565,9 @@ type fdtraceMaps struct {
 	DupStart     *ebpf.Map `ebpf:"dup_start"`
 	Errors       *ebpf.Map `ebpf:"errors"`
 	Events       *ebpf.Map `ebpf:"events"`
+	ExecMaps     *ebpf.Map `ebpf:"exec_maps"`
 	Fds          *ebpf.Map `ebpf:"fds"`
+	MapsAsked    *ebpf.Map `ebpf:"maps_asked"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
 	Procs        *ebpf.Map `ebpf:"procs"`
@@ -516,6 +575,7 @@ type fdtraceMaps struct {
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Traced       *ebpf.Map `ebpf:"traced"`
+	UnwindTables *ebpf.Map `ebpf:"unwind_tables"`
 	WalkMemos    *ebpf.Map `ebpf:"walk_memos"`
 }
 
@@ -525,7 +585,9 @@ func (m *fdtraceMaps) Close() error {
 		m.DupStart,
 		m.Errors,
 		m.Events,
+		m.ExecMaps,
 		m.Fds,
+		m.MapsAsked,
 		m.Ports,
 		m.ProcScratch,
 		m.Procs,
@@ -533,6 +595,7 @@ func (m *fdtraceMaps) Close() error {
 		m.Stacks,
 		m.Stats,
 		m.Traced,
+		m.UnwindTables,
 		m.WalkMemos,
 	)
 }
@@ -546,6 +609,7 @@ type fdtraceVariables struct {
 	CaptureStacks    *ebpf.Variable `ebpf:"capture_stacks"`
 	DrainPending     *ebpf.Variable `ebpf:"drain_pending"`
 	Drains           *ebpf.Variable `ebpf:"drains"`
+	DwarfStacks      *ebpf.Variable `ebpf:"dwarf_stacks"`
 	ErrorsOnly       *ebpf.Variable `ebpf:"errors_only"`
 	ExitKeepsRecords *ebpf.Variable `ebpf:"exit_keeps_records"`
 	FdRecords        *ebpf.Variable `ebpf:"fd_records"`
@@ -553,13 +617,16 @@ type fdtraceVariables struct {
 	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	TargComm         *ebpf.Variable `ebpf:"targ_comm"`
+	UnusedCfaRule    *ebpf.Variable `ebpf:"unused_cfa_rule"`
 	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedExecMap    *ebpf.Variable `ebpf:"unused_exec_map"`
 	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedFdEvent    *ebpf.Variable `ebpf:"unused_fd_event"`
 	UnusedFdFlags    *ebpf.Variable `ebpf:"unused_fd_flags"`
 	UnusedFdType     *ebpf.Variable `ebpf:"unused_fd_type"`
 	UnusedPortCounts *ebpf.Variable `ebpf:"unused_port_counts"`
 	UnusedPortKey    *ebpf.Variable `ebpf:"unused_port_key"`
+	UnusedRawStack   *ebpf.Variable `ebpf:"unused_raw_stack"`
 	UnusedStatId     *ebpf.Variable `ebpf:"unused_stat_id"`
 	UnusedSyscallId  *ebpf.Variable `ebpf:"unused_syscall_id"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`

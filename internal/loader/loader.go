@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -56,11 +57,37 @@ type Config struct {
 	// CaptureStacks records the user stack of every fd creation (and
 	// failure); Stack symbolizes them.
 	CaptureStacks bool
+	// StackMode is how those stacks are walked; "" means StackDWARF.
+	StackMode StackMode
 	// KeepRecordsAtExit hands the records of an exiting process to
 	// TakeExitedFDs instead of dropping them in the kernel.
 	KeepRecordsAtExit bool
 	// Symbolizer resolves captured stacks; nil makes a default one.
 	Symbolizer *symbolize.Symbolizer
+}
+
+// StackMode is how the kernel walks user stacks.
+type StackMode string
+
+const (
+	// StackDWARF unwinds by the DWARF call frame information of the
+	// mapped files (.eh_frame, .debug_frame), and by frame pointers in
+	// code without it (JIT code): right for code built without frame
+	// pointers too.
+	StackDWARF StackMode = "dwarf"
+	// StackFP follows frame pointers, recovering the frames of libc's
+	// wrappers from the top of the stack: cheaper, and enough for code
+	// built with frame pointers (Go, -fno-omit-frame-pointer).
+	StackFP StackMode = "fp"
+)
+
+// ParseStackMode checks a --stack-mode value.
+func ParseStackMode(s string) (StackMode, error) {
+	switch m := StackMode(s); m {
+	case StackDWARF, StackFP:
+		return m, nil
+	}
+	return "", fmt.Errorf("stack mode %q: want dwarf or fp", s)
 }
 
 const (
@@ -86,6 +113,10 @@ type Tracer struct {
 	clock    clock
 	closeErr error
 	once     sync.Once
+	unwind   *unwindTables // with StackDWARF stacks
+
+	// Records read from the ring buffer, and handled.
+	readSeq, handledSeq atomic.Uint64
 
 	detachErr  error
 	detachOnce sync.Once
@@ -95,6 +126,7 @@ type Tracer struct {
 	reconcile uint64
 	delivered uint64
 	stacks    map[uint64][]symbolize.Frame // symbolized when first seen
+	aliases   map[uint64]uint64            // provisional stack id -> id (unwindRawStack)
 	stackMeta map[uint64]stackMeta
 	exitedFDs map[int][]FD // with KeepRecordsAtExit
 	// stackCount: symbolized stacks per pid; orphanStacks: stacks of
@@ -142,7 +174,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if cfg.CaptureStacks && cfg.Symbolizer == nil {
 		cfg.Symbolizer = symbolize.New(symbolize.Options{})
 	}
-	t := &Tracer{cfg: cfg, clock: newClock(), stacks: map[uint64][]symbolize.Frame{},
+	t := &Tracer{cfg: cfg, clock: newClock(), stacks: map[uint64][]symbolize.Frame{}, aliases: map[uint64]uint64{},
 		stackMeta: map[uint64]stackMeta{}, stackCount: map[int]int{}, exitedFDs: map[int][]FD{}}
 	defer func() {
 		if err != nil {
@@ -173,6 +205,14 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if err := t.fillTraced(); err != nil {
 		return nil, err
 	}
+	if cfg.CaptureStacks && cfg.StackMode != StackFP {
+		t.unwind = newUnwindTables(&t.objs, cfg.Symbolizer)
+		for _, pid := range cfg.PIDs {
+			if err := t.unwind.refresh(pid); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := t.attach(spec); err != nil {
 		return nil, err
 	}
@@ -201,6 +241,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		"fd_records":         !cfg.CountOnly,
 		"wakeup_bytes":       uint64(cfg.WakeupBytes),
 		"capture_stacks":     cfg.CaptureStacks,
+		"dwarf_stacks":       cfg.CaptureStacks && cfg.StackMode != StackFP,
 		"all_errors":         cfg.AllErrors,
 		"exit_keeps_records": cfg.KeepRecordsAtExit,
 	}
@@ -324,6 +365,9 @@ func (t *Tracer) Close() error {
 			errs = append(errs, t.reader.Close())
 		}
 		errs = append(errs, t.objs.Close())
+		if t.unwind != nil {
+			t.unwind.close()
+		}
 		t.closeErr = errors.Join(errs...)
 	})
 	return t.closeErr

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/fdtrace/fdtrace/internal/events"
@@ -29,11 +30,24 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		if err != nil {
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
-		if err := t.handle(rec.RawSample, h, c); err != nil {
+		t.readSeq.Add(1)
+		err = t.handle(rec.RawSample, h, c)
+		t.handledSeq.Add(1)
+		if err != nil {
 			return err
 		}
 	}
 	return t.drain(h, c)
+}
+
+// waitCaughtUp waits, at most timeout, until the reader has handled
+// every record the kernel had written when it was called.
+func (t *Tracer) waitCaughtUp(timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if t.reader.AvailableBytes() == 0 && t.readSeq.Load() == t.handledSeq.Load() {
+			return
+		}
+	}
 }
 
 // Drain handles every record already in the ring buffer and returns. After
@@ -54,7 +68,10 @@ func (t *Tracer) drain(h Handler, c comms) error {
 		if err != nil {
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
-		if err := t.handle(rec.RawSample, h, c); err != nil {
+		t.readSeq.Add(1)
+		err = t.handle(rec.RawSample, h, c)
+		t.handledSeq.Add(1)
+		if err != nil {
 			return err
 		}
 	}
@@ -73,6 +90,14 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 			return fmt.Errorf("decoding exit event: %w", err)
 		}
 		return h(t.exited(&e))
+	}
+	if fdtraceEventKind(raw[0]) == fdtraceEventKindEV_RAW_STACK {
+		var e rawStackEvent
+		if err := decodeRawStack(raw, &e); err != nil {
+			return err
+		}
+		t.unwindRawStack(&e)
+		return nil
 	}
 	var e rawFdEvent
 	if err := decodeFdEvent(raw, &e); err != nil {
@@ -100,6 +125,11 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 		return nil
 	case fdtraceEventKindEV_STACK:
 		return t.symbolizeStack(int(e.Pid), int(e.Ppid), c.intern(e.Comm), e.StackId)
+	case fdtraceEventKindEV_MAPS:
+		if t.unwind != nil {
+			t.unwind.refresh(int(e.Pid))
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown event kind %d", e.Kind)
 }
@@ -115,16 +145,58 @@ func (t *Tracer) symbolizeStack(pid, parent int, comm string, id uint64) error {
 		return nil // already collected: records keep the id only
 	}
 	n := min(int(st.Nr), len(st.Ips))
-	frames := t.cfg.Symbolizer.Symbolize(pid, st.Ips[:n])
+	t.remember(pid, parent, comm, id, st.Ips[:n])
+	return nil
+}
+
+func (t *Tracer) remember(pid, parent int, comm string, id uint64, ips []uint64) {
+	frames := t.cfg.Symbolizer.Symbolize(pid, ips)
 	if unmapped(frames) {
-		frames = t.symbolizeAsParent(parent, comm, st.Ips[:n], frames)
+		frames = t.symbolizeAsParent(parent, comm, ips, frames)
 	}
 	t.mu.Lock()
 	t.stacks[id] = frames
 	t.stackMeta[id] = stackMeta{pid: pid, at: time.Now()}
 	t.stackCount[pid]++
 	t.mu.Unlock()
-	return nil
+}
+
+// unwindRawStack unwinds a stack the kernel could not, its process's
+// unwind tables not being loaded yet: it loads them, unwinds the copy of
+// the stack, and files the result under the key the kernel would have
+// given it, so that it is one stack with those the kernel walks later. The
+// fd's record keeps the provisional id, which Stack and EachFD translate.
+func (t *Tracer) unwindRawStack(e *rawStackEvent) {
+	if t.unwind == nil {
+		return
+	}
+	pid := int(e.Pid)
+	t.unwind.refresh(pid)
+	ips := t.unwind.unwindCopy(pid, e.IP, e.SP, e.BP, e.Data)
+	id := stackKey(e.Pid, ips)
+	var st fdtraceStack
+	st.Nr = uint32(copy(st.Ips[:], ips))
+	err := t.objs.Stacks.Update(id, &st, ebpf.UpdateNoExist)
+	t.mu.Lock()
+	t.aliases[e.StackID] = id
+	_, known := t.stacks[id]
+	t.mu.Unlock()
+	if err == nil || !known {
+		t.remember(pid, int(e.Ppid), "", id, ips)
+	}
+}
+
+// realStack is the stack id behind a provisional one (see unwindRawStack).
+func (t *Tracer) realStack(id uint64) uint64 {
+	if id&1 != 0 || id == 0 {
+		return id
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if real, ok := t.aliases[id]; ok {
+		return real
+	}
+	return id
 }
 
 // orphanStacksGC is how many stacks of exited processes may pile up
@@ -189,6 +261,10 @@ func (t *Tracer) SymbolizeStacksOf(pid int) {
 	if t.cfg.Symbolizer == nil {
 		return
 	}
+	if t.unwind != nil {
+		// Stacks the kernel could not unwind are in the ring buffer.
+		t.waitCaughtUp(2 * time.Second)
+	}
 	t.EachFD(func(fd FD) {
 		if fd.PID == pid && fd.StackID != 0 && t.Stack(fd.StackID) == nil {
 			t.symbolizeStack(pid, 0, "", fd.StackID)
@@ -209,6 +285,11 @@ func (t *Tracer) DropStacksExcept(keep map[uint64]bool, before time.Time) {
 		}
 	}
 	var drop []uint64
+	for alias, id := range t.aliases {
+		if !keep[id] && !exited[id] {
+			delete(t.aliases, alias)
+		}
+	}
 	for id, m := range t.stackMeta {
 		if !keep[id] && !exited[id] && m.at.Before(before) {
 			drop = append(drop, id)
@@ -232,6 +313,9 @@ func (t *Tracer) Stack(id uint64) []symbolize.Frame {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if real, ok := t.aliases[id]; ok {
+		id = real
+	}
 	return t.stacks[id]
 }
 
@@ -257,6 +341,9 @@ func (t *Tracer) exited(e *fdtraceExitEvent) events.Process {
 		t.collectExited(int(e.Pid))
 	}
 	t.stacksOfExited(int(e.Pid))
+	if t.unwind != nil {
+		t.unwind.forget(int(e.Pid))
+	}
 	if e.Proc.Errors > 0 {
 		if errs := t.takeErrors(e.Pid, e.Proc.StartNs); errs != nil {
 			p.Errors = errs

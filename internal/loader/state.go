@@ -105,7 +105,7 @@ func (t *Tracer) fdOf(key fdtraceFdKey, info *fdtraceFdInfo) FD {
 		Seeded:    info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
 		Family:    events.FamilyName(int(info.Family)),
 		SockType:  events.SockTypeName(int(info.SockType)),
-		StackID:   info.StackId,
+		StackID:   t.realStack(info.StackId),
 		Inherited: info.Flags&uint8(fdtraceFdFlagsFDF_INHERITED) != 0,
 	}
 	if info.OpenNs != 0 {
@@ -296,12 +296,13 @@ func (t *Tracer) Stats() (events.Stats, error) {
 // statFields is where each kernel stat (enum stat_id) goes in s.
 func statFields(s *events.Stats) map[fdtraceStatId]*uint64 {
 	return map[fdtraceStatId]*uint64{
-		fdtraceStatIdSTAT_LOST_EVENTS: &s.LostEvents,
-		fdtraceStatIdSTAT_FDS_FULL:    &s.FDsMapFull,
-		fdtraceStatIdSTAT_PROCS_FULL:  &s.ProcsMapFull,
-		fdtraceStatIdSTAT_ERRORS_FULL: &s.ErrorsMapFull,
-		fdtraceStatIdSTAT_DRIFT:       &s.KernelDrift,
-		fdtraceStatIdSTAT_STACKS_FULL: &s.StacksFull,
-		fdtraceStatIdSTAT_PORTS_FULL:  &s.PortsMapFull,
+		fdtraceStatIdSTAT_LOST_EVENTS:      &s.LostEvents,
+		fdtraceStatIdSTAT_FDS_FULL:         &s.FDsMapFull,
+		fdtraceStatIdSTAT_PROCS_FULL:       &s.ProcsMapFull,
+		fdtraceStatIdSTAT_ERRORS_FULL:      &s.ErrorsMapFull,
+		fdtraceStatIdSTAT_DRIFT:            &s.KernelDrift,
+		fdtraceStatIdSTAT_STACKS_FULL:      &s.StacksFull,
+		fdtraceStatIdSTAT_PORTS_FULL:       &s.PortsMapFull,
+		fdtraceStatIdSTAT_STACKS_NO_TABLES: &s.StacksNoTables,
 	}
 }

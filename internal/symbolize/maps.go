@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -111,4 +112,42 @@ func parseNSpid(status string) int {
 		return n
 	}
 	return 0
+}
+
+// Mapping is an executable mapping of a process.
+type Mapping struct {
+	Start, End, Offset uint64
+	File               string // the mapped file's device:inode; "" when none can be opened ([vdso], JIT code)
+	Path               string
+	deleted            bool
+}
+
+// ExecMappings reads pid's executable mappings now.
+func (s *Symbolizer) ExecMappings(pid int) ([]Mapping, error) {
+	f, err := os.Open(s.procPath(pid, "maps"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	maps, err := parseMaps(f)
+	if err != nil {
+		return nil, err
+	}
+	var out []Mapping
+	for _, m := range maps {
+		if !m.exec() {
+			continue
+		}
+		em := Mapping{Start: m.start, End: m.end, Offset: m.offset, Path: m.path, deleted: m.deleted}
+		if m.file() {
+			em.File = m.key()
+		}
+		out = append(out, em)
+	}
+	return out, nil
+}
+
+// OpenMapped opens the file behind one of pid's mappings, nil if it cannot.
+func (s *Symbolizer) OpenMapped(pid int, m Mapping) *os.File {
+	return s.open(pid, &mapping{start: m.Start, end: m.End, path: m.Path, deleted: m.deleted})
 }

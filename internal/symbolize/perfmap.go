@@ -75,3 +75,47 @@ func readPerfMap(file, path string, old *perfMap) (*perfMap, error) {
 	defer f.Close()
 	return &perfMap{path: path, syms: parsePerfMap(f), size: fi.Size(), mtime: fi.ModTime()}, nil
 }
+
+// jsFrame reads a V8 perf map name, "JS:~handleUpload /srv/app.js:25:22"
+// or the older "LazyCompile:*readSettings /srv/settings.js:3" (the mark
+// is the tier: ~ interpreted, ^ baseline, + Maglev, * optimized), as a
+// function, file and line. Other names (Builtin:..., other JITs) are the
+// function whole.
+func jsFrame(name string) (fn, file string, line int) {
+	kind, rest, ok := strings.Cut(name, ":")
+	switch {
+	case !ok:
+		return name, "", 0
+	case kind != "JS" && kind != "LazyCompile" && kind != "Function" && kind != "Script" && kind != "Eval":
+		return name, "", 0
+	}
+	rest = strings.TrimLeft(rest, "~^+*")
+	fn, loc, ok := strings.Cut(rest, " ")
+	if !ok {
+		return name, "", 0
+	}
+	// file:line or file:line:column; the file may hold colons (node:fs).
+	file, num, ok := cutLastColon(loc)
+	if col, err := strconv.Atoi(num); ok && err == nil {
+		if f, n, ok := cutLastColon(file); ok {
+			if l, err := strconv.Atoi(n); err == nil {
+				file, col = f, l
+			}
+		}
+		line = col
+	} else {
+		return name, "", 0
+	}
+	if fn == "" {
+		fn = "(anonymous)"
+	}
+	return fn, file, line
+}
+
+func cutLastColon(s string) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
+}

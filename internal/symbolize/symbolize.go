@@ -240,7 +240,8 @@ func (s *Symbolizer) frames(pid int, p *process, m *mapping, addr, pc uint64) []
 	}
 	// JIT code: anonymous, or in a file that is no ELF (a memfd).
 	if name, path, ok := s.jitName(pid, p, pc); ok {
-		return []Frame{{Addr: addr, Func: name, Module: path}}
+		fn, file, line := jsFrame(name)
+		return []Frame{{Addr: addr, Func: fn, File: file, Line: line, Module: path}}
 	}
 	if p.perf == nil && m.anonymous() && !p.warned && p.perfErr != nil {
 		p.warned = true

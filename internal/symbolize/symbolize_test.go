@@ -270,8 +270,8 @@ func TestSymbolizesJITCodeThroughThePerfMap(t *testing.T) {
 			s := New(Options{ProcRoot: procRoot})
 			got := s.Symbolize(tc.pid, []uint64{0x7f3a10001010, 0x7f3a10001041, 0x7f3a10002000})
 			want := []Frame{
-				{Addr: 0x7f3a10001010, Func: "LazyCompile:~openConfig /srv/app/config.js:12", Module: tc.file},
-				{Addr: 0x7f3a10001041, Func: "LazyCompile:*readSettings /srv/app/settings.js:3", Module: tc.file},
+				{Addr: 0x7f3a10001010, Func: "openConfig", File: "config.js", Line: 12, Module: tc.file},
+				{Addr: 0x7f3a10001041, Func: "readSettings", File: "settings.js", Line: 3, Module: tc.file},
 				{Addr: 0x7f3a10002000},
 			}
 			checkFrames(t, got, want)
@@ -279,6 +279,27 @@ func TestSymbolizesJITCodeThroughThePerfMap(t *testing.T) {
 				t.Errorf("warnings %q, want none: the perf map exists", w)
 			}
 		})
+	}
+}
+
+func TestReadsV8PerfMapNames(t *testing.T) {
+	for _, tc := range []struct {
+		name, fn, file string
+		line           int
+	}{
+		{"JS:~handleUpload /srv/app/server.js:25:22", "handleUpload", "/srv/app/server.js", 25},
+		{"JS:^saveUpload /srv/app/server.js:19:20", "saveUpload", "/srv/app/server.js", 19},
+		{"JS:*openSync node:fs:590:18", "openSync", "node:fs", 590},
+		{"JS:~ /srv/app/server.js:44:35", "(anonymous)", "/srv/app/server.js", 44},
+		{"LazyCompile:*readSettings /srv/app/settings.js:3", "readSettings", "/srv/app/settings.js", 3},
+		{"Builtin:InterpreterEntryTrampoline", "Builtin:InterpreterEntryTrampoline", "", 0},
+		{"java.lang.String::hashCode", "java.lang.String::hashCode", "", 0},
+		{"JS:~odd name without a location", "JS:~odd name without a location", "", 0},
+	} {
+		fn, file, line := jsFrame(tc.name)
+		if fn != tc.fn || file != tc.file || line != tc.line {
+			t.Errorf("jsFrame(%q) = %q %q %d, want %q %q %d", tc.name, fn, file, line, tc.fn, tc.file, tc.line)
+		}
 	}
 }
 

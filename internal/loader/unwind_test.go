@@ -1,0 +1,94 @@
+package loader
+
+import (
+	"debug/elf"
+	"math/rand/v2"
+	"sort"
+	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/unwind"
+)
+
+// The kernel's lookup (findRow is its twin) over encodeTable's layout
+// finds the row a linear search finds, for every kind of address: each
+// row's first byte, the byte before it, random ones, and outside the table.
+func TestEncodedTablesFindTheRowInForce(t *testing.T) {
+	for _, path := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/node"} {
+		f, err := elf.Open(path)
+		if err != nil {
+			t.Logf("%s: %v", path, err)
+			continue
+		}
+		rows, err := unwind.Rows(f)
+		f.Close()
+		if err != nil || len(rows) == 0 {
+			t.Fatalf("%s: %d rows, %v", path, len(rows), err)
+		}
+		table := encodeTable(rows)
+		get := func(i uint32) (uint64, bool) {
+			if int(i) >= len(table) {
+				return 0, false
+			}
+			return table[i], true
+		}
+		want := func(addr uint64) uint64 {
+			i := sort.Search(len(rows), func(i int) bool { return rows[i].PC > addr })
+			if i == 0 || addr >= rows[len(rows)-1].PC+1<<unwindPageShift {
+				return 0 // past the last page: no row, as past the end
+			}
+			return encodeRow(rows[i-1], rows[i-1].PC-rows[0].PC)
+		}
+		check := func(addr uint64) {
+			if got, w := findRow(get, addr), want(addr); got != w {
+				t.Fatalf("%s: row at %#x: got %#x, want %#x", path, addr, got, w)
+			}
+		}
+		lo, hi := rows[0].PC, rows[len(rows)-1].PC
+		for _, r := range rows {
+			check(r.PC)
+			check(r.PC - 1)
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		for range 100000 {
+			check(lo + rng.Uint64N(hi-lo+1))
+		}
+		check(hi + 1)
+		check(hi + 1<<20)
+		t.Logf("%s: %d rows, %d table entries", path, len(rows), len(table))
+	}
+}
+
+func TestRowsEncodeWhatTheKernelDecodes(t *testing.T) {
+	for _, tc := range []struct {
+		row  unwind.Row
+		rule fdtraceCfaRule
+		off  int16
+		rbp  int8
+	}{
+		{unwind.Row{CFA: unwind.CFASP, Offset: 8}, fdtraceCfaRuleCFA_SP, 8, 0},
+		{unwind.Row{CFA: unwind.CFAFP, Offset: 16, RBPOffset: -16}, fdtraceCfaRuleCFA_FP, 16, -2},
+		{unwind.Row{CFA: unwind.CFASP, Offset: 4096, RBPOffset: -56}, fdtraceCfaRuleCFA_SP, 4096, -7},
+		{unwind.Row{CFA: unwind.CFAPLT, Offset: 11}, fdtraceCfaRuleCFA_PLT, 11, 0},
+		{unwind.Row{CFA: unwind.CFAEnd}, fdtraceCfaRuleCFA_END, 0, 0},
+		// What 16 bits cannot hold falls back to frame pointers.
+		{unwind.Row{CFA: unwind.CFASP, Offset: 1 << 16, RBPOffset: -16}, fdtraceCfaRuleCFA_NONE, 0, 0},
+	} {
+		v := encodeRow(tc.row, 0x1234)
+		if uint32(v) != 0x1234 || fdtraceCfaRule(v>>56&0xf) != tc.rule || int16(v>>32) != tc.off || int8(v>>48) != tc.rbp {
+			t.Errorf("%+v: encoded %#x", tc.row, v)
+		}
+	}
+}
+
+// The user-space hash of a stack is the kernel's: a stack unwound from a
+// copy is one stack with the same stack unwound in the kernel.
+func TestStackKeyIsTheKernelsHash(t *testing.T) {
+	// capture_stack's FNV-1a over the ips, seeded with the tgid, odd.
+	h := uint64(0xcbf29ce484222325) ^ 42
+	for _, ip := range []uint64{0x401000, 0x402000} {
+		h = (h ^ ip) * 0x100000001b3
+	}
+	if got := stackKey(42, []uint64{0x401000, 0x402000}); got != h|1 {
+		t.Errorf("stackKey = %#x, want %#x", got, h|1)
+	}
+}
