@@ -1211,16 +1211,46 @@ static __always_inline bool unwind_dwarf(struct stack_work *w, __u32 tgid)
 }
 
 /*
+ * Stacks sent to user space, by where they were taken: the same
+ * instruction at the same stack depth under the same top of the stack is
+ * the same stack, in a loop say. It is sent once.
+ */
+struct raw_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ip;
+	__u64 sp;
+	__u64 top; /* a hash of the stack's top 64 bytes */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 12);
+	__type(key, struct raw_key);
+	__type(value, __u64);
+} raw_sent SEC(".maps");
+
+/*
  * Hand the stack to user space to unwind (struct raw_stack); its
  * provisional id, or 0 when the ring buffer has no room.
  */
 static __always_inline __u64 send_raw_stack(struct task_struct *task,
 					    __u32 tgid, struct walk_ctx *c)
 {
-	struct raw_stack *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct raw_key key = { .tgid = tgid, .ip = c->pc, .sp = c->sp };
 	__u64 id = (bpf_ktime_get_ns() ^ (__u64)tgid << 40) << 1 | 2;
+	__u64 top[8] = {}, *sent;
+	struct raw_stack *e;
 	__u32 off = 0;
 
+	bpf_probe_read_user(top, sizeof(top), (void *)c->sp);
+	key.top = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < 8; i++)
+		key.top = (key.top ^ top[i]) * 0x100000001b3ULL;
+	sent = bpf_map_lookup_elem(&raw_sent, &key);
+	if (sent)
+		return *sent;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)
 		return 0;
 	e->kind = EV_RAW_STACK;
@@ -1230,6 +1260,7 @@ static __always_inline __u64 send_raw_stack(struct task_struct *task,
 	e->sp = c->sp;
 	e->bp = c->fp;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	/*
 	 * In chunks that end on 1 KiB boundaries: a read must not cross the
 	 * end of the stack's mapping, which is page-aligned.
@@ -1245,6 +1276,7 @@ static __always_inline __u64 send_raw_stack(struct task_struct *task,
 	}
 	e->len = off;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	bpf_map_update_elem(&raw_sent, &key, &id, BPF_ANY);
 	return id;
 }
 
@@ -2224,6 +2256,15 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	}
 	if (!trace_allowed(ctgid))
 		return 0;
+	if (dwarf_stacks) {
+		/* Until it execs, it runs its parent's code at the same places.
+		 */
+		struct exec_mappings *maps =
+			bpf_map_lookup_elem(&exec_maps, &ptgid);
+
+		if (maps)
+			bpf_map_update_elem(&exec_maps, &ctgid, maps, BPF_ANY);
+	}
 	fdt = task_fdt(child);
 	if (!fdt)
 		return 0;

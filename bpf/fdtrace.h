@@ -251,7 +251,7 @@ struct exec_mappings {
 	struct exec_map maps[MAX_EXEC_MAPS];
 };
 
-#define RAW_STACK_BYTES 8192
+#define RAW_STACK_BYTES 16384
 
 /*
  * A stack captured before its process's unwind tables were loaded (a
@@ -269,6 +269,7 @@ struct raw_stack {
 	__u64 bp;
 	__u32 ppid;
 	__u32 len; /* bytes of data, from sp up */
+	char comm[TASK_COMM_LEN];
 	__u8 data[RAW_STACK_BYTES];
 };
 

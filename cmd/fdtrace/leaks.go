@@ -46,14 +46,22 @@ apart, as "pre-existing (no stack)".
 With -- COMMAND, the final report lists the fds still open when the command
 exits, with their allocation stacks (like valgrind --track-fds=yes).
 
-Stacks are walked by frame pointers: build C/C++ with -fno-omit-frame-pointer
-(Go binaries have them). The frames libc sets up none for (its syscall
-wrappers, fopen's insides) are recovered from the top of the user stack.`,
+Stacks are unwound in the kernel by the DWARF unwind tables (.eh_frame) of
+the code, so code built without frame pointers (glibc, distribution
+binaries, node) gets whole stacks; JIT code is walked by frame pointers.
+--stack-mode fp walks frame pointers only: cheaper, enough for Go and for
+C/C++ built with -fno-omit-frame-pointer.
+
+JavaScript frames of Node.js are named when node runs with
+--perf-basic-prof --interpreted-frames-native-stack (V8's perf map).`,
 		Example: `  # what has pid 1234 been leaking? report every 10s
   fdtrace leaks -p 1234 -i 10s
 
   # fds left open at exit, as JSON
-  fdtrace leaks --json -- ./myservice --once`,
+  fdtrace leaks --json -- ./myservice --once
+
+  # which JavaScript functions leak sockets
+  fdtrace leaks -- node --perf-basic-prof --interpreted-frames-native-stack server.js`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.takeArgs(cmd, args); err != nil {
 				return err
@@ -117,6 +125,9 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	// report reads the fds walk hands it one at a time: with a million
 	// live fds a list of them all would be most of fdtrace's memory.
 	report := func(heading string, atExit bool, walk func(add func(loader.FD)) error) error {
+		if !atExit {
+			s.tracer.NameJITFrames(0)
+		}
 		read := time.Now()
 		mu.Lock()
 		t := b.NewTally(read)

@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/symbolize"
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
@@ -37,7 +39,13 @@ func leaksOf(t *testing.T, extra []string, bin string, args ...string) []events.
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("fdtrace leaks: %v\n%s", err, stderr.String())
 	}
-	b, err := os.ReadFile(out)
+	return readLeaks(t, out)
+}
+
+// readLeaks reads the "leak" records of a leaks --json output file.
+func readLeaks(t *testing.T, path string) []events.Leak {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +86,10 @@ func byFunc(leaks []events.Leak, fn string) (count int, types map[string]int, wh
 	return count, types, where, groups
 }
 
+func hasFunc(stack []symbolize.Frame, fn string) bool {
+	return slices.ContainsFunc(stack, func(f symbolize.Frame) bool { return f.Func == fn })
+}
+
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 // markerLine is the line of a source file holding marker.
@@ -98,10 +110,26 @@ func markerLine(t *testing.T, src, marker string) int {
 
 func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
 	testutil.RequireRoot(t)
-	bin := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer", "-pthread")
+	withFP := testutil.BuildC(t, "leaky", "-fno-omit-frame-pointer", "-pthread")
+	// As distributions build: no frame pointers. Only DWARF unwinding
+	// gets its stacks right (the fp mode's recovery of frames from the
+	// top of the stack is a heuristic).
+	noFP := testutil.BuildC(t, "leaky", "-O2", "-fomit-frame-pointer", "-pthread")
+	for _, tc := range []struct {
+		name, bin, mode string
+	}{
+		{"frame pointers, fp mode", withFP, "fp"},
+		{"frame pointers, dwarf mode", withFP, "dwarf"},
+		{"-O2 without frame pointers, dwarf mode", noFP, "dwarf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkLeakyReport(t, tc.bin, tc.mode) })
+	}
+}
+
+func checkLeakyReport(t *testing.T, bin, mode string) {
 	src := filepath.Join(testutil.RepoRoot(t), "testdata", "workloads", "leaky.c")
 	// files sockets pipes epolls fopens openats dups accepts child
-	leaks := leaksOf(t, nil, bin, "7", "5", "3", "2", "2", "3", "4", "6", "1")
+	leaks := leaksOf(t, []string{"--stack-mode", mode}, bin, "7", "5", "3", "2", "2", "3", "4", "6", "1")
 
 	for _, tc := range []struct {
 		fn    string
@@ -132,6 +160,14 @@ func TestLeaksOfACProgramNameTheFunctionsThatLeaked(t *testing.T) {
 		}
 		if want := "leaky.c:" + itoa(markerLine(t, src, "LEAK "+tc.fn)); where != want {
 			t.Errorf("%s is at %s, want %s", tc.fn, where, want)
+		}
+		// DWARF unwinding goes through libc's start code or its threads'.
+		if mode == "dwarf" {
+			for _, l := range leaks {
+				if hasFunc(l.Stack, tc.fn) && !hasFunc(l.Stack, "__libc_start_main") && !hasFunc(l.Stack, "start_thread") {
+					t.Errorf("%s: the stack ends before libc's start code: %+v", tc.fn, l.Stack)
+				}
+			}
 		}
 	}
 	pids := map[int]int{}

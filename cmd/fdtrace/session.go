@@ -164,7 +164,9 @@ func startSession(parent context.Context, o commonOptions, cfg loader.Config, wh
 		// Held at its exit, the command's stacks are symbolized while its
 		// memory map still exists.
 		atExit := func(pid int) { s.tracer.SymbolizeStacksOf(pid) }
-		if s.child, err = spawn(path, o.command, limit, atExit); err != nil {
+		// Stopped after exec, its unwind tables are loaded before it runs.
+		atExec := func(pid int) { s.tracer.LoadUnwindTables(pid) }
+		if s.child, err = spawn(path, o.command, limit, atExec, atExit); err != nil {
 			return nil, fmt.Errorf("starting %s: %w", o.command[0], err)
 		}
 		if err := s.tracer.Track(s.child.pid); err != nil {

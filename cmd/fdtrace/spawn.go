@@ -23,7 +23,7 @@ type child struct {
 
 // spawn starts path with args. limit, if set, becomes its RLIMIT_NOFILE;
 // atExit runs while it is held at exit.
-func spawn(path string, args []string, limit *unix.Rlimit, atExit func(pid int)) (*child, error) {
+func spawn(path string, args []string, limit *unix.Rlimit, atExec, atExit func(pid int)) (*child, error) {
 	c := &child{path: path, done: make(chan error, 1)}
 	started := make(chan error, 1)
 	go func() {
@@ -63,14 +63,17 @@ func spawn(path string, args []string, limit *unix.Rlimit, atExit func(pid int))
 			}
 		}
 		unix.PtraceSetOptions(pid, unix.PTRACE_O_TRACEEXIT|unix.PTRACE_O_TRACEEXEC|unix.PTRACE_O_EXITKILL)
+		if atExec != nil {
+			atExec(pid) // stopped after its exec: nothing of it ran yet
+		}
 		started <- nil
-		c.done <- c.follow(atExit)
+		c.done <- c.follow(atExec, atExit)
 	}()
 	return c, <-started
 }
 
 // follow resumes the command after each stop until it is gone.
-func (c *child) follow(atExit func(pid int)) error {
+func (c *child) follow(atExec, atExit func(pid int)) error {
 	sig := 0
 	for {
 		if err := unix.PtraceCont(c.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -99,8 +102,13 @@ func (c *child) follow(atExit func(pid int)) error {
 				atExit(c.pid)
 			}
 			sig = 0
+		case ws.Stopped() && ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_EXEC:
+			if atExec != nil {
+				atExec(c.pid)
+			}
+			sig = 0
 		case ws.Stopped() && ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() > 0:
-			sig = 0 // another ptrace event (exec): nothing to deliver
+			sig = 0 // another ptrace event: nothing to deliver
 		case ws.Stopped():
 			// A signal on its way to the command: deliver it. A
 			// group-stop (Ctrl-Z) is resumed at once.

@@ -4,6 +4,7 @@ package leaks
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"time"
 
@@ -83,6 +84,10 @@ type Tally struct {
 type groupTally struct {
 	Group
 	types map[fdType]int
+	// Groups of other stack ids merged into this one, and their counts.
+	merged      []groupKey
+	counts      []int
+	mergedCount int
 }
 
 // fdType is what FDTypes counts, as "type family" when there is a family.
@@ -132,6 +137,73 @@ func (t *Tally) Add(fd loader.FD) {
 	g.SampleFDs = addSample(g.SampleFDs, fd.FD)
 }
 
+// mergeSameCallSites merges the groups of one process whose stacks differ
+// in addresses only: the same functions at the same lines. A JIT compiles
+// a function again as it gets hot, so one JavaScript call site has stacks
+// through the interpreter, the baseline code and the optimized code.
+func (t *Tally) mergeSameCallSites() {
+	if t.b.Stack == nil {
+		return
+	}
+	type site struct {
+		pid   int
+		where string
+	}
+	keys := make([]groupKey, 0, len(t.groups))
+	for key := range t.groups {
+		if key.kind == attributed {
+			keys = append(keys, key)
+		}
+	}
+	// The lowest stack id stays: reports are stable.
+	slices.SortFunc(keys, func(x, y groupKey) int { return cmp.Compare(x.stack, y.stack) })
+	first := map[site]*groupTally{}
+	for _, key := range keys {
+		where, ok := callSite(t.b.Stack(key.stack))
+		if !ok {
+			continue
+		}
+		s := site{key.pid, where}
+		into := first[s]
+		if into == nil {
+			first[s] = t.groups[key]
+			continue
+		}
+		g := t.groups[key]
+		into.Count += g.Count
+		into.mergedCount += g.Count
+		into.merged = append(into.merged, key)
+		into.counts = append(into.counts, g.Count)
+		for k, n := range g.types {
+			into.types[k] += n
+		}
+		for k, n := range g.Syscalls {
+			into.Syscalls[k] += n
+		}
+		into.Oldest = max(into.Oldest, g.Oldest)
+		for _, fd := range g.SampleFDs {
+			into.SampleFDs = addSample(into.SampleFDs, fd)
+		}
+		delete(t.groups, key)
+	}
+}
+
+// callSite names a stack by its functions and lines; false when a frame
+// has no name, for then only its address tells stacks apart.
+func callSite(frames []symbolize.Frame) (string, bool) {
+	if len(frames) == 0 {
+		return "", false
+	}
+	var b []byte
+	for _, f := range frames {
+		if f.Func == "" {
+			return "", false
+		}
+		b = fmt.Appendf(b, "%s\x00%s\x00%d\x00%s\x00", f.Func, f.File, f.Line, f.Module)
+	}
+	return string(b), true
+}
+
 // addSample keeps the SampleSize lowest fds, sorted.
 func addSample(s []int, fd int) []int {
 	if len(s) == SampleSize && fd >= s[len(s)-1] {
@@ -156,6 +228,7 @@ func (t *Tally) Report() Report {
 		since = b.lastTime
 	}
 	minutes := now.Sub(since).Minutes()
+	t.mergeSameCallSites()
 	for key, g := range t.groups {
 		g.FDTypes = make(map[string]int, len(g.types))
 		for k, n := range g.types {
@@ -174,13 +247,22 @@ func (t *Tally) Report() Report {
 			continue
 		}
 		if minutes > 0 {
-			g.GrowthPerMin = float64(g.Count-b.last[key]) / minutes
+			last := b.last[key]
+			for _, k := range g.merged {
+				last += b.last[k]
+			}
+			g.GrowthPerMin = float64(g.Count-last) / minutes
 		}
 		r.Groups = append(r.Groups, g.Group)
 	}
 	b.last = map[groupKey]int{}
 	for key, g := range t.groups {
-		b.last[key] = g.Count
+		b.last[key] = g.Count - g.mergedCount
+	}
+	for _, g := range t.groups {
+		for i, k := range g.merged {
+			b.last[k] = g.counts[i]
+		}
 	}
 	b.lastTime = now
 

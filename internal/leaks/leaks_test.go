@@ -117,3 +117,39 @@ func TestSocketsAreCountedByTypeAndFamily(t *testing.T) {
 		t.Errorf("fd types %v, want %v", got, want)
 	}
 }
+
+// A JIT's tiers give one JavaScript call site several stacks: the same
+// functions at the same lines, at other addresses. They are one group;
+// a stack with an unnamed frame is told apart by its addresses only.
+func TestStacksWithTheSameFunctionsAndLinesAreOneGroup(t *testing.T) {
+	named := func(addr uint64) []symbolize.Frame {
+		return []symbolize.Frame{{Addr: 0x7000 + addr, Func: "openSync", File: "node:fs", Line: 570, Module: "/tmp/perf-10.map"},
+			{Addr: 0x9000 + addr, Func: "handleUpload", File: "server.js", Line: 25, Module: "/tmp/perf-10.map"}}
+	}
+	stacks := map[uint64][]symbolize.Frame{
+		1: named(1), 3: named(3), 5: named(5), // interpreted, baseline, optimized
+		7: {{Addr: 0x7001, Func: "openSync", File: "node:fs", Line: 570}, {Addr: 0x9999}},
+		9: {{Addr: 0x7001, Func: "openSync", File: "node:fs", Line: 570}, {Addr: 0x9998}},
+	}
+	b := &Builder{Since: t0.Add(-time.Minute), Stack: func(id uint64) []symbolize.Frame { return stacks[id] }}
+	fds := []loader.FD{fd(10, 3, 1, "file", time.Minute), fd(10, 4, 3, "file", 2*time.Minute), fd(10, 8, 3, "file", time.Second),
+		fd(10, 5, 5, "socket", time.Second), fd(11, 6, 5, "file", time.Second),
+		fd(10, 7, 7, "file", time.Second), fd(10, 9, 9, "file", time.Second)}
+	r := b.Build(fds, t0)
+	if len(r.Groups) != 4 {
+		t.Fatalf("%d groups, want 4 (pid 10's three tiers merged; pid 11; two stacks with unnamed frames): %+v", len(r.Groups), r.Groups)
+	}
+	g := r.Groups[0]
+	if g.PID != 10 || g.Count != 4 || g.StackID != 1 || g.Oldest != 2*time.Minute ||
+		!slices.Equal(g.SampleFDs, []int{3, 4, 5, 8}) || g.FDTypes["file"] != 3 || g.FDTypes["socket"] != 1 || g.Syscalls["openat"] != 4 {
+		t.Errorf("merged group %+v", g)
+	}
+	if g.GrowthPerMin != 4 {
+		t.Errorf("growth %v/min, want 4", g.GrowthPerMin)
+	}
+	// The next report's growth counts from the merged groups' last counts.
+	r = b.Build(append(fds, fd(10, 10, 5, "file", time.Second)), t0.Add(time.Minute))
+	if g := r.Groups[0]; g.Count != 5 || g.GrowthPerMin != 1 {
+		t.Errorf("next report: %d fds, growth %v/min; want 5, 1", g.Count, g.GrowthPerMin)
+	}
+}

@@ -173,6 +173,7 @@ const (
 	rawBP         = unsafe.Offsetof(fdtraceRawStack{}.Bp)
 	rawPpid       = unsafe.Offsetof(fdtraceRawStack{}.Ppid)
 	rawLen        = unsafe.Offsetof(fdtraceRawStack{}.Len)
+	rawComm       = unsafe.Offsetof(fdtraceRawStack{}.Comm)
 )
 
 // rawStackEvent is a struct raw_stack; Data points into the sample.
@@ -180,6 +181,7 @@ type rawStackEvent struct {
 	Pid, Ppid  uint32
 	StackID    uint64
 	IP, SP, BP uint64
+	Comm       []byte // up to its NUL, in the sample
 	Data       []byte
 }
 
@@ -194,6 +196,7 @@ func decodeRawStack(raw []byte, e *rawStackEvent) error {
 	}
 	*e = rawStackEvent{Pid: ne.Uint32(raw[rawPid:]), Ppid: ne.Uint32(raw[rawPpid:]),
 		StackID: ne.Uint64(raw[rawStackID:]), IP: ne.Uint64(raw[rawIP:]), SP: ne.Uint64(raw[rawSP:]),
-		BP: ne.Uint64(raw[rawBP:]), Data: raw[rawHeaderSize : rawHeaderSize+n]}
+		BP: ne.Uint64(raw[rawBP:]), Comm: cBytes(raw[rawComm : rawComm+16]),
+		Data: raw[rawHeaderSize : rawHeaderSize+n]}
 	return nil
 }

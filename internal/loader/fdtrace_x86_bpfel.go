@@ -183,6 +183,15 @@ type fdtraceProc struct {
 	Comm         [16]int8
 }
 
+type fdtraceRawKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ip   uint64
+	Sp   uint64
+	Top  uint64
+}
+
 type fdtraceRawStack struct {
 	_       structs.HostLayout
 	Kind    uint8
@@ -194,7 +203,8 @@ type fdtraceRawStack struct {
 	Bp      uint64
 	Ppid    uint32
 	Len     uint32
-	Data    [8192]uint8
+	Comm    [16]int8
+	Data    [16384]uint8
 }
 
 type fdtraceStack struct {
@@ -317,6 +327,7 @@ const (
 	fdtraceMapPorts                                    = "ports"
 	fdtraceMapProcScratch                              = "proc_scratch"
 	fdtraceMapProcs                                    = "procs"
+	fdtraceMapRawSent                                  = "raw_sent"
 	fdtraceMapStackScratch                             = "stack_scratch"
 	fdtraceMapStacks                                   = "stacks"
 	fdtraceMapStats                                    = "stats"
@@ -501,6 +512,7 @@ type fdtraceMapSpecs struct {
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
 	Procs        *ebpf.MapSpec `ebpf:"procs"`
+	RawSent      *ebpf.MapSpec `ebpf:"raw_sent"`
 	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
@@ -571,6 +583,7 @@ type fdtraceMaps struct {
 	Ports        *ebpf.Map `ebpf:"ports"`
 	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
 	Procs        *ebpf.Map `ebpf:"procs"`
+	RawSent      *ebpf.Map `ebpf:"raw_sent"`
 	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Stats        *ebpf.Map `ebpf:"stats"`
@@ -591,6 +604,7 @@ func (m *fdtraceMaps) Close() error {
 		m.Ports,
 		m.ProcScratch,
 		m.Procs,
+		m.RawSent,
 		m.StackScratch,
 		m.Stacks,
 		m.Stats,

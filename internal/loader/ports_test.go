@@ -309,23 +309,10 @@ func TestLibuvsDrainOfItsListenQueueCountsEveryDroppedClientPerPort(t *testing.T
 	}
 }
 
-// requireNode is the path of node, or skips the test off CI.
-func requireNode(t *testing.T) string {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err == nil {
-		return node
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true but node is not installed: the Node.js test must run on CI")
-	}
-	t.Skip("node is not installed")
-	return ""
-}
 
 func TestANodeServerAtItsFDLimitHasItsDroppedClientsCountedForItsPort(t *testing.T) {
 	testutil.RequireRoot(t)
-	node := requireNode(t)
+	node := testutil.RequireNode(t)
 	const limit, clients = 64, 8
 	script := filepath.Join(testutil.RepoRoot(t), "testdata", "workloads", "httpserver.js")
 	// Node raises its soft limit to the hard one: set both.

@@ -96,7 +96,7 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 		if err := decodeRawStack(raw, &e); err != nil {
 			return err
 		}
-		t.unwindRawStack(&e)
+		t.unwindRawStack(&e, c)
 		return nil
 	}
 	var e rawFdEvent
@@ -166,13 +166,13 @@ func (t *Tracer) remember(pid, parent int, comm string, id uint64, ips []uint64)
 // the stack, and files the result under the key the kernel would have
 // given it, so that it is one stack with those the kernel walks later. The
 // fd's record keeps the provisional id, which Stack and EachFD translate.
-func (t *Tracer) unwindRawStack(e *rawStackEvent) {
+func (t *Tracer) unwindRawStack(e *rawStackEvent, c comms) {
 	if t.unwind == nil {
 		return
 	}
 	pid := int(e.Pid)
 	t.unwind.refresh(pid)
-	ips := t.unwind.unwindCopy(pid, e.IP, e.SP, e.BP, e.Data)
+	ips := t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
 	id := stackKey(e.Pid, ips)
 	var st fdtraceStack
 	st.Nr = uint32(copy(st.Ips[:], ips))
@@ -182,7 +182,15 @@ func (t *Tracer) unwindRawStack(e *rawStackEvent) {
 	_, known := t.stacks[id]
 	t.mu.Unlock()
 	if err == nil || !known {
-		t.remember(pid, int(e.Ppid), "", id, ips)
+		t.remember(pid, int(e.Ppid), c.intern(e.Comm), id, ips)
+	}
+}
+
+// LoadUnwindTables loads the unwind tables of the files pid maps now,
+// if stacks are unwound by DWARF: for a process that has not run yet.
+func (t *Tracer) LoadUnwindTables(pid int) {
+	if t.unwind != nil {
+		t.unwind.refresh(pid)
 	}
 }
 
@@ -265,11 +273,61 @@ func (t *Tracer) SymbolizeStacksOf(pid int) {
 		// Stacks the kernel could not unwind are in the ring buffer.
 		t.waitCaughtUp(2 * time.Second)
 	}
+	// Its perf map is complete now: the JIT's buffer was flushed at exit.
+	t.NameJITFrames(pid)
 	t.EachFD(func(fd FD) {
 		if fd.PID == pid && fd.StackID != 0 && t.Stack(fd.StackID) == nil {
 			t.symbolizeStack(pid, 0, "", fd.StackID)
 		}
 	})
+}
+
+// NameJITFrames symbolizes again the stacks of pid (of every process if pid
+// is 0) that have frames in JIT code the perf map did not name when they
+// were first symbolized: V8 writes its perf map through a stdio buffer, so
+// the names of code compiled last show up later, at the latest at exit.
+func (t *Tracer) NameJITFrames(pid int) {
+	if t.cfg.Symbolizer == nil {
+		return
+	}
+	type redo struct {
+		id  uint64
+		pid int
+	}
+	var todo []redo
+	t.mu.Lock()
+	for id, m := range t.stackMeta {
+		if (pid == 0 || m.pid == pid) && unnamedJIT(t.stacks[id]) {
+			todo = append(todo, redo{id, m.pid})
+		}
+	}
+	t.mu.Unlock()
+	for _, r := range todo {
+		var st fdtraceStack
+		if t.objs.Stacks.Lookup(r.id, &st) != nil {
+			continue
+		}
+		frames := t.cfg.Symbolizer.Symbolize(r.pid, st.Ips[:min(int(st.Nr), len(st.Ips))])
+		if unmapped(frames) {
+			continue // gone
+		}
+		t.mu.Lock()
+		if _, ok := t.stacks[r.id]; ok {
+			t.stacks[r.id] = frames
+		}
+		t.mu.Unlock()
+	}
+}
+
+// unnamedJIT says whether frames has one that no mapped file holds and no
+// perf map names: JIT code, most likely.
+func unnamedJIT(frames []symbolize.Frame) bool {
+	for _, f := range frames {
+		if f.Func == "" && f.Module == "" && f.Addr >= 0x10000 {
+			return true
+		}
+	}
+	return false
 }
 
 // DropStacksExcept forgets, in the kernel and here, the stacks symbolized

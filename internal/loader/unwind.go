@@ -289,10 +289,15 @@ const maxStackDepth = len(fdtraceStack{}.Ips)
 
 // unwindCopy unwinds a stack the kernel copied (struct raw_stack) as
 // unwind_frame does in the kernel, reading the rows from the kernel's
-// tables and the stack from the copy: it ends where the copy does.
-func (u *unwindTables) unwindCopy(pid int, pc, sp, bp uint64, stack []byte) []uint64 {
+// tables and the stack from the copy: it ends where the copy does. A
+// process gone before its mappings were read is taken to have its
+// parent's: a forked child that did not exec.
+func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []byte) []uint64 {
 	u.mu.Lock()
 	maps := u.mappings[pid]
+	if maps == nil {
+		maps = u.mappings[parent]
+	}
 	u.mu.Unlock()
 	base := sp
 	read := func(addr uint64) (uint64, bool) {

@@ -199,8 +199,10 @@ func (s *Symbolizer) Symbolize(pid int, addrs []uint64) []Frame {
 		if p != nil {
 			m = p.find(addr)
 		}
-		// A new mapping (dlopen, JIT): read the maps again, once per stack.
-		if m == nil && !refreshed && mappable(addr) && (p == nil || s.alive(pid)) {
+		// A new mapping (dlopen, JIT), or one made executable since
+		// (V8 reserves its code range and makes pages executable as it
+		// fills them): read the maps again, once per stack.
+		if (m == nil || !m.exec()) && !refreshed && mappable(addr) && (p == nil || s.alive(pid)) {
 			refreshed = true
 			if np, err := s.readProcess(pid); err == nil {
 				p = np

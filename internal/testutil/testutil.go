@@ -31,6 +31,21 @@ func RequireRoot(t testing.TB) {
 	t.Skip("loading BPF programs needs root (CAP_BPF and CAP_PERFMON)")
 }
 
+// RequireNode is the path of node, or skips the test off CI (where it
+// fails: CI installs Node.js).
+func RequireNode(t testing.TB) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err == nil {
+		return node
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true but node is not installed: the Node.js tests must run on CI")
+	}
+	t.Skip("node is not installed")
+	return ""
+}
+
 // RepoRoot is the directory holding go.mod.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
