@@ -309,7 +309,6 @@ func TestLibuvsDrainOfItsListenQueueCountsEveryDroppedClientPerPort(t *testing.T
 	}
 }
 
-
 func TestANodeServerAtItsFDLimitHasItsDroppedClientsCountedForItsPort(t *testing.T) {
 	testutil.RequireRoot(t)
 	node := testutil.RequireNode(t)

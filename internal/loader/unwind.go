@@ -28,6 +28,7 @@ type unwindTables struct {
 	mu       sync.Mutex
 	files    map[string]*fileTable // by device:inode
 	rowMaps  map[uint32]*ebpf.Map  // by table id: for unwinding in user space
+	pending  []uint32              // table ids loaded, not yet in unwind_tables
 	mappings map[int]*fdtraceExecMappings
 	nextID   uint32
 	full     bool // unwind_tables is full: later files are walked by frame pointers
@@ -77,6 +78,7 @@ func (u *unwindTables) refresh(pid int) error {
 		v.Maps[v.N] = e
 		v.N++
 	}
+	u.flush()
 	u.mu.Lock()
 	u.mappings[pid] = &v
 	u.mu.Unlock()
@@ -158,7 +160,8 @@ func (u *unwindTables) table(pid int, m symbolize.Mapping) *fileTable {
 	return t
 }
 
-// load puts a table into the kernel under id.
+// load makes the kernel array of a table; flush hands it to unwind_tables
+// under id.
 func (u *unwindTables) load(id uint32, table []uint64) error {
 	rows, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8,
 		MaxEntries: uint32(len(table)), Flags: unix.BPF_F_INNER_MAP})
@@ -178,12 +181,33 @@ func (u *unwindTables) load(id uint32, table []uint64) error {
 			return err
 		}
 	}
-	if err := u.tables.Put(id, rows); err != nil {
-		rows.Close()
-		return err
-	}
 	u.rowMaps[id] = rows
+	u.pending = append(u.pending, id)
 	return nil
+}
+
+// flush hands the tables loaded since the last flush to the kernel. One
+// batch: every update of a map of maps waits out an RCU grace period
+// (~10 ms), which a process starting up should not wait for per library.
+func (u *unwindTables) flush() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.pending) == 0 {
+		return
+	}
+	fds := make([]uint32, len(u.pending))
+	for i, id := range u.pending {
+		fds[i] = uint32(u.rowMaps[id].FD())
+	}
+	if _, err := u.tables.BatchUpdate(u.pending, fds, nil); err != nil {
+		for _, id := range u.pending {
+			if err := u.tables.Put(id, u.rowMaps[id]); err != nil {
+				// Its frames are walked by frame pointers.
+				u.full = u.full || errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC)
+			}
+		}
+	}
+	u.pending = u.pending[:0]
 }
 
 // unwindPageShift is UNWIND_PAGE_SHIFT: the table's index has an entry
