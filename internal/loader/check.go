@@ -75,6 +75,12 @@ func Check() []CheckResult {
 		add("ring buffer map", StatusOK, "")
 	}
 	add(checkKfunc("bpf_rdonly_cast", "6.2"))
+	// Unwind tables differ in size: inner arrays of any size (Linux 5.10).
+	if err := features.HaveMapFlag(features.BPF_F_INNER_MAP); err != nil {
+		add("map of maps (BPF_F_INNER_MAP)", StatusFail, withAdvice(err)+": --stack-mode dwarf needs kernel >= 5.10; use --stack-mode fp")
+	} else {
+		add("map of maps (BPF_F_INNER_MAP)", StatusOK, "for --stack-mode dwarf")
+	}
 
 	helpers := []struct {
 		fn         asm.BuiltinFunc
@@ -145,6 +151,10 @@ func checkLoad(spec *ebpf.CollectionSpec) CheckResult {
 	fail := func(detail string) CheckResult { return CheckResult{"load", StatusFail, detail} }
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fail("raising RLIMIT_MEMLOCK: " + withAdvice(err))
+	}
+	// The costliest configuration: stacks unwound by DWARF.
+	if err := configure(spec, Config{CaptureStacks: true, RingBufferBytes: DefaultRingBufferBytes}); err != nil {
+		return fail(err.Error())
 	}
 	var objs fdtraceObjects
 	err := spec.LoadAndAssign(&objs, nil)
