@@ -1250,6 +1250,10 @@ static __always_inline __u64 send_raw_stack(struct task_struct *task,
 	sent = bpf_map_lookup_elem(&raw_sent, &key);
 	if (sent)
 		return *sent;
+	/* Copies must not crowd out the other records: a quarter at most. */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*e) >
+	    bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4)
+		return 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)
 		return 0;
@@ -2257,13 +2261,18 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	if (!trace_allowed(ctgid))
 		return 0;
 	if (dwarf_stacks) {
-		/* Until it execs, it runs its parent's code at the same places.
+		/*
+		 * Until it execs, it runs its parent's code at the same places.
+		 * A parent not known yet is asked for: its next children will
+		 * start with its mappings.
 		 */
 		struct exec_mappings *maps =
 			bpf_map_lookup_elem(&exec_maps, &ptgid);
 
 		if (maps)
 			bpf_map_update_elem(&exec_maps, &ctgid, maps, BPF_ANY);
+		else
+			ask_for_maps(ptgid);
 	}
 	fdt = task_fdt(child);
 	if (!fdt)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,23 +23,13 @@ func TestLeaksOfANodeServerNameTheJavaScriptFunctions(t *testing.T) {
 	testutil.RequireRoot(t)
 	node := testutil.RequireNode(t)
 	const uploads, proxies = 20, 10
-	out := filepath.Join(t.TempDir(), "leaks.jsonl")
 	script := filepath.Join(testutil.RepoRoot(t), "testdata", "workloads", "jsleaks.js")
-	cmd := exec.Command(fdtraceBin, "leaks", "--json", "--top", "0", "-o", out, "--",
+	// V8 writes isolate-*-v8.log files in its working directory.
+	r := startLeaks(t, t.TempDir(), "--top", "0", "--",
 		node, "--perf-basic-prof", "--interpreted-frames-native-stack", script)
-	cmd.Dir = t.TempDir() // V8 writes isolate-*-v8.log files there
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	port, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
-	if err != nil || !ok {
-		t.Fatalf("server said %q (%v); stderr:\n%s", line, err, stderr.String())
+	port, ok := strings.CutPrefix(strings.TrimSpace(r.first), "ready ")
+	if !ok {
+		t.Fatalf("server said %q; stderr:\n%s", r.first, r.stderr.String())
 	}
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	get := func(path string) {
@@ -61,11 +49,7 @@ func TestLeaksOfANodeServerNameTheJavaScriptFunctions(t *testing.T) {
 	for range proxies {
 		get("/proxy")
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("fdtrace leaks: %v\n%s", err, stderr.String())
-	}
-	leaks := readLeaks(t, out)
+	leaks := r.finish(t)
 	for _, pid := range pidsOf(leaks) {
 		os.Remove(fmt.Sprintf("/tmp/perf-%d.map", pid))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,27 +20,53 @@ import (
 // for the workload's ready line, ends its input and returns the records.
 func leaksOf(t *testing.T, extra []string, bin string, args ...string) []events.Leak {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "leaks.jsonl")
-	cmdArgs := append([]string{"leaks", "--json", "-o", out}, extra...)
-	cmdArgs = append(append(cmdArgs, "--", bin), args...)
-	cmd := exec.Command(fdtraceBin, cmdArgs...)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	r := startLeaks(t, "", append(append(append(extra, "--"), bin), args...)...)
+	if r.first != "ready\n" {
+		t.Fatalf("workload said %q; stderr:\n%s", r.first, r.stderr.String())
+	}
+	return r.finish(t)
+}
+
+// leaksRun is "fdtrace leaks --json -o FILE ARGS..." running a workload
+// that said its first line.
+type leaksRun struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stderr *lockedBuffer
+	out    string
+	first  string // the workload's first line
+}
+
+// startLeaks starts fdtrace leaks in dir ("": the test's) and reads the
+// workload's first line; the run is killed when the test ends.
+func startLeaks(t *testing.T, dir string, args ...string) *leaksRun {
+	t.Helper()
+	r := &leaksRun{stderr: &lockedBuffer{}, out: filepath.Join(t.TempDir(), "leaks.jsonl")}
+	r.cmd = exec.Command(fdtraceBin, append([]string{"leaks", "--json", "-o", r.out}, args...)...)
+	r.cmd.Dir = dir
+	r.stdin, _ = r.cmd.StdinPipe()
+	stdout, _ := r.cmd.StdoutPipe()
+	r.cmd.Stderr = r.stderr
+	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { r.cmd.Process.Kill() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		t.Fatalf("workload said %q (%v); stderr:\n%s", line, err, stderr.String())
+	if err != nil {
+		t.Fatalf("workload said %q (%v); stderr:\n%s", line, err, r.stderr.String())
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("fdtrace leaks: %v\n%s", err, stderr.String())
+	r.first = line
+	return r
+}
+
+// finish ends the workload's input, waits for fdtrace and reads its records.
+func (r *leaksRun) finish(t *testing.T) []events.Leak {
+	t.Helper()
+	r.stdin.Close()
+	if err := r.cmd.Wait(); err != nil {
+		t.Fatalf("fdtrace leaks: %v\n%s", err, r.stderr.String())
 	}
-	return readLeaks(t, out)
+	return readLeaks(t, r.out)
 }
 
 // readLeaks reads the "leak" records of a leaks --json output file.

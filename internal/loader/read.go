@@ -171,7 +171,11 @@ func (t *Tracer) unwindRawStack(e *rawStackEvent, c comms) {
 		return
 	}
 	pid := int(e.Pid)
-	t.unwind.refresh(pid)
+	if err := t.unwind.refresh(pid); errors.Is(err, errGone) {
+		// A forked child gone already: it ran its parent's code, whose
+		// mappings its siblings will start with (see the fork handler).
+		t.unwind.refresh(int(e.Ppid))
+	}
 	ips := t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
 	id := stackKey(e.Pid, ips)
 	var st fdtraceStack

@@ -49,12 +49,15 @@ func newUnwindTables(objs *fdtraceObjects, sym *symbolize.Symbolizer) *unwindTab
 		mappings: map[int]*fdtraceExecMappings{}, nextID: 1}
 }
 
+// errGone: the process exited before its mappings could be read.
+var errGone = errors.New("process gone")
+
 // refresh reads pid's executable mappings and hands them to the kernel,
 // loading the tables of files not seen before.
 func (u *unwindTables) refresh(pid int) error {
 	maps, err := u.sym.ExecMappings(pid)
 	if err != nil {
-		return nil // gone already
+		return errGone
 	}
 	var v fdtraceExecMappings
 	for _, m := range maps {

@@ -365,7 +365,7 @@ func TestReadsTheMapsAgainForAnAddressInANewMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The fixture is mapped later, like a library opened with dlopen.
-	p.maps = append(p.maps, mapELF(t, bin, pieBias)...)
+	p.maps = append(mapELF(t, bin, pieBias), p.maps...) // sorted, as the kernel lists them
 	if err := os.RemoveAll(filepath.Join(procRoot, "400")); err != nil {
 		t.Fatal(err)
 	}
