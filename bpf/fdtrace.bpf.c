@@ -1086,32 +1086,53 @@ static __always_inline struct exec_map *find_exec_map(struct exec_mappings *ms,
 	return NULL;
 }
 
+struct unwind_ctx {
+	struct stack_work *w;
+	struct exec_mappings *maps;
+	__u64 pc;
+	__u64 sp;
+	__u64 bp;
+	/* The table of the last frame: the next is often in the same file. */
+	void *rows;
+	__u32 table;
+	__u32 pages;
+	__u32 lo;
+	bool unknown; /* a pc in no mapping known */
+};
+
 /* The row in force at addr (a file's virtual address); 0: none. */
-static __always_inline __u64 find_row(__u32 table, __u64 addr)
+static __always_inline __u64 find_row(struct unwind_ctx *u, __u32 table,
+				      __u64 addr)
 {
-	void *rows = bpf_map_lookup_elem(&unwind_tables, &table);
 	__u32 k = 0, first, last;
 	__u64 *v, off, page;
+	void *rows = u->rows;
 
-	if (!rows)
+	if (table != u->table || !rows) {
+		rows = bpf_map_lookup_elem(&unwind_tables, &table);
+		if (!rows)
+			return 0;
+		v = bpf_map_lookup_elem(rows, &k);
+		if (!v)
+			return 0;
+		u->rows = rows;
+		u->table = table;
+		u->lo = *v;
+		u->pages = *v >> 32;
+	}
+	if (addr < u->lo)
 		return 0;
-	v = bpf_map_lookup_elem(rows, &k);
-	if (!v || addr < (__u32)*v)
-		return 0;
-	off = addr - (__u32)*v;
+	off = addr - u->lo;
 	page = off >> UNWIND_PAGE_SHIFT;
-	if (page >= *v >> 32)
+	if (page >= u->pages)
 		return 0;
+	/* The rows that can be in force in the page: first .. last. */
 	k = 1 + page;
 	v = bpf_map_lookup_elem(rows, &k);
 	if (!v)
 		return 0;
 	first = *v;
-	k++;
-	v = bpf_map_lookup_elem(rows, &k);
-	if (!v)
-		return 0;
-	last = *v;
+	last = *v >> 32;
 	/* The last row at or below off. */
 	for (int i = 0; i < 24 && first < last; i++) {
 		k = last - (last - first) / 2;
@@ -1126,15 +1147,6 @@ static __always_inline __u64 find_row(__u32 table, __u64 addr)
 	v = bpf_map_lookup_elem(rows, &first);
 	return v && (__u32)*v <= off ? *v : 0;
 }
-
-struct unwind_ctx {
-	struct stack_work *w;
-	struct exec_mappings *maps;
-	__u64 pc;
-	__u64 sp;
-	__u64 bp;
-	bool unknown; /* a pc in no mapping known */
-};
 
 static long unwind_frame(__u32 i, struct unwind_ctx *u)
 {
@@ -1153,7 +1165,7 @@ static long unwind_frame(__u32 i, struct unwind_ctx *u)
 	if (!m)
 		u->unknown = true;
 	else if (m->table)
-		row = find_row(m->table, addr - m->bias);
+		row = find_row(u, m->table, addr - m->bias);
 	off = row >> 32;
 	rbp_at = (__s8)(row >> 48);
 	switch ((row >> 56) & 0xf) {

@@ -215,10 +215,11 @@ struct stack {
  * from one file's DWARF call frame information (internal/unwind), in an
  * array of __u64:
  *   [0]                 the first row's address | pages << 32
- *   [1 .. pages+1]      per UNWIND_PAGE of code from that address, the
- *                       index of the row in force at the page's start;
- *                       the last entry is the index of the last row
- *   [pages+2 ..]        the rows, sorted
+ *   [1 .. pages]        per 1 << UNWIND_PAGE_SHIFT bytes of code from that
+ *                       address, the index of the row in force at the
+ *                       page's start | the index of the last row that
+ *                       starts in the page (or the first's) << 32
+ *   [pages+1 ..]        the rows, sorted
  * A row: bits 0-31 its address - the first row's, 32-47 the CFA offset
  * (signed), 48-55 where the caller's rbp is saved, in 8-byte words from
  * the CFA (signed; 0: rbp unchanged), 56-59 the CFA rule.
@@ -231,7 +232,7 @@ enum cfa_rule {
 	CFA_END,      /* the return address is undefined: the outermost frame */
 };
 
-#define UNWIND_PAGE_SHIFT 12
+#define UNWIND_PAGE_SHIFT 8
 
 /* One executable mapping of a process. */
 struct exec_map {

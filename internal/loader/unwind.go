@@ -214,8 +214,8 @@ func (u *unwindTables) flush() {
 }
 
 // unwindPageShift is UNWIND_PAGE_SHIFT: the table's index has an entry
-// per 4 KiB of code.
-const unwindPageShift = 12
+// per 256 bytes of code, which leaves a row or two to search.
+const unwindPageShift = 8
 
 // encodeTable lays rows out as the kernel reads them (bpf/fdtrace.h); nil
 // for code above 4 GiB, which the layout cannot hold. Rows past 4 GiB of
@@ -230,18 +230,22 @@ func encodeTable(rows []unwind.Row) []uint64 {
 		rows = rows[:len(rows)-1]
 	}
 	pages := int((rows[len(rows)-1].PC-lo)>>unwindPageShift) + 1
-	base := pages + 2
+	base := pages + 1
 	out := make([]uint64, base+len(rows))
 	out[0] = lo | uint64(pages)<<32
-	r := 0
+	first, last := 0, 0
 	for p := range pages {
 		start := lo + uint64(p)<<unwindPageShift
-		for r+1 < len(rows) && rows[r+1].PC <= start {
-			r++
+		end := start + 1<<unwindPageShift
+		for first+1 < len(rows) && rows[first+1].PC <= start {
+			first++
 		}
-		out[1+p] = uint64(base + r)
+		last = max(last, first)
+		for last+1 < len(rows) && rows[last+1].PC < end {
+			last++
+		}
+		out[1+p] = uint64(base+first) | uint64(base+last)<<32
 	}
-	out[1+pages] = uint64(base + len(rows) - 1)
 	for i, row := range rows {
 		out[base+i] = encodeRow(row, row.PC-lo)
 	}
@@ -287,12 +291,11 @@ func findRow(get func(uint32) (uint64, bool), addr uint64) uint64 {
 	if page >= hdr>>32 {
 		return 0
 	}
-	first, ok1 := get(uint32(1 + page))
-	last, ok2 := get(uint32(2 + page))
-	if !ok1 || !ok2 {
+	v, ok := get(uint32(1 + page))
+	if !ok {
 		return 0
 	}
-	f, l := uint32(first), uint32(last)
+	f, l := uint32(v), uint32(v>>32)
 	for i := 0; i < 24 && f < l; i++ {
 		k := l - (l-f)/2
 		v, ok := get(k)
