@@ -229,12 +229,41 @@ struct {
  * kept off the BPF stack: the verifier would follow every value the walk's
  * loops could give them.
  */
+/*
+ * What DWARF unwinding found at one place (a process, a pc, a stack
+ * pointer): the frames and where on the stack each return address was.
+ * When those words hold the same return addresses again, the call chain is
+ * the same and its unwinding is skipped.
+ */
+struct unwind_memo {
+	__u32 nr;
+	__u32 pad;
+	__u32 off[MAX_STACK_DEPTH]; /* of ips[i] (i > 0) from the stack pointer
+				     */
+	__u64 ips[MAX_STACK_DEPTH];
+};
+
+struct unwind_memo_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 pc;
+	__u64 sp;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 12);
+	__type(key, struct unwind_memo_key);
+	__type(value, struct unwind_memo);
+} unwind_memos SEC(".maps");
+
 struct stack_work {
 	struct stack st;
 	__u64 top[TOP_WORDS];
 	struct walk_ctx c;
 	__u8 from[MAX_STACK_DEPTH]; /* the top word each frame came from */
 	struct walk_memo memo;
+	struct unwind_memo umemo;
 };
 
 struct {
@@ -1092,6 +1121,7 @@ struct unwind_ctx {
 	__u64 pc;
 	__u64 sp;
 	__u64 bp;
+	__u64 sp0; /* the syscall's stack pointer */
 	/* The table of the last frame: the next is often in the same file. */
 	void *rows;
 	__u32 table;
@@ -1192,6 +1222,7 @@ static long unwind_frame(__u32 i, struct unwind_ctx *u)
 	if (rbp_at && bpf_probe_read_user(&u->bp, sizeof(u->bp),
 					  (void *)(cfa + rbp_at * 8)))
 		return 1;
+	w->umemo.off[w->st.nr & (MAX_STACK_DEPTH - 1)] = cfa - 8 - u->sp0;
 	u->sp = cfa;
 	u->pc = ret;
 	return ret < 4096 || ret >= 0x800000000000ULL;
@@ -1201,24 +1232,67 @@ static long unwind_frame(__u32 i, struct unwind_ctx *u)
  * Unwind by the rows; false when the syscall's own code has no mapping
  * known yet (a new process, a new library), after asking for them.
  */
+struct recall_ctx {
+	struct unwind_memo *m;
+	__u64 sp;
+	bool same;
+};
+
+static long recall_frame(__u32 i, struct recall_ctx *r)
+{
+	__u32 k = (i + 1) & (MAX_STACK_DEPTH - 1);
+	__u64 ret;
+
+	if (i + 1 >= r->m->nr)
+		return 1;
+	if (bpf_probe_read_user(&ret, sizeof(ret),
+				(void *)(r->sp + r->m->off[k])) ||
+	    ret != r->m->ips[k]) {
+		r->same = false;
+		return 1;
+	}
+	return 0;
+}
+
 static __always_inline bool unwind_dwarf(struct stack_work *w, __u32 tgid)
 {
 	struct unwind_ctx u = {
 		.w = w,
 		.pc = w->c.pc,
 		.sp = w->c.sp,
+		.sp0 = w->c.sp,
 		.bp = w->c.fp,
 	};
+	struct unwind_memo_key key = { .tgid = tgid, .pc = u.pc, .sp = u.sp };
+	struct recall_ctx r = { .sp = u.sp, .same = true };
+	__u32 nr;
 
 	u.maps = bpf_map_lookup_elem(&exec_maps, &tgid);
 	if (!u.maps || !find_exec_map(u.maps, u.pc)) {
 		ask_for_maps(tgid);
 		return false;
 	}
+	r.m = bpf_map_lookup_elem(&unwind_memos, &key);
+	if (r.m && r.m->nr <= MAX_STACK_DEPTH) {
+		bpf_loop(MAX_STACK_DEPTH, recall_frame, &r, 0);
+		if (r.same) {
+			w->st.nr = r.m->nr;
+			__builtin_memcpy(w->st.ips, r.m->ips,
+					 sizeof(w->st.ips));
+			return true;
+		}
+	}
 	w->st.nr = 0;
 	bpf_loop(MAX_STACK_DEPTH, unwind_frame, &u, 0);
-	if (u.unknown)
-		ask_for_maps(tgid);
+	if (u.unknown) {
+		ask_for_maps(tgid); /* and remember nothing: it will do better
+				     */
+		return true;
+	}
+	nr = w->st.nr;
+	w->umemo.nr = nr;
+	__builtin_memcpy(w->umemo.ips, w->st.ips, sizeof(w->umemo.ips));
+	bpf_map_update_elem(&unwind_memos, &key, &w->umemo, BPF_ANY);
 	return true;
 }
 

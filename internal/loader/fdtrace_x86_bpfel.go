@@ -234,8 +234,9 @@ type fdtraceStackWork struct {
 		FpOk      bool
 		_         [7]byte
 	}
-	From [64]uint8
-	Memo fdtraceWalkMemo
+	From  [64]uint8
+	Memo  fdtraceWalkMemo
+	Umemo fdtraceUnwindMemo
 }
 
 type fdtraceStatId uint32
@@ -302,6 +303,22 @@ const (
 	fdtraceSyscallIdSYS_MAX               fdtraceSyscallId = 44
 )
 
+type fdtraceUnwindMemo struct {
+	_   structs.HostLayout
+	Nr  uint32
+	Pad uint32
+	Off [64]uint32
+	Ips [64]uint64
+}
+
+type fdtraceUnwindMemoKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Pc   uint64
+	Sp   uint64
+}
+
 type fdtraceWalkMemo struct {
 	_        structs.HostLayout
 	Ret      [15]uint64
@@ -332,6 +349,7 @@ const (
 	fdtraceMapStacks                                   = "stacks"
 	fdtraceMapStats                                    = "stats"
 	fdtraceMapTraced                                   = "traced"
+	fdtraceMapUnwindMemos                              = "unwind_memos"
 	fdtraceMapUnwindTables                             = "unwind_tables"
 	fdtraceMapWalkMemos                                = "walk_memos"
 	fdtraceProgRawTracepointSchedProcessExec           = "raw_tracepoint__sched_process_exec"
@@ -517,6 +535,7 @@ type fdtraceMapSpecs struct {
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Traced       *ebpf.MapSpec `ebpf:"traced"`
+	UnwindMemos  *ebpf.MapSpec `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.MapSpec `ebpf:"unwind_tables"`
 	WalkMemos    *ebpf.MapSpec `ebpf:"walk_memos"`
 }
@@ -588,6 +607,7 @@ type fdtraceMaps struct {
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Traced       *ebpf.Map `ebpf:"traced"`
+	UnwindMemos  *ebpf.Map `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.Map `ebpf:"unwind_tables"`
 	WalkMemos    *ebpf.Map `ebpf:"walk_memos"`
 }
@@ -609,6 +629,7 @@ func (m *fdtraceMaps) Close() error {
 		m.Stacks,
 		m.Stats,
 		m.Traced,
+		m.UnwindMemos,
 		m.UnwindTables,
 		m.WalkMemos,
 	)
