@@ -1,16 +1,21 @@
 // Command bench measures what fdtrace costs the processes it traces, side by
 // side with bpftrace and strace, and writes docs/PERFORMANCE.md.
 //
-//	sudo make bench                      # about 8 minutes
+//	sudo make bench                      # about 13 minutes
 //	sudo make bench BENCHFLAGS=-quick    # a smoke run
-//	sudo go run ./bench [-rounds N] [-iterations N] [-quick] [-o FILE]
+//	sudo make bench BENCHFLAGS=-stacks   # only the Stacks section, to stdout
+//	sudo go run ./bench [-rounds N] [-iterations N] [-quick] [-stacks] [-o FILE]
 //
 // It builds fdtrace from the working tree and the C workload
 // (bench/workload.c) into a temporary directory, runs every workload in
 // every mode in interleaved rounds, then measures streaming loss, memory
-// with many live fds, symbolization throughput and per-program BPF costs.
-// Missing tools (bpftrace, strace, bpftool) leave their rows "not
-// measured"; a failed run is reported, not fatal.
+// with many live fds, symbolization throughput, per-program BPF costs,
+// and the user stacks of each --stack-mode: correctness and depth on
+// testdata/workloads/leaky.c (built with and without frame pointers) and
+// jsleaks.js, and the cost of a stack (bench/stacks.go). -stacks runs only
+// that section and prints the report without writing it, unless -o is
+// given. Missing tools (bpftrace, strace, bpftool, node) leave their rows
+// "not measured"; a failed run is reported, not fatal.
 package main
 
 import (
@@ -28,6 +33,7 @@ type config struct {
 	rounds     int
 	iterations int
 	quick      bool
+	stacksOnly bool // -stacks: only the Stacks section
 	out        string
 	flags      string // as given, for the command to reproduce the report
 }
@@ -60,11 +66,15 @@ func parseFlags() config {
 	flag.IntVar(&c.rounds, "rounds", 5, "interleaved rounds; the tables show medians")
 	flag.IntVar(&c.iterations, "iterations", 0, "operations per workload run (default: about 0.4 s untraced, per workload)")
 	flag.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, short runs, fewer fds")
+	flag.BoolVar(&c.stacksOnly, "stacks", false, "measure only the Stacks section (fp and dwarf stack modes); print the report, write it only with -o")
 	flag.StringVar(&c.out, "o", "docs/PERFORMANCE.md", "where to write the report (a relative path is relative to the repository)")
 	flag.Parse()
 	c.flags = strings.Join(os.Args[1:], " ")
 	if c.quick && !flagSet("rounds") {
 		c.rounds = 1
+	}
+	if c.stacksOnly && !flagSet("o") {
+		c.out = "" // a partial report must not replace the whole one
 	}
 	return c
 }
@@ -107,6 +117,10 @@ func run() error {
 	doc := strings.NewReplacer(b.tmp, "$TMPDIR", root+"/", "").Replace(res.markdown())
 	fmt.Print(doc)
 	out := cfg.out
+	if out == "" {
+		logf("done in %v; the report is not written without -o", res.took.Round(time.Second))
+		return nil
+	}
 	if !filepath.IsAbs(out) {
 		out = filepath.Join(root, out)
 	}
@@ -140,6 +154,7 @@ func setup(cfg config, root string) (*bench, error) {
 	b.tools["strace"] = findTool("strace", "-V")
 	b.tools["bpftool"] = findTool("bpftool", "version")
 	b.tools["gcc"] = findTool("gcc", "--version")
+	b.tools["node"] = findTool("node", "--version")
 	for _, t := range b.tools {
 		if !t.ok() {
 			logf("%s: %s; its rows say so", t.name, t.note)
@@ -155,6 +170,10 @@ func (b *bench) measure(root string) *results {
 	runTime, lossRun, symTime := 400*time.Millisecond, time.Second, time.Second
 	if b.cfg.quick {
 		runTime, lossRun, symTime = 50*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	}
+	if b.cfg.stacksOnly {
+		res.stacks = b.measureStacks(root, runTime)
+		return res
 	}
 	iters, err := b.calibrate(runTime)
 	if err != nil {
@@ -179,6 +198,7 @@ func (b *bench) measure(root string) *results {
 	res.progs, res.progsErr = b.measureProgCosts(workloads[0], iters[workloads[0].arg])
 	logf("fdtrace top's own CPU")
 	res.top = b.measureTop()
+	res.stacks = b.measureStacks(root, runTime)
 	return res
 }
 

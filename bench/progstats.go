@@ -64,15 +64,11 @@ func bpfModes() []mode {
 // set, and reads each program's run count and time before the tracer stops.
 // The statistics cost time of their own, so these runs are not timed ones.
 func (b *bench) measureProgCosts(w workload, n int64) ([]progCosts, error) {
-	if !b.tools["bpftool"].ok() {
-		return nil, errors.New(b.tools["bpftool"].note)
+	restore, err := enableBPFStats(b.tools["bpftool"])
+	if err != nil {
+		return nil, err
 	}
-	const knob = "/proc/sys/kernel/bpf_stats_enabled"
-	prev := strings.TrimSpace(readFile(knob))
-	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
-		return nil, fmt.Errorf("enabling BPF run statistics: %w", err)
-	}
-	defer os.WriteFile(knob, []byte(prev), 0o644)
+	defer restore()
 	var all []progCosts
 	for _, m := range bpfModes() {
 		if why := b.unavailable(m); why != "" {
@@ -90,6 +86,20 @@ func (b *bench) measureProgCosts(w workload, n int64) ([]progCosts, error) {
 		all = append(all, pc)
 	}
 	return all, nil
+}
+
+// enableBPFStats sets kernel.bpf_stats_enabled; restore sets it back to
+// what it was. Reading the statistics needs bpftool.
+func enableBPFStats(bpftool tool) (restore func(), err error) {
+	if !bpftool.ok() {
+		return func() {}, errors.New(bpftool.note)
+	}
+	const knob = "/proc/sys/kernel/bpf_stats_enabled"
+	prev := strings.TrimSpace(readFile(knob))
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		return func() {}, fmt.Errorf("enabling BPF run statistics: %w", err)
+	}
+	return func() { _ = os.WriteFile(knob, []byte(prev), 0o644) }, nil
 }
 
 // progStats lists the programs pid holds fds of that ran at least once.

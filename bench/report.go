@@ -19,6 +19,7 @@ type results struct {
 	progs    []progCosts
 	progsErr error
 	top      topResult
+	stacks   *stackResult
 	took     time.Duration
 }
 
@@ -35,7 +36,10 @@ func (r *results) markdown() string {
 	var sb strings.Builder
 	sections := []func(*strings.Builder){
 		r.writeHeader, r.writeOverhead, r.writeTargets, r.writeStreaming,
-		r.writeMemory, r.writeSymbolize, r.writeOther, r.writeProgCosts, r.writeMethod,
+		r.writeMemory, r.writeSymbolize, r.writeOther, r.writeProgCosts, r.writeStacks, r.writeMethod,
+	}
+	if r.cfg.stacksOnly {
+		sections = []func(*strings.Builder){r.writeHeader, r.writeStacks}
 	}
 	for _, section := range sections {
 		section(&sb)
@@ -52,6 +56,9 @@ func (r *results) writeHeader(sb *strings.Builder) {
 	if r.cfg.quick {
 		fmt.Fprintf(sb, "**This is a `-quick` smoke run: too few rounds and iterations to quote.**\n\n")
 	}
+	if r.cfg.stacksOnly {
+		fmt.Fprintf(sb, "**This is a `-stacks` run: only the Stacks section was measured.**\n\n")
+	}
 	rows := [][2]string{
 		{"date", m.date},
 		{"CPU", fmt.Sprintf("%s, %d cores", m.cpu, m.cores)},
@@ -60,7 +67,7 @@ func (r *results) writeHeader(sb *strings.Builder) {
 		{"Go", m.goVersion},
 		{"fdtrace", m.fdtraceVersion},
 	}
-	for _, name := range []string{"bpftrace", "strace", "bpftool", "gcc"} {
+	for _, name := range []string{"bpftrace", "strace", "bpftool", "gcc", "node"} {
 		t := r.tools[name]
 		v := t.version
 		if !t.ok() {
@@ -292,6 +299,116 @@ func (r *results) writeProgCosts(sb *strings.Builder) {
 		fmt.Fprintf(sb, "| %s | **all** | | | **%.0f** |\n", pc.mode.label, float64(pc.totalNs())/float64(pc.ops))
 	}
 	sb.WriteString("\n")
+}
+
+func (r *results) writeStacks(sb *strings.Builder) {
+	s := r.stacks
+	fmt.Fprintf(sb, "## Stacks: `--stack-mode fp` and `dwarf`\n\n")
+	if s == nil || s.err != nil {
+		why := "not run"
+		if s != nil {
+			why = oneLine(s.err)
+		}
+		fmt.Fprintf(sb, "Not measured: %s\n\n", why)
+		return
+	}
+	fmt.Fprintf(sb, "### Correctness and depth\n\n")
+	fmt.Fprintf(sb, "| workload | built | `--stack-mode` | leaks at the right place | stacks that reach the root | mean depth (frames) | what was wrong |\n| --- | --- | --- | ---: | ---: | ---: | --- |\n")
+	for _, c := range s.checks {
+		switch {
+		case c.skip != "":
+			fmt.Fprintf(sb, "| %s | %s | %s | %s | | | |\n", c.workload, c.built, c.mode, c.skip)
+		case c.err != nil:
+			fmt.Fprintf(sb, "| %s | %s | %s | error: %s | | | |\n", c.workload, c.built, c.mode, oneLine(c.err))
+		default:
+			fmt.Fprintf(sb, "| %s | %s | %s | %d/%d %s | %d/%d (%s) | %.1f | %s |\n", c.workload, c.built, c.mode,
+				c.found, c.of, c.unit, c.rooted, c.rootOf, c.root, c.depth, strings.Join(c.notes, "; "))
+		}
+	}
+	sb.WriteString("\n")
+	fmt.Fprintf(sb, "leaky.c leaks fds from nine known functions (`leaky %s`) and is built with gcc -O2 -g, with and without frame pointers; it runs under `fdtrace leaks --json --top 0 --stack-mode MODE -- leaky ...` until it has said ready. ", strings.Join(leakyArgs, " "))
+	fmt.Fprintf(sb, "A call site is at the right place when every fd it leaked is in a stack that has its function at the line marked `LEAK` in the source; its stacks reach the root when each has `main` (`start_thread` for accept_conn, which runs in a thread of its own). ")
+	fmt.Fprintf(sb, "jsleaks.js runs under `node --perf-basic-prof --interpreted-frames-native-stack` and, as soon as it listens, gets %d requests that leak a file (handleUpload) and %d that leak an AF_UNIX socket (handleProxy, callBackend), each on a new connection; it counts in fds, the root is node::Start. ", jsUploads, jsProxies)
+	fmt.Fprintf(sb, "Both are driven as soon as they are ready, as the tests drive them: in dwarf mode the stacks a process takes before the unwind tables of its files are loaded (a new process, a forked child, node's large binary) are copied to user space and unwound there, from a copy of the top of the stack, so that they end at a frame that lies beyond the copy, or at the syscall when the process is gone before its mappings are read. ")
+	fmt.Fprintf(sb, "Depth is the mean, over the stacks reported, of the frames walked (calls inlined into them not counted).\n\n")
+
+	fmt.Fprintf(sb, "### Cost of a stack\n\n")
+	fmt.Fprintf(sb, "| workload | built | untraced ns/op | `leaks --stack-mode fp` | `leaks --stack-mode dwarf` | dwarf − fp, ns per stack | openat program, ns/run: fp | dwarf | stack at the open: fp | dwarf |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n")
+	ms := stackCostModes(nil)
+	for _, c := range s.costs {
+		fmt.Fprintf(sb, "| %s (%d) | %s |", c.w.label, c.n, c.built)
+		if c.err != nil {
+			fmt.Fprintf(sb, " error: %s | | | | | | | |\n", oneLine(c.err))
+			continue
+		}
+		for _, m := range ms {
+			fmt.Fprintf(sb, " %s |", r.cellText(c.cells[m.key], m))
+		}
+		if d, ok := c.perStack(); ok {
+			fmt.Fprintf(sb, " %+.0f |", d)
+		} else {
+			sb.WriteString(" — |")
+		}
+		for _, sm := range stackModes {
+			switch ns, ok := c.bpfNs[sm]; {
+			case ok:
+				fmt.Fprintf(sb, " %.0f |", ns)
+			case c.bpfErr != nil:
+				fmt.Fprintf(sb, " %s |", notMeasured(c.bpfErr))
+			default:
+				sb.WriteString(" — |")
+			}
+		}
+		for _, sm := range stackModes {
+			if f := c.frames[sm]; f != nil {
+				fmt.Fprintf(sb, " %d frames, %s |", len(f), c.shape[sm])
+			} else {
+				fmt.Fprintf(sb, " %s |", c.shape[sm])
+			}
+		}
+		sb.WriteString("\n")
+	}
+	sb.WriteString("\n")
+	r.writeStackCostErrors(sb)
+	fmt.Fprintf(sb, "bench/workload.c's open+close, called from its loop or %d calls deeper, built with gcc -O2 -g with and without frame pointers, runs untraced and under `fdtrace leaks -c %s --stack-mode MODE` in %d interleaved rounds: median ns per open+close and, in brackets, the median ratio to the untraced run of the same round. ", deepCalls, workComm, r.cfg.rounds)
+	fmt.Fprintf(sb, "Every run first does %d ms of open+close untimed, so that the table shows the steady state, with the unwind tables loaded. ", r.cfg.warmup().Milliseconds())
+	fmt.Fprintf(sb, "Each open+close takes one stack, so dwarf − fp (the median over the rounds of the difference) is what a stack unwound by the DWARF tables costs beyond one walked by frame pointers. ")
+	fmt.Fprintf(sb, "The openat program's ns/run is `%s`'s run_time_ns over run_cnt in one more run per mode with `kernel.bpf_stats_enabled=1`: the whole program, of which the stack is the part that differs between the modes. ", openatProg)
+	fmt.Fprintf(sb, "The stack at the open is the one `fdtrace trace --stacks` reports for the last open of a run paced at 2000 opens/s for half a second: whole when it is the libc wrapper, open_close, the calls of deep_call, run_loop and main (then what called main), cut short when it ends before main, wrong at the first frame that is not the caller.")
+	if fp, dw := s.ready["fp"], s.ready["dwarf"]; len(fp) > 0 && len(dw) > 0 {
+		fmt.Fprintf(sb, " `fdtrace leaks` was ready a median %.1f s after it started with `--stack-mode fp` and %.1f s with `dwarf` (%d starts each).",
+			median(seconds(fp)), median(seconds(dw)), min(len(fp), len(dw)))
+	}
+	fmt.Fprintf(sb, " The `fdtrace leaks` column of the first table runs the default mode, dwarf, on fresh processes without warm-up.\n\n")
+}
+
+// writeStackCostErrors lists the cost runs that failed.
+func (r *results) writeStackCostErrors(sb *strings.Builder) {
+	var errs []string
+	for _, c := range r.stacks.costs {
+		for _, m := range stackCostModes(nil) {
+			if cl := c.cells[m.key]; cl != nil && cl.err != nil {
+				errs = append(errs, fmt.Sprintf("- %s, %s, %s: %v", c.w.label, c.built, m.label, oneLine(cl.err)))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(sb, "Failed runs:\n\n%s\n\n", strings.Join(errs, "\n"))
+	}
+}
+
+func seconds(ds []time.Duration) []float64 {
+	return collect(ds, time.Duration.Seconds)
+}
+
+// notMeasured is err for a table cell: as is when it says why the value
+// is not measured, else marked as an error.
+func notMeasured(err error) string {
+	msg := oneLine(err)
+	if strings.Contains(msg, "not installed") || strings.HasPrefix(msg, "not measured") {
+		return "not measured: " + strings.TrimPrefix(msg, "not measured: ")
+	}
+	return "error: " + msg
 }
 
 func (r *results) writeMethod(sb *strings.Builder) {

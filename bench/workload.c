@@ -12,8 +12,11 @@
  *                  close of both ends                        (4)
  *          mixed   openat, socket and pipe2 in turn; fds live in a window
  *                  of 64 and the oldest is closed            (~2.7)
+ *          deep    open + close under 33 calls of deep_call  (2)
  *     N    iterations (ops)
  *     RATE ops per second, paced in 1 ms batches; 0 or absent: flat out
+ *     WARMUP milliseconds of ops, flat out and untimed, before the timed
+ *          loop (a tracer's first stacks of a process cost more)
  *   Prints "ns_per_op=F ops=N elapsed_ns=N".
  *
  *   fdbench-work hold N    opens N fds of /dev/null, prints "ready", then
@@ -22,9 +25,10 @@
  *                          and of libc, then waits for EOF on stdin.
  *
  * Built with -fno-omit-frame-pointer and noinline loop bodies, so a stack
- * walk sees op -> loop -> main, as in a real program. bench/env.go embeds
- * this file and compiles it; the go:build line keeps the go tool from
- * taking it for a cgo source of package main.
+ * walk sees op -> loop -> main, as in a real program; the Stacks section
+ * (bench/stacks.go) builds it without frame pointers too. bench/env.go
+ * embeds this file and compiles it; the go:build line keeps the go tool
+ * from taking it for a cgo source of package main.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -76,6 +80,25 @@ static NOINLINE void pipe_close(void)
 		die("pipe2");
 	close(p[0]);
 	close(p[1]);
+}
+
+#define DEEP 32
+
+/* open_close under n + 1 calls of deep_call; the asm after the call keeps
+ * it from being a tail call, so every level has its frame on the stack. */
+static __attribute__((noipa)) int deep_call(int n)
+{
+	if (n == 0)
+		open_close();
+	else
+		deep_call(n - 1);
+	__asm__ volatile("" ::: "memory");
+	return n;
+}
+
+static NOINLINE void deep_open_close(void)
+{
+	deep_call(DEEP);
 }
 
 static int listener = -1;
@@ -181,6 +204,15 @@ static NOINLINE long long run_loop(void (*op)(void), long n, long rate)
 	return now_ns() - start;
 }
 
+/* warm_up calls op for ms milliseconds, untimed. */
+static NOINLINE void warm_up(void (*op)(void), long ms)
+{
+	long long end = now_ns() + ms * 1000000LL;
+
+	while (now_ns() < end)
+		op();
+}
+
 int main(int argc, char **argv);
 
 static void wait_stdin_eof(void)
@@ -218,11 +250,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s open|socket|pipe|accept|mixed|hold N [RATE] | addrs\n", argv[0]);
+		fprintf(stderr, "usage: %s open|socket|pipe|accept|mixed|deep|hold N [RATE [WARMUP]] | addrs\n", argv[0]);
 		return 2;
 	}
 	long n = atol(argv[2]);
 	long rate = argc > 3 ? atol(argv[3]) : 0;
+	long warmup = argc > 4 ? atol(argv[4]) : 0;
 	void (*op)(void);
 	if (!strcmp(argv[1], "hold")) {
 		hold(n);
@@ -239,10 +272,14 @@ int main(int argc, char **argv)
 	} else if (!strcmp(argv[1], "mixed")) {
 		memset(window, -1, sizeof(window));
 		op = mixed_one;
+	} else if (!strcmp(argv[1], "deep")) {
+		op = deep_open_close;
 	} else {
 		fprintf(stderr, "fdbench-work: unknown mode %s\n", argv[1]);
 		return 2;
 	}
+	if (warmup > 0)
+		warm_up(op, warmup);
 	long long ns = run_loop(op, n, rate);
 	if (op == mixed_one)
 		window_close_all();
