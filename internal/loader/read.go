@@ -381,13 +381,17 @@ func (t *Tracer) Stack(id uint64) []symbolize.Frame {
 	return t.stacks[id]
 }
 
-// SymbolizerWarnings are the symbolizer's notes for the user (JIT code
-// without a perf map, ...).
+// SymbolizerWarnings are notes on stacks for the user (JIT code
+// without a perf map, a full unwind table store, ...).
 func (t *Tracer) SymbolizerWarnings() []string {
 	if t.cfg.Symbolizer == nil {
 		return nil
 	}
-	return t.cfg.Symbolizer.Warnings()
+	w := t.cfg.Symbolizer.Warnings()
+	if t.unwind != nil {
+		w = append(w, t.unwind.warnings()...)
+	}
+	return w
 }
 
 // exited turns the final counters of a process into its last record.

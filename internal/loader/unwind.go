@@ -32,7 +32,6 @@ type unwindTables struct {
 	mappings map[int]*fdtraceExecMappings
 	nextID   uint32
 	full     bool // unwind_tables is full: later files are walked by frame pointers
-	rows     int  // rows loaded, for Stats
 }
 
 // fileTable is one file's unwind table: its id in unwind_tables (0: the
@@ -100,6 +99,16 @@ func (u *unwindTables) forget(pid int) {
 	u.mu.Unlock()
 }
 
+// warnings says what the user should know about the unwinding.
+func (u *unwindTables) warnings() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.full {
+		return []string{fmt.Sprintf("the unwind table store is full (%d files): stacks in files loaded since are walked by frame pointers", len(u.rowMaps))}
+	}
+	return nil
+}
+
 // close releases the tables kept open for user-space unwinding.
 func (u *unwindTables) close() {
 	u.mu.Lock()
@@ -158,7 +167,6 @@ func (u *unwindTables) table(pid int, m symbolize.Mapping) *fileTable {
 		return t
 	}
 	u.nextID++
-	u.rows += len(rows)
 	t.id = id
 	return t
 }
