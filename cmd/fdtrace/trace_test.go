@@ -275,6 +275,9 @@ func TestBadInputGetsOneLineAndANonZeroExit(t *testing.T) {
 		{"a ring buffer that is not a power of two", []string{"trace", "--ringbuf-size", "3"}, 2, "fdtrace: --ringbuf-size 3: must be a power of two\n"},
 		{"a command that does not exist", []string{"trace", "--", "/no/such/command"}, 1, "fdtrace: command \"/no/such/command\""},
 		{"an unknown subcommand", []string{"frobnicate"}, 2, "fdtrace: unknown command \"frobnicate\""},
+		{"an unknown stack mode", []string{"leaks", "--stack-mode", "lbr", "-p", "1"}, 2,
+			"fdtrace: invalid argument \"lbr\" for \"--stack-mode\" flag: stack mode \"lbr\": want dwarf or fp\n"},
+		{"a stack mode without stacks", []string{"trace", "--stack-mode", "fp"}, 2, "fdtrace: --stack-mode needs --stacks\n"},
 	})
 }
 
