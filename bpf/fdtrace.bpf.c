@@ -1267,11 +1267,7 @@ static __always_inline bool unwind_dwarf(struct stack_work *w, __u32 tgid)
 	struct recall_ctx r = { .sp = u.sp, .same = true };
 	__u32 nr;
 
-	u.maps = bpf_map_lookup_elem(&exec_maps, &tgid);
-	if (!u.maps || !find_exec_map(u.maps, u.pc)) {
-		ask_for_maps(tgid);
-		return false;
-	}
+	/* Remembered only when every frame's code was known: check first. */
 	r.m = bpf_map_lookup_elem(&unwind_memos, &key);
 	if (r.m && r.m->nr <= MAX_STACK_DEPTH) {
 		bpf_loop(MAX_STACK_DEPTH, recall_frame, &r, 0);
@@ -1281,6 +1277,11 @@ static __always_inline bool unwind_dwarf(struct stack_work *w, __u32 tgid)
 					 sizeof(w->st.ips));
 			return true;
 		}
+	}
+	u.maps = bpf_map_lookup_elem(&exec_maps, &tgid);
+	if (!u.maps || !find_exec_map(u.maps, u.pc)) {
+		ask_for_maps(tgid);
+		return false;
 	}
 	w->st.nr = 0;
 	bpf_loop(MAX_STACK_DEPTH, unwind_frame, &u, 0);
