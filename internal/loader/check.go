@@ -145,6 +145,10 @@ func checkTracepoints(spec *ebpf.CollectionSpec) []CheckResult {
 	return rs
 }
 
+// costliestConfig keeps the most code for the verifier: stacks unwound by
+// DWARF, batched wakeups.
+var costliestConfig = Config{CaptureStacks: true, RingBufferBytes: DefaultRingBufferBytes, WakeupBytes: DefaultWakeupBytes}
+
 // checkLoad loads every program and map into the kernel: the verifier is
 // the only definitive check.
 func checkLoad(spec *ebpf.CollectionSpec) CheckResult {
@@ -152,8 +156,7 @@ func checkLoad(spec *ebpf.CollectionSpec) CheckResult {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fail("raising RLIMIT_MEMLOCK: " + withAdvice(err))
 	}
-	// The costliest configuration: stacks unwound by DWARF.
-	if err := configure(spec, Config{CaptureStacks: true, RingBufferBytes: DefaultRingBufferBytes}); err != nil {
+	if err := configure(spec, costliestConfig); err != nil {
 		return fail(err.Error())
 	}
 	var objs fdtraceObjects

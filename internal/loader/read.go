@@ -171,12 +171,18 @@ func (t *Tracer) unwindRawStack(e *rawStackEvent, c comms) {
 		return
 	}
 	pid := int(e.Pid)
-	if err := t.unwind.refresh(pid); errors.Is(err, errGone) {
-		// A forked child gone already: it ran its parent's code, whose
-		// mappings its siblings will start with (see the fork handler).
-		t.unwind.refresh(int(e.Ppid))
+	// A backlog of copies from one process needs its mappings read once:
+	// again only when the copy runs into code they do not hold.
+	ips, unknown := t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
+	if unknown {
+		if err := t.unwind.refresh(pid); errors.Is(err, errGone) {
+			// A forked child gone already: it ran its parent's code,
+			// whose mappings its siblings will start with (see the
+			// fork handler).
+			t.unwind.refresh(int(e.Ppid))
+		}
+		ips, _ = t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
 	}
-	ips := t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
 	id := stackKey(e.Pid, ips)
 	var st fdtraceStack
 	st.Nr = uint32(copy(st.Ips[:], ips))

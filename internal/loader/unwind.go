@@ -329,8 +329,9 @@ const maxStackDepth = len(fdtraceStack{}.Ips)
 // unwind_frame does in the kernel, reading the rows from the kernel's
 // tables and the stack from the copy: it ends where the copy does. A
 // process gone before its mappings were read is taken to have its
-// parent's: a forked child that did not exec.
-func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []byte) []uint64 {
+// parent's: a forked child that did not exec. unknown: a pc was in no
+// mapping known.
+func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []byte) (ips []uint64, unknown bool) {
 	u.mu.Lock()
 	maps := u.mappings[pid]
 	if maps == nil {
@@ -344,7 +345,6 @@ func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []by
 		}
 		return binary.NativeEndian.Uint64(stack[addr-base:]), true
 	}
-	var ips []uint64
 	for i := 0; i < maxStackDepth; i++ {
 		ips = append(ips, pc)
 		addr := pc
@@ -352,7 +352,10 @@ func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []by
 			addr-- // a return address follows its call
 		}
 		var row uint64
-		if m := findExecMap(maps, addr); m != nil && m.Table != 0 {
+		m := findExecMap(maps, addr)
+		if m == nil {
+			unknown = true
+		} else if m.Table != 0 {
 			row = u.findRow(m.Table, addr-m.Bias)
 		}
 		off := int64(int16(row >> 32))
@@ -360,7 +363,7 @@ func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []by
 		var cfa uint64
 		switch fdtraceCfaRule(row >> 56 & 0xf) {
 		case fdtraceCfaRuleCFA_END:
-			return ips
+			return ips, unknown
 		case fdtraceCfaRuleCFA_SP:
 			cfa = sp + uint64(off)
 		case fdtraceCfaRuleCFA_FP:
@@ -372,25 +375,25 @@ func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []by
 			}
 		default:
 			if bp <= sp || bp-sp >= 64<<20 || bp&7 != 0 {
-				return ips
+				return ips, unknown
 			}
 			cfa, rbpAt = bp+16, -2
 		}
 		ret, ok := read(cfa - 8)
 		if cfa <= sp || !ok {
-			return ips
+			return ips, unknown
 		}
 		if rbpAt != 0 {
 			if bp, ok = read(cfa + uint64(rbpAt*8)); !ok {
-				return ips
+				return ips, unknown
 			}
 		}
 		sp, pc = cfa, ret
 		if ret < 4096 || ret >= 0x800000000000 {
-			return ips
+			return ips, unknown
 		}
 	}
-	return ips
+	return ips, unknown
 }
 
 func (u *unwindTables) findRow(table uint32, addr uint64) uint64 {

@@ -20,7 +20,7 @@ func TestProgramsLeaveTheVerifierRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := configure(spec, Config{CaptureStacks: true, RingBufferBytes: 1 << 22, WakeupBytes: 1}); err != nil {
+	if err := configure(spec, costliestConfig); err != nil {
 		t.Fatal(err)
 	}
 	processed := regexp.MustCompile(`processed (\d+) insns`)
