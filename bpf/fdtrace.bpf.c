@@ -18,12 +18,46 @@ char LICENSE[] SEC("license") = "GPL";
 /*
  * Kernel structures are read with plain loads through BTF pointers where
  * the verifier allows it: a bpf_probe_read_kernel (BPF_CORE_READ) is a
- * helper call each, and the hot paths would make a dozen. A pointer read
- * from memory gets its type back with cast_kernel.
+ * helper call each, and the hot paths would make a dozen.
+ *
+ * Two objects are built from this file. The default one needs
+ * bpf_get_current_task_btf (5.11), bpf_task_pt_regs (5.15) and bpf_loop
+ * (5.17). The compat one (FDTRACE_COMPAT, for 5.10 to 5.16) reads
+ * everything with BPF_CORE_READ, finds the user registers itself, loops
+ * with bounded loops, and takes no stacks. The loader picks one by probing.
  */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#ifdef FDTRACE_COMPAT
+#define BTF_POINTERS 0
+#define current_task() ((struct task_struct *)bpf_get_current_task())
+/* The stack walkers are built but left out of every program. */
+#pragma clang diagnostic ignored "-Wunused-function"
+#else
+#define BTF_POINTERS 1
+#define current_task() bpf_get_current_task_btf()
+#endif
+
+/* Through a pointer the verifier knows the type of (the current task). */
+#define KREAD(src, a, ...)                                                     \
+	(BTF_POINTERS ? ___arrow(src, a, ##__VA_ARGS__) :                      \
+			BPF_CORE_READ(src, a, ##__VA_ARGS__))
+
+/*
+ * A pointer read from memory gets its type back with bpf_rdonly_cast
+ * (Linux 6.2). Weak: on older kernels the loader leaves the call out, and
+ * have_rdonly_cast (set by the loader from the kernel's BTF) makes it dead
+ * code the verifier never sees. bpf_ksym_exists would need 6.4, which
+ * first took a kfunc's address.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+const volatile bool have_rdonly_cast = false;
 #define cast_kernel(p, type)                                                   \
 	((type *)bpf_rdonly_cast((void *)(p), bpf_core_type_id_kernel(type)))
+
+/* Through a pointer of the given type read from memory. */
+#define CAST_READ(type, src, a, ...)                                           \
+	(BTF_POINTERS && have_rdonly_cast ?                                    \
+		 ___arrow(cast_kernel(src, type), a, ##__VA_ARGS__) :          \
+		 BPF_CORE_READ((type *)(src), a, ##__VA_ARGS__))
 
 /* Make these types part of BTF so that bpf2go generates their Go twins. */
 const struct fd_event *unused_fd_event __attribute__((unused));
@@ -257,6 +291,37 @@ struct {
 	__type(value, struct unwind_memo);
 } unwind_memos SEC(".maps");
 
+/* DWARF unwinding's registers and the table of the last frame. */
+struct dwarf_state {
+	__u64 pc;
+	__u64 sp;
+	__u64 bp;
+	__u64 sp0; /* the syscall's stack pointer */
+	/* The table of the last frame: the next is often in the same file. */
+	__u32 table;
+	__u32 pages;
+	__u32 lo;
+	bool unknown; /* a pc in no mapping known */
+};
+
+/*
+ * Stacks sent to user space, by where they were taken: the same
+ * instruction at the same stack depth under the same top of the stack is
+ * the same stack, in a loop say. It is sent once.
+ */
+struct raw_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ip;
+	__u64 sp;
+	__u64 top; /* a hash of the stack's top 64 bytes */
+};
+
+/*
+ * Everything a stack capture needs beyond a few registers lives here: the
+ * BPF stack is shared with the program that captures (512 bytes through
+ * the whole call chain, bpf_loop callbacks included).
+ */
 struct stack_work {
 	struct stack st;
 	__u64 top[TOP_WORDS];
@@ -264,6 +329,11 @@ struct stack_work {
 	__u8 from[MAX_STACK_DEPTH]; /* the top word each frame came from */
 	struct walk_memo memo;
 	struct unwind_memo umemo;
+	struct dwarf_state us;
+	struct memo_key memo_key;
+	struct unwind_memo_key umemo_key;
+	struct raw_key raw_key;
+	__u64 raw_top[8];
 };
 
 struct {
@@ -332,10 +402,15 @@ static __always_inline bool trace_allowed(__u32 tgid)
 	}
 	if (filter_comm) {
 		/* The process's name, as /proc/PID/comm: not the thread's. */
-		struct task_struct *leader =
-			bpf_get_current_task_btf()->group_leader;
+#ifdef FDTRACE_COMPAT
+		char comm[TASK_COMM_LEN] = {};
 
-		if (!comm_matches(leader->comm))
+		BPF_CORE_READ_STR_INTO(&comm, current_task(), group_leader,
+				       comm);
+#else
+		char *comm = current_task()->group_leader->comm;
+#endif
+		if (!comm_matches(comm))
 			return false;
 	}
 	return true;
@@ -343,7 +418,7 @@ static __always_inline bool trace_allowed(__u32 tgid)
 
 static __always_inline struct fdtable *task_fdt(struct task_struct *task)
 {
-	return task->files->fdt;
+	return KREAD(task, files, fdt);
 }
 
 static __always_inline unsigned long bitmap_word(unsigned long *bits, __u32 i)
@@ -363,8 +438,33 @@ static __always_inline bool fd_bit(unsigned long *bits, __u32 max, int fd)
 
 static __always_inline bool fd_is_open(struct fdtable *fdt, int fd)
 {
-	return fd_bit(fdt->open_fds, fdt->max_fds, fd);
+	return fd_bit(KREAD(fdt, open_fds), KREAD(fdt, max_fds), fd);
 }
+
+/*
+ * Loops over an fd table. bpf_loop (5.17) runs a callback up to 8M times
+ * and the verifier checks it once. Without it (FDTRACE_COMPAT) a loop is
+ * bounded and the verifier walks every iteration: tables are swept up to
+ * COMPAT_SWEEP_FDS fds (and counted up to COMPAT_COUNT_WORDS words); what
+ * lies beyond is counted in STAT_UNSWEPT, never dropped silently.
+ */
+#ifdef FDTRACE_COMPAT
+#define COMPAT_SWEEP_FDS 4096
+#define COMPAT_COUNT_WORDS 512
+#define LOOP(n, bound, cb, ctx)                                                \
+	do {                                                                   \
+		__u32 __n = (n);                                               \
+		if (__n > (bound))                                             \
+			stat_add(STAT_UNSWEPT, __n - (bound));                 \
+		for (__u32 __i = 0; __i < (bound) && __i < __n; __i++)         \
+			if (cb(__i, ctx))                                      \
+				break;                                         \
+	} while (0)
+#else
+#define COMPAT_SWEEP_FDS MAX_SWEEP
+#define COMPAT_COUNT_WORDS MAX_SWEEP
+#define LOOP(n, bound, cb, ctx) bpf_loop(n, cb, ctx, 0)
+#endif
 
 /* How many fds a sweep looks at: the table, within bpf_loop's limit. */
 static __always_inline __u32 sweep_size(struct fdtable *fdt)
@@ -402,7 +502,7 @@ static __always_inline __s64 count_open_fds(struct fdtable *fdt)
 
 	if (!c.bits)
 		return 0;
-	bpf_loop(words, count_word, &c, 0);
+	LOOP(words, COMPAT_COUNT_WORDS, count_word, &c);
 	return c.n;
 }
 
@@ -415,12 +515,16 @@ static __always_inline __u64 fd_limit(struct task_struct *task)
 	return lim;
 }
 
-/* A zeroed struct proc counted from the task's fd table, in scratch space. */
-static __always_inline struct proc *new_proc(struct task_struct *task)
+/*
+ * A zeroed struct proc counted from the task's fd table, in scratch space.
+ * Out of line: first sight of a process is rare, the frame is not.
+ */
+static __noinline struct proc *new_proc(struct task_struct *task)
 {
 	__u32 zero = 0;
 	struct proc *p = bpf_map_lookup_elem(&proc_scratch, &zero);
-	struct fdtable *fdt = task_fdt(task);
+	/* task may be a forked child: no BTF pointer. */
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 
 	if (!p)
 		return NULL;
@@ -459,10 +563,42 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 	return bpf_map_lookup_elem(&procs, &tgid);
 }
 
+#ifdef FDTRACE_COMPAT
+#define THREAD_SIZE (4096 << 2) /* x86-64 without KASAN */
+#define USER_CS 0x33
+#define USER32_CS 0x23
+
+/*
+ * The user registers sit at the top of the task's kernel stack, below
+ * TOP_OF_KERNEL_STACK_PADDING (16 bytes with FRED, else none): the one
+ * whose code segment is a user one.
+ */
+static __always_inline struct pt_regs *user_regs(struct task_struct *task)
+{
+	void *top = BPF_CORE_READ(task, stack) + THREAD_SIZE;
+	struct pt_regs *regs = (struct pt_regs *)(top - 16) - 1;
+	unsigned long cs = BPF_CORE_READ(regs, cs);
+
+	if (cs == USER_CS || cs == USER32_CS)
+		return regs;
+	return (struct pt_regs *)top - 1;
+}
+
+#define SYSCALL_ARG(n, regs) PT_REGS_PARM##n##_CORE_SYSCALL(regs)
+#define USER_IP(regs) BPF_CORE_READ(regs, ip)
+#define USER_SP(regs) BPF_CORE_READ(regs, sp)
+#define USER_FP(regs) BPF_CORE_READ(regs, bp)
+#else
 static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 {
 	return (struct pt_regs *)bpf_task_pt_regs(task);
 }
+
+#define SYSCALL_ARG(n, regs) PT_REGS_PARM##n##_SYSCALL(regs)
+#define USER_IP(regs) PT_REGS_IP(regs)
+#define USER_SP(regs) PT_REGS_SP(regs)
+#define USER_FP(regs) PT_REGS_FP(regs)
+#endif
 
 /*
  * Batch wakeups: wake the reader when this record takes what is queued
@@ -518,11 +654,28 @@ static __always_inline struct fd_event *new_event(__u8 kind, __u16 sc,
 
 static __always_inline struct file *fd_file(struct fdtable *fdt, int fd)
 {
-	struct file **files = fdt->fd;
+	struct file **files = KREAD(fdt, fd);
 	struct file *f = NULL;
 
+	/* Not a BTF pointer: read it with FILE_READ. */
 	bpf_probe_read_kernel(&f, sizeof(f), &files[fd & 0xfffffff]);
-	return f ? cast_kernel(f, struct file) : NULL;
+	return f;
+}
+
+#define FILE_READ(f, a, ...) CAST_READ(struct file, f, a, ##__VA_ARGS__)
+#define SOCK_READ(sk, a, ...) CAST_READ(struct sock, sk, a, ##__VA_ARGS__)
+
+static __always_inline umode_t file_mode(struct file *f)
+{
+	return FILE_READ(f, f_inode, i_mode);
+}
+
+/* The struct sock of a socket's file. */
+static __always_inline struct sock *file_sock(struct file *f)
+{
+	void *sock = FILE_READ(f, private_data);
+
+	return CAST_READ(struct socket, sock, sk);
 }
 
 static __always_inline bool name_is(const char *name, const char *want, int n)
@@ -533,20 +686,23 @@ static __always_inline bool name_is(const char *name, const char *want, int n)
 	return true;
 }
 
-/* Classify an fd by its file when the syscall cannot tell (dup, SCM). */
-static __always_inline void inspect_file(struct file *f, struct fd_info *info)
+/*
+ * Classify an fd by its file when the syscall cannot tell (dup, SCM). Out
+ * of line, as are the other readers of a file: without bpf_rdonly_cast
+ * every field read takes a slot of the stack.
+ */
+static __noinline void inspect_file(struct file *f, struct fd_info *info)
 {
-	umode_t mode = f->f_inode->i_mode;
+	umode_t mode = file_mode(f);
 	char name[12] = {};
 
 	switch (mode & S_IFMT) {
 	case S_IFSOCK: {
-		struct socket *sock =
-			cast_kernel(f->private_data, struct socket);
+		void *sock = FILE_READ(f, private_data);
 
 		info->fd_type = FD_SOCKET;
-		info->family = sock->sk->__sk_common.skc_family;
-		info->sock_type = sock->type;
+		info->family = SOCK_READ(file_sock(f), __sk_common.skc_family);
+		info->sock_type = CAST_READ(struct socket, sock, type);
 		return;
 	}
 	case S_IFIFO:
@@ -560,7 +716,7 @@ static __always_inline void inspect_file(struct file *f, struct fd_info *info)
 		return;
 	}
 	bpf_probe_read_kernel_str(name, sizeof(name),
-				  f->f_path.dentry->d_name.name);
+				  FILE_READ(f, f_path.dentry, d_name.name));
 	if ((mode & S_IFMT) == S_IFREG && name_is(name, "memfd:", 6))
 		info->fd_type = FD_MEMFD;
 	else if (mode & S_IFMT)
@@ -963,26 +1119,27 @@ static __always_inline void memorize(struct stack_work *w,
 static __always_inline void walk_frame_pointers(struct stack_work *w,
 						__u32 tgid)
 {
+	struct memo_key *key = &w->memo_key;
 	struct walk_ctx *c = &w->c;
-	struct memo_key key = {};
 	struct walk_memo *m;
 
-	key.tgid = tgid;
-	key.pc = c->pc;
+	__builtin_memset(key, 0, sizeof(*key));
+	key->tgid = tgid;
+	key->pc = c->pc;
 	if (frame_pointer_ok(c->fp, c->sp) &&
-	    !bpf_probe_read_user(&key.fp_ret, sizeof(key.fp_ret),
+	    !bpf_probe_read_user(&key->fp_ret, sizeof(key->fp_ret),
 				 (void *)(c->fp + 8)))
-		key.fp_off = c->fp - c->sp;
+		key->fp_off = c->fp - c->sp;
 	else
-		key.fp_ret = 0;
+		key->fp_ret = 0;
 	if (bpf_probe_read_user(w->top, sizeof(w->top), (void *)c->sp)) {
-		c->fp_ok = key.fp_ret && after_call(key.fp_ret);
+		c->fp_ok = key->fp_ret && after_call(key->fp_ret);
 		goto walk;
 	}
-	m = bpf_map_lookup_elem(&walk_memos, &key);
+	m = bpf_map_lookup_elem(&walk_memos, key);
 	if (m && recall(w, m))
 		goto walk;
-	c->fp_ok = key.fp_ret && after_call(key.fp_ret);
+	c->fp_ok = key->fp_ret && after_call(key->fp_ret);
 	bpf_loop(TOP_WORDS, find_chain, NULL, 0);
 	if (!c->fp_ok) {
 		c->fp = 0;
@@ -1025,7 +1182,7 @@ static __always_inline void walk_frame_pointers(struct stack_work *w,
 		}
 	}
 remember:
-	memorize(w, &key);
+	memorize(w, key);
 walk:
 	bpf_loop(MAX_STACK_DEPTH, walk_frame, NULL, 0);
 }
@@ -1115,30 +1272,27 @@ static __always_inline struct exec_map *find_exec_map(struct exec_mappings *ms,
 	return NULL;
 }
 
+/*
+ * The pointers of an unwinding, kept on the stack where the verifier knows
+ * their types (read back from a map they would be plain numbers); the
+ * rest is in w->us.
+ */
 struct unwind_ctx {
 	struct stack_work *w;
 	struct exec_mappings *maps;
-	__u64 pc;
-	__u64 sp;
-	__u64 bp;
-	__u64 sp0; /* the syscall's stack pointer */
-	/* The table of the last frame: the next is often in the same file. */
-	void *rows;
-	__u32 table;
-	__u32 pages;
-	__u32 lo;
-	bool unknown; /* a pc in no mapping known */
+	void *rows; /* the table of the last frame (w->us.table) */
 };
 
 /* The row in force at addr (a file's virtual address); 0: none. */
 static __always_inline __u64 find_row(struct unwind_ctx *u, __u32 table,
 				      __u64 addr)
 {
+	struct dwarf_state *s = &u->w->us;
 	__u32 k = 0, first, last;
 	__u64 *v, off, page;
 	void *rows = u->rows;
 
-	if (table != u->table || !rows) {
+	if (table != s->table || !rows) {
 		rows = bpf_map_lookup_elem(&unwind_tables, &table);
 		if (!rows)
 			return 0;
@@ -1146,15 +1300,15 @@ static __always_inline __u64 find_row(struct unwind_ctx *u, __u32 table,
 		if (!v)
 			return 0;
 		u->rows = rows;
-		u->table = table;
-		u->lo = *v;
-		u->pages = *v >> 32;
+		s->table = table;
+		s->lo = *v;
+		s->pages = *v >> 32;
 	}
-	if (addr < u->lo)
+	if (addr < s->lo)
 		return 0;
-	off = addr - u->lo;
+	off = addr - s->lo;
 	page = off >> UNWIND_PAGE_SHIFT;
-	if (page >= u->pages)
+	if (page >= s->pages)
 		return 0;
 	/* The rows that can be in force in the page: first .. last. */
 	k = 1 + page;
@@ -1181,6 +1335,7 @@ static __always_inline __u64 find_row(struct unwind_ctx *u, __u32 table,
 static long unwind_frame(__u32 i, struct unwind_ctx *u)
 {
 	struct stack_work *w = u->w;
+	struct dwarf_state *s = &w->us;
 	struct exec_map *m;
 	__u64 row = 0, addr, cfa, ret;
 	__s64 rbp_at;
@@ -1188,12 +1343,12 @@ static long unwind_frame(__u32 i, struct unwind_ctx *u)
 
 	if (w->st.nr >= MAX_STACK_DEPTH)
 		return 1;
-	w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] = u->pc;
+	w->st.ips[w->st.nr++ & (MAX_STACK_DEPTH - 1)] = s->pc;
 	/* A return address follows its call: look up the call. */
-	addr = i ? u->pc - 1 : u->pc;
+	addr = i ? s->pc - 1 : s->pc;
 	m = find_exec_map(u->maps, addr);
 	if (!m)
-		u->unknown = true;
+		s->unknown = true;
 	else if (m->table)
 		row = find_row(u, m->table, addr - m->bias);
 	off = row >> 32;
@@ -1202,36 +1357,33 @@ static long unwind_frame(__u32 i, struct unwind_ctx *u)
 	case CFA_END:
 		return 1;
 	case CFA_SP:
-		cfa = u->sp + off;
+		cfa = s->sp + off;
 		break;
 	case CFA_FP:
-		cfa = u->bp + off;
+		cfa = s->bp + off;
 		break;
 	case CFA_PLT:
-		cfa = u->sp + 8 + ((u->pc & 15) >= off ? 8 : 0);
+		cfa = s->sp + 8 + ((s->pc & 15) >= off ? 8 : 0);
 		break;
 	default:
-		if (!frame_pointer_ok(u->bp, u->sp))
+		if (!frame_pointer_ok(s->bp, s->sp))
 			return 1;
-		cfa = u->bp + 16;
+		cfa = s->bp + 16;
 		rbp_at = -2;
 	}
-	if (cfa <= u->sp ||
+	if (cfa <= s->sp ||
 	    bpf_probe_read_user(&ret, sizeof(ret), (void *)(cfa - 8)))
 		return 1;
-	if (rbp_at && bpf_probe_read_user(&u->bp, sizeof(u->bp),
+	if (rbp_at && bpf_probe_read_user(&s->bp, sizeof(s->bp),
 					  (void *)(cfa + rbp_at * 8)))
 		return 1;
-	w->umemo.off[w->st.nr & (MAX_STACK_DEPTH - 1)] = cfa - 8 - u->sp0;
-	u->sp = cfa;
-	u->pc = ret;
+	w->umemo.off[w->st.nr & (MAX_STACK_DEPTH - 1)] = cfa - 8 - s->sp0;
+	s->sp = cfa;
+	s->pc = ret;
 	return ret < 4096 || ret >= 0x800000000000ULL;
 }
 
-/*
- * Unwind by the rows; false when the syscall's own code has no mapping
- * known yet (a new process, a new library), after asking for them.
- */
+/* Are the return addresses of a remembered unwinding where they were? */
 struct recall_ctx {
 	struct unwind_memo *m;
 	__u64 sp;
@@ -1254,21 +1406,27 @@ static long recall_frame(__u32 i, struct recall_ctx *r)
 	return 0;
 }
 
+/*
+ * Unwind by the rows; false when the syscall's own code has no mapping
+ * known yet (a new process, a new library), after asking for them.
+ */
 static __always_inline bool unwind_dwarf(struct stack_work *w, __u32 tgid)
 {
-	struct unwind_ctx u = {
-		.w = w,
-		.pc = w->c.pc,
-		.sp = w->c.sp,
-		.sp0 = w->c.sp,
-		.bp = w->c.fp,
-	};
-	struct unwind_memo_key key = { .tgid = tgid, .pc = u.pc, .sp = u.sp };
-	struct recall_ctx r = { .sp = u.sp, .same = true };
-	__u32 nr;
+	struct unwind_memo_key *key = &w->umemo_key;
+	struct dwarf_state *s = &w->us;
+	struct unwind_ctx u = { .w = w };
+	struct recall_ctx r = { .sp = w->c.sp, .same = true };
 
+	__builtin_memset(s, 0, sizeof(*s));
+	s->pc = w->c.pc;
+	s->sp = s->sp0 = w->c.sp;
+	s->bp = w->c.fp;
+	__builtin_memset(key, 0, sizeof(*key));
+	key->tgid = tgid;
+	key->pc = s->pc;
+	key->sp = s->sp;
 	/* Remembered only when every frame's code was known: check first. */
-	r.m = bpf_map_lookup_elem(&unwind_memos, &key);
+	r.m = bpf_map_lookup_elem(&unwind_memos, key);
 	if (r.m && r.m->nr <= MAX_STACK_DEPTH) {
 		bpf_loop(MAX_STACK_DEPTH, recall_frame, &r, 0);
 		if (r.same) {
@@ -1279,37 +1437,25 @@ static __always_inline bool unwind_dwarf(struct stack_work *w, __u32 tgid)
 		}
 	}
 	u.maps = bpf_map_lookup_elem(&exec_maps, &tgid);
-	if (!u.maps || !find_exec_map(u.maps, u.pc)) {
+	if (!u.maps || !find_exec_map(u.maps, s->pc)) {
 		ask_for_maps(tgid);
 		return false;
 	}
 	w->st.nr = 0;
 	bpf_loop(MAX_STACK_DEPTH, unwind_frame, &u, 0);
-	if (u.unknown) {
-		ask_for_maps(tgid); /* and remember nothing: it will do better
-				     */
+	if (s->unknown) {
+		/* Remember nothing: with the mappings read again it does
+		 * better. */
+		ask_for_maps(tgid);
 		return true;
 	}
-	nr = w->st.nr;
-	w->umemo.nr = nr;
+	w->umemo.nr = w->st.nr;
 	__builtin_memcpy(w->umemo.ips, w->st.ips, sizeof(w->umemo.ips));
-	bpf_map_update_elem(&unwind_memos, &key, &w->umemo, BPF_ANY);
+	bpf_map_update_elem(&unwind_memos, key, &w->umemo, BPF_ANY);
 	return true;
 }
 
-/*
- * Stacks sent to user space, by where they were taken: the same
- * instruction at the same stack depth under the same top of the stack is
- * the same stack, in a loop say. It is sent once.
- */
-struct raw_key {
-	__u32 tgid;
-	__u32 pad;
-	__u64 ip;
-	__u64 sp;
-	__u64 top; /* a hash of the stack's top 64 bytes */
-};
-
+/* Stacks sent to user space (struct raw_key) -> their provisional ids. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 12);
@@ -1322,19 +1468,25 @@ struct {
  * provisional id, or 0 when the ring buffer has no room.
  */
 static __always_inline __u64 send_raw_stack(struct task_struct *task,
-					    __u32 tgid, struct walk_ctx *c)
+					    __u32 tgid, struct stack_work *w)
 {
-	struct raw_key key = { .tgid = tgid, .ip = c->pc, .sp = c->sp };
+	struct raw_key *key = &w->raw_key;
+	struct walk_ctx *c = &w->c;
 	__u64 id = (bpf_ktime_get_ns() ^ (__u64)tgid << 40) << 1 | 2;
-	__u64 top[8] = {}, *sent;
+	__u64 *top = w->raw_top, *sent;
 	struct raw_stack *e;
 	__u32 off = 0;
 
-	bpf_probe_read_user(top, sizeof(top), (void *)c->sp);
-	key.top = 0xcbf29ce484222325ULL;
+	__builtin_memset(key, 0, sizeof(*key));
+	key->tgid = tgid;
+	key->ip = c->pc;
+	key->sp = c->sp;
+	if (bpf_probe_read_user(top, sizeof(w->raw_top), (void *)c->sp))
+		__builtin_memset(top, 0, sizeof(w->raw_top));
+	key->top = 0xcbf29ce484222325ULL;
 	for (int i = 0; i < 8; i++)
-		key.top = (key.top ^ top[i]) * 0x100000001b3ULL;
-	sent = bpf_map_lookup_elem(&raw_sent, &key);
+		key->top = (key->top ^ top[i]) * 0x100000001b3ULL;
+	sent = bpf_map_lookup_elem(&raw_sent, key);
 	if (sent)
 		return *sent;
 	/* Copies must not crowd out the other records: a quarter at most. */
@@ -1367,17 +1519,24 @@ static __always_inline __u64 send_raw_stack(struct task_struct *task,
 	}
 	e->len = off;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
-	bpf_map_update_elem(&raw_sent, &key, &id, BPF_ANY);
+	bpf_map_update_elem(&raw_sent, key, &id, BPF_ANY);
 	return id;
 }
 
+#ifdef FDTRACE_COMPAT
+/* Stacks need bpf_loop and bpf_task_pt_regs: the loader refuses them. */
+static __always_inline __u64 capture_stack(__u32 tgid)
+{
+	return 0;
+}
+#else
 /*
  * Global, so that the verifier checks it once per program rather than at
  * every call site: its loops are the costliest part of loading.
  */
 __noinline __u64 capture_stack(__u32 tgid)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *task = current_task();
 	struct pt_regs *regs = user_regs(task);
 	struct walk_ctx *c;
 	struct stack_work *w;
@@ -1394,14 +1553,14 @@ __noinline __u64 capture_stack(__u32 tgid)
 	__builtin_memset(c, 0, sizeof(*c));
 	c->slot = -1; /* no chain yet */
 	c->fp_slot = -1;
-	w->st.ips[0] = c->pc = PT_REGS_IP(regs);
-	c->sp = PT_REGS_SP(regs);
-	c->fp = PT_REGS_FP(regs);
+	w->st.ips[0] = c->pc = USER_IP(regs);
+	c->sp = USER_SP(regs);
+	c->fp = USER_FP(regs);
 	w->st.nr = 1;
 	if (!dwarf_stacks) {
 		walk_frame_pointers(w, tgid);
 	} else if (!unwind_dwarf(w, tgid)) {
-		h = send_raw_stack(task, tgid, c);
+		h = send_raw_stack(task, tgid, w);
 		if (h)
 			return h;
 		stat_add(STAT_STACKS_NO_TABLES, 1);
@@ -1427,6 +1586,7 @@ __noinline __u64 capture_stack(__u32 tgid)
 	}
 	return h;
 }
+#endif
 
 /* Count one fd of a type in a by-type array of struct proc. */
 static __always_inline void count_type(__u64 *by_type, __u32 type)
@@ -1443,7 +1603,7 @@ static __always_inline __u8 type_of_fd(int fd)
 	struct fd_info info = {};
 	struct file *f;
 
-	f = fd_file(task_fdt(bpf_get_current_task_btf()), fd);
+	f = fd_file(task_fdt(current_task()), fd);
 	if (f)
 		inspect_file(f, &info);
 	return info.fd_type;
@@ -1514,7 +1674,7 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 	}
 	if (!fd_records)
 		goto count;
-	if (fd_bit(fdt->close_on_exec, fdt->max_fds, fd))
+	if (fd_bit(KREAD(fdt, close_on_exec), KREAD(fdt, max_fds), fd))
 		info.flags |= FDF_CLOEXEC;
 
 	err = bpf_map_update_elem(&fds, &key, &info, BPF_NOEXIST);
@@ -1568,42 +1728,61 @@ static __always_inline bool resource_failure(int err)
 	       err == ENOBUFS;
 }
 
+/* Failures that get an event. */
+static __always_inline bool reported_failure(__u16 sc, int err)
+{
+	return counted_failure(sc, err) &&
+	       (all_errors || resource_failure(err));
+}
+
+/*
+ * The stack of a failure that gets an event, taken by the program itself
+ * (before the event: a new stack's record must be read first), so that
+ * capture_stack's frame does not sit on top of syscall_failed's.
+ */
+static __always_inline __u64 failure_stack(__u32 tgid, __u16 sc, int err)
+{
+	return reported_failure(sc, err) ? capture_stack(tgid) : 0;
+}
+
 /* The local port of an inet socket fd (a listener), 0 if it is none. */
-static __always_inline __u16 socket_port(struct fdtable *fdt, int fd)
+static __noinline __u16 socket_port(struct fdtable *fdt, int fd)
 {
 	struct file *f;
 	struct sock *sk;
 	__u16 family;
 
-	if (fd < 0 || (__u32)fd >= fdt->max_fds)
+	if (fd < 0 || (__u32)fd >= KREAD(fdt, max_fds))
 		return 0;
 	f = fd_file(fdt, fd);
-	if (!f || (f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
+	if (!f || (file_mode(f) & S_IFMT) != S_IFSOCK)
 		return 0;
-	sk = cast_kernel(f->private_data, struct socket)->sk;
+	sk = file_sock(f);
 	if (!sk)
 		return 0;
-	family = sk->__sk_common.skc_family;
+	family = SOCK_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	return sk->__sk_common.skc_num;
+	return SOCK_READ(sk, __sk_common.skc_num);
 }
 
 /* Did the process neither read from nor write to this TCP connection? */
-static __always_inline bool untouched(struct file *f)
+static __noinline bool untouched(struct file *f)
 {
-	struct tcp_sock *tp;
 	struct sock *sk;
 
-	if ((f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
+	if ((file_mode(f) & S_IFMT) != S_IFSOCK)
 		return false;
-	sk = cast_kernel(f->private_data, struct socket)->sk;
-	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+	sk = file_sock(f);
+	if (!sk || SOCK_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return false;
-	tp = cast_kernel(sk, struct tcp_sock);
+#define TCP_READ(a) CAST_READ(struct tcp_sock, sk, a)
 	/* bytes_received counts what is still unread too, FIN included. */
-	return tp->bytes_sent == 0 && tp->write_seq == tp->snd_nxt &&
-	       tp->bytes_received == (__u32)(tp->rcv_nxt - tp->copied_seq);
+	return TCP_READ(bytes_sent) == 0 &&
+	       TCP_READ(write_seq) == TCP_READ(snd_nxt) &&
+	       TCP_READ(bytes_received) ==
+		       (__u32)(TCP_READ(rcv_nxt) - TCP_READ(copied_seq));
+#undef TCP_READ
 }
 
 static __always_inline struct port_counts *
@@ -1740,13 +1919,17 @@ static __always_inline void close_pending(__u32 tgid, struct proc *p,
 	forget_pending(tid);
 }
 
-/* Account and report a failed fd-creating syscall. */
-static __always_inline void syscall_failed(void *ctx, __u32 tgid,
-					   struct task_struct *task, __u16 sc,
-					   int err, const char *upath, int lfd)
+/*
+ * Account and report a failed fd-creating syscall. Out of line: the
+ * failure path and the success path then do not share one stack frame.
+ */
+static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
+				      int lfd, __u64 stack_id)
 {
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = current_task();
 	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
-	__u64 one = 1, *cnt, stack_id;
+	__u64 one = 1, *cnt;
 	struct fd_event *e;
 	struct proc *p;
 	__u16 port = 0;
@@ -1781,10 +1964,8 @@ static __always_inline void syscall_failed(void *ctx, __u32 tgid,
 	if (cnt)
 		__sync_fetch_and_add(cnt, 1);
 
-	if (!all_errors && !resource_failure(err))
+	if (!reported_failure(sc, err))
 		return;
-	/* Before the event: a new stack's record must be read first. */
-	stack_id = capture_stack(tgid);
 	e = new_event(EV_ERROR, sc, tgid, -1);
 	if (!e)
 		return;
@@ -1812,10 +1993,10 @@ static __always_inline const char *open_path(__u16 sc, struct pt_regs *regs)
 	switch (sc) {
 	case SYS_OPEN:
 	case SYS_CREAT:
-		return (const char *)PT_REGS_PARM1_SYSCALL(regs);
+		return (const char *)SYSCALL_ARG(1, regs);
 	case SYS_OPENAT:
 	case SYS_OPENAT2:
-		return (const char *)PT_REGS_PARM2_SYSCALL(regs);
+		return (const char *)SYSCALL_ARG(2, regs);
 	}
 	return NULL;
 }
@@ -1837,11 +2018,11 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 
 	if (!trace_allowed(tgid))
 		return 0;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	regs = user_regs(task);
 	switch (sc) {
 	case SYS_FCNTL: {
-		long cmd = PT_REGS_PARM2_SYSCALL(regs);
+		long cmd = SYSCALL_ARG(2, regs);
 
 		if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
 			return 0;
@@ -1850,7 +2031,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	case SYS_SIGNALFD:
 	case SYS_SIGNALFD4:
 		/* Only fd == -1 creates an fd; others change an fd. */
-		if ((int)PT_REGS_PARM1_SYSCALL(regs) != -1)
+		if ((int)SYSCALL_ARG(1, regs) != -1)
 			return 0;
 		break;
 	}
@@ -1858,8 +2039,8 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 		accept_after_pending(tgid);
 	upath = open_path(sc, regs);
 	if (ret < 0) {
-		syscall_failed(ctx, tgid, task, sc, -ret, upath,
-			       PT_REGS_PARM1_SYSCALL(regs));
+		syscall_failed(sc, -ret, upath, SYSCALL_ARG(1, regs),
+			       failure_stack(tgid, sc, -ret));
 		return 0;
 	}
 	stack_id = capture_stack(tgid);
@@ -1867,7 +2048,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	p = get_proc(tgid, task, 1);
 	if (sc == SYS_DUP || sc == SYS_FCNTL) {
 		struct fd_key src = { .tgid = tgid,
-				      .fd = PT_REGS_PARM1_SYSCALL(regs) };
+				      .fd = SYSCALL_ARG(1, regs) };
 
 		open_fd(tgid, p, fdt, ret, sc, bpf_map_lookup_elem(&fds, &src),
 			NULL, stack_id);
@@ -1875,7 +2056,7 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	}
 	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id);
 	if (is_accept(sc) && drains)
-		accepted(tgid, p, fdt, PT_REGS_PARM1_SYSCALL(regs), ret);
+		accepted(tgid, p, fdt, SYSCALL_ARG(1, regs), ret);
 	return 0;
 }
 
@@ -1893,15 +2074,16 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 
 	if (!trace_allowed(tgid))
 		return 0;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	if (ret < 0) {
-		syscall_failed(ctx, tgid, task, sc, -ret, NULL, -1);
+		syscall_failed(sc, -ret, NULL, -1,
+			       failure_stack(tgid, sc, -ret));
 		return 0;
 	}
 	stack_id = capture_stack(tgid);
 	regs = user_regs(task);
-	upair = sc == SYS_SOCKETPAIR ? (void *)PT_REGS_PARM4_SYSCALL(regs) :
-				       (void *)PT_REGS_PARM1_SYSCALL(regs);
+	upair = sc == SYS_SOCKETPAIR ? (void *)SYSCALL_ARG(4, regs) :
+				       (void *)SYSCALL_ARG(1, regs);
 	if (bpf_probe_read_user(pair, sizeof(pair), upair))
 		return 0;
 	fdt = task_fdt(task);
@@ -1963,11 +2145,11 @@ static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 
 	if (ret <= 0 || !trace_allowed(tgid))
 		return 0; /* failed, or the child's return */
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	regs = user_regs(task);
 	if (sc == SYS_CLONE) {
-		flags = PT_REGS_PARM1_SYSCALL(regs);
-		upidfd = (void *)PT_REGS_PARM3_SYSCALL(regs);
+		flags = SYSCALL_ARG(1, regs);
+		upidfd = (void *)SYSCALL_ARG(3, regs);
 	} else {
 		struct {
 			__u64 flags;
@@ -1975,7 +2157,7 @@ static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 		} args;
 
 		if (bpf_probe_read_user(&args, sizeof(args),
-					(void *)PT_REGS_PARM1_SYSCALL(regs)))
+					(void *)SYSCALL_ARG(1, regs)))
 			return 0;
 		flags = args.flags;
 		upidfd = (void *)args.pidfd;
@@ -2025,7 +2207,7 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 
 	if (!trace_allowed(tgid))
 		return 0;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	fdt = task_fdt(task);
 	if (!fd_is_open(fdt, fd))
 		return 0; /* EBADF */
@@ -2085,6 +2267,54 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 	return 0;
 }
 
+#ifdef FDTRACE_COMPAT
+#define SWEEP_WANT_OPEN (1 << 16)
+#define SWEEP_ANY_BIT (1 << 17)
+#define SWEEP_DELETE_ONLY (1 << 18)
+
+/*
+ * One fd of a sweep by the compat programs' bounded loop. Global, so that
+ * the verifier checks it once rather than in every iteration (it cannot
+ * prune a loop whose iterations differ); it takes only numbers.
+ */
+__noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
+			       __u32 how)
+{
+	struct sweep_ctx c = {
+		.tgid = tgid,
+		.first = fd,
+		.bits = (unsigned long *)bits,
+		.sc = how & 0xffff,
+		.want_open = how & SWEEP_WANT_OPEN,
+		.any_bit = how & SWEEP_ANY_BIT,
+		.delete_only = how & SWEEP_DELETE_ONLY,
+	};
+
+	if (!c.delete_only)
+		c.p = bpf_map_lookup_elem(&procs, &tgid);
+	sweep_fd(0, &c);
+	return c.n;
+}
+#endif
+
+/* Sweep n fds of a table from c->first. */
+static __always_inline void sweep(__u32 n, struct sweep_ctx *c)
+{
+#ifdef FDTRACE_COMPAT
+	__u32 how = c->sc | (c->want_open ? SWEEP_WANT_OPEN : 0) |
+		    (c->any_bit ? SWEEP_ANY_BIT : 0) |
+		    (c->delete_only ? SWEEP_DELETE_ONLY : 0);
+
+	if (n > COMPAT_SWEEP_FDS)
+		stat_add(STAT_UNSWEPT, n - COMPAT_SWEEP_FDS);
+	for (__u32 i = 0; i < COMPAT_SWEEP_FDS && i < n; i++)
+		c->n += compat_sweep_fd(c->tgid, c->first + i,
+					(unsigned long)c->bits, how);
+#else
+	bpf_loop(n, sweep_fd, c, 0);
+#endif
+}
+
 /* close_range: the open fds in [first, last] close at entry, like close. */
 SEC("tracepoint/syscalls/sys_enter_close_range")
 int tracepoint__syscalls__sys_enter_close_range(
@@ -2107,7 +2337,7 @@ int tracepoint__syscalls__sys_enter_close_range(
 		return 0; /* EINVAL */
 	if (flags & CLOSE_RANGE_CLOEXEC)
 		return 0; /* only marks fds close-on-exec */
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	fdt = task_fdt(task);
 	max = BPF_CORE_READ(fdt, max_fds);
 	if (first >= max)
@@ -2116,7 +2346,7 @@ int tracepoint__syscalls__sys_enter_close_range(
 		last = max - 1;
 	c.bits = BPF_CORE_READ(fdt, open_fds);
 	c.p = get_proc(tgid, task, 0);
-	bpf_loop(last - first + 1, sweep_fd, &c, 0);
+	sweep(last - first + 1, &c);
 	return 0;
 }
 
@@ -2130,7 +2360,7 @@ static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
 
 	if (!trace_allowed(tgid))
 		return 0;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	/* Counting only, the type of what is replaced is known only now. */
 	if (oldfd != newfd && fd_is_open(task_fdt(task), newfd))
 		was_open = fd_records ? 1 : 1 + type_of_fd(newfd);
@@ -2158,15 +2388,16 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 		return 0;
 	replaced = *was_open; /* 1 + its type, counting only */
 	bpf_map_delete_elem(&dup_start, &tid);
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	if (ret < 0) {
-		syscall_failed(ctx, tgid, task, sc, -ret, NULL, -1);
+		syscall_failed(sc, -ret, NULL, -1,
+			       failure_stack(tgid, sc, -ret));
 		return 0;
 	}
 	stack_id = capture_stack(tgid);
 	regs = user_regs(task);
 	key.tgid = tgid;
-	key.fd = PT_REGS_PARM1_SYSCALL(regs);
+	key.fd = SYSCALL_ARG(1, regs);
 	if (key.fd == ret)
 		return 0; /* dup2(fd, fd) changes nothing */
 	p = get_proc(tgid, task, replaced ? 0 : 1);
@@ -2221,14 +2452,29 @@ struct scm_ctx {
 	__u64 stack_id;
 };
 
+#ifdef FDTRACE_COMPAT
+/* An fd received, for the compat programs' bounded loop: see compat_sweep_fd.
+ */
+__noinline int compat_received_fd(__u32 tgid, int fd)
+{
+	open_fd(tgid, bpf_map_lookup_elem(&procs, &tgid),
+		task_fdt(current_task()), fd, SYS_RECVMSG, NULL, NULL, 0);
+	return 0;
+}
+#endif
+
 static long scm_fd(__u32 i, struct scm_ctx *c)
 {
 	int fd;
 
 	if (bpf_probe_read_user(&fd, sizeof(fd), c->fds + i))
 		return 1;
+#ifdef FDTRACE_COMPAT
+	compat_received_fd(c->tgid, fd);
+#else
 	open_fd(c->tgid, c->p, c->fdt, fd, SYS_RECVMSG, NULL, NULL,
 		c->stack_id);
+#endif
 	return 0;
 }
 
@@ -2248,9 +2494,9 @@ int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 
 	if (ctx->ret < 0 || !trace_allowed(tgid))
 		return 0;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	if (bpf_probe_read_user(&msg, sizeof(msg),
-				(void *)PT_REGS_PARM2_SYSCALL(user_regs(task))))
+				(void *)SYSCALL_ARG(2, user_regs(task))))
 		return 0;
 	if (msg.msg_controllen < sizeof(cmsg) + sizeof(int))
 		return 0;
@@ -2272,8 +2518,8 @@ int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 				c.p = get_proc(tgid, task, 0);
 			}
 			c.fds = msg.msg_control + off + sizeof(cmsg);
-			bpf_loop(n > MAX_SCM_FDS ? MAX_SCM_FDS : n, scm_fd, &c,
-				 0);
+			LOOP(n > MAX_SCM_FDS ? MAX_SCM_FDS : n, MAX_SCM_FDS,
+			     scm_fd, &c);
 		}
 		off += (cmsg.len + 7) & ~7ULL; /* CMSG_ALIGN */
 	}
@@ -2310,6 +2556,35 @@ static long copy_fd(__u32 fd, struct copy_ctx *c)
 	return 0;
 }
 
+#ifdef FDTRACE_COMPAT
+/* One fd copied by the compat programs' bounded loop: see compat_sweep_fd. */
+__noinline int compat_copy_fd(__u32 parent, __u32 child, __u32 fd,
+			      unsigned long bits)
+{
+	struct copy_ctx c = { .parent = parent,
+			      .child = child,
+			      .bits = (unsigned long *)bits };
+
+	c.word = bitmap_word(c.bits, fd / 64);
+	copy_fd(fd, &c);
+	return c.copied;
+}
+#endif
+
+/* Copy the records of the first n fds of the parent's table. */
+static __always_inline void copy_fds(__u32 n, struct copy_ctx *c)
+{
+#ifdef FDTRACE_COMPAT
+	if (n > COMPAT_SWEEP_FDS)
+		stat_add(STAT_UNSWEPT, n - COMPAT_SWEEP_FDS);
+	for (__u32 fd = 0; fd < COMPAT_SWEEP_FDS && fd < n; fd++)
+		c->copied += compat_copy_fd(c->parent, c->child, fd,
+					    (unsigned long)c->bits);
+#else
+	bpf_loop(n, copy_fd, c, 0);
+#endif
+}
+
 /*
  * fork: runs before the child is first woken, so its fd table is still the
  * copy of the parent's and its count is exact.
@@ -2318,8 +2593,7 @@ SEC("raw_tracepoint/sched_process_fork")
 int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx->args[0];
-	struct task_struct *child =
-		cast_kernel(ctx->args[1], struct task_struct);
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	struct copy_ctx c = { .parent = ptgid, .child = ctgid };
@@ -2361,7 +2635,7 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 		else
 			ask_for_maps(ptgid);
 	}
-	fdt = task_fdt(child);
+	fdt = BPF_CORE_READ(child, files, fdt);
 	if (!fdt)
 		return 0;
 	init = new_proc(child);
@@ -2373,7 +2647,7 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	if (!fd_records)
 		return 0;
 	c.bits = BPF_CORE_READ(fdt, open_fds);
-	bpf_loop(sweep_size(fdt), copy_fd, &c, 0);
+	copy_fds(sweep_size(fdt), &c);
 	if (c.copied >= init->open_fds)
 		return 0;
 	/* Some inherited fds had no record in the parent: ask for a seed. */
@@ -2422,7 +2696,7 @@ SEC("raw_tracepoint/sched_process_exec")
 int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *task = current_task();
 	struct sweep_ctx c = { .tgid = tgid, .sc = SYS_EXECVE };
 	struct fdtable *fdt;
 	struct proc *p;
@@ -2449,7 +2723,7 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		c.any_bit = c.delete_only = true;
 		c.bits = BPF_CORE_READ(fdt, open_fds);
 		if (fd_records)
-			bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
+			sweep(sweep_size(fdt), &c);
 		retire(tgid, task, p);
 		return 0;
 	}
@@ -2468,7 +2742,7 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	c.p = p;
 	c.bits = BPF_CORE_READ(fdt, open_fds);
 	if (fd_records)
-		bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
+		sweep(sweep_size(fdt), &c);
 	/* Close-on-exec fds with no record (created before we attached). */
 	left = p->open_fds - count_open_fds(fdt);
 	if (left < 0)
@@ -2484,7 +2758,7 @@ SEC("raw_tracepoint/sched_process_exit")
 int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *task = current_task();
 	struct sweep_ctx c = { .tgid = tgid,
 			       .want_open = true,
 			       .delete_only = true };
@@ -2510,7 +2784,7 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 		/* Small tables: also drop records of fds closed unseen. */
 		c.any_bit = BPF_CORE_READ(fdt, max_fds) <= SMALL_TABLE;
 		c.bits = BPF_CORE_READ(fdt, open_fds);
-		bpf_loop(sweep_size(fdt), sweep_fd, &c, 0);
+		sweep(sweep_size(fdt), &c);
 	}
 	if (p)
 		retire(tgid, task, p);

@@ -177,6 +177,8 @@ enum stat_id {
 	STAT_STACKS_NO_TABLES, /* a stack walked by frame pointers: its
 				  process's unwind tables were not loaded yet,
 				  and the ring buffer had no room for a copy */
+	STAT_UNSWEPT, /* fds beyond the bound of a loop without bpf_loop
+			 (the compat object): not swept, or not counted */
 	STAT_MAX,
 };
 

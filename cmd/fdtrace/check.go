@@ -17,9 +17,17 @@ func newCheckCommand() *cobra.Command {
 		Use:   "check",
 		Short: "Check that this host can run fdtrace",
 		Long: `check probes what fdtrace needs on this host (privileges, BTF, tracefs,
-tracepoints, map types, helpers), loads the BPF programs, and says what to
-do about each failing item. It mounts tracefs if it is not mounted. It exits
-non-zero if tracing cannot work.`,
+tracepoints, map types, helpers, kfuncs), then loads the BPF programs as
+each command would and reports what fdtrace can do here:
+
+  counting, errors, refusals   fdtrace top, serve, trace --errors-only
+  per-fd records               fdtrace trace
+  fp stacks, dwarf stacks      fdtrace leaks, trace --stacks
+  JIT names                    JavaScript frames in those stacks
+
+each ok, degraded (works, with the limits given) or unavailable (with the
+reason and the kernel that has what is missing). It mounts tracefs if it is
+not mounted. It exits non-zero only when nothing can be traced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return renderCheck(cmd.OutOrStdout(), loader.Check(), asJSON)
@@ -49,14 +57,14 @@ func renderCheck(w io.Writer, results []loader.CheckResult, asJSON bool) error {
 			return err
 		}
 	}
+	if loader.CanTrace(results) {
+		return nil
+	}
 	var failed []string
 	for _, r := range results {
-		if r.Status == loader.StatusFail {
+		if r.Status == loader.StatusFail || r.Status == loader.StatusUnavailable {
 			failed = append(failed, r.Name)
 		}
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("tracing cannot work on this host: %s failed", strings.Join(failed, ", "))
-	}
-	return nil
+	return fmt.Errorf("tracing cannot work on this host: %s failed", strings.Join(failed, ", "))
 }

@@ -12,6 +12,8 @@ func TestRenderCheckFailsOnlyWhenARowFails(t *testing.T) {
 	ok := loader.CheckResult{Name: "BTF", Status: loader.StatusOK, Detail: "/sys/kernel/btf/vmlinux"}
 	warn := loader.CheckResult{Name: "stack trace map", Status: loader.StatusWarn}
 	fail := loader.CheckResult{Name: "load", Status: loader.StatusFail, Detail: "verifier says no"}
+	noStacks := loader.CheckResult{Name: loader.CapDWARFStack, Status: loader.StatusUnavailable, Detail: "needs bpf_loop"}
+	noCounting := loader.CheckResult{Name: loader.CapCounting, Status: loader.StatusUnavailable, Detail: "verifier says no"}
 	tests := []struct {
 		name    string
 		results []loader.CheckResult
@@ -19,6 +21,8 @@ func TestRenderCheckFailsOnlyWhenARowFails(t *testing.T) {
 	}{
 		{"all ok", []loader.CheckResult{ok}, ""},
 		{"warnings do not fail", []loader.CheckResult{ok, warn}, ""},
+		{"a capability that is unavailable does not fail", []loader.CheckResult{ok, noStacks}, ""},
+		{"no counting fails", []loader.CheckResult{ok, noStacks, noCounting}, ": dwarf stacks, counting failed"},
 		{"one failure", []loader.CheckResult{ok, warn, fail}, ": load failed"},
 		{"two failures", []loader.CheckResult{fail, {Name: "BTF", Status: loader.StatusFail}}, ": load, BTF failed"},
 	}

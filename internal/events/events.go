@@ -137,7 +137,10 @@ type Stats struct {
 	StacksFull    uint64 `json:"stacks_full"`
 	// StacksNoTables were walked by frame pointers in DWARF stack mode:
 	// the unwind tables of their code were not loaded yet.
-	StacksNoTables  uint64 `json:"stacks_without_unwind_tables"`
+	StacksNoTables uint64 `json:"stacks_without_unwind_tables"`
+	// Unswept fds lay beyond the bounded loops of the compat programs
+	// (kernels without bpf_loop).
+	Unswept         uint64 `json:"unswept_fds"`
 	PortsMapFull    uint64 `json:"ports_map_full"`
 	SeededFDs       uint64 `json:"seeded_fds"`
 	ReconciledFDs   uint64 `json:"reconciled_fds"`

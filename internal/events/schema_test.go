@@ -134,7 +134,7 @@ func records() []Record {
 			Utilization: Utilization(3, 1024), Errors: map[string]map[string]uint64{}},
 		Process{Type: "process", Time: ts, PID: 5602, Comm: "sleep"},
 		Stats{Type: "stats", Time: ts, LostEvents: 1, FDsMapFull: 2, ProcsMapFull: 3, ErrorsMapFull: 4,
-			KernelDrift: 5, StacksFull: 10, StacksNoTables: 12, PortsMapFull: 11, SeededFDs: 6, ReconciledFDs: 7, SkippedHooks: 8, EventsDelivered: 9},
+			KernelDrift: 5, StacksFull: 10, StacksNoTables: 12, Unswept: 13, PortsMapFull: 11, SeededFDs: 6, ReconciledFDs: 7, SkippedHooks: 8, EventsDelivered: 9},
 		Stats{Type: "stats", Time: Time(time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600)))},
 		Open{Type: "open", Time: ts, PID: 7, TID: 7, Comm: "leaky", Syscall: "openat", FD: 3, FDType: "file",
 			Path: "/etc/hostname", Stack: []symbolize.Frame{

@@ -8,30 +8,57 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
-// Statuses of a CheckResult.
+// Statuses of a CheckResult. Requirements are ok or FAIL; kernel features
+// ok or missing; a missing tracepoint is warn; capabilities (what fdtrace
+// can do here) are ok, degraded or unavailable.
 const (
-	StatusOK   = "ok"
-	StatusWarn = "warn"
-	StatusFail = "FAIL"
+	StatusOK          = "ok"
+	StatusWarn        = "warn"
+	StatusFail        = "FAIL"
+	StatusMissing     = "missing"
+	StatusDegraded    = "degraded"
+	StatusUnavailable = "unavailable"
 )
 
-// CheckResult is one row of `fdtrace check`: a feature fdtrace needs, and
-// what to do when it is missing.
+// The capabilities `fdtrace check` reports, each from loading what the
+// commands that use it load.
+const (
+	CapCounting   = "counting"       // per-process fd counts (top, serve, trace --errors-only)
+	CapErrors     = "errors"         // EMFILE/ENFILE per syscall
+	CapRefusals   = "refusals"       // refused and dropped connections
+	CapRecords    = "per-fd records" // trace's open/close records
+	CapFPStacks   = "fp stacks"      // leaks --stack-mode fp
+	CapDWARFStack = "dwarf stacks"   // leaks (default)
+	CapJITNames   = "JIT names"      // perf-map names of JIT frames
+)
+
+// CheckResult is one row of `fdtrace check`: a requirement, a kernel
+// feature or a capability, and what to do when it is missing.
 type CheckResult struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Detail string `json:"detail"`
 }
 
+// CanTrace says whether anything can be traced: no requirement failed and
+// counting loads.
+func CanTrace(rs []CheckResult) bool {
+	for _, r := range rs {
+		if r.Status == StatusFail || (r.Name == CapCounting && r.Status == StatusUnavailable) {
+			return false
+		}
+	}
+	return true
+}
+
 // Check probes everything fdtrace needs on this host, mounting tracefs if
-// it is not mounted, and ends by loading the BPF programs.
+// it is not mounted, and ends by loading the programs as each capability's
+// commands load them.
 func Check() []CheckResult {
 	var rs []CheckResult
 	add := func(name, status, detail string) {
@@ -59,7 +86,8 @@ func Check() []CheckResult {
 	default:
 		add("tracefs", StatusOK, "mounted")
 	}
-	spec, err := loadFdtrace()
+	feat := ProbeFeatures()
+	spec, err := feat.programSpec()
 	if err != nil {
 		add("BPF object", StatusFail, fmt.Sprintf("reading BPF object: %v", err))
 		return rs
@@ -70,54 +98,134 @@ func Check() []CheckResult {
 	}
 
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
-		add("ring buffer map", StatusFail, withAdvice(err))
+		add("ring buffer map", StatusFail, withAdvice(err)+": needs Linux 5.8")
 	} else {
 		add("ring buffer map", StatusOK, "")
 	}
-	add(checkKfunc("bpf_rdonly_cast", "6.2"))
-	// Unwind tables differ in size: inner arrays of any size (Linux 5.10).
-	if err := features.HaveMapFlag(features.BPF_F_INNER_MAP); err != nil {
-		add("map of maps (BPF_F_INNER_MAP)", StatusFail, withAdvice(err)+": --stack-mode dwarf needs kernel >= 5.10; use --stack-mode fp")
-	} else {
-		add("map of maps (BPF_F_INNER_MAP)", StatusOK, "for --stack-mode dwarf")
-	}
-
-	helpers := []struct {
-		fn         asm.BuiltinFunc
-		name, need string
-	}{
-		{asm.FnLoop, "bpf_loop", "5.17"},
-		{asm.FnTaskPtRegs, "bpf_task_pt_regs", "5.15"},
-		{asm.FnGetCurrentTaskBtf, "bpf_get_current_task_btf", "5.11"},
-	}
-	for _, h := range helpers {
-		err := features.HaveProgramHelper(ebpf.TracePoint, h.fn)
-		switch {
-		case errors.Is(err, ebpf.ErrNotSupported):
-			add("helper "+h.name, StatusFail, "missing: needs kernel >= "+h.need)
-		case err != nil:
-			add("helper "+h.name, StatusFail, withAdvice(err))
-		default:
-			add("helper "+h.name, StatusOK, "")
+	for _, f := range []feature{featTaskBTF, featTaskPtRegs, featLoop, featRdonlyCast} {
+		kind := "helper "
+		if f.name == featRdonlyCast.name {
+			kind = "kfunc "
+		}
+		if f.have(feat) {
+			add(kind+f.name, StatusOK, "")
+		} else {
+			add(kind+f.name, StatusMissing, "needs Linux "+f.since+": "+fallbackOf(f))
 		}
 	}
+	// Unwind tables differ in size: inner arrays of any size (Linux 5.10).
+	innerMaps := features.HaveMapFlag(features.BPF_F_INNER_MAP)
+	if innerMaps != nil {
+		add("map of maps (BPF_F_INNER_MAP)", StatusMissing, withAdvice(innerMaps)+": needs Linux 5.10, for dwarf stacks")
+	} else {
+		add("map of maps (BPF_F_INNER_MAP)", StatusOK, "for dwarf stacks")
+	}
 
-	rs = append(rs, checkLoad(spec))
+	if rlimitErr := rlimit.RemoveMemlock(); rlimitErr != nil {
+		add("memlock", StatusFail, "raising RLIMIT_MEMLOCK: "+withAdvice(rlimitErr))
+		return rs
+	}
+	rs = append(rs, checkCapabilities(feat, innerMaps)...)
 	return rs
 }
 
-// checkKfunc says whether the kernel's BTF has a kfunc the programs call.
-func checkKfunc(name, need string) (string, string, string) {
-	row := "kfunc " + name
-	kernel, err := btf.LoadKernelSpec()
+// fallbackOf says what fdtrace does without a kernel feature.
+func fallbackOf(f feature) string {
+	if f.name == featRdonlyCast.name {
+		return "kernel fields read with bpf_probe_read_kernel instead (slower)"
+	}
+	return "the compat programs are loaded (bounded sweeps, no stacks)"
+}
+
+// checkCapabilities loads the programs as the commands of each capability
+// load them: the verifier is the only definitive check.
+func checkCapabilities(feat Features, innerMaps error) []CheckResult {
+	var rs []CheckResult
+	add := func(name, status, detail string) {
+		rs = append(rs, CheckResult{name, status, detail})
+	}
+	// degraded: works with limits; note: works fully, worth knowing.
+	status := func(err error, degraded, note string) (string, string) {
+		switch {
+		case err != nil:
+			return StatusUnavailable, err.Error()
+		case degraded != "":
+			return StatusDegraded, degraded
+		}
+		return StatusOK, note
+	}
+
+	compat := ""
+	if feat.Compat() {
+		compat = fmt.Sprintf("compat programs (no %s): fd tables swept up to %d fds and counted up to %d, the stats count any beyond",
+			strings.Join(feat.missing(featTaskBTF, featTaskPtRegs, featLoop), ", "), compatSweepFDs, compatCountFDs)
+	}
+	slow := ""
+	if !feat.Compat() && !feat.RdonlyCast {
+		slow = "without bpf_rdonly_cast (Linux 6.2): files and sockets read with bpf_probe_read_kernel, slower"
+	}
+
+	st, detail := status(tryLoad(feat, Config{ErrorsOnly: true, CountOnly: true}), compat, slow)
+	add(CapCounting, st, detail)
+	add(CapErrors, st, detail)
+	add(CapRefusals, st, detail)
+	st, detail = status(tryLoad(feat, Config{}), compat, slow)
+	add(CapRecords, st, detail)
+
+	fpErr := feat.StacksError()
+	if fpErr == nil {
+		fpErr = tryLoad(feat, Config{CaptureStacks: true, StackMode: StackFP})
+	}
+	st, detail = status(fpErr, "", slow)
+	add(CapFPStacks, st, detail)
+
+	dwarfErr := feat.StacksError()
+	if dwarfErr == nil && innerMaps != nil {
+		dwarfErr = fmt.Errorf("needs BPF_F_INNER_MAP (Linux 5.10): %v; use --stack-mode fp", innerMaps)
+	}
+	if dwarfErr == nil {
+		dwarfErr = tryLoad(feat, costliestConfig)
+	}
+	st, detail = status(dwarfErr, "", slow)
+	add(CapDWARFStack, st, detail)
+
+	switch {
+	case fpErr == nil || dwarfErr == nil:
+		add(CapJITNames, StatusOK, "from /tmp/perf-PID.map (node --perf-basic-prof)")
+	default:
+		add(CapJITNames, StatusUnavailable, "needs user stacks")
+	}
+	return rs
+}
+
+// costliestConfig keeps the most code for the verifier: stacks unwound by
+// DWARF, batched wakeups.
+var costliestConfig = Config{CaptureStacks: true, RingBufferBytes: DefaultRingBufferBytes, WakeupBytes: DefaultWakeupBytes}
+
+// tryLoad loads every program and map as Load would for cfg, and unloads
+// them.
+func tryLoad(feat Features, cfg Config) error {
+	if cfg.RingBufferBytes == 0 {
+		cfg.RingBufferBytes = DefaultRingBufferBytes
+	}
+	spec, err := feat.programSpec()
 	if err != nil {
-		return row, StatusFail, withAdvice(err)
+		return fmt.Errorf("reading BPF object: %w", err)
 	}
-	var fn *btf.Func
-	if err := kernel.TypeByName(name, &fn); err != nil {
-		return row, StatusFail, "missing: needs kernel >= " + need
+	if err := configure(spec, cfg, feat); err != nil {
+		return err
 	}
-	return row, StatusOK, ""
+	var objs fdtraceObjects
+	err = spec.LoadAndAssign(&objs, nil)
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.As(err, &ve):
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		return fmt.Errorf("%s (run 'fdtrace trace --debug' for the verifier log)", first)
+	case err != nil:
+		return loadError(err)
+	}
+	return objs.Close()
 }
 
 // checkTracepoints returns one row per tracepoint a program attaches to.
@@ -143,34 +251,6 @@ func checkTracepoints(spec *ebpf.CollectionSpec) []CheckResult {
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
 	return rs
-}
-
-// costliestConfig keeps the most code for the verifier: stacks unwound by
-// DWARF, batched wakeups.
-var costliestConfig = Config{CaptureStacks: true, RingBufferBytes: DefaultRingBufferBytes, WakeupBytes: DefaultWakeupBytes}
-
-// checkLoad loads every program and map into the kernel: the verifier is
-// the only definitive check.
-func checkLoad(spec *ebpf.CollectionSpec) CheckResult {
-	fail := func(detail string) CheckResult { return CheckResult{"load", StatusFail, detail} }
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fail("raising RLIMIT_MEMLOCK: " + withAdvice(err))
-	}
-	if err := configure(spec, costliestConfig); err != nil {
-		return fail(err.Error())
-	}
-	var objs fdtraceObjects
-	err := spec.LoadAndAssign(&objs, nil)
-	var ve *ebpf.VerifierError
-	switch {
-	case errors.As(err, &ve):
-		first, _, _ := strings.Cut(err.Error(), "\n")
-		return fail(first + " (run 'fdtrace trace --debug' for the verifier log)")
-	case err != nil:
-		return fail(loadError(err).Error())
-	}
-	objs.Close()
-	return CheckResult{"load", StatusOK, fmt.Sprintf("all %d programs pass the verifier", len(spec.Programs))}
 }
 
 func withAdvice(err error) string {

@@ -237,6 +237,22 @@ type fdtraceStackWork struct {
 	From  [64]uint8
 	Memo  fdtraceWalkMemo
 	Umemo fdtraceUnwindMemo
+	Us    struct {
+		_       structs.HostLayout
+		Pc      uint64
+		Sp      uint64
+		Bp      uint64
+		Sp0     uint64
+		Table   uint32
+		Pages   uint32
+		Lo      uint32
+		Unknown bool
+		_       [3]byte
+	}
+	MemoKey  fdtraceMemoKey
+	UmemoKey fdtraceUnwindMemoKey
+	RawKey   fdtraceRawKey
+	RawTop   [8]uint64
 }
 
 type fdtraceStatId uint32
@@ -250,7 +266,8 @@ const (
 	fdtraceStatIdSTAT_STACKS_FULL      fdtraceStatId = 5
 	fdtraceStatIdSTAT_PORTS_FULL       fdtraceStatId = 6
 	fdtraceStatIdSTAT_STACKS_NO_TABLES fdtraceStatId = 7
-	fdtraceStatIdSTAT_MAX              fdtraceStatId = 8
+	fdtraceStatIdSTAT_UNSWEPT          fdtraceStatId = 8
+	fdtraceStatIdSTAT_MAX              fdtraceStatId = 9
 )
 
 type fdtraceSyscallId uint32
@@ -409,6 +426,7 @@ const (
 	fdtraceVarFdRecords                                = "fd_records"
 	fdtraceVarFilterComm                               = "filter_comm"
 	fdtraceVarFilterPids                               = "filter_pids"
+	fdtraceVarHaveRdonlyCast                           = "have_rdonly_cast"
 	fdtraceVarSelfTgid                                 = "self_tgid"
 	fdtraceVarTargComm                                 = "targ_comm"
 	fdtraceVarUnusedCfaRule                            = "unused_cfa_rule"
@@ -555,6 +573,7 @@ type fdtraceVariableSpecs struct {
 	FdRecords        *ebpf.VariableSpec `ebpf:"fd_records"`
 	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
+	HaveRdonlyCast   *ebpf.VariableSpec `ebpf:"have_rdonly_cast"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TargComm         *ebpf.VariableSpec `ebpf:"targ_comm"`
 	UnusedCfaRule    *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
@@ -650,6 +669,7 @@ type fdtraceVariables struct {
 	FdRecords        *ebpf.Variable `ebpf:"fd_records"`
 	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
 	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
+	HaveRdonlyCast   *ebpf.Variable `ebpf:"have_rdonly_cast"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	TargComm         *ebpf.Variable `ebpf:"targ_comm"`
 	UnusedCfaRule    *ebpf.Variable `ebpf:"unused_cfa_rule"`

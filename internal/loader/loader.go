@@ -105,6 +105,7 @@ const (
 // Tracer is fdtrace's kernel side, loaded and attached.
 type Tracer struct {
 	cfg      Config
+	feat     Features
 	objs     fdtraceObjects
 	links    []link.Link
 	reader   *ringbuf.Reader
@@ -171,10 +172,16 @@ func Load(cfg Config) (_ *Tracer, err error) {
 		return nil, err
 	}
 
+	feat := ProbeFeatures()
+	if cfg.CaptureStacks {
+		if err := feat.StacksError(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.CaptureStacks && cfg.Symbolizer == nil {
 		cfg.Symbolizer = symbolize.New(symbolize.Options{})
 	}
-	t := &Tracer{cfg: cfg, clock: newClock(), stacks: map[uint64][]symbolize.Frame{}, aliases: map[uint64]uint64{},
+	t := &Tracer{cfg: cfg, feat: feat, clock: newClock(), stacks: map[uint64][]symbolize.Frame{}, aliases: map[uint64]uint64{},
 		stackMeta: map[uint64]stackMeta{}, stackCount: map[int]int{}, exitedFDs: map[int][]FD{}}
 	defer func() {
 		if err != nil {
@@ -188,11 +195,11 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if note != "" {
 		t.notes = append(t.notes, note)
 	}
-	spec, err := loadFdtrace()
+	spec, err := t.feat.programSpec()
 	if err != nil {
 		return nil, fmt.Errorf("reading BPF object: %w", err)
 	}
-	if err := configure(spec, cfg); err != nil {
+	if err := configure(spec, cfg, t.feat); err != nil {
 		return nil, err
 	}
 	opts, err := collectionOptions(cfg.BTFPath)
@@ -229,7 +236,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	return t, nil
 }
 
-func configure(spec *ebpf.CollectionSpec, cfg Config) error {
+func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 	var comm [16]byte
 	copy(comm[:], cfg.Comm)
 	vars := map[string]any{
@@ -244,9 +251,14 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		"dwarf_stacks":       cfg.CaptureStacks && cfg.StackMode != StackFP,
 		"all_errors":         cfg.AllErrors,
 		"exit_keeps_records": cfg.KeepRecordsAtExit,
+		"have_rdonly_cast":   feat.RdonlyCast && !feat.Compat(),
 	}
 	for name, v := range vars {
-		if err := spec.Variables[name].Set(v); err != nil {
+		sv, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := sv.Set(v); err != nil {
 			return fmt.Errorf("setting %s: %w", name, err)
 		}
 	}

@@ -304,5 +304,6 @@ func statFields(s *events.Stats) map[fdtraceStatId]*uint64 {
 		fdtraceStatIdSTAT_STACKS_FULL:      &s.StacksFull,
 		fdtraceStatIdSTAT_PORTS_FULL:       &s.PortsMapFull,
 		fdtraceStatIdSTAT_STACKS_NO_TABLES: &s.StacksNoTables,
+		fdtraceStatIdSTAT_UNSWEPT:          &s.Unswept,
 	}
 }

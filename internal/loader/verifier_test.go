@@ -12,15 +12,24 @@ import (
 
 // Other kernels and compilers may make the verifier work harder: each
 // program, in its costliest configuration (stacks unwound by DWARF), must
-// stay well within the verifier's limit of a million instructions.
+// stay well within the verifier's limit of a million instructions, in
+// every object and fallback this kernel can load.
 func TestProgramsLeaveTheVerifierRoom(t *testing.T) {
 	testutil.RequireRoot(t)
 	const limit = 1_000_000
-	spec, err := loadFdtrace()
+	for _, v := range objectVariants(t) {
+		t.Run(v.name, func(t *testing.T) { programsLeaveTheVerifierRoom(t, v.feat, limit) })
+	}
+}
+
+func programsLeaveTheVerifierRoom(t *testing.T, feat Features, limit int) {
+	spec, err := feat.programSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := configure(spec, costliestConfig); err != nil {
+	cfg := costliestConfig
+	cfg.CaptureStacks = feat.StacksError() == nil
+	if err := configure(spec, cfg, feat); err != nil {
 		t.Fatal(err)
 	}
 	processed := regexp.MustCompile(`processed (\d+) insns`)
@@ -45,4 +54,30 @@ func TestProgramsLeaveTheVerifierRoom(t *testing.T) {
 	if worst > limit/4 {
 		t.Errorf("%s: the verifier processed %d instructions, more than a quarter of its limit", worstName, worst)
 	}
+}
+
+// objectVariant is a build and configuration of the programs that some
+// kernel loads: each is tested on this one.
+type objectVariant struct {
+	name string
+	feat Features
+}
+
+// objectVariants are the ones this kernel can load: the default programs,
+// without bpf_rdonly_cast (6.1), and the compat programs (5.10 to 5.16).
+func objectVariants(t *testing.T) []objectVariant {
+	t.Helper()
+	feat := ProbeFeatures()
+	vs := []objectVariant{}
+	if !feat.Compat() {
+		noCast := feat
+		noCast.RdonlyCast = false
+		if feat.RdonlyCast {
+			vs = append(vs, objectVariant{"default", feat})
+		}
+		vs = append(vs, objectVariant{"without bpf_rdonly_cast", noCast})
+	}
+	compat := feat
+	compat.Loop, compat.TaskPtRegs, compat.TaskBTF = false, false, false
+	return append(vs, objectVariant{"compat", compat})
 }

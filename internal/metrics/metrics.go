@@ -191,6 +191,8 @@ var (
 		"Times a recount of a process's fd table disagreed with the running count, which was then corrected.", nil, nil)
 	descReconciled = prometheus.NewDesc("fdtrace_reconciled_fds_total",
 		"Inherited fds of forked children read from /proc because the kernel could not copy them.", nil, nil)
+	descUnswept = prometheus.NewDesc("fdtrace_unswept_fds_total",
+		"fds beyond the bounded loops of the compat programs (kernels without bpf_loop): their records and counts may be off.", nil, nil)
 	descFilesAlloc = prometheus.NewDesc("fdtrace_system_files_allocated",
 		"Files allocated system-wide (the first field of /proc/sys/fs/file-nr).", nil, nil)
 	descFilesMax = prometheus.NewDesc("fdtrace_system_files_max",
@@ -199,7 +201,7 @@ var (
 
 var allDescs = []*prometheus.Desc{descOpen, descLimit, descUtil, descProcs, descOpenAll, descOthers,
 	descOthersOpen, descOthersUtil, descErrors, descRefused, descPortRefused, descPortDropped,
-	descLost, descMapFull, descDrift, descReconciled, descFilesAlloc, descFilesMax}
+	descLost, descMapFull, descDrift, descReconciled, descUnswept, descFilesAlloc, descFilesMax}
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -295,6 +297,7 @@ func (c *Collector) read(now time.Time) []prometheus.Metric {
 		}
 		s.counter(descDrift, float64(st.KernelDrift))
 		s.counter(descReconciled, float64(st.ReconciledFDs))
+		s.counter(descUnswept, float64(st.Unswept))
 	}
 	if alloc, maxFiles, err := c.sys.FileNr(); err != nil {
 		s.fail(descFilesAlloc, err)

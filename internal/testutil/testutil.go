@@ -46,9 +46,25 @@ func RequireNode(t testing.TB) string {
 	return ""
 }
 
+// Where the tests find what `go test` would give them, when their
+// binaries run without the source tree (the kernel matrix's guests).
+const (
+	// RepoEnv names a directory standing in for the repository: go.mod
+	// and the testdata the tests read.
+	RepoEnv = "FDTRACE_REPO"
+	// PrebuiltEnv names a directory of the C workloads, built beforehand
+	// under PrebuiltName.
+	PrebuiltEnv = "FDTRACE_PREBUILT"
+	// BinEnv names an fdtrace binary to run instead of building one.
+	BinEnv = "FDTRACE_BIN"
+)
+
 // RepoRoot is the directory holding go.mod.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
+	if dir := os.Getenv(RepoEnv); dir != "" {
+		return dir
+	}
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -65,9 +81,27 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// BuildC compiles testdata/workloads/NAME.c with gcc and returns the binary.
+// PrebuiltName is the file name of workload NAME built with flags.
+func PrebuiltName(name string, flags ...string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, strings.Join(append([]string{name}, flags...), " "))
+}
+
+// BuildC compiles testdata/workloads/NAME.c with gcc and returns the binary
+// (or the one built beforehand in $FDTRACE_PREBUILT).
 func BuildC(t testing.TB, name string, flags ...string) string {
 	t.Helper()
+	if dir := os.Getenv(PrebuiltEnv); dir != "" {
+		bin := filepath.Join(dir, PrebuiltName(name, flags...))
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("workload %s was not built beforehand: %v", PrebuiltName(name, flags...), err)
+		}
+		return bin
+	}
 	src := filepath.Join(RepoRoot(t), "testdata", "workloads", name+".c")
 	bin := filepath.Join(t.TempDir(), name)
 	args := append([]string{"-O1", "-g", "-Wall", "-o", bin, src}, flags...)
@@ -212,9 +246,13 @@ func ProcFDs(t testing.TB, pid int) []int {
 }
 
 // MainWithFdtrace builds fdtrace into a temporary directory anyone may read
-// (tests run it as nobody too), sets *bin to it, runs the tests and exits
-// with their status: a TestMain for packages that run the CLI.
+// (tests run it as nobody too), or takes $FDTRACE_BIN, sets *bin to it,
+// runs the tests and exits with their status: a TestMain for packages that
+// run the CLI.
 func MainWithFdtrace(m *testing.M, bin *string) {
+	if *bin = os.Getenv(BinEnv); *bin != "" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "fdtrace-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

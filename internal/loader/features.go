@@ -1,0 +1,116 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+)
+
+// Features are the kernel facilities whose absence changes what fdtrace
+// loads, found by probing (never by kernel version).
+type Features struct {
+	Loop       bool // bpf_loop helper (5.17)
+	TaskPtRegs bool // bpf_task_pt_regs helper (5.15)
+	TaskBTF    bool // bpf_get_current_task_btf helper (5.11)
+	RdonlyCast bool // bpf_rdonly_cast kfunc (6.2)
+}
+
+// feature is one probed facility: what it is and the first kernel with it.
+type feature struct {
+	name, since string
+	have        func(Features) bool
+}
+
+var (
+	featLoop       = feature{"bpf_loop", "5.17", func(f Features) bool { return f.Loop }}
+	featTaskPtRegs = feature{"bpf_task_pt_regs", "5.15", func(f Features) bool { return f.TaskPtRegs }}
+	featTaskBTF    = feature{"bpf_get_current_task_btf", "5.11", func(f Features) bool { return f.TaskBTF }}
+	featRdonlyCast = feature{"bpf_rdonly_cast", "6.2", func(f Features) bool { return f.RdonlyCast }}
+)
+
+// fallbackEnv forces fallbacks on a kernel that does not need them, so
+// that they are tested on every kernel: "compat" loads the object for
+// kernels without bpf_loop, "no-rdonly-cast" reads without the kfunc.
+// Comma-separated; for tests, not documented for users.
+const fallbackEnv = "FDTRACE_FORCE_FALLBACK"
+
+// ProbeFeatures asks the kernel what it offers. Probes that cannot run
+// (no privileges) count as missing.
+func ProbeFeatures() Features {
+	helper := func(fn asm.BuiltinFunc) bool {
+		return features.HaveProgramHelper(ebpf.TracePoint, fn) == nil
+	}
+	f := Features{
+		Loop:       helper(asm.FnLoop),
+		TaskPtRegs: helper(asm.FnTaskPtRegs),
+		TaskBTF:    helper(asm.FnGetCurrentTaskBtf),
+		RdonlyCast: haveKfunc("bpf_rdonly_cast"),
+	}
+	for _, force := range strings.Split(os.Getenv(fallbackEnv), ",") {
+		switch force {
+		case "compat":
+			f.Loop, f.TaskPtRegs, f.TaskBTF = false, false, false
+		case "no-rdonly-cast":
+			f.RdonlyCast = false
+		}
+	}
+	return f
+}
+
+// haveKfunc says whether the kernel's BTF has a kfunc.
+func haveKfunc(name string) bool {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var fn *btf.Func
+	return kernel.TypeByName(name, &fn) == nil
+}
+
+// Compat is whether the programs must be the compat object: bounded
+// loops, CO-RE reads, user registers found by hand, no stacks.
+func (f Features) Compat() bool { return !f.Loop || !f.TaskPtRegs || !f.TaskBTF }
+
+// missing lists the absent features among fs, as "name (Linux since)".
+func (f Features) missing(fs ...feature) []string {
+	var out []string
+	for _, x := range fs {
+		if !x.have(f) {
+			out = append(out, fmt.Sprintf("%s (Linux %s)", x.name, x.since))
+		}
+	}
+	return out
+}
+
+// ErrNoStacks is returned when user stacks were asked for on a kernel
+// that cannot take them.
+var ErrNoStacks = errors.New("user stacks are not available on this kernel")
+
+// StacksError says why stacks cannot be taken here, or nil.
+func (f Features) StacksError() error {
+	if m := f.missing(featLoop, featTaskPtRegs); len(m) > 0 {
+		return fmt.Errorf("%w: they need %s; trace, top and serve work without them", ErrNoStacks, strings.Join(m, " and "))
+	}
+	return nil
+}
+
+// programSpec is the object for these features.
+func (f Features) programSpec() (*ebpf.CollectionSpec, error) {
+	if f.Compat() {
+		return loadFdtraceCompat()
+	}
+	return loadFdtrace()
+}
+
+// The compat object's loop bounds (COMPAT_SWEEP_FDS, COMPAT_COUNT_WORDS in
+// bpf/fdtrace.bpf.c).
+const (
+	compatSweepFDs = 4096
+	compatCountFDs = 512 * 64
+)
