@@ -4,7 +4,7 @@ CLANG_FORMAT ?= clang-format-19
 STRIP ?= llvm-strip-19
 GO ?= go
 
-.PHONY: build generate check-generated check-format vmlinux test bench clean
+.PHONY: build generate check-generated check-format vmlinux test test-host test-kernels bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o fdtrace ./cmd/fdtrace
@@ -27,12 +27,28 @@ vmlinux:
 	{ printf '/*\n * Generated; do not edit. Kernel types for CO-RE, produced with\n *   bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h\n * on Linux %s (%s); `make vmlinux` redoes it on the running kernel.\n * CO-RE relocations make the programs work on other kernels with BTF.\n */\n' "$$(uname -r | cut -d. -f1-2)" "$$(uname -m)"; \
 	  bpftool btf dump file /sys/kernel/btf/vmlinux format c; } > vmlinux.h.tmp && mv vmlinux.h.tmp vmlinux.h
 
-# The whole suite, as CI runs it. Kernel tests need root; with CI=true they
-# fail rather than skip without it.
-test: check-generated check-format
+# The whole suite, as CI runs it: this kernel, then the kernel matrix.
+# Kernel tests need root; with CI=true they fail rather than skip without it.
+test: test-host test-kernels
+
+test-host: check-generated check-format
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	@# The fallbacks of older kernels, forced on this one (see README, Requirements).
+	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 ./internal/loader
+	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 -run 'TestTrace|TestErrorsOnly|TestLeaks|TestTop' ./cmd/fdtrace
+	FDTRACE_FORCE_FALLBACK=no-rdonly-cast $(GO) test -count=1 ./internal/loader
+
+# The kernel tests on stock Debian kernels booted under qemu (test/kernels/):
+# 5.10 (Debian 11), 6.1 (Debian 12), 6.12 (Debian 13); KERNELS="7.x" adds
+# trixie-backports' 7.x. Needs qemu-system-x86, busybox-static, cpio, zstd.
+KERNELS ?= 5.10 6.1 6.12
+KERNEL_CACHE ?= .cache/kernels
+test-kernels:
+	test/kernels/fetch.sh $(KERNEL_CACHE) $(KERNELS)
+	test/kernels/payload.sh .cache/payload
+	test/kernels/matrix.sh $(KERNEL_CACHE) .cache/payload $(KERNELS)
 
 # Measures what tracing costs, next to bpftrace and strace, and writes
 # docs/PERFORMANCE.md (root; about 8 minutes). BENCHFLAGS=-quick: a smoke run.

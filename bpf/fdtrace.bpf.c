@@ -73,6 +73,12 @@ const struct exec_map *unused_exec_map __attribute__((unused));
 const enum cfa_rule *unused_cfa_rule __attribute__((unused));
 const struct raw_stack *unused_raw_stack __attribute__((unused));
 
+/*
+ * Map updates return a long, but some kernels (Debian's 6.1) hand the int
+ * of the map's operation back without sign extension: an error read as a
+ * long is then 0xffffffef, never -17. Errors go into an int.
+ */
+#define EEXIST 17
 #define EMFILE 24
 #define ENFILE 23
 #define ENOMEM 12
@@ -444,26 +450,29 @@ static __always_inline bool fd_is_open(struct fdtable *fdt, int fd)
 /*
  * Loops over an fd table. bpf_loop (5.17) runs a callback up to 8M times
  * and the verifier checks it once. Without it (FDTRACE_COMPAT) a loop is
- * bounded and the verifier walks every iteration: tables are swept up to
- * COMPAT_SWEEP_FDS fds (and counted up to COMPAT_COUNT_WORDS words); what
- * lies beyond is counted in STAT_UNSWEPT, never dropped silently.
+ * bounded, and the verifier walks every iteration, and whatever follows the
+ * loop once per way out of it: so each compat loop is a global function
+ * of its own (checked once, whatever calls it), and each iteration's work
+ * another (checked once too). Tables are swept up to COMPAT_SWEEP_FDS fds
+ * and counted up to COMPAT_COUNT_WORDS words; what lies beyond is counted
+ * in STAT_UNSWEPT, never dropped silently.
  */
 #ifdef FDTRACE_COMPAT
 #define COMPAT_SWEEP_FDS 4096
 #define COMPAT_COUNT_WORDS 512
-#define LOOP(n, bound, cb, ctx)                                                \
-	do {                                                                   \
-		__u32 __n = (n);                                               \
-		if (__n > (bound))                                             \
-			stat_add(STAT_UNSWEPT, __n - (bound));                 \
-		for (__u32 __i = 0; __i < (bound) && __i < __n; __i++)         \
-			if (cb(__i, ctx))                                      \
-				break;                                         \
-	} while (0)
-#else
-#define COMPAT_SWEEP_FDS MAX_SWEEP
-#define COMPAT_COUNT_WORDS MAX_SWEEP
-#define LOOP(n, bound, cb, ctx) bpf_loop(n, cb, ctx, 0)
+
+/*
+ * The loops below have this shape, the one 5.10's verifier sees end: a
+ * 64-bit count clamped here, a constant bound, a break. (Clang folds
+ * "i < BOUND && i < n" into one 32-bit bound that 5.10 cannot follow.)
+ */
+static __always_inline __u64 compat_bound(__u64 n, __u64 bound)
+{
+	if (n <= bound)
+		return n;
+	stat_add(STAT_UNSWEPT, n - bound);
+	return bound;
+}
 #endif
 
 /* How many fds a sweep looks at: the table, within bpf_loop's limit. */
@@ -494,6 +503,21 @@ static long count_word(__u32 i, struct count_ctx *c)
 	return 0;
 }
 
+#ifdef FDTRACE_COMPAT
+/* The compat programs' count (see compat_bound): global. */
+__noinline __u64 compat_count_open_fds(unsigned long bits, __u32 words)
+{
+	__u64 n = 0, max = compat_bound(words, COMPAT_COUNT_WORDS);
+
+	for (__u64 i = 0; i < COMPAT_COUNT_WORDS; i++) {
+		if (i >= max)
+			break;
+		n += popcount64(bitmap_word((unsigned long *)bits, i));
+	}
+	return n;
+}
+#endif
+
 /* The exact number of open fds in a table. */
 static __always_inline __s64 count_open_fds(struct fdtable *fdt)
 {
@@ -502,8 +526,12 @@ static __always_inline __s64 count_open_fds(struct fdtable *fdt)
 
 	if (!c.bits)
 		return 0;
-	LOOP(words, COMPAT_COUNT_WORDS, count_word, &c);
+#ifdef FDTRACE_COMPAT
+	return compat_count_open_fds((unsigned long)c.bits, words);
+#else
+	bpf_loop(words, count_word, &c, 0);
 	return c.n;
+#endif
 }
 
 static __always_inline __u64 fd_limit(struct task_struct *task)
@@ -547,7 +575,7 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 {
 	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
 	struct proc *init;
-	long err;
+	int err; /* see EEXIST */
 
 	if (p)
 		return p;
@@ -556,7 +584,7 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 		return NULL;
 	init->open_fds -= pending;
 	err = bpf_map_update_elem(&procs, &tgid, init, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: another thread won */) {
+	if (err && err != -EEXIST /* another thread won */) {
 		stat_add(STAT_PROCS_FULL, 1);
 		return NULL;
 	}
@@ -567,11 +595,13 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 #define THREAD_SIZE (4096 << 2) /* x86-64 without KASAN */
 #define USER_CS 0x33
 #define USER32_CS 0x23
+#define USER_DS 0x2b
 
 /*
  * The user registers sit at the top of the task's kernel stack, below
- * TOP_OF_KERNEL_STACK_PADDING (16 bytes with FRED, else none): the one
- * whose code segment is a user one.
+ * TOP_OF_KERNEL_STACK_PADDING (16 bytes with FRED, else none): where the
+ * code and stack segments are user ones. (Without the padding, the padded
+ * guess reads orig_ax as cs and eflags, whose IF bit is set, as ss.)
  */
 static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 {
@@ -579,7 +609,8 @@ static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 	struct pt_regs *regs = (struct pt_regs *)(top - 16) - 1;
 	unsigned long cs = BPF_CORE_READ(regs, cs);
 
-	if (cs == USER_CS || cs == USER32_CS)
+	if ((cs == USER_CS || cs == USER32_CS) &&
+	    BPF_CORE_READ(regs, ss) == USER_DS)
 		return regs;
 	return (struct pt_regs *)top - 1;
 }
@@ -1073,8 +1104,13 @@ static __always_inline bool recall(struct stack_work *w,
 
 	if (n > MEMO_FRAMES)
 		return false;
-	for (__u32 i = 0; i < MEMO_FRAMES && i < n; i++)
-		if (w->top[m->slot[i] & (TOP_WORDS - 1)] != m->ret[i])
+	/*
+	 * Fixed trip counts: clang turns "i < MEMO_FRAMES && i < n" into one
+	 * bound that 6.1's verifier tracks into an impossible range
+	 * (umin > umax) and follows past the end of the value.
+	 */
+	for (__u32 i = 0; i < MEMO_FRAMES; i++)
+		if (i < n && w->top[m->slot[i] & (TOP_WORDS - 1)] != m->ret[i])
 			return false;
 	if (m->fp_slot >= 0) {
 		__u64 fp = w->top[m->fp_slot & (TOP_WORDS - 1)];
@@ -1085,8 +1121,8 @@ static __always_inline bool recall(struct stack_work *w,
 	} else if (m->fp_slot == -2) {
 		c->fp = 0;
 	}
-	for (__u32 i = 0; i < MEMO_FRAMES && i < n; i++)
-		w->st.ips[i + 1] = m->ret[i];
+	for (__u32 i = 0; i < MEMO_FRAMES; i++)
+		w->st.ips[i + 1] = m->ret[i]; /* those past n are not read */
 	w->st.nr = n + 1;
 	c->chain_end = c->sp + m->chain_off;
 	return true;
@@ -1101,7 +1137,7 @@ static __always_inline void memorize(struct stack_work *w,
 
 	if (n > MEMO_FRAMES)
 		return;
-	for (__u32 i = 0; i < MEMO_FRAMES && i < n; i++) {
+	for (__u32 i = 0; i < MEMO_FRAMES; i++) { /* see recall */
 		m->ret[i] = w->st.ips[i + 1];
 		m->slot[i] = w->from[(i + 1) & (MAX_STACK_DEPTH - 1)];
 	}
@@ -1542,7 +1578,7 @@ __noinline __u64 capture_stack(__u32 tgid)
 	struct stack_work *w;
 	struct fd_event *e;
 	__u64 h;
-	long err;
+	int err; /* see EEXIST */
 
 	if (!capture_stacks)
 		return 0;
@@ -1570,7 +1606,7 @@ __noinline __u64 capture_stack(__u32 tgid)
 	bpf_loop(MAX_STACK_DEPTH, hash_frame, NULL, 0);
 	h = c->hash | 1; /* 0 means no stack */
 	err = bpf_map_update_elem(&stacks, &h, &w->st, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: seen before */)
+	if (err == -EEXIST /* seen before */)
 		return h;
 	if (err) {
 		stat_add(STAT_STACKS_FULL, 1);
@@ -1660,7 +1696,7 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 	};
 	struct fd_event *e;
 	struct file *f;
-	long err;
+	int err; /* see EEXIST */
 
 	if (src) {
 		info.fd_type = src->fd_type;
@@ -1678,7 +1714,7 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 		info.flags |= FDF_CLOEXEC;
 
 	err = bpf_map_update_elem(&fds, &key, &info, BPF_NOEXIST);
-	if (err == -17 /* EEXIST */) {
+	if (err == -EEXIST) {
 		/* A record whose close we never saw. */
 		stat_add(STAT_DRIFT, 1);
 		bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
@@ -1792,22 +1828,39 @@ port_counts(__u32 tgid, __u16 port, __u64 start_ns, bool create)
 				.port = port,
 				.start_ns = start_ns };
 	struct port_counts zero = {}, *c;
-	long err;
+	int err; /* see EEXIST */
 
 	c = bpf_map_lookup_elem(&ports, &key);
 	if (c || !create)
 		return c;
 	err = bpf_map_update_elem(&ports, &key, &zero, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: another thread won */) {
+	if (err && err != -EEXIST /* another thread won */) {
 		stat_add(STAT_PORTS_FULL, 1);
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&ports, &key);
 }
 
+/*
+ * Flip a flag, and say whether this call did. The compat programs run on
+ * kernels without BPF_CMPXCHG (5.12): there two threads flipping it at
+ * once can both win, counting a drain twice.
+ */
+static __always_inline bool flip(__u32 *flag, __u32 from, __u32 to)
+{
+#ifdef FDTRACE_COMPAT
+	if (*flag != from)
+		return false;
+	*flag = to;
+	return true;
+#else
+	return __sync_val_compare_and_swap(flag, from, to) == from;
+#endif
+}
+
 static __always_inline void start_drain(struct port_counts *c, struct proc *p)
 {
-	if (__sync_val_compare_and_swap(&c->draining, 0, 1) == 0) {
+	if (flip(&c->draining, 0, 1)) {
 		__sync_fetch_and_add(&p->draining, 1);
 		__sync_fetch_and_add(&drains, 1);
 	}
@@ -1815,7 +1868,7 @@ static __always_inline void start_drain(struct port_counts *c, struct proc *p)
 
 static __always_inline void end_drain(struct port_counts *c, struct proc *p)
 {
-	if (c && p && __sync_val_compare_and_swap(&c->draining, 1, 0) == 1) {
+	if (c && p && flip(&c->draining, 1, 0)) {
 		__sync_fetch_and_add(&p->draining, -1);
 		__sync_fetch_and_add(&drains, -1);
 	}
@@ -1954,9 +2007,9 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 	}
 	cnt = bpf_map_lookup_elem(&errors, &key);
 	if (!cnt) {
-		long r = bpf_map_update_elem(&errors, &key, &one, BPF_NOEXIST);
+		int r = bpf_map_update_elem(&errors, &key, &one, BPF_NOEXIST);
 
-		if (r == -17) /* EEXIST: another CPU made it first */
+		if (r == -EEXIST) /* another CPU made it first */
 			cnt = bpf_map_lookup_elem(&errors, &key);
 		else if (r)
 			stat_add(STAT_ERRORS_FULL, 1);
@@ -2297,6 +2350,22 @@ __noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
 }
 #endif
 
+#ifdef FDTRACE_COMPAT
+/* The compat programs' sweep of n fds from first (see compat_bound). */
+__noinline __u64 compat_sweep(__u32 tgid, __u32 first, __u32 n,
+			      unsigned long bits, __u32 how)
+{
+	__u64 swept = 0, max = compat_bound(n, COMPAT_SWEEP_FDS);
+
+	for (__u64 i = 0; i < COMPAT_SWEEP_FDS; i++) {
+		if (i >= max)
+			break;
+		swept += compat_sweep_fd(tgid, first + i, bits, how);
+	}
+	return swept;
+}
+#endif
+
 /* Sweep n fds of a table from c->first. */
 static __always_inline void sweep(__u32 n, struct sweep_ctx *c)
 {
@@ -2305,11 +2374,7 @@ static __always_inline void sweep(__u32 n, struct sweep_ctx *c)
 		    (c->any_bit ? SWEEP_ANY_BIT : 0) |
 		    (c->delete_only ? SWEEP_DELETE_ONLY : 0);
 
-	if (n > COMPAT_SWEEP_FDS)
-		stat_add(STAT_UNSWEPT, n - COMPAT_SWEEP_FDS);
-	for (__u32 i = 0; i < COMPAT_SWEEP_FDS && i < n; i++)
-		c->n += compat_sweep_fd(c->tgid, c->first + i,
-					(unsigned long)c->bits, how);
+	c->n += compat_sweep(c->tgid, c->first, n, (unsigned long)c->bits, how);
 #else
 	bpf_loop(n, sweep_fd, c, 0);
 #endif
@@ -2469,14 +2534,27 @@ static long scm_fd(__u32 i, struct scm_ctx *c)
 
 	if (bpf_probe_read_user(&fd, sizeof(fd), c->fds + i))
 		return 1;
-#ifdef FDTRACE_COMPAT
-	compat_received_fd(c->tgid, fd);
-#else
 	open_fd(c->tgid, c->p, c->fdt, fd, SYS_RECVMSG, NULL, NULL,
 		c->stack_id);
-#endif
 	return 0;
 }
+
+#ifdef FDTRACE_COMPAT
+/* The compat programs' loop over the fds of one control message. */
+__noinline int compat_received_fds(__u32 tgid, unsigned long fds, __u32 n)
+{
+	__u64 max = n; /* see compat_bound */
+	int fd;
+
+	for (__u64 i = 0; i < MAX_SCM_FDS; i++) {
+		if (i >= max ||
+		    bpf_probe_read_user(&fd, sizeof(fd), (int *)fds + i))
+			break;
+		compat_received_fd(tgid, fd);
+	}
+	return 0;
+}
+#endif
 
 /*
  * recvmsg: fds passed with SCM_RIGHTS, and pidfds with SCM_PIDFD, in the
@@ -2518,8 +2596,12 @@ int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 				c.p = get_proc(tgid, task, 0);
 			}
 			c.fds = msg.msg_control + off + sizeof(cmsg);
-			LOOP(n > MAX_SCM_FDS ? MAX_SCM_FDS : n, MAX_SCM_FDS,
-			     scm_fd, &c);
+#ifdef FDTRACE_COMPAT
+			compat_received_fds(tgid, (unsigned long)c.fds, n);
+#else
+			bpf_loop(n > MAX_SCM_FDS ? MAX_SCM_FDS : n, scm_fd, &c,
+				 0);
+#endif
 		}
 		off += (cmsg.len + 7) & ~7ULL; /* CMSG_ALIGN */
 	}
@@ -2571,15 +2653,28 @@ __noinline int compat_copy_fd(__u32 parent, __u32 child, __u32 fd,
 }
 #endif
 
+#ifdef FDTRACE_COMPAT
+/* The compat programs' copy of n fds' records (see compat_bound). */
+__noinline __u64 compat_copy_fds(__u32 parent, __u32 child, __u32 n,
+				 unsigned long bits)
+{
+	__u64 copied = 0, max = compat_bound(n, COMPAT_SWEEP_FDS);
+
+	for (__u64 fd = 0; fd < COMPAT_SWEEP_FDS; fd++) {
+		if (fd >= max)
+			break;
+		copied += compat_copy_fd(parent, child, fd, bits);
+	}
+	return copied;
+}
+#endif
+
 /* Copy the records of the first n fds of the parent's table. */
 static __always_inline void copy_fds(__u32 n, struct copy_ctx *c)
 {
 #ifdef FDTRACE_COMPAT
-	if (n > COMPAT_SWEEP_FDS)
-		stat_add(STAT_UNSWEPT, n - COMPAT_SWEEP_FDS);
-	for (__u32 fd = 0; fd < COMPAT_SWEEP_FDS && fd < n; fd++)
-		c->copied += compat_copy_fd(c->parent, c->child, fd,
-					    (unsigned long)c->bits);
+	c->copied +=
+		compat_copy_fds(c->parent, c->child, n, (unsigned long)c->bits);
 #else
 	bpf_loop(n, copy_fd, c, 0);
 #endif
@@ -2661,34 +2756,44 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /* Report the final counters of a process and forget them. */
+/*
+ * Several exiting threads can each see signal->live reach 0: only the one
+ * that removes the entry of the process reports, and forgets its drains.
+ */
+static __always_inline bool forget_proc(__u32 tgid, __u64 draining)
+{
+	if (bpf_map_delete_elem(&procs, &tgid))
+		return false;
+	if (draining)
+		__sync_fetch_and_add(&drains, -draining);
+	return true;
+}
+
+/*
+ * The record is tested for NULL once: before 5.12 the verifier does not
+ * know a ring buffer record it has seen to be non-NULL stays so, and would
+ * follow a second test's NULL branch with the record unreleased.
+ */
 static __always_inline void retire(__u32 tgid, struct task_struct *task,
 				   struct proc *p)
 {
 	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	__u64 draining = p->draining;
 
-	if (e) {
-		e->kind = EV_EXIT;
-		e->pid = tgid;
-		e->ts = bpf_ktime_get_ns();
-		e->fd_limit = fd_limit(task);
-		e->proc = *p;
-	}
-	/*
-	 * Several exiting threads can each see signal->live reach 0: only the
-	 * one that removes the entry reports.
-	 */
-	if (bpf_map_delete_elem(&procs, &tgid)) {
-		if (e)
-			bpf_ringbuf_discard(e, 0);
+	if (!e) {
+		if (forget_proc(tgid, draining))
+			stat_add(STAT_LOST_EVENTS, 1);
 		return;
 	}
-	if (draining)
-		__sync_fetch_and_add(&drains, -draining);
-	if (e)
+	e->kind = EV_EXIT;
+	e->pid = tgid;
+	e->ts = bpf_ktime_get_ns();
+	e->fd_limit = fd_limit(task);
+	e->proc = *p;
+	if (forget_proc(tgid, draining))
 		submit(e, sizeof(*e));
 	else
-		stat_add(STAT_LOST_EVENTS, 1);
+		bpf_ringbuf_discard(e, 0);
 }
 
 /* exec: close-on-exec fds are gone by now, with no close to see. */

@@ -263,7 +263,26 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 		}
 	}
 	spec.Maps["events"].MaxEntries = uint32(cfg.RingBufferBytes)
+	if feat.Compat() {
+		preallocate(spec)
+	}
 	return nil
+}
+
+// Sizes of the compat programs' maps, all preallocated: older kernels
+// (5.10 does) WARN, which taints them, when a tracing program uses a hash
+// map that allocates at run time. The maps of stacks go unused there.
+var compatMapEntries = map[string]uint32{
+	"fds": 1 << 18, "procs": 1 << 14, "stacks": 1, "exec_maps": 1,
+}
+
+func preallocate(spec *ebpf.CollectionSpec) {
+	for name, m := range spec.Maps {
+		m.Flags &^= unix.BPF_F_NO_PREALLOC
+		if n, ok := compatMapEntries[name]; ok {
+			m.MaxEntries = n
+		}
+	}
 }
 
 func collectionOptions(btfPath string) (*ebpf.CollectionOptions, error) {

@@ -1,0 +1,20 @@
+#!/bin/sh
+# /payload/run in each kernel of the matrix (see payload.sh): the kernel
+# tests, as root with CI semantics (nothing skips), on this kernel.
+set -eo pipefail
+export CI=true FDTRACE_BIN=/payload/bin/fdtrace FDTRACE_PREBUILT=/payload/workloads FDTRACE_REPO=/payload/repo
+cd /tmp
+ulimit -n 4096 || true
+
+run() { # BINARY REGEXP
+	echo "guest: $1 -test.run '$2'"
+	"/payload/bin/$1" -test.count=1 -test.timeout=30m -test.v -test.run "$2"
+}
+
+# check exits 0 wherever anything can be traced; what is not ok, it says.
+echo "guest: fdtrace check"
+/payload/bin/fdtrace check >/tmp/check.txt
+grep -v ' ok ' /tmp/check.txt || true
+run loader.test '^(TestCheckSaysWhatThisKernelCanDoAndPassesAsRoot|TestRandomFDSyscallsKeepFdtraceEqualToProc|TestExhaustingTheFDLimitCountsEMFILEPerSyscallAndRefusedConnections|TestAServerThatRetriesHasItsRefusedAcceptsCountedPerPortAndDropsNobody|TestLibuvsDrainOfItsListenQueueCountsEveryDroppedClientPerPort|TestABTFFileCanStandInForTheKernelsOwn|TestExecDropsCloseOnExecFDsWithARecordEach|TestForkedChildInheritsTheTableAndCountsOnItsOwn)$'
+run cmd.test '^(TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus|TestErrorsOnlyHostWideReportsEMFILEAndNoOpens|TestLeaksOfACProgramNameTheFunctionsThatLeaked)$'
+echo "guest: all passed"
