@@ -102,10 +102,13 @@ func Check() []CheckResult {
 	} else {
 		add("ring buffer map", StatusOK, "")
 	}
-	for _, f := range []feature{featTaskBTF, featTaskPtRegs, featLoop, featRdonlyCast} {
+	for _, f := range []feature{featTaskBTF, featTaskPtRegs, featLoop, featRdonlyCast, featMemAlloc} {
 		kind := "helper "
-		if f.name == featRdonlyCast.name {
+		switch f.name {
+		case featRdonlyCast.name:
 			kind = "kfunc "
+		case featMemAlloc.name:
+			kind = "hash maps by "
 		}
 		if f.have(feat) {
 			add(kind+f.name, StatusOK, "")
@@ -131,8 +134,11 @@ func Check() []CheckResult {
 
 // fallbackOf says what fdtrace does without a kernel feature.
 func fallbackOf(f feature) string {
-	if f.name == featRdonlyCast.name {
+	switch f.name {
+	case featRdonlyCast.name:
 		return "kernel fields read with bpf_probe_read_kernel instead (slower)"
+	case featMemAlloc.name:
+		return "maps preallocated, and smaller (262144 fds, 16384 processes)"
 	}
 	return "the compat programs are loaded (bounded sweeps, no stacks)"
 }
@@ -160,10 +166,14 @@ func checkCapabilities(feat Features, innerMaps error) []CheckResult {
 		compat = fmt.Sprintf("compat programs (no %s): fd tables swept up to %d fds and counted up to %d, the stats count any beyond",
 			strings.Join(feat.missing(featTaskBTF, featTaskPtRegs, featLoop), ", "), compatSweepFDs, compatCountFDs)
 	}
-	slow := ""
+	var notes []string
 	if !feat.Compat() && !feat.RdonlyCast {
-		slow = "without bpf_rdonly_cast (Linux 6.2): files and sockets read with bpf_probe_read_kernel, slower"
+		notes = append(notes, "without bpf_rdonly_cast (Linux 6.2): files and sockets read with bpf_probe_read_kernel, slower")
 	}
+	if !feat.MemAlloc {
+		notes = append(notes, "without bpf_mem_alloc (Linux 6.1): "+fallbackOf(featMemAlloc))
+	}
+	slow := strings.Join(notes, "; ")
 
 	st, detail := status(tryLoad(feat, Config{ErrorsOnly: true, CountOnly: true}), compat, slow)
 	add(CapCounting, st, detail)

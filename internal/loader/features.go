@@ -19,6 +19,10 @@ type Features struct {
 	TaskPtRegs bool // bpf_task_pt_regs helper (5.15)
 	TaskBTF    bool // bpf_get_current_task_btf helper (5.11)
 	RdonlyCast bool // bpf_rdonly_cast kfunc (6.2)
+	// MemAlloc: hash maps allocate with bpf_mem_alloc (6.1), so tracing
+	// programs may use maps that allocate at run time. Before, the kernel
+	// WARNs (tainting itself) when such a program loads.
+	MemAlloc bool
 }
 
 // feature is one probed facility: what it is and the first kernel with it.
@@ -32,12 +36,14 @@ var (
 	featTaskPtRegs = feature{"bpf_task_pt_regs", "5.15", func(f Features) bool { return f.TaskPtRegs }}
 	featTaskBTF    = feature{"bpf_get_current_task_btf", "5.11", func(f Features) bool { return f.TaskBTF }}
 	featRdonlyCast = feature{"bpf_rdonly_cast", "6.2", func(f Features) bool { return f.RdonlyCast }}
+	featMemAlloc   = feature{"bpf_mem_alloc", "6.1", func(f Features) bool { return f.MemAlloc }}
 )
 
 // fallbackEnv forces fallbacks on a kernel that does not need them, so
 // that they are tested on every kernel: "compat" loads the object for
-// kernels without bpf_loop, "no-rdonly-cast" reads without the kfunc.
-// Comma-separated; for tests, not documented for users.
+// kernels without bpf_loop (and preallocates, as they all need),
+// "no-rdonly-cast" reads without the kfunc, "prealloc" preallocates the
+// maps as kernels before 6.1 need. Comma-separated.
 const fallbackEnv = "FDTRACE_FORCE_FALLBACK"
 
 // ProbeFeatures asks the kernel what it offers. Probes that cannot run
@@ -51,13 +57,16 @@ func ProbeFeatures() Features {
 		TaskPtRegs: helper(asm.FnTaskPtRegs),
 		TaskBTF:    helper(asm.FnGetCurrentTaskBtf),
 		RdonlyCast: haveKfunc("bpf_rdonly_cast"),
+		MemAlloc:   haveKernelType("bpf_mem_alloc"),
 	}
 	for _, force := range strings.Split(os.Getenv(fallbackEnv), ",") {
 		switch force {
 		case "compat":
-			f.Loop, f.TaskPtRegs, f.TaskBTF = false, false, false
+			f.Loop, f.TaskPtRegs, f.TaskBTF, f.MemAlloc = false, false, false, false
 		case "no-rdonly-cast":
 			f.RdonlyCast = false
+		case "prealloc":
+			f.MemAlloc = false
 		}
 	}
 	return f
@@ -71,6 +80,16 @@ func haveKfunc(name string) bool {
 	}
 	var fn *btf.Func
 	return kernel.TypeByName(name, &fn) == nil
+}
+
+// haveKernelType says whether the kernel's BTF has a struct.
+func haveKernelType(name string) bool {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var st *btf.Struct
+	return kernel.TypeByName(name, &st) == nil
 }
 
 // Compat is whether the programs must be the compat object: bounded

@@ -263,23 +263,33 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 		}
 	}
 	spec.Maps["events"].MaxEntries = uint32(cfg.RingBufferBytes)
-	if feat.Compat() {
-		preallocate(spec)
+	if !feat.MemAlloc {
+		preallocate(spec, feat.Compat())
 	}
 	return nil
 }
 
-// Sizes of the compat programs' maps, all preallocated: older kernels
-// (5.10 does) WARN, which taints them, when a tracing program uses a hash
-// map that allocates at run time. The maps of stacks go unused there.
-var compatMapEntries = map[string]uint32{
-	"fds": 1 << 18, "procs": 1 << 14, "stacks": 1, "exec_maps": 1,
-}
+// Sizes of the maps when they are preallocated, which costs their whole
+// size up front: kernels before 6.1 WARN (tainting themselves) when a
+// tracing program uses a hash map that allocates at run time. The compat
+// programs take no stacks.
+var (
+	preallocEntries = map[string]uint32{
+		"fds": 1 << 18, "procs": 1 << 14, "exec_maps": 1 << 10,
+	}
+	compatPreallocEntries = map[string]uint32{
+		"fds": 1 << 18, "procs": 1 << 14, "stacks": 1, "exec_maps": 1,
+	}
+)
 
-func preallocate(spec *ebpf.CollectionSpec) {
+func preallocate(spec *ebpf.CollectionSpec, compat bool) {
+	entries := preallocEntries
+	if compat {
+		entries = compatPreallocEntries
+	}
 	for name, m := range spec.Maps {
 		m.Flags &^= unix.BPF_F_NO_PREALLOC
-		if n, ok := compatMapEntries[name]; ok {
+		if n, ok := entries[name]; ok {
 			m.MaxEntries = n
 		}
 	}
