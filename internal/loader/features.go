@@ -56,8 +56,8 @@ func ProbeFeatures() Features {
 		Loop:       helper(asm.FnLoop),
 		TaskPtRegs: helper(asm.FnTaskPtRegs),
 		TaskBTF:    helper(asm.FnGetCurrentTaskBtf),
-		RdonlyCast: haveKfunc("bpf_rdonly_cast"),
-		MemAlloc:   haveKernelType("bpf_mem_alloc"),
+		RdonlyCast: haveKernelType[*btf.Func]("bpf_rdonly_cast"),
+		MemAlloc:   haveKernelType[*btf.Struct]("bpf_mem_alloc"),
 	}
 	for _, force := range strings.Split(os.Getenv(fallbackEnv), ",") {
 		switch force {
@@ -72,24 +72,15 @@ func ProbeFeatures() Features {
 	return f
 }
 
-// haveKfunc says whether the kernel's BTF has a kfunc.
-func haveKfunc(name string) bool {
+// haveKernelType says whether the kernel's BTF has a type of this kind
+// (*btf.Func for a kfunc, *btf.Struct) and name.
+func haveKernelType[T btf.Type](name string) bool {
 	kernel, err := btf.LoadKernelSpec()
 	if err != nil {
 		return false
 	}
-	var fn *btf.Func
-	return kernel.TypeByName(name, &fn) == nil
-}
-
-// haveKernelType says whether the kernel's BTF has a struct.
-func haveKernelType(name string) bool {
-	kernel, err := btf.LoadKernelSpec()
-	if err != nil {
-		return false
-	}
-	var st *btf.Struct
-	return kernel.TypeByName(name, &st) == nil
+	var typ T
+	return kernel.TypeByName(name, &typ) == nil
 }
 
 // Compat is whether the programs must be the compat object: bounded
