@@ -138,7 +138,8 @@ func fallbackOf(f feature) string {
 	case featRdonlyCast.name:
 		return "kernel fields read with bpf_probe_read_kernel instead (slower)"
 	case featMemAlloc.name:
-		return "maps preallocated, and smaller (262144 fds, 16384 processes)"
+		return fmt.Sprintf("maps preallocated, and smaller (%d fds, %d processes)",
+			preallocEntries["fds"], preallocEntries["procs"])
 	}
 	return "the compat programs are loaded (bounded sweeps, no stacks)"
 }
@@ -167,11 +168,14 @@ func checkCapabilities(feat Features, innerMaps error) []CheckResult {
 			strings.Join(feat.missing(featTaskBTF, featTaskPtRegs, featLoop), ", "), compatSweepFDs, compatCountFDs)
 	}
 	var notes []string
+	without := func(f feature) string {
+		return "without " + f.name + " (Linux " + f.since + "): " + fallbackOf(f)
+	}
 	if !feat.Compat() && !feat.RdonlyCast {
-		notes = append(notes, "without bpf_rdonly_cast (Linux 6.2): files and sockets read with bpf_probe_read_kernel, slower")
+		notes = append(notes, without(featRdonlyCast))
 	}
 	if !feat.MemAlloc {
-		notes = append(notes, "without bpf_mem_alloc (Linux 6.1): "+fallbackOf(featMemAlloc))
+		notes = append(notes, without(featMemAlloc))
 	}
 	slow := strings.Join(notes, "; ")
 
