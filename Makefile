@@ -4,7 +4,7 @@ CLANG_FORMAT ?= clang-format-19
 STRIP ?= llvm-strip-19
 GO ?= go
 
-.PHONY: build generate check-generated check-format vmlinux test test-host test-kernels bench clean
+.PHONY: build generate check-generated check-format vmlinux docs test test-host test-kernels bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o fdtrace ./cmd/fdtrace
@@ -14,9 +14,10 @@ generate:
 	BPF_CLANG=$(CLANG) BPF_STRIP=$(STRIP) $(GO) generate ./...
 
 # Fails when the committed generated files differ from what the sources give.
+GENERATED = internal/loader internal/events/enums_gen.go
 check-generated: generate
-	@git diff --exit-code --stat -- internal/loader || { echo "generated files are stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- internal/loader)" || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
 # BPF C in the kernel's style (bpf/.clang-format).
 check-format:
@@ -27,6 +28,14 @@ vmlinux:
 	{ printf '/*\n * Generated; do not edit. Kernel types for CO-RE, produced with\n *   bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h\n * on Linux %s (%s); `make vmlinux` redoes it on the running kernel.\n * CO-RE relocations make the programs work on other kernels with BTF.\n */\n' "$$(uname -r | cut -d. -f1-2)" "$$(uname -m)"; \
 	  bpftool btf dump file /sys/kernel/btf/vmlinux format c; } > vmlinux.h.tmp && mv vmlinux.h.tmp vmlinux.h
 
+# Regenerate the pages made from the code: the command reference and man
+# pages (from the commands' help), the tables of docs/records.md (from the
+# records' schema) and of docs/metrics.md. The tests fail when they are stale.
+docs:
+	$(GO) test -count=1 ./cmd/fdtrace -run '^TestCommittedReferenceDocsMatchTheCommands$$' -update
+	$(GO) test -count=1 ./internal/schemadoc -run '^TestCommittedRecordsDocsMatchTheSchema$$' -update
+	$(GO) test -count=1 ./internal/metrics -run '^TestCommittedMetricsDocsListTheMetrics$$' -update
+
 # The whole suite, as CI runs it: this kernel, then the kernel matrix.
 # Kernel tests need root; with CI=true they fail rather than skip without it.
 test: test-host test-kernels
@@ -35,7 +44,7 @@ test-host: check-generated check-format
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	@# The fallbacks of older kernels, forced on this one (see README, Requirements).
+	@# The fallbacks of older kernels, forced on this one (see docs/design.md, Older kernels).
 	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 ./internal/loader
 	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 -run 'TestTrace|TestErrorsOnly|TestLeaks|TestTop' ./cmd/fdtrace
 	@# As 5.17 to 6.0: no bpf_rdonly_cast, maps preallocated.

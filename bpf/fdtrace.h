@@ -9,7 +9,8 @@
 
 /* fd-creating and fd-closing syscalls, by fdtrace's own numbering. */
 enum syscall_id {
-	SYS_NONE = 0, /* fd existed before fdtrace attached */
+	SYS_PREEXISTING = 0, /* fd existed before fdtrace attached; no syscall
+			      */
 	SYS_OPEN,
 	SYS_CREAT,
 	SYS_OPENAT,
@@ -75,14 +76,17 @@ enum event_kind {
 	EV_OPEN = 1,
 	EV_CLOSE,
 	EV_ERROR,
-	EV_SEED, /* a process with fds that have no record: read them from /proc
-		  */
-	EV_EXIT, /* a traced process exited; carries its final counters */
-	EV_STACK, /* a new stack in the stacks map: symbolize it while it lives
-		   */
-	EV_MAPS,  /* a stack ran into code with no known unwind table: read
-		     the process's executable mappings again */
-	EV_RAW_STACK, /* a stack to unwind in user space (struct raw_stack) */
+	/* A process with fds that have no record: read them from /proc. */
+	EV_SEED,
+	/* A traced process exited; carries its final counters. */
+	EV_EXIT,
+	/* A new stack in the stacks map: symbolize it while it lives. */
+	EV_STACK,
+	/* A stack ran into code with no known unwind table: read the
+	 * process's executable mappings again. */
+	EV_MAPS,
+	/* A stack to unwind in user space (struct raw_stack). */
+	EV_RAW_STACK,
 };
 
 /* Flags of struct fd_info and struct fd_event. */
@@ -90,6 +94,25 @@ enum fd_flags {
 	FDF_CLOEXEC = 1 << 0,
 	FDF_SEEDED = 1 << 1, /* recorded from /proc, not seen being created */
 	FDF_INHERITED = 1 << 2, /* copied from the parent at fork */
+};
+
+/*
+ * Run settings, set by the loader before load: read-only data, so the
+ * verifier knows their values and leaves out the code they turn off.
+ */
+struct config {
+	__u64 wakeup_bytes; /* wake the reader past this much queued */
+	__u32 self_tgid;    /* fdtrace itself: never traced */
+	char targ_comm[TASK_COMM_LEN]; /* with filter_comm */
+	bool filter_pids;	       /* only tgids in the traced map */
+	bool filter_comm;	       /* only processes named targ_comm */
+	bool errors_only;	       /* no open/close events */
+	bool fd_records;	       /* a record per live fd */
+	bool capture_stacks;	       /* user stack of each new fd */
+	bool dwarf_stacks;	       /* unwind by DWARF CFI rows */
+	bool exit_keeps_records;       /* user space collects them */
+	bool all_errors;	       /* error events for every errno */
+	bool have_rdonly_cast;	       /* the kernel has bpf_rdonly_cast */
 };
 
 /* Key of the fds map: one live fd of one process. */
@@ -165,20 +188,35 @@ struct drain_fd {
 	__u16 pad[3];
 };
 
+/*
+ * Bounds of the compat programs' loops (see fdtable.bpf.h): fds swept at
+ * exec, exit, fork and close_range, and words of the open fds bitmap
+ * counted in a recount.
+ */
+enum compat_bounds {
+	COMPAT_SWEEP_FDS = 4096,
+	COMPAT_COUNT_WORDS = 512,
+};
+
 /* Indexes of the per-CPU stats array. */
 enum stat_id {
-	STAT_LOST_EVENTS = 0,  /* ring buffer full */
-	STAT_FDS_FULL,	       /* fds map full: an fd went unrecorded */
-	STAT_PROCS_FULL,       /* procs map full: a process went uncounted */
-	STAT_ERRORS_FULL,      /* errors map full */
-	STAT_DRIFT,	       /* recount at exec/close_range disagreed */
-	STAT_STACKS_FULL,      /* stacks map full: an fd went without a stack */
-	STAT_PORTS_FULL,       /* ports or drain_fds map full */
-	STAT_STACKS_NO_TABLES, /* a stack walked by frame pointers: its
-				  process's unwind tables were not loaded yet,
-				  and the ring buffer had no room for a copy */
-	STAT_UNSWEPT, /* fds beyond the bound of a loop without bpf_loop
-			 (the compat object): not swept, or not counted */
+	STAT_LOST_EVENTS = 0, /* ring buffer full */
+	STAT_FDS_FULL,	      /* fds map full: an fd went unrecorded */
+	STAT_PROCS_FULL,      /* procs map full: a process went uncounted */
+	STAT_ERRORS_FULL,     /* errors map full */
+	STAT_DRIFT,	      /* recount at exec/close_range disagreed */
+	STAT_STACKS_FULL,     /* stacks map full: an fd went without a stack */
+	STAT_PORTS_FULL,      /* ports or drain_fds map full */
+	/*
+	 * A stack walked by frame pointers: its process's unwind tables were
+	 * not loaded yet, and the ring buffer had no room for a copy.
+	 */
+	STAT_STACKS_NO_TABLES,
+	/*
+	 * fds beyond the bound of a loop without bpf_loop (the compat
+	 * object): not swept, or not counted.
+	 */
+	STAT_UNSWEPT,
 	STAT_MAX,
 };
 
@@ -196,8 +234,9 @@ struct fd_event {
 	__u16 sock_type;
 	__u16 flags;
 	__u16 port; /* EV_ERROR of accept: the listening socket's local port */
-	__u32 ppid; /* EV_SEED: the parent to copy records from, or 0;
-		       EV_STACK: the parent */
+	/* EV_SEED: the parent to copy records from, or 0; EV_STACK: the
+	 * parent. */
+	__u32 ppid;
 	__u64 stack_id;
 	__s64 open_fds;
 	__u64 fd_limit;

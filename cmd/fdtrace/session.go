@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/fdtrace/fdtrace/internal/loader"
 )
@@ -138,8 +137,7 @@ func startSession(parent context.Context, o commonOptions, cfg loader.Config, wh
 			return nil, err
 		}
 	}
-	loader.VerboseErrors = o.debug
-	cfg.PIDs, cfg.Comm, cfg.BTFPath = o.pids, o.comm, o.btfPath
+	cfg.PIDs, cfg.Comm, cfg.BTFPath, cfg.VerifierLog = o.pids, o.comm, o.btfPath, o.debug
 	if cfg.RingBufferBytes == 0 || o.ringbufSet {
 		cfg.RingBufferBytes = o.ringbufMiB << 20
 	}
@@ -157,10 +155,7 @@ func startSession(parent context.Context, o commonOptions, cfg loader.Config, wh
 		s.stop = func() { cancel(); stopSignals() }
 	}
 	if len(o.command) > 0 {
-		var limit *unix.Rlimit
-		if loader.FDLimitBefore.Raised {
-			limit = &loader.FDLimitBefore.Rlimit
-		}
+		limit := s.tracer.FDLimitBefore()
 		// Held at its exit, the command's stacks are symbolized while its
 		// memory map still exists.
 		atExit := func(pid int) { s.tracer.SymbolizeStacksOf(pid) }

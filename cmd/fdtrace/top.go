@@ -46,27 +46,39 @@ func newTopCommand() *cobra.Command {
 		Short: "A live view of the processes closest to their fd limit",
 		Long: `Show, like top, every process with its open fds, soft fd limit (ulimit -n)
 and utilization (open/limit, marked WARN from 70% and CRIT from 85%), fds
-opened and closed per second, net growth per second, EMFILE and ENFILE
-failures per second, refused connections (accepts that failed for lack of
-fds or memory) and the fd type most of its fds have. The header shows the
-system's side of ENFILE: files allocated against fs.file-max.
+opened and closed per second, net growth per second (opened less closed),
+EMFILE and ENFILE failures per second, refused connections (accepts that
+failed for lack of fds or memory) and the fd type most of its fds have,
+sorted by how close each is to its fd limit. The header shows the system's
+side of ENFILE (the files allocated against fs.file-max) and the refused
+connections of each listening port, added up over the processes shown
+(see docs/design.md). The screen follows the terminal's size; with -n, as
+with top -n, the last screen stays on a terminal.
 
 Keys: u, g, e, f, p sort by utilization, growth, errors (EMFILE, ENFILE and
-refused connections per second), open fds, pid; / filters by a part of the
-process name (Enter keeps it, Esc drops it); q or Ctrl-C quits.
+refused connections per second), open fds and pid; / filters by a part of
+the process name (any case; Enter keeps the filter, Esc drops it); q or
+Ctrl-C quits.
 
-The counters come from the kernel, with the tracer in its cheapest mode
-(counting only, as trace --errors-only). Processes the kernel has not seen
-create or close an fd since top started show the count /proc gave at start.
-The soft limit is read when a process is first seen, and again every few
-seconds for the rows shown. The top fd type counts, once per process when
-it is first shown, the fds it already had from /proc, then adds the fds
-the kernel saw opened and closed since. A process that exited is shown
-once more, with its final counters.
+top loads the tracer in its counting mode (as trace --errors-only) and
+reads the kernel's per-process counters at each refresh, not /proc. A
+process the kernel has not seen create or close an fd since top started
+has no counters yet: it shows the count /proc gave once at start
+(processes with no fds, such as kernel threads, are left out unless named
+with -p). The soft limit is read when a process is first seen and, for the
+rows on the screen, again every few seconds (and after an exec). Rates are
+per second over the last interval. A process that exited in the interval
+is shown once more, as (exited), with its final counters. The top fd type:
+the first time a process is shown, top classifies the fds it has from
+/proc; from then on it adds the fds the kernel saw opened and closed, by
+type. What this mode cannot correct is in docs/limitations.md.
 
-When stdout is not a terminal, or with --json or -o, top writes instead one
+Without a terminal (stdout piped, --json or -o), top writes one
 "type":"process" JSON line per process at start and then every interval,
-with "rates" (per second over the interval) and "top_fd_type".`,
+the same record as trace's, plus "rates" (per second over the interval;
+absent in a process's first record) and "top_fd_type". A process that
+exited gets one last record with "exited": true. Samples of both are in
+docs/examples.md.`,
 		Example: `  # every process on the host, refreshed every second
   fdtrace top
 
@@ -119,8 +131,7 @@ func (o topOptions) validate() (top.SortKey, error) {
 // loadCounting loads the tracer in its counting mode, for commands that
 // read only the kernel's counters (top, serve), and prints its notes.
 func loadCounting(pids []int, comm, btfPath string, debug bool) (*loader.Tracer, error) {
-	loader.VerboseErrors = debug
-	tr, err := loader.Load(loader.Config{PIDs: pids, Comm: comm, BTFPath: btfPath,
+	tr, err := loader.Load(loader.Config{PIDs: pids, Comm: comm, BTFPath: btfPath, VerifierLog: debug,
 		ErrorsOnly: true, CountOnly: true, RingBufferBytes: topRingBufferBytes})
 	if err != nil {
 		return nil, err
@@ -215,7 +226,7 @@ func (o topOptions) describe() string {
 		s = "all processes"
 	}
 	if o.cgroup != "" {
-		s += " in cgroup " + top.CgroupPrefix(o.cgroup)
+		s += " in cgroup " + procfs.CgroupPrefix(o.cgroup)
 	}
 	return s
 }
@@ -246,8 +257,8 @@ func (s *topSource) handle(r events.Record) error {
 }
 
 func fillTypes(dst *[top.NumTypes]uint64, counts map[string]uint64) {
-	for i, name := range top.TypeNames {
-		dst[i] = counts[name]
+	for i := range dst {
+		dst[i] = counts[events.FDType(i).String()]
 	}
 }
 

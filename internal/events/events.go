@@ -105,7 +105,7 @@ type Process struct {
 	RefusedConnections uint64                       `json:"refused_connections"`
 	// RefusedByPort splits refused_connections by the listening port;
 	// DroppedByPort counts the connections a runtime accepted and closed
-	// untouched to drain its queue after a refusal (see the README).
+	// untouched to drain its queue after a refusal (see docs/design.md).
 	RefusedByPort map[uint16]uint64 `json:"refused_by_port,omitempty"`
 	DroppedByPort map[uint16]uint64 `json:"dropped_by_port,omitempty"`
 	Exited        bool              `json:"exited"`

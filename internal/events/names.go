@@ -56,36 +56,30 @@ func SockTypeName(t int) string {
 	return "SOCK_" + strconv.Itoa(t&0xf)
 }
 
-// FDTypes are the fd_type values of the records, in the kernel's order.
-var FDTypes = []string{"other", "file", "socket", "pipe", "epoll", "eventfd",
-	"timerfd", "signalfd", "inotify", "memfd", "pidfd"}
-
-// FDTypeName names a kernel fd type number.
-func FDTypeName(t int) string {
-	if t >= 0 && t < len(FDTypes) {
-		return FDTypes[t]
+// String names the fd type as records do ("socket"); a number past the
+// kernel's types is "other".
+func (t FDType) String() string {
+	if int(t) < NumFDTypes {
+		return fdTypeNames[t]
 	}
-	return "other"
+	return fdTypeNames[0]
 }
 
-// SyscallNames name the kernel's syscall ids, in the kernel's order. The
-// first is the "syscall" of an fd that existed before fdtrace attached.
-var SyscallNames = []string{"", "open", "creat", "openat", "openat2", "socket",
-	"socketpair", "accept", "accept4", "pipe", "pipe2", "epoll_create",
-	"epoll_create1", "eventfd", "eventfd2", "timerfd_create", "signalfd",
-	"signalfd4", "inotify_init", "inotify_init1", "memfd_create", "pidfd_open",
-	"pidfd_getfd", "dup", "dup2", "dup3", "fcntl", "recvmsg", "close",
-	"close_range", "execve", "exit", "clone", "clone3", "fanotify_init",
-	"io_uring_setup", "perf_event_open", "userfaultfd", "open_by_handle_at",
-	"open_tree", "fsopen", "fsmount", "fspick", "mq_open"}
+// ParseFDType is String's inverse; unknown names are FDType 0, "other".
+func ParseFDType(name string) FDType {
+	for i, n := range fdTypeNames {
+		if n == name {
+			return FDType(i)
+		}
+	}
+	return 0
+}
 
-// SyscallName names a kernel syscall id.
-func SyscallName(id int) string {
-	if id > 0 && id < len(SyscallNames) {
-		return SyscallNames[id]
+// String names the syscall as records do ("openat"). 0 is "preexisting":
+// an fd that existed before fdtrace attached.
+func (s Syscall) String() string {
+	if int(s) < NumSyscalls {
+		return syscallNames[s]
 	}
-	if id == 0 {
-		return "preexisting"
-	}
-	return "syscall " + strconv.Itoa(id)
+	return "syscall " + strconv.Itoa(int(s))
 }

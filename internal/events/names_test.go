@@ -72,32 +72,37 @@ func TestSockTypeName(t *testing.T) {
 	}
 }
 
-func TestFDTypeName(t *testing.T) {
+func TestFDTypeNames(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		typ  int
+		typ  FDType
 		want string
 	}{
 		{"0 is other", 0, "other"},
 		{"1 is a file", 1, "file"},
 		{"2 is a socket", 2, "socket"},
 		{"3 is a pipe", 3, "pipe"},
-		{"the last kernel type is pidfd", len(FDTypes) - 1, "pidfd"},
-		{"a number past the kernel's types is other", len(FDTypes), "other"},
-		{"a negative number is other", -1, "other"},
+		{"the last kernel type is pidfd", NumFDTypes - 1, "pidfd"},
+		{"a number past the kernel's types is other", NumFDTypes, "other"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := FDTypeName(tc.typ); got != tc.want {
-				t.Errorf("FDTypeName(%d) = %q, want %q", tc.typ, got, tc.want)
+			if got := tc.typ.String(); got != tc.want {
+				t.Errorf("FDType(%d) = %q, want %q", tc.typ, got, tc.want)
+			}
+			if tc.typ < NumFDTypes && ParseFDType(tc.want) != tc.typ {
+				t.Errorf("ParseFDType(%q) = %d, want %d", tc.want, ParseFDType(tc.want), tc.typ)
 			}
 		})
 	}
+	if ParseFDType("fifo") != 0 {
+		t.Error("an unknown name is not other")
+	}
 }
 
-func TestSyscallName(t *testing.T) {
+func TestSyscallNames(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		id   int
+		id   Syscall
 		want string
 	}{
 		{"0 is an fd that existed before fdtrace attached", 0, "preexisting"},
@@ -105,12 +110,12 @@ func TestSyscallName(t *testing.T) {
 		{"3 is openat", 3, "openat"},
 		{"8 is accept4", 8, "accept4"},
 		{"10 is pipe2", 10, "pipe2"},
-		{"the last kernel id is mq_open", len(SyscallNames) - 1, "mq_open"},
+		{"the last kernel id is mq_open", NumSyscalls - 1, "mq_open"},
 		{"an id past the kernel's keeps its number", 99, "syscall 99"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := SyscallName(tc.id); got != tc.want {
-				t.Errorf("SyscallName(%d) = %q, want %q", tc.id, got, tc.want)
+			if got := tc.id.String(); got != tc.want {
+				t.Errorf("Syscall(%d) = %q, want %q", tc.id, got, tc.want)
 			}
 		})
 	}

@@ -237,7 +237,7 @@ func tryLoad(feat Features, cfg Config) error {
 		first, _, _ := strings.Cut(err.Error(), "\n")
 		return fmt.Errorf("%s (run 'fdtrace trace --debug' for the verifier log)", first)
 	case err != nil:
-		return loadError(err)
+		return loadError(err, false)
 	}
 	return objs.Close()
 }

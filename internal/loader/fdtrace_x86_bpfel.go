@@ -23,6 +23,30 @@ const (
 	fdtraceCfaRuleCFA_END  fdtraceCfaRule = 4
 )
 
+type fdtraceCompatBounds uint32
+
+const (
+	fdtraceCompatBoundsCOMPAT_SWEEP_FDS   fdtraceCompatBounds = 4096
+	fdtraceCompatBoundsCOMPAT_COUNT_WORDS fdtraceCompatBounds = 512
+)
+
+type fdtraceConfig struct {
+	_                structs.HostLayout
+	WakeupBytes      uint64
+	SelfTgid         uint32
+	TargComm         [16]int8
+	FilterPids       bool
+	FilterComm       bool
+	ErrorsOnly       bool
+	FdRecords        bool
+	CaptureStacks    bool
+	DwarfStacks      bool
+	ExitKeepsRecords bool
+	AllErrors        bool
+	HaveRdonlyCast   bool
+	_                [3]byte
+}
+
 type fdtraceDrainFd struct {
 	_       structs.HostLayout
 	Tgid    uint32
@@ -273,7 +297,7 @@ const (
 type fdtraceSyscallId uint32
 
 const (
-	fdtraceSyscallIdSYS_NONE              fdtraceSyscallId = 0
+	fdtraceSyscallIdSYS_PREEXISTING       fdtraceSyscallId = 0
 	fdtraceSyscallIdSYS_OPEN              fdtraceSyscallId = 1
 	fdtraceSyscallIdSYS_CREAT             fdtraceSyscallId = 2
 	fdtraceSyscallIdSYS_OPENAT            fdtraceSyscallId = 3
@@ -415,21 +439,12 @@ const (
 	fdtraceProgTracepointSyscallsSysExitSocketpair     = "tracepoint__syscalls__sys_exit_socketpair"
 	fdtraceProgTracepointSyscallsSysExitTimerfdCreate  = "tracepoint__syscalls__sys_exit_timerfd_create"
 	fdtraceProgTracepointSyscallsSysExitUserfaultfd    = "tracepoint__syscalls__sys_exit_userfaultfd"
-	fdtraceVarAllErrors                                = "all_errors"
 	fdtraceVarArmed                                    = "armed"
-	fdtraceVarCaptureStacks                            = "capture_stacks"
+	fdtraceVarCfg                                      = "cfg"
 	fdtraceVarDrainPending                             = "drain_pending"
 	fdtraceVarDrains                                   = "drains"
-	fdtraceVarDwarfStacks                              = "dwarf_stacks"
-	fdtraceVarErrorsOnly                               = "errors_only"
-	fdtraceVarExitKeepsRecords                         = "exit_keeps_records"
-	fdtraceVarFdRecords                                = "fd_records"
-	fdtraceVarFilterComm                               = "filter_comm"
-	fdtraceVarFilterPids                               = "filter_pids"
-	fdtraceVarHaveRdonlyCast                           = "have_rdonly_cast"
-	fdtraceVarSelfTgid                                 = "self_tgid"
-	fdtraceVarTargComm                                 = "targ_comm"
 	fdtraceVarUnusedCfaRule                            = "unused_cfa_rule"
+	fdtraceVarUnusedCompatBounds                       = "unused_compat_bounds"
 	fdtraceVarUnusedEventKind                          = "unused_event_kind"
 	fdtraceVarUnusedExecMap                            = "unused_exec_map"
 	fdtraceVarUnusedExitEvent                          = "unused_exit_event"
@@ -441,7 +456,6 @@ const (
 	fdtraceVarUnusedRawStack                           = "unused_raw_stack"
 	fdtraceVarUnusedStatId                             = "unused_stat_id"
 	fdtraceVarUnusedSyscallId                          = "unused_syscall_id"
-	fdtraceVarWakeupBytes                              = "wakeup_bytes"
 )
 
 // loadFdtrace returns the embedded CollectionSpec for fdtrace.
@@ -562,33 +576,23 @@ type fdtraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fdtraceVariableSpecs struct {
-	AllErrors        *ebpf.VariableSpec `ebpf:"all_errors"`
-	Armed            *ebpf.VariableSpec `ebpf:"armed"`
-	CaptureStacks    *ebpf.VariableSpec `ebpf:"capture_stacks"`
-	DrainPending     *ebpf.VariableSpec `ebpf:"drain_pending"`
-	Drains           *ebpf.VariableSpec `ebpf:"drains"`
-	DwarfStacks      *ebpf.VariableSpec `ebpf:"dwarf_stacks"`
-	ErrorsOnly       *ebpf.VariableSpec `ebpf:"errors_only"`
-	ExitKeepsRecords *ebpf.VariableSpec `ebpf:"exit_keeps_records"`
-	FdRecords        *ebpf.VariableSpec `ebpf:"fd_records"`
-	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
-	HaveRdonlyCast   *ebpf.VariableSpec `ebpf:"have_rdonly_cast"`
-	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
-	TargComm         *ebpf.VariableSpec `ebpf:"targ_comm"`
-	UnusedCfaRule    *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
-	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedExecMap    *ebpf.VariableSpec `ebpf:"unused_exec_map"`
-	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedFdEvent    *ebpf.VariableSpec `ebpf:"unused_fd_event"`
-	UnusedFdFlags    *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
-	UnusedFdType     *ebpf.VariableSpec `ebpf:"unused_fd_type"`
-	UnusedPortCounts *ebpf.VariableSpec `ebpf:"unused_port_counts"`
-	UnusedPortKey    *ebpf.VariableSpec `ebpf:"unused_port_key"`
-	UnusedRawStack   *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
-	UnusedStatId     *ebpf.VariableSpec `ebpf:"unused_stat_id"`
-	UnusedSyscallId  *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	Armed              *ebpf.VariableSpec `ebpf:"armed"`
+	Cfg                *ebpf.VariableSpec `ebpf:"cfg"`
+	DrainPending       *ebpf.VariableSpec `ebpf:"drain_pending"`
+	Drains             *ebpf.VariableSpec `ebpf:"drains"`
+	UnusedCfaRule      *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
+	UnusedCompatBounds *ebpf.VariableSpec `ebpf:"unused_compat_bounds"`
+	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedExecMap      *ebpf.VariableSpec `ebpf:"unused_exec_map"`
+	UnusedExitEvent    *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedFdEvent      *ebpf.VariableSpec `ebpf:"unused_fd_event"`
+	UnusedFdFlags      *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
+	UnusedFdType       *ebpf.VariableSpec `ebpf:"unused_fd_type"`
+	UnusedPortCounts   *ebpf.VariableSpec `ebpf:"unused_port_counts"`
+	UnusedPortKey      *ebpf.VariableSpec `ebpf:"unused_port_key"`
+	UnusedRawStack     *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
+	UnusedStatId       *ebpf.VariableSpec `ebpf:"unused_stat_id"`
+	UnusedSyscallId    *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
 }
 
 // fdtraceObjects contains all objects after they have been loaded into the kernel.
@@ -658,33 +662,23 @@ func (m *fdtraceMaps) Close() error {
 //
 // It can be passed to loadFdtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fdtraceVariables struct {
-	AllErrors        *ebpf.Variable `ebpf:"all_errors"`
-	Armed            *ebpf.Variable `ebpf:"armed"`
-	CaptureStacks    *ebpf.Variable `ebpf:"capture_stacks"`
-	DrainPending     *ebpf.Variable `ebpf:"drain_pending"`
-	Drains           *ebpf.Variable `ebpf:"drains"`
-	DwarfStacks      *ebpf.Variable `ebpf:"dwarf_stacks"`
-	ErrorsOnly       *ebpf.Variable `ebpf:"errors_only"`
-	ExitKeepsRecords *ebpf.Variable `ebpf:"exit_keeps_records"`
-	FdRecords        *ebpf.Variable `ebpf:"fd_records"`
-	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
-	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
-	HaveRdonlyCast   *ebpf.Variable `ebpf:"have_rdonly_cast"`
-	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
-	TargComm         *ebpf.Variable `ebpf:"targ_comm"`
-	UnusedCfaRule    *ebpf.Variable `ebpf:"unused_cfa_rule"`
-	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedExecMap    *ebpf.Variable `ebpf:"unused_exec_map"`
-	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedFdEvent    *ebpf.Variable `ebpf:"unused_fd_event"`
-	UnusedFdFlags    *ebpf.Variable `ebpf:"unused_fd_flags"`
-	UnusedFdType     *ebpf.Variable `ebpf:"unused_fd_type"`
-	UnusedPortCounts *ebpf.Variable `ebpf:"unused_port_counts"`
-	UnusedPortKey    *ebpf.Variable `ebpf:"unused_port_key"`
-	UnusedRawStack   *ebpf.Variable `ebpf:"unused_raw_stack"`
-	UnusedStatId     *ebpf.Variable `ebpf:"unused_stat_id"`
-	UnusedSyscallId  *ebpf.Variable `ebpf:"unused_syscall_id"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	Armed              *ebpf.Variable `ebpf:"armed"`
+	Cfg                *ebpf.Variable `ebpf:"cfg"`
+	DrainPending       *ebpf.Variable `ebpf:"drain_pending"`
+	Drains             *ebpf.Variable `ebpf:"drains"`
+	UnusedCfaRule      *ebpf.Variable `ebpf:"unused_cfa_rule"`
+	UnusedCompatBounds *ebpf.Variable `ebpf:"unused_compat_bounds"`
+	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedExecMap      *ebpf.Variable `ebpf:"unused_exec_map"`
+	UnusedExitEvent    *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedFdEvent      *ebpf.Variable `ebpf:"unused_fd_event"`
+	UnusedFdFlags      *ebpf.Variable `ebpf:"unused_fd_flags"`
+	UnusedFdType       *ebpf.Variable `ebpf:"unused_fd_type"`
+	UnusedPortCounts   *ebpf.Variable `ebpf:"unused_port_counts"`
+	UnusedPortKey      *ebpf.Variable `ebpf:"unused_port_key"`
+	UnusedRawStack     *ebpf.Variable `ebpf:"unused_raw_stack"`
+	UnusedStatId       *ebpf.Variable `ebpf:"unused_stat_id"`
+	UnusedSyscallId    *ebpf.Variable `ebpf:"unused_syscall_id"`
 }
 
 // fdtracePrograms contains all programs after they have been loaded into the kernel.

@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fdtraceCompatConfig struct {
+	_                structs.HostLayout
+	WakeupBytes      uint64
+	SelfTgid         uint32
+	TargComm         [16]int8
+	FilterPids       bool
+	FilterComm       bool
+	ErrorsOnly       bool
+	FdRecords        bool
+	CaptureStacks    bool
+	DwarfStacks      bool
+	ExitKeepsRecords bool
+	AllErrors        bool
+	HaveRdonlyCast   bool
+	_                [3]byte
+}
+
 type fdtraceCompatDrainFd struct {
 	_       structs.HostLayout
 	Tgid    uint32
@@ -253,21 +270,12 @@ const (
 	fdtraceCompatProgTracepointSyscallsSysExitSocketpair     = "tracepoint__syscalls__sys_exit_socketpair"
 	fdtraceCompatProgTracepointSyscallsSysExitTimerfdCreate  = "tracepoint__syscalls__sys_exit_timerfd_create"
 	fdtraceCompatProgTracepointSyscallsSysExitUserfaultfd    = "tracepoint__syscalls__sys_exit_userfaultfd"
-	fdtraceCompatVarAllErrors                                = "all_errors"
 	fdtraceCompatVarArmed                                    = "armed"
-	fdtraceCompatVarCaptureStacks                            = "capture_stacks"
+	fdtraceCompatVarCfg                                      = "cfg"
 	fdtraceCompatVarDrainPending                             = "drain_pending"
 	fdtraceCompatVarDrains                                   = "drains"
-	fdtraceCompatVarDwarfStacks                              = "dwarf_stacks"
-	fdtraceCompatVarErrorsOnly                               = "errors_only"
-	fdtraceCompatVarExitKeepsRecords                         = "exit_keeps_records"
-	fdtraceCompatVarFdRecords                                = "fd_records"
-	fdtraceCompatVarFilterComm                               = "filter_comm"
-	fdtraceCompatVarFilterPids                               = "filter_pids"
-	fdtraceCompatVarHaveRdonlyCast                           = "have_rdonly_cast"
-	fdtraceCompatVarSelfTgid                                 = "self_tgid"
-	fdtraceCompatVarTargComm                                 = "targ_comm"
 	fdtraceCompatVarUnusedCfaRule                            = "unused_cfa_rule"
+	fdtraceCompatVarUnusedCompatBounds                       = "unused_compat_bounds"
 	fdtraceCompatVarUnusedEventKind                          = "unused_event_kind"
 	fdtraceCompatVarUnusedExecMap                            = "unused_exec_map"
 	fdtraceCompatVarUnusedExitEvent                          = "unused_exit_event"
@@ -279,7 +287,6 @@ const (
 	fdtraceCompatVarUnusedRawStack                           = "unused_raw_stack"
 	fdtraceCompatVarUnusedStatId                             = "unused_stat_id"
 	fdtraceCompatVarUnusedSyscallId                          = "unused_syscall_id"
-	fdtraceCompatVarWakeupBytes                              = "wakeup_bytes"
 )
 
 // loadFdtraceCompat returns the embedded CollectionSpec for fdtraceCompat.
@@ -400,33 +407,23 @@ type fdtraceCompatMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fdtraceCompatVariableSpecs struct {
-	AllErrors        *ebpf.VariableSpec `ebpf:"all_errors"`
-	Armed            *ebpf.VariableSpec `ebpf:"armed"`
-	CaptureStacks    *ebpf.VariableSpec `ebpf:"capture_stacks"`
-	DrainPending     *ebpf.VariableSpec `ebpf:"drain_pending"`
-	Drains           *ebpf.VariableSpec `ebpf:"drains"`
-	DwarfStacks      *ebpf.VariableSpec `ebpf:"dwarf_stacks"`
-	ErrorsOnly       *ebpf.VariableSpec `ebpf:"errors_only"`
-	ExitKeepsRecords *ebpf.VariableSpec `ebpf:"exit_keeps_records"`
-	FdRecords        *ebpf.VariableSpec `ebpf:"fd_records"`
-	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
-	HaveRdonlyCast   *ebpf.VariableSpec `ebpf:"have_rdonly_cast"`
-	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
-	TargComm         *ebpf.VariableSpec `ebpf:"targ_comm"`
-	UnusedCfaRule    *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
-	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedExecMap    *ebpf.VariableSpec `ebpf:"unused_exec_map"`
-	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedFdEvent    *ebpf.VariableSpec `ebpf:"unused_fd_event"`
-	UnusedFdFlags    *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
-	UnusedFdType     *ebpf.VariableSpec `ebpf:"unused_fd_type"`
-	UnusedPortCounts *ebpf.VariableSpec `ebpf:"unused_port_counts"`
-	UnusedPortKey    *ebpf.VariableSpec `ebpf:"unused_port_key"`
-	UnusedRawStack   *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
-	UnusedStatId     *ebpf.VariableSpec `ebpf:"unused_stat_id"`
-	UnusedSyscallId  *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	Armed              *ebpf.VariableSpec `ebpf:"armed"`
+	Cfg                *ebpf.VariableSpec `ebpf:"cfg"`
+	DrainPending       *ebpf.VariableSpec `ebpf:"drain_pending"`
+	Drains             *ebpf.VariableSpec `ebpf:"drains"`
+	UnusedCfaRule      *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
+	UnusedCompatBounds *ebpf.VariableSpec `ebpf:"unused_compat_bounds"`
+	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedExecMap      *ebpf.VariableSpec `ebpf:"unused_exec_map"`
+	UnusedExitEvent    *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedFdEvent      *ebpf.VariableSpec `ebpf:"unused_fd_event"`
+	UnusedFdFlags      *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
+	UnusedFdType       *ebpf.VariableSpec `ebpf:"unused_fd_type"`
+	UnusedPortCounts   *ebpf.VariableSpec `ebpf:"unused_port_counts"`
+	UnusedPortKey      *ebpf.VariableSpec `ebpf:"unused_port_key"`
+	UnusedRawStack     *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
+	UnusedStatId       *ebpf.VariableSpec `ebpf:"unused_stat_id"`
+	UnusedSyscallId    *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
 }
 
 // fdtraceCompatObjects contains all objects after they have been loaded into the kernel.
@@ -496,33 +493,23 @@ func (m *fdtraceCompatMaps) Close() error {
 //
 // It can be passed to loadFdtraceCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fdtraceCompatVariables struct {
-	AllErrors        *ebpf.Variable `ebpf:"all_errors"`
-	Armed            *ebpf.Variable `ebpf:"armed"`
-	CaptureStacks    *ebpf.Variable `ebpf:"capture_stacks"`
-	DrainPending     *ebpf.Variable `ebpf:"drain_pending"`
-	Drains           *ebpf.Variable `ebpf:"drains"`
-	DwarfStacks      *ebpf.Variable `ebpf:"dwarf_stacks"`
-	ErrorsOnly       *ebpf.Variable `ebpf:"errors_only"`
-	ExitKeepsRecords *ebpf.Variable `ebpf:"exit_keeps_records"`
-	FdRecords        *ebpf.Variable `ebpf:"fd_records"`
-	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
-	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
-	HaveRdonlyCast   *ebpf.Variable `ebpf:"have_rdonly_cast"`
-	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
-	TargComm         *ebpf.Variable `ebpf:"targ_comm"`
-	UnusedCfaRule    *ebpf.Variable `ebpf:"unused_cfa_rule"`
-	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedExecMap    *ebpf.Variable `ebpf:"unused_exec_map"`
-	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedFdEvent    *ebpf.Variable `ebpf:"unused_fd_event"`
-	UnusedFdFlags    *ebpf.Variable `ebpf:"unused_fd_flags"`
-	UnusedFdType     *ebpf.Variable `ebpf:"unused_fd_type"`
-	UnusedPortCounts *ebpf.Variable `ebpf:"unused_port_counts"`
-	UnusedPortKey    *ebpf.Variable `ebpf:"unused_port_key"`
-	UnusedRawStack   *ebpf.Variable `ebpf:"unused_raw_stack"`
-	UnusedStatId     *ebpf.Variable `ebpf:"unused_stat_id"`
-	UnusedSyscallId  *ebpf.Variable `ebpf:"unused_syscall_id"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	Armed              *ebpf.Variable `ebpf:"armed"`
+	Cfg                *ebpf.Variable `ebpf:"cfg"`
+	DrainPending       *ebpf.Variable `ebpf:"drain_pending"`
+	Drains             *ebpf.Variable `ebpf:"drains"`
+	UnusedCfaRule      *ebpf.Variable `ebpf:"unused_cfa_rule"`
+	UnusedCompatBounds *ebpf.Variable `ebpf:"unused_compat_bounds"`
+	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedExecMap      *ebpf.Variable `ebpf:"unused_exec_map"`
+	UnusedExitEvent    *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedFdEvent      *ebpf.Variable `ebpf:"unused_fd_event"`
+	UnusedFdFlags      *ebpf.Variable `ebpf:"unused_fd_flags"`
+	UnusedFdType       *ebpf.Variable `ebpf:"unused_fd_type"`
+	UnusedPortCounts   *ebpf.Variable `ebpf:"unused_port_counts"`
+	UnusedPortKey      *ebpf.Variable `ebpf:"unused_port_key"`
+	UnusedRawStack     *ebpf.Variable `ebpf:"unused_raw_stack"`
+	UnusedStatId       *ebpf.Variable `ebpf:"unused_stat_id"`
+	UnusedSyscallId    *ebpf.Variable `ebpf:"unused_syscall_id"`
 }
 
 // fdtraceCompatPrograms contains all programs after they have been loaded into the kernel.

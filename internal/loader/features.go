@@ -118,9 +118,8 @@ func (f Features) programSpec() (*ebpf.CollectionSpec, error) {
 	return loadFdtrace()
 }
 
-// The compat object's loop bounds (COMPAT_SWEEP_FDS, COMPAT_COUNT_WORDS in
-// bpf/fdtrace.bpf.c).
+// The compat object's loop bounds (enum compat_bounds).
 const (
-	compatSweepFDs = 4096
-	compatCountFDs = 512 * 64
+	compatSweepFDs = fdtraceCompatBoundsCOMPAT_SWEEP_FDS
+	compatCountFDs = fdtraceCompatBoundsCOMPAT_COUNT_WORDS * 64
 )

@@ -64,6 +64,8 @@ type Config struct {
 	KeepRecordsAtExit bool
 	// Symbolizer resolves captured stacks; nil makes a default one.
 	Symbolizer *symbolize.Symbolizer
+	// VerifierLog makes load errors carry the whole verifier log.
+	VerifierLog bool
 }
 
 // StackMode is how the kernel walks user stacks.
@@ -115,6 +117,8 @@ type Tracer struct {
 	closeErr error
 	once     sync.Once
 	unwind   *unwindTables // with StackDWARF stacks
+	// limitBefore: RLIMIT_NOFILE before Load raised it, or nil.
+	limitBefore *unix.Rlimit
 
 	// Records read from the ring buffer, and handled.
 	readSeq, handledSeq atomic.Uint64
@@ -168,7 +172,8 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
 	}
-	if err := raiseFDLimit(); err != nil {
+	limitBefore, err := raiseFDLimit()
+	if err != nil {
 		return nil, err
 	}
 
@@ -181,7 +186,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if cfg.CaptureStacks && cfg.Symbolizer == nil {
 		cfg.Symbolizer = symbolize.New(symbolize.Options{})
 	}
-	t := &Tracer{cfg: cfg, feat: feat, clock: newClock(), stacks: map[uint64][]symbolize.Frame{}, aliases: map[uint64]uint64{},
+	t := &Tracer{cfg: cfg, feat: feat, clock: newClock(), limitBefore: limitBefore, stacks: map[uint64][]symbolize.Frame{}, aliases: map[uint64]uint64{},
 		stackMeta: map[uint64]stackMeta{}, stackCount: map[int]int{}, exitedFDs: map[int][]FD{}}
 	defer func() {
 		if err != nil {
@@ -207,7 +212,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 		return nil, err
 	}
 	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
-		return nil, loadError(err)
+		return nil, loadError(err, cfg.VerifierLog)
 	}
 	if err := t.fillTraced(); err != nil {
 		return nil, err
@@ -237,30 +242,28 @@ func Load(cfg Config) (_ *Tracer, err error) {
 }
 
 func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
-	var comm [16]byte
-	copy(comm[:], cfg.Comm)
-	vars := map[string]any{
-		"self_tgid":          uint32(os.Getpid()),
-		"filter_pids":        len(cfg.PIDs) > 0 || cfg.FollowChildrenOf != 0,
-		"filter_comm":        cfg.Comm != "",
-		"targ_comm":          comm,
-		"errors_only":        cfg.ErrorsOnly,
-		"fd_records":         !cfg.CountOnly,
-		"wakeup_bytes":       uint64(cfg.WakeupBytes),
-		"capture_stacks":     cfg.CaptureStacks,
-		"dwarf_stacks":       cfg.CaptureStacks && cfg.StackMode != StackFP,
-		"all_errors":         cfg.AllErrors,
-		"exit_keeps_records": cfg.KeepRecordsAtExit,
-		"have_rdonly_cast":   feat.RdonlyCast && !feat.Compat(),
+	kc := fdtraceConfig{
+		WakeupBytes:      uint64(cfg.WakeupBytes),
+		SelfTgid:         uint32(os.Getpid()),
+		FilterPids:       len(cfg.PIDs) > 0 || cfg.FollowChildrenOf != 0,
+		FilterComm:       cfg.Comm != "",
+		ErrorsOnly:       cfg.ErrorsOnly,
+		FdRecords:        !cfg.CountOnly,
+		CaptureStacks:    cfg.CaptureStacks,
+		DwarfStacks:      cfg.CaptureStacks && cfg.StackMode != StackFP,
+		ExitKeepsRecords: cfg.KeepRecordsAtExit,
+		AllErrors:        cfg.AllErrors,
+		HaveRdonlyCast:   feat.RdonlyCast && !feat.Compat(),
 	}
-	for name, v := range vars {
-		sv, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		if err := sv.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
-		}
+	for i := 0; i < len(cfg.Comm) && i < len(kc.TargComm); i++ {
+		kc.TargComm[i] = int8(cfg.Comm[i])
+	}
+	v, ok := spec.Variables["cfg"]
+	if !ok {
+		return errors.New("BPF object has no variable cfg")
+	}
+	if err := v.Set(kc); err != nil {
+		return fmt.Errorf("setting the programs' configuration: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = uint32(cfg.RingBufferBytes)
 	if !feat.MemAlloc {
@@ -311,13 +314,10 @@ func collectionOptions(btfPath string) (*ebpf.CollectionOptions, error) {
 	return opts, nil
 }
 
-// VerboseErrors makes load errors carry the whole verifier log.
-var VerboseErrors bool
-
-func loadError(err error) error {
+func loadError(err error, verifierLog bool) error {
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
-		if VerboseErrors {
+		if verifierLog {
 			return fmt.Errorf("loading BPF programs: %+v", ve)
 		}
 		return fmt.Errorf("loading BPF programs: %v (run with --debug for the verifier log)", ve)
@@ -436,32 +436,29 @@ const neededFDs = 4096
 // minFDs is the least fdtrace can attach with.
 const minFDs = 256
 
-// FDLimitBefore is the RLIMIT_NOFILE fdtrace had before it raised its own,
-// and whether it did: a command fdtrace starts must get it back.
-var FDLimitBefore struct {
-	unix.Rlimit
-	Raised bool
-}
-
 // raiseFDLimit makes room for fdtrace's own fds so that the tracer is not
 // the next victim. The Go runtime has already lifted the soft limit to the
 // hard one (and restores it in the commands it starts); only a hard limit
-// below neededFDs is raised, which takes CAP_SYS_RESOURCE.
-func raiseFDLimit() error {
+// below neededFDs is raised, which takes CAP_SYS_RESOURCE. It returns the
+// limit before, when it raised it.
+func raiseFDLimit() (*unix.Rlimit, error) {
 	var cur unix.Rlimit
 	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
-		return nil
+		return nil, nil
 	}
 	if cur.Max >= neededFDs {
-		return nil
+		return nil, nil
 	}
 	want := unix.Rlimit{Cur: neededFDs, Max: neededFDs}
 	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, &want, nil); err != nil {
 		if cur.Max >= minFDs {
-			return nil // tight, but enough to attach
+			return nil, nil // tight, but enough to attach
 		}
-		return fmt.Errorf("the fd limit is %d and raising it failed (%v): fdtrace needs at least %d (ulimit -Hn %d as root)", cur.Max, err, minFDs, neededFDs)
+		return nil, fmt.Errorf("the fd limit is %d and raising it failed (%v): fdtrace needs at least %d (ulimit -Hn %d as root)", cur.Max, err, minFDs, neededFDs)
 	}
-	FDLimitBefore.Rlimit, FDLimitBefore.Raised = cur, true
-	return nil
+	return &cur, nil
 }
+
+// FDLimitBefore is the RLIMIT_NOFILE fdtrace had before Load raised its
+// own, nil when it did not: a command fdtrace starts must get it back.
+func (t *Tracer) FDLimitBefore() *unix.Rlimit { return t.limitBefore }

@@ -473,16 +473,14 @@ func TestTracerLeaksNoFDsAndClosesTwice(t *testing.T) {
 	}
 }
 
-func TestGeneratedTypesMatchTheNameTables(t *testing.T) {
-	if int(fdtraceSyscallIdSYS_MAX) != len(events.SyscallNames) {
-		t.Errorf("kernel has %d syscall ids, events.SyscallNames %d", fdtraceSyscallIdSYS_MAX, len(events.SyscallNames))
+func TestTheRecordsNamesAreTheKernelsEnums(t *testing.T) {
+	if int(fdtraceSyscallIdSYS_MAX) != events.NumSyscalls || int(fdtraceFdTypeFD_TYPE_MAX) != events.NumFDTypes {
+		t.Errorf("kernel has %d syscall ids and %d fd types, events %d and %d: run make generate",
+			fdtraceSyscallIdSYS_MAX, fdtraceFdTypeFD_TYPE_MAX, events.NumSyscalls, events.NumFDTypes)
 	}
-	if int(fdtraceFdTypeFD_TYPE_MAX) != len(events.FDTypes) {
-		t.Errorf("kernel has %d fd types, events.FDTypes %d", fdtraceFdTypeFD_TYPE_MAX, len(events.FDTypes))
-	}
-	if events.SyscallName(int(fdtraceSyscallIdSYS_CLOSE_RANGE)) != "close_range" ||
-		events.FDTypeName(int(fdtraceFdTypeFD_PIDFD)) != "pidfd" {
-		t.Error("name tables are out of order with the kernel's enums")
+	if events.Syscall(fdtraceSyscallIdSYS_CLOSE_RANGE).String() != "close_range" ||
+		events.FDType(fdtraceFdTypeFD_PIDFD).String() != "pidfd" {
+		t.Error("events' names are out of order with the kernel's enums: run make generate")
 	}
 }
 
@@ -742,7 +740,8 @@ func TestCountingOnlyKeepsCountsAndTypesEqualToProc(t *testing.T) {
 				p := assertCountMatchesProc(t, tr, w.PID)
 				// By type: what was there, plus opened, minus closed.
 				now := procTypes(t, w.PID)
-				for _, typ := range events.FDTypes {
+				for i := range events.NumFDTypes {
+					typ := events.FDType(i).String()
 					if got := int64(start[typ]) + int64(p.OpenedByType[typ]) - int64(p.ClosedByType[typ]); got != int64(now[typ]) {
 						t.Errorf("seed %d batch %d: %s fds: %d at start + %d opened - %d closed = %d, /proc has %d",
 							seed, batch, typ, start[typ], p.OpenedByType[typ], p.ClosedByType[typ], got, now[typ])

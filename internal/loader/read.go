@@ -106,18 +106,18 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 	switch fdtraceEventKind(e.Kind) {
 	case fdtraceEventKindEV_OPEN:
 		return h(events.Open{Type: "open", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
-			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
-			FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType)),
+			Comm: c.intern(e.Comm), Syscall: events.Syscall(e.Syscall).String(),
+			FD: int(e.Fd), FDType: events.FDType(e.FdType).String(),
 			Cloexec: e.Flags&uint16(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: string(e.Path),
 			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType)),
 			Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_CLOSE:
 		return h(events.Close{Type: "close", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
-			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
-			FD: int(e.Fd), FDType: events.FDTypeName(int(e.FdType))})
+			Comm: c.intern(e.Comm), Syscall: events.Syscall(e.Syscall).String(),
+			FD: int(e.Fd), FDType: events.FDType(e.FdType).String()})
 	case fdtraceEventKindEV_ERROR:
 		return h(events.Error{Type: "error", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
-			Comm: c.intern(e.Comm), Syscall: events.SyscallName(int(e.Syscall)),
+			Comm: c.intern(e.Comm), Syscall: events.Syscall(e.Syscall).String(),
 			Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
 			FDLimit: e.FdLimit, Path: string(e.Path), ListenPort: e.Port, Stack: t.Stack(e.StackId)})
 	case fdtraceEventKindEV_SEED:

@@ -70,14 +70,6 @@ func (t *Tracer) seedChild(pid, parent int) {
 	t.mu.Unlock()
 }
 
-var seededTypes = func() map[string]uint8 {
-	m := map[string]uint8{}
-	for i, name := range events.FDTypes {
-		m[name] = uint8(i)
-	}
-	return m
-}()
-
 // seed adds a record for each fd of pid that has none, copying the
 // parent's record when there is one. It is safe against the process
 // changing its fds meanwhile: a record is only added where none exists,
@@ -100,7 +92,7 @@ func (t *Tracer) seed(pid, parent int) (int, error) {
 			if err != nil {
 				continue // closed meanwhile
 			}
-			info = fdtraceFdInfo{FdType: seededTypes[procfs.TargetType(target)]}
+			info = fdtraceFdInfo{FdType: uint8(events.ParseFDType(procfs.TargetType(target)))}
 			if procfs.FDCloexec(pid, fd) {
 				info.Flags |= uint8(fdtraceFdFlagsFDF_CLOEXEC)
 			}

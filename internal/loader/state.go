@@ -99,8 +99,8 @@ func (t *Tracer) fdOf(key fdtraceFdKey, info *fdtraceFdInfo) FD {
 	fd := FD{
 		PID:       int(key.Tgid),
 		FD:        int(key.Fd),
-		Type:      events.FDTypeName(int(info.FdType)),
-		Syscall:   events.SyscallName(int(info.Syscall)),
+		Type:      events.FDType(info.FdType).String(),
+		Syscall:   events.Syscall(info.Syscall).String(),
 		Cloexec:   info.Flags&uint8(fdtraceFdFlagsFDF_CLOEXEC) != 0,
 		Seeded:    info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
 		Family:    events.FamilyName(int(info.Family)),
@@ -211,7 +211,7 @@ func byType(counts []uint64) map[string]uint64 {
 	out := map[string]uint64{}
 	for i, n := range counts {
 		if n > 0 {
-			out[events.FDTypeName(i)] = n
+			out[events.FDType(i).String()] = n
 		}
 	}
 	return out
@@ -237,7 +237,7 @@ func addError(out map[procKey]map[string]map[string]uint64, key fdtraceErrKey, n
 	if out[pk] == nil {
 		out[pk] = map[string]map[string]uint64{}
 	}
-	sc := events.SyscallName(int(key.Syscall))
+	sc := events.Syscall(key.Syscall).String()
 	if out[pk][sc] == nil {
 		out[pk][sc] = map[string]uint64{}
 	}

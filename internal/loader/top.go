@@ -5,10 +5,16 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/fdtrace/fdtrace/internal/events"
 )
 
-// NumFDTypes is how many fd types the kernel counts (events.FDTypes).
+// NumFDTypes is how many fd types the kernel counts (events.FDType).
 const NumFDTypes = len(fdtraceProc{}.OpenedByType)
+
+// The kernel's by-type arrays are indexed by events.FDType.
+var _ [NumFDTypes - events.NumFDTypes]struct{}
+var _ [events.NumFDTypes - NumFDTypes]struct{}
 
 // Counters are one process's counters as the kernel keeps them, read
 // without looking at /proc: what a live view refreshes from.
@@ -23,7 +29,7 @@ type Counters struct {
 	Errors         uint64 // every failed fd-creating syscall, any errno
 	EMFILE, ENFILE uint64
 	Refused        uint64
-	// Indexed as events.FDTypes.
+	// Indexed by events.FDType.
 	OpenedByType, ClosedByType [NumFDTypes]uint64
 }
 

@@ -286,7 +286,7 @@ func cfaRule(k unwind.CFAKind) fdtraceCfaRule {
 	return fdtraceCfaRuleCFA_NONE
 }
 
-// findRow is the kernel's find_row (bpf/fdtrace.bpf.c): the row of a table
+// findRow is the kernel's find_row (bpf/stack_dwarf.bpf.h): the row of a table
 // in force at addr, 0 if none; get reads one element of the table.
 func findRow(get func(uint32) (uint64, bool), addr uint64) uint64 {
 	hdr, ok := get(0)

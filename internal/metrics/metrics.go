@@ -18,6 +18,7 @@ import (
 
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/loader"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
 // Source is the tracer's kernel maps (a *loader.Tracer).
@@ -158,50 +159,77 @@ func Handler(c *Collector, errorLog promhttp.Logger) http.Handler {
 
 var processLabels = []string{"pid", "comm", "cgroup", "container"}
 
-var (
-	descOpen = prometheus.NewDesc("fdtrace_process_open_fds",
-		"Open file descriptors of a process (one of the top --metrics-top by utilization).", processLabels, nil)
-	descLimit = prometheus.NewDesc("fdtrace_process_fd_limit",
-		"Soft RLIMIT_NOFILE of a process (ulimit -n).", processLabels, nil)
-	descUtil = prometheus.NewDesc("fdtrace_process_fd_utilization_ratio",
-		"Open file descriptors of a process over its soft limit.", processLabels, nil)
-	descProcs = prometheus.NewDesc("fdtrace_processes",
-		"Traced processes fdtrace counts the fds of.", nil, nil)
-	descOpenAll = prometheus.NewDesc("fdtrace_open_fds",
-		"Open file descriptors of every traced process, summed.", nil, nil)
-	descOthers = prometheus.NewDesc("fdtrace_other_processes",
-		"Traced processes without series of their own (beyond the top --metrics-top).", nil, nil)
-	descOthersOpen = prometheus.NewDesc("fdtrace_other_processes_open_fds",
-		"Open file descriptors of the processes without series of their own, summed.", nil, nil)
-	descOthersUtil = prometheus.NewDesc("fdtrace_other_processes_max_fd_utilization_ratio",
-		"The highest utilization among the processes without series of their own.", nil, nil)
-	descErrors = prometheus.NewDesc("fdtrace_fd_errors_total",
-		"Failed fd-creating syscalls of every traced process, by syscall and errno.", []string{"syscall", "errno"}, nil)
-	descRefused = prometheus.NewDesc("fdtrace_refused_connections_total",
-		"Accepts that failed for lack of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).", nil, nil)
-	descPortRefused = prometheus.NewDesc("fdtrace_listen_port_refused_connections_total",
-		"Refused connections by listening port.", []string{"port"}, nil)
-	descPortDropped = prometheus.NewDesc("fdtrace_listen_port_dropped_connections_total",
-		"Connections accepted after a refusal and closed untouched (a runtime draining its listen queue), by listening port.", []string{"port"}, nil)
-	descLost = prometheus.NewDesc("fdtrace_lost_events_total",
-		"Records the kernel could not write because the ring buffer was full.", nil, nil)
-	descMapFull = prometheus.NewDesc("fdtrace_map_full_total",
-		"Times a kernel map was full, by map: its counts are incomplete from then on.", []string{"map"}, nil)
-	descDrift = prometheus.NewDesc("fdtrace_kernel_drift_total",
-		"Times a recount of a process's fd table disagreed with the running count, which was then corrected.", nil, nil)
-	descReconciled = prometheus.NewDesc("fdtrace_reconciled_fds_total",
-		"Inherited fds of forked children read from /proc because the kernel could not copy them.", nil, nil)
-	descUnswept = prometheus.NewDesc("fdtrace_unswept_fds_total",
-		"fds beyond the bounded loops of the compat programs (kernels without bpf_loop): their records and counts may be off.", nil, nil)
-	descFilesAlloc = prometheus.NewDesc("fdtrace_system_files_allocated",
-		"Files allocated system-wide (the first field of /proc/sys/fs/file-nr).", nil, nil)
-	descFilesMax = prometheus.NewDesc("fdtrace_system_files_max",
-		"System-wide file limit (fs.file-max), beyond which opens fail with ENFILE.", nil, nil)
+// Metric describes one of the metrics fdtrace serves.
+type Metric struct {
+	Name   string
+	Type   string // "gauge" or "counter"
+	Help   string
+	Labels []string
+}
+
+const (
+	gaugeType   = "gauge"
+	counterType = "counter"
 )
 
-var allDescs = []*prometheus.Desc{descOpen, descLimit, descUtil, descProcs, descOpenAll, descOthers,
-	descOthersOpen, descOthersUtil, descErrors, descRefused, descPortRefused, descPortDropped,
-	descLost, descMapFull, descDrift, descReconciled, descUnswept, descFilesAlloc, descFilesMax}
+// served and allDescs are the metrics in the order they are declared
+// below: describe appends to them.
+var (
+	served   []Metric
+	allDescs []*prometheus.Desc
+)
+
+func describe(typ, name, help string, labels []string) *prometheus.Desc {
+	d := prometheus.NewDesc(name, help, labels, nil)
+	served = append(served, Metric{Name: name, Type: typ, Help: help, Labels: labels})
+	allDescs = append(allDescs, d)
+	return d
+}
+
+// Metrics lists the metrics fdtrace serves, besides the Go runtime's
+// go_* and its own process_* (docs/metrics.md is made from it).
+func Metrics() []Metric { return slices.Clone(served) }
+
+var (
+	descOpen = describe(gaugeType, "fdtrace_process_open_fds",
+		"Open file descriptors of a process (one of the top --metrics-top by utilization).", processLabels)
+	descLimit = describe(gaugeType, "fdtrace_process_fd_limit",
+		"Soft RLIMIT_NOFILE of a process (ulimit -n).", processLabels)
+	descUtil = describe(gaugeType, "fdtrace_process_fd_utilization_ratio",
+		"Open file descriptors of a process over its soft limit.", processLabels)
+	descProcs = describe(gaugeType, "fdtrace_processes",
+		"Traced processes fdtrace counts the fds of.", nil)
+	descOpenAll = describe(gaugeType, "fdtrace_open_fds",
+		"Open file descriptors of every traced process, summed.", nil)
+	descOthers = describe(gaugeType, "fdtrace_other_processes",
+		"Traced processes without series of their own (beyond the top --metrics-top).", nil)
+	descOthersOpen = describe(gaugeType, "fdtrace_other_processes_open_fds",
+		"Open file descriptors of the processes without series of their own, summed.", nil)
+	descOthersUtil = describe(gaugeType, "fdtrace_other_processes_max_fd_utilization_ratio",
+		"The highest utilization among the processes without series of their own.", nil)
+	descErrors = describe(counterType, "fdtrace_fd_errors_total",
+		"Failed fd-creating syscalls of every traced process, by syscall and errno (every errno, not only EMFILE and ENFILE).", []string{"syscall", "errno"})
+	descRefused = describe(counterType, "fdtrace_refused_connections_total",
+		"Accepts that failed for lack of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).", nil)
+	descPortRefused = describe(counterType, "fdtrace_listen_port_refused_connections_total",
+		"Refused connections by listening port.", []string{"port"})
+	descPortDropped = describe(counterType, "fdtrace_listen_port_dropped_connections_total",
+		"Connections accepted after a refusal and closed untouched (a runtime draining its listen queue), by listening port.", []string{"port"})
+	descLost = describe(counterType, "fdtrace_lost_events_total",
+		"Records the kernel could not write because the ring buffer was full.", nil)
+	descMapFull = describe(counterType, "fdtrace_map_full_total",
+		"Times a kernel map was full, by map: its counts are incomplete from then on.", []string{"map"})
+	descDrift = describe(counterType, "fdtrace_kernel_drift_total",
+		"Times a recount of a process's fd table disagreed with the running count, which was then corrected.", nil)
+	descReconciled = describe(counterType, "fdtrace_reconciled_fds_total",
+		"Inherited fds of forked children read from /proc because the kernel could not copy them.", nil)
+	descUnswept = describe(counterType, "fdtrace_unswept_fds_total",
+		"fds beyond the bounded loops of the compat programs (kernels without bpf_loop): their records and counts may be off.", nil)
+	descFilesAlloc = describe(gaugeType, "fdtrace_system_files_allocated",
+		"Files allocated system-wide (the first field of /proc/sys/fs/file-nr).", nil)
+	descFilesMax = describe(gaugeType, "fdtrace_system_files_max",
+		"System-wide file limit (fs.file-max), beyond which opens fail with ENFILE.", nil)
+)
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -384,7 +412,7 @@ func (c *Collector) processes(s *metricSet, rows []row, now time.Time) {
 			r.limit, r.util = l.v, events.Utilization(r.open, l.v)
 		}
 		cg := c.cgroup(r.key, now)
-		labels := []string{strconv.Itoa(r.key.PID), r.comm, cg, ContainerID(cg)}
+		labels := []string{strconv.Itoa(r.key.PID), r.comm, cg, procfs.ContainerID(cg)}
 		s.gauge(descOpen, float64(r.open), labels...)
 		if r.limit != 0 && r.limit != ^uint64(0) {
 			s.gauge(descLimit, float64(r.limit), labels...)

@@ -280,20 +280,3 @@ func TestTheMetricsFollowPrometheusNamingRules(t *testing.T) {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
-
-func TestCgroupPathAndContainerID(t *testing.T) {
-	id := "3f1c2a9be4d5" + strings.Repeat("0", 52)
-	for _, tc := range []struct{ text, path, container string }{
-		{"0::/system.slice/nginx.service\n", "/system.slice/nginx.service", ""},
-		{"0::/system.slice/docker-" + id + ".scope\n", "/system.slice/docker-" + id + ".scope", "3f1c2a9be4d5"},
-		{"0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + id + ".scope\n", "/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + id + ".scope", "3f1c2a9be4d5"},
-		{"12:memory:/docker/" + id + "\n1:name=systemd:/docker/" + id + "\n", "/docker/" + id, "3f1c2a9be4d5"},
-		{"3:cpu:/a\n2:pids:/b\n", "/a", ""},
-		{"", "", ""},
-	} {
-		path := CgroupPath(tc.text)
-		if path != tc.path || ContainerID(path) != tc.container {
-			t.Errorf("%q: path %q, container %q; want %q, %q", tc.text, path, ContainerID(path), tc.path, tc.container)
-		}
-	}
-}

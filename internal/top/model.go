@@ -19,8 +19,8 @@ const (
 	Critical = 0.85
 )
 
-// NumTypes is how many fd types there are (events.FDTypes, in that order).
-const NumTypes = 11
+// NumTypes is how many fd types there are (indexed by events.FDType).
+const NumTypes = events.NumFDTypes
 
 // Unlimited is the fd limit of a process without one (RLIM_INFINITY).
 const Unlimited = math.MaxUint64
@@ -38,7 +38,7 @@ type Sample struct {
 	EMFILE  uint64
 	ENFILE  uint64
 	Refused uint64
-	// Indexed as events.FDTypes.
+	// Indexed by events.FDType.
 	OpenedByType [NumTypes]uint64
 	ClosedByType [NumTypes]uint64
 	// Limit is the soft RLIMIT_NOFILE if the sample carries it (an exit
@@ -448,12 +448,8 @@ func (p *proc) topType() (string, int64) {
 	if best < 0 {
 		return "", 0
 	}
-	return TypeNames[best], bestN
+	return events.FDType(best).String(), bestN
 }
-
-// TypeNames are the fd types, in the kernel's order (events.FDTypes).
-var TypeNames = [NumTypes]string{"other", "file", "socket", "pipe", "epoll", "eventfd",
-	"timerfd", "signalfd", "inotify", "memfd", "pidfd"}
 
 func (m *Model) sort(rows []Row) {
 	slices.SortFunc(rows, func(a, b Row) int {

@@ -62,12 +62,6 @@ func pids(rows []Row) []int {
 	return out
 }
 
-func TestTheNamesOfTheFDTypesAreTheRecordsOnes(t *testing.T) {
-	if !slices.Equal(TypeNames[:], events.FDTypes) {
-		t.Errorf("TypeNames %v, events.FDTypes %v", TypeNames, events.FDTypes)
-	}
-}
-
 func TestRatesAreTheCountersDifferencesOverTheTimeBetweenRefreshes(t *testing.T) {
 	sys := newFake()
 	sys.limits[10] = 100

@@ -18,7 +18,7 @@ type Header struct {
 	Filter   string
 	// Editing: the filter is being typed.
 	Editing bool
-	FileNr  FileNr
+	FileNr  procfs.FileNr
 	// FileNrErr: file-nr could not be read.
 	FileNrErr bool
 	// Total and Matched processes (see Model).

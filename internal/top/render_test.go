@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
 func testHeader() *Header {
 	return &Header{Time: t0, Interval: time.Second, Target: "all processes",
-		FileNr: FileNr{Allocated: 1234, Max: 9876543}, Total: 3, Matched: 3}
+		FileNr: procfs.FileNr{Allocated: 1234, Max: 9876543}, Total: 3, Matched: 3}
 }
 
 func TestRowsLineUpUnderTheirTitles(t *testing.T) {
@@ -135,45 +137,5 @@ func TestKeysSortFilterAndQuit(t *testing.T) {
 	}
 	if s.key([]byte("/q")) {
 		t.Error("q typed into the filter quit")
-	}
-}
-
-func TestParseFileNrAndCgroups(t *testing.T) {
-	f, err := ParseFileNr("1408\t0\t2466170\n")
-	if err != nil || f != (FileNr{1408, 2466170}) {
-		t.Errorf("ParseFileNr: %+v, %v", f, err)
-	}
-	if _, err := ParseFileNr("garbage"); err == nil {
-		t.Error("ParseFileNr accepted garbage")
-	}
-	for in, want := range map[string]string{
-		"/system.slice/nginx.service":                        "/system.slice/nginx.service",
-		"system.slice":                                       "/system.slice",
-		"/sys/fs/cgroup/system.slice/x":                      "/system.slice/x",
-		"/sys/fs/cgroup/unified/x":                           "/x",
-		"/sys/fs/cgroupie":                                   "/sys/fs/cgroupie",
-		"/sys/fs/cgroup/memory/docker/0123456789abcdef01234": "/memory/docker/0123456789abcdef01234",
-	} {
-		if got := CgroupPrefix(in); got != want {
-			t.Errorf("CgroupPrefix(%q) = %q, want %q", in, got, want)
-		}
-	}
-	v2 := "0::/system.slice/nginx.service\n"
-	v1 := "4:memory:/docker/abc\n1:name=systemd:/system.slice/docker-abc.scope\n0::/\n"
-	for _, tc := range []struct {
-		text, prefix string
-		want         bool
-	}{
-		{v2, "/system.slice", true},
-		{v2, "/system.slice/nginx", true},
-		{v2, "/user.slice", false},
-		{v1, "/docker/abc", true},
-		{v1, "/memory/docker", true},
-		{v1, "/systemd/system.slice/docker-", true},
-		{v1, "/cpu/docker", false},
-	} {
-		if got := CgroupMatches(tc.text, tc.prefix); got != tc.want {
-			t.Errorf("CgroupMatches(%q, %q) = %v", tc.text, tc.prefix, got)
-		}
 	}
 }

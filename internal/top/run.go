@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
 // Source gives the counters at each refresh.
@@ -53,7 +54,7 @@ func byType(counts *[NumTypes]uint64) map[string]uint64 {
 			if out == nil {
 				out = map[string]uint64{}
 			}
-			out[TypeNames[i]] = n
+			out[events.FDType(i).String()] = n
 		}
 	}
 	return out
@@ -225,7 +226,7 @@ func RunTerminal(ctx context.Context, in, out *os.File, m *Model, src Source, o 
 		now := time.Now()
 		m.Update(now, kernel, exits)
 		s.hdr.Time = now
-		s.hdr.FileNr, err = ReadFileNr()
+		s.hdr.FileNr, err = procfs.ReadFileNr()
 		s.hdr.FileNrErr = err != nil
 		return nil
 	}

@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Per-process fd accounting: the counters of each process (procs) and a
+ * record per live fd (fds), kept exact by asking the task's own fd table.
+ * A close counts only when its fd is open in the table, and a process seen
+ * for the first time starts from a count of the table's open fds.
+ */
+#ifndef FDTRACE_ACCOUNT_BPF_H
+#define FDTRACE_ACCOUNT_BPF_H
+
+/* Live fds: (tgid, fd) -> how and when it was created. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fd_key);
+	__type(value, struct fd_info);
+} fds SEC(".maps");
+
+/* Per-process counters: tgid -> struct proc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct proc);
+} procs SEC(".maps");
+
+/* Room to build a struct proc: too big for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct proc);
+} proc_scratch SEC(".maps");
+
+/*
+ * A zeroed struct proc counted from the task's fd table, in scratch space.
+ * Out of line: first sight of a process is rare, the frame is not.
+ */
+static __noinline struct proc *new_proc(struct task_struct *task)
+{
+	__u32 zero = 0;
+	struct proc *p = bpf_map_lookup_elem(&proc_scratch, &zero);
+	/* task may be a forked child: no BTF pointer. */
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+
+	if (!p)
+		return NULL;
+	__builtin_memset(p, 0, sizeof(*p));
+	if (fdt)
+		p->open_fds = count_open_fds(fdt);
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	p->start_ns = BPF_CORE_READ(leader, start_time);
+	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), leader->comm);
+	return p;
+}
+
+/*
+ * The counters of a process, created on first sight from its fd table.
+ * pending: fds the current syscall already installed and will count itself.
+ */
+static __always_inline struct proc *
+get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
+{
+	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct proc *init;
+
+	if (p)
+		return p;
+	init = new_proc(task);
+	if (!init)
+		return NULL;
+	init->open_fds -= pending;
+	p = lookup_or_try_init(&procs, &tgid, init);
+	if (!p)
+		stat_add(STAT_PROCS_FULL, 1);
+	return p;
+}
+
+/* Count one fd of a type in a by-type array of struct proc. */
+static __always_inline void count_type(__u64 *by_type, __u32 type)
+{
+	/* Bounds the register the index is computed from, not a copy. */
+	barrier_var(type);
+	if (type < FD_TYPE_MAX)
+		__sync_fetch_and_add(&by_type[type], 1);
+}
+
+/* The type of an open fd, from its file. */
+static __always_inline __u8 type_of_fd(int fd)
+{
+	struct fd_info info = {};
+	struct file *f;
+
+	f = fd_file(task_fdt(current_task()), fd);
+	if (f)
+		inspect_file(f, &info);
+	return info.fd_type;
+}
+
+/*
+ * Account an fd that was open and is going away, and report it. Counting
+ * only, its type is `type`, or its file's when that is TYPE_UNKNOWN.
+ */
+#define TYPE_UNKNOWN 0xff
+static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
+				     __u16 sc, __u8 type)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_info *info;
+	struct fd_event *e;
+
+	if (!cfg.fd_records) {
+		if (type == TYPE_UNKNOWN)
+			type = type_of_fd(fd);
+	} else if ((info = bpf_map_lookup_elem(&fds, &key))) {
+		type = info->fd_type;
+		bpf_map_delete_elem(&fds, &key);
+	} else {
+		type = FD_OTHER;
+	}
+	if (p) {
+		barrier_var(p); /* keep p+off below the check */
+		__sync_fetch_and_add(&p->open_fds, -1);
+		__sync_fetch_and_add(&p->closed, 1);
+		count_type(p->closed_by_type, type);
+	}
+	if (cfg.errors_only)
+		return;
+	e = new_event(EV_CLOSE, sc, tgid, fd);
+	if (!e)
+		return;
+	e->fd_type = type;
+	submit(e, sizeof(*e));
+}
+
+/* Record and report an fd the current syscall created. */
+static __always_inline void open_fd(__u32 tgid, struct proc *p,
+				    struct fdtable *fdt, int fd, __u16 sc,
+				    const struct fd_info *src,
+				    const char *upath, __u64 stack_id)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_info info = {
+		.open_ns = bpf_ktime_get_ns(),
+		.stack_id = stack_id,
+		.syscall = sc,
+		.fd_type = type_of_syscall(sc),
+	};
+	struct fd_event *e;
+	struct file *f;
+	int err;
+
+	if (src) {
+		info.fd_type = src->fd_type;
+		info.family = src->family;
+		info.sock_type = src->sock_type;
+	} else if (info.fd_type == FD_OTHER ||
+		   (info.fd_type == FD_SOCKET && cfg.fd_records)) {
+		f = fd_file(fdt, fd);
+		if (f)
+			inspect_file(f, &info);
+	}
+	if (!cfg.fd_records)
+		goto count;
+	if (fd_bit(KREAD(fdt, close_on_exec), KREAD(fdt, max_fds), fd))
+		info.flags |= FDF_CLOEXEC;
+
+	err = map_insert(&fds, &key, &info);
+	if (err == -EEXIST) {
+		/* A record whose close we never saw. */
+		stat_add(STAT_DRIFT, 1);
+		bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
+	} else if (err) {
+		stat_add(STAT_FDS_FULL, 1);
+	}
+count:
+	if (p) {
+		barrier_var(p);
+		__sync_fetch_and_add(&p->open_fds, 1);
+		__sync_fetch_and_add(&p->opened, 1);
+		count_type(p->opened_by_type, info.fd_type);
+	}
+	if (cfg.errors_only)
+		return;
+	e = new_event(EV_OPEN, sc, tgid, fd);
+	if (!e)
+		return;
+	e->fd_type = info.fd_type;
+	e->family = info.family;
+	e->sock_type = info.sock_type;
+	e->flags = info.flags;
+	e->stack_id = stack_id;
+	if (upath)
+		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
+	submit(e, sizeof(*e));
+}
+
+struct sweep_ctx {
+	__u32 tgid;
+	__u32 first;
+	unsigned long *bits;
+	unsigned long word;
+	struct proc *p;
+	__u16 sc;
+	bool want_open; /* close fds whose bit is set (true) or clear (false) */
+	bool any_bit;	/* ... or whatever their bit */
+	bool delete_only; /* drop records without accounting (process exit) */
+	__u64 n;
+};
+
+static long sweep_fd(__u32 i, struct sweep_ctx *c)
+{
+	__u32 fd = c->first + i;
+	struct fd_key key = { .tgid = c->tgid, .fd = fd };
+	bool open;
+
+	if (i == 0 || fd % 64 == 0)
+		c->word = bitmap_word(c->bits, fd / 64);
+	open = c->word & (1UL << (fd % 64));
+	if (open != c->want_open && !c->any_bit)
+		return 0;
+	if (c->delete_only) {
+		bpf_map_delete_elem(&fds, &key);
+		return 0;
+	}
+	if (!c->want_open && !bpf_map_lookup_elem(&fds, &key))
+		return 0;
+	close_fd(c->tgid, c->p, fd, c->sc, TYPE_UNKNOWN);
+	c->n++;
+	return 0;
+}
+
+#ifdef FDTRACE_COMPAT
+#define SWEEP_WANT_OPEN (1 << 16)
+#define SWEEP_ANY_BIT (1 << 17)
+#define SWEEP_DELETE_ONLY (1 << 18)
+
+/*
+ * One fd of a sweep by the compat programs' bounded loop. Global, so that
+ * the verifier checks it once rather than in every iteration (it cannot
+ * prune a loop whose iterations differ); it takes only numbers.
+ */
+__noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
+			       __u32 how)
+{
+	struct sweep_ctx c = {
+		.tgid = tgid,
+		.first = fd,
+		.bits = (unsigned long *)bits,
+		.sc = how & 0xffff,
+		.want_open = how & SWEEP_WANT_OPEN,
+		.any_bit = how & SWEEP_ANY_BIT,
+		.delete_only = how & SWEEP_DELETE_ONLY,
+	};
+
+	if (!c.delete_only)
+		c.p = bpf_map_lookup_elem(&procs, &tgid);
+	sweep_fd(0, &c);
+	return c.n;
+}
+#endif
+
+#ifdef FDTRACE_COMPAT
+/* The compat programs' sweep of n fds from first (see compat_bound). */
+__noinline __u64 compat_sweep(__u32 tgid, __u32 first, __u32 n,
+			      unsigned long bits, __u32 how)
+{
+	__u64 swept = 0, max = compat_bound(n, COMPAT_SWEEP_FDS);
+
+	for (__u64 i = 0; i < COMPAT_SWEEP_FDS; i++) {
+		if (i >= max)
+			break;
+		swept += compat_sweep_fd(tgid, first + i, bits, how);
+	}
+	return swept;
+}
+#endif
+
+/* Sweep n fds of a table from c->first. */
+static __always_inline void sweep(__u32 n, struct sweep_ctx *c)
+{
+#ifdef FDTRACE_COMPAT
+	__u32 how = c->sc | (c->want_open ? SWEEP_WANT_OPEN : 0) |
+		    (c->any_bit ? SWEEP_ANY_BIT : 0) |
+		    (c->delete_only ? SWEEP_DELETE_ONLY : 0);
+
+	c->n += compat_sweep(c->tgid, c->first, n, (unsigned long)c->bits, how);
+#else
+	bpf_loop(n, sweep_fd, c, 0);
+#endif
+}
+
+struct copy_ctx {
+	__u32 parent;
+	__u32 child;
+	unsigned long *bits;
+	unsigned long word;
+	__u64 copied;
+};
+
+static long copy_fd(__u32 fd, struct copy_ctx *c)
+{
+	struct fd_key from = { .tgid = c->parent, .fd = fd };
+	struct fd_key to = { .tgid = c->child, .fd = fd };
+	struct fd_info *info;
+
+	if (fd % 64 == 0)
+		c->word = bitmap_word(c->bits, fd / 64);
+	if (!(c->word & (1UL << (fd % 64))))
+		return 0;
+	info = bpf_map_lookup_elem(&fds, &from);
+	if (!info)
+		return 0;
+	struct fd_info copy = *info;
+	copy.flags |= FDF_INHERITED;
+	if (bpf_map_update_elem(&fds, &to, &copy, BPF_ANY))
+		stat_add(STAT_FDS_FULL, 1);
+	else
+		c->copied++;
+	return 0;
+}
+
+#ifdef FDTRACE_COMPAT
+/* One fd copied by the compat programs' bounded loop: see compat_sweep_fd. */
+__noinline int compat_copy_fd(__u32 parent, __u32 child, __u32 fd,
+			      unsigned long bits)
+{
+	struct copy_ctx c = { .parent = parent,
+			      .child = child,
+			      .bits = (unsigned long *)bits };
+
+	c.word = bitmap_word(c.bits, fd / 64);
+	copy_fd(fd, &c);
+	return c.copied;
+}
+#endif
+
+#ifdef FDTRACE_COMPAT
+/* The compat programs' copy of n fds' records (see compat_bound). */
+__noinline __u64 compat_copy_fds(__u32 parent, __u32 child, __u32 n,
+				 unsigned long bits)
+{
+	__u64 copied = 0, max = compat_bound(n, COMPAT_SWEEP_FDS);
+
+	for (__u64 fd = 0; fd < COMPAT_SWEEP_FDS; fd++) {
+		if (fd >= max)
+			break;
+		copied += compat_copy_fd(parent, child, fd, bits);
+	}
+	return copied;
+}
+#endif
+
+/* Copy the records of the first n fds of the parent's table. */
+static __always_inline void copy_fds(__u32 n, struct copy_ctx *c)
+{
+#ifdef FDTRACE_COMPAT
+	c->copied +=
+		compat_copy_fds(c->parent, c->child, n, (unsigned long)c->bits);
+#else
+	bpf_loop(n, copy_fd, c, 0);
+#endif
+}
+
+#endif /* FDTRACE_ACCOUNT_BPF_H */

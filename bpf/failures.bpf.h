@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Failed fd-creating syscalls: counted by errno, reported when they matter. */
+#ifndef FDTRACE_FAILURES_BPF_H
+#define FDTRACE_FAILURES_BPF_H
+
+/* Failed fd-creating syscalls: (tgid, syscall, errno, start) -> count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct err_key);
+	__type(value, __u64);
+} errors SEC(".maps");
+
+/*
+ * Failures worth counting: not a kernel-internal restart (the caller never
+ * sees it) nor an accept with nothing queued.
+ */
+static __always_inline bool counted_failure(__u16 sc, int err)
+{
+	return err < ERESTARTSYS && !(is_accept(sc) && err == EAGAIN);
+}
+
+/* Failures worth an event by default: running out of fds or memory. */
+static __always_inline bool resource_failure(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOMEM ||
+	       err == ENOBUFS;
+}
+
+/* Failures that get an event. */
+static __always_inline bool reported_failure(__u16 sc, int err)
+{
+	return counted_failure(sc, err) &&
+	       (cfg.all_errors || resource_failure(err));
+}
+
+/*
+ * The stack of a failure that gets an event, taken by the program itself
+ * (before the event: a new stack's record must be read first), so that
+ * capture_stack's frame does not sit on top of syscall_failed's.
+ */
+static __always_inline __u64 failure_stack(__u32 tgid, __u16 sc, int err)
+{
+	return reported_failure(sc, err) ? capture_stack(tgid) : 0;
+}
+
+/*
+ * Account and report a failed fd-creating syscall. Out of line: the
+ * failure path and the success path then do not share one stack frame.
+ */
+static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
+				      int lfd, __u64 stack_id)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = current_task();
+	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
+	__u64 zero = 0, *cnt;
+	struct fd_event *e;
+	struct proc *p;
+	__u16 port = 0;
+
+	if (is_accept(sc) && err == EAGAIN && drains)
+		queue_empty(tgid, task_fdt(task), lfd);
+	if (!counted_failure(sc, err))
+		return;
+	p = get_proc(tgid, task, 0);
+	if (p) {
+		key.start_ns = p->start_ns;
+		__sync_fetch_and_add(&p->errors, 1);
+		if (err == EMFILE)
+			__sync_fetch_and_add(&p->emfile, 1);
+		if (err == ENFILE)
+			__sync_fetch_and_add(&p->enfile, 1);
+		if (is_accept(sc) && (err == EMFILE || err == ENFILE ||
+				      err == ENOBUFS || err == ENOMEM)) {
+			__sync_fetch_and_add(&p->refused, 1);
+			port = refused_on_port(tgid, p, task_fdt(task), lfd);
+		}
+	}
+	cnt = lookup_or_try_init(&errors, &key, &zero);
+	if (cnt)
+		__sync_fetch_and_add(cnt, 1);
+	else
+		stat_add(STAT_ERRORS_FULL, 1);
+
+	if (!reported_failure(sc, err))
+		return;
+	e = new_event(EV_ERROR, sc, tgid, -1);
+	if (!e)
+		return;
+	e->err = err;
+	e->port = port;
+	e->stack_id = stack_id;
+	if (p && cfg.fd_records) {
+		e->open_fds = p->open_fds;
+	} else {
+		/* Without records, unseen fds made it drift: recount. */
+		e->open_fds = count_open_fds(task_fdt(task));
+		if (p)
+			p->open_fds = e->open_fds;
+	}
+	e->fd_limit = fd_limit(task);
+	if (upath)
+		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
+	submit(e, sizeof(*e));
+}
+
+#endif /* FDTRACE_FAILURES_BPF_H */
