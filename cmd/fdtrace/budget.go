@@ -35,26 +35,35 @@ func newBudgetCommand() *cobra.Command {
 		Long: `budget watches one process for a window and fills in its fd budget from
 what it measured:
 
-  inbound connections    the peak of connections on ports that listeners
-                         of its network namespace have, and per port
-  outbound to HOST:PORT  the peak per remote endpoint: each database pool,
-                         cache and upstream on a line of its own
-  files, pipes           the peak of each
-  other fds              the peak of the rest (listeners, unix and UDP
-                         sockets, epoll, eventfd, ...)
+    inbound connections    the peak of connections on ports that listeners
+                           of its network namespace have, and per port
+    outbound to HOST:PORT  the peak per remote endpoint: each database
+                           pool, cache and upstream on a line of its own
+    files, pipes           the peak of each
+    other fds              the peak of the rest (listeners, unix and UDP
+                           sockets, epoll, eventfd, ...)
 
-Each line also gives its baseline, the fds open through the whole window.
-The total adds up the peaks, as if they all came at once; then comes the
-total with a safety margin (--margin, 1.5x by default) and the
-recommended limit: that rounded up to a power of two, at least 16384,
-next to the current limit, with settings for systemd, docker, docker-
-compose and a shell.
+PEAK is the most fds of the component in one sample; BASELINE the part of
+it open through the whole window (the same fd in every sample). The total
+adds up the peaks, as if they all came at once, so it is at least the most
+fds open at once. The total times the margin (--margin, 1.5 by default),
+rounded up to a power of two and at least 16384, is the recommended limit,
+shown next to the current one, with settings for systemd, docker,
+docker-compose and a shell. The settings raise the soft limit to it and
+keep the hard limit where it is when that is higher; ulimit -n (rather
+than -Sn) raises the hard limit too, which needs root.
 
-budget samples /proc (as fdtrace snapshot does) every --interval: a peak
-shorter than the interval can be missed. Measure under real load, for
-long enough to see the busiest moment. If the process exits, budget stops
-and reports the window up to then; Ctrl-C stops it early and still
-reports. No BPF is needed.`,
+budget reads /proc/PID/fd and /proc/PID/net/tcp and tcp6 every --interval,
+as fdtrace snapshot does: a peak shorter than the interval can be missed.
+Watch the process under real load, for long enough to see its busiest
+moment. On a terminal, a progress line on stderr shows the samples so far.
+No BPF is needed.
+
+If the process exits, budget stops, says so on stderr and reports the
+window up to then ("exited": true). Ctrl-C (or SIGTERM) ends the window
+early and still reports ("interrupted": true); both exit with status 0. A
+sample report is in docs/examples.md; --json writes a "type":"budget"
+record (docs/records.md).`,
 		Example: `  # a minute of pid 1234 under load
   fdtrace budget -p 1234
 

@@ -17,17 +17,25 @@ func newCheckCommand() *cobra.Command {
 		Use:   "check",
 		Short: "Check that this host can run fdtrace",
 		Long: `check probes what fdtrace needs on this host (privileges, BTF, tracefs,
-tracepoints, map types, helpers, kfuncs), then loads the BPF programs as
-each command would and reports what fdtrace can do here:
+each tracepoint, map types, helpers, kfuncs), then loads the BPF programs
+as each command would and reports what fdtrace can do here:
 
-  counting, errors, refusals   fdtrace top, serve, trace --errors-only
-  per-fd records               fdtrace trace
-  fp stacks, dwarf stacks      fdtrace leaks, trace --stacks
-  JIT names                    JavaScript frames in those stacks
+    counting, errors, refusals   fdtrace top, serve, trace --errors-only
+    per-fd records               fdtrace trace
+    fp stacks, dwarf stacks      fdtrace leaks, trace --stacks
+    JIT names                    JavaScript frames in those stacks
 
 each ok, degraded (works, with the limits given) or unavailable (with the
-reason and the kernel that has what is missing). It mounts tracefs if it is
-not mounted. It exits non-zero only when nothing can be traced.`,
+reason and the kernel that has what is missing). The kernel features
+behind them, and the distributions that have them, are in the README's
+requirements; docs/design.md has what the programs do without them. It
+mounts tracefs if it is not mounted. --json writes one JSON object per
+row. It exits non-zero only when nothing can be traced.`,
+		Example: `  # what works on this host
+  fdtrace check
+
+  # only what is not ok
+  fdtrace check --json | jq -c 'select(.status != "ok")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return renderCheck(cmd.OutOrStdout(), loader.Check(), asJSON)

@@ -36,24 +36,46 @@ func newLeaksCommand() *cobra.Command {
 		Use:   "leaks [-p PID]... [-c COMM] [flags] [-- COMMAND [ARGS...]]",
 		Short: "Group the fds a process holds by the call stack that opened them",
 		Long: `Record the user stack of every fd a process creates, forget it when the fd
-is closed, and report the fds still open grouped by allocating stack: count,
-fd types, syscalls, oldest age, growth per minute, sample fds and what they
-point at. Fds younger than --min-age are left out.
+is closed, and report the fds still open, grouped by the stack that created
+them, in the manner of bcc's memleak. For each group: the count, fd types,
+syscalls, oldest age, growth per minute, a sample of fd numbers and what
+they point at (a path, or a socket's endpoints), and the stack. One of -p,
+-c or a command is required. Only new stacks and failures come through the
+ring buffer, so it is 4 MiB by default (--ringbuf-size).
 
-Fds that were open before fdtrace attached have no stack: they are reported
-apart, as "pre-existing (no stack)".
+There is always a final report; --interval adds one every interval while
+running. fds younger than --min-age are left out, except in the at-exit
+report: with -- COMMAND, the final report lists the fds still open when the
+command exits, much like valgrind --track-fds=yes. There each process's fds
+count once (the copies a child inherited at fork are its parent's, and are
+left out of the child's groups), and descendants still running are
+reported with their fds at that moment. It shows fd numbers but not paths:
+by the time fdtrace reads the report, the fds are closed.
 
-With -- COMMAND, the final report lists the fds still open when the command
-exits, with their allocation stacks (like valgrind --track-fds=yes).
+fds that existed before fdtrace attached have no stack. They are reported
+apart, as "pre-existing (no stack)", and never mixed with attributed ones.
+The stack store holds 16,384 distinct stacks. When it is full, fds go into
+a "no stack (stack store full)" group, and fdtrace reports the count on
+stderr (and in stacks_full of trace's stats record).
 
-Stacks are unwound in the kernel by the DWARF unwind tables (.eh_frame) of
-the code, so code built without frame pointers (glibc, distribution
-binaries, node) gets whole stacks; JIT code is walked by frame pointers.
---stack-mode fp walks frame pointers only: cheaper, enough for Go and for
-C/C++ built with -fno-omit-frame-pointer.
+Stacks are unwound in the kernel, when the fd is created, by the DWARF
+unwind tables (.eh_frame) of the code, so code built without frame
+pointers (glibc, libuv, node, distribution binaries, -O2 builds) gets
+whole stacks; JIT code and Go are walked by frame pointers. --stack-mode fp
+walks frame pointers only: cheaper, enough for Go and for C/C++ built with
+-fno-omit-frame-pointer, with a heuristic for glibc's frameless wrappers.
+Each new stack is symbolized while its process is alive; a command started
+with -- is held at its exit until its stacks are symbolized. Frames carry
+the module's build ID and file offset, so a recording can be symbolized
+again later.
 
 JavaScript frames of Node.js are named when node runs with
---perf-basic-prof --interpreted-frames-native-stack (V8's perf map).`,
+--perf-basic-prof --interpreted-frames-native-stack (V8's perf map).
+
+How stacks are taken and named, and what each mode costs, is in
+docs/stacks.md; where they fall short, in docs/limitations.md. A sample
+report is in docs/examples.md; --json writes "type":"leak" records
+(docs/records.md).`,
 		Example: `  # what has pid 1234 been leaking? report every 10s
   fdtrace leaks -p 1234 -i 10s
 
@@ -61,7 +83,8 @@ JavaScript frames of Node.js are named when node runs with
   fdtrace leaks --json -- ./myservice --once
 
   # which JavaScript functions leak sockets
-  fdtrace leaks -- node --perf-basic-prof --interpreted-frames-native-stack server.js`,
+  fdtrace leaks -- node --perf-basic-prof \
+    --interpreted-frames-native-stack server.js`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.takeArgs(cmd, args); err != nil {
 				return err

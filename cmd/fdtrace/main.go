@@ -47,11 +47,22 @@ func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "fdtrace",
 		Short: "Trace file descriptor creation, exhaustion (EMFILE/ENFILE) and leaks",
-		Long: `fdtrace follows every syscall that creates or closes a file descriptor,
-counts open fds per process in the kernel, and reports the syscalls that
-fail with EMFILE/ENFILE and the connections refused because of them.
+		Long: `fdtrace traces file descriptor exhaustion on Linux. It follows every
+syscall that creates or closes an fd, counts each process's open fds in
+the kernel, and reports the accept4, socket and openat calls that fail
+with EMFILE/ENFILE, along with the connections refused because of them (by
+listening port) and the clients dropped when a runtime drains its listen
+queue. fdtrace leaks shows which call sites hold the fds that are still
+open.
 
-It needs root (CAP_BPF and CAP_PERFMON) and a kernel with BTF.`,
+It needs root (or CAP_BPF and CAP_PERFMON) and Linux 5.10 or later on
+x86-64, with BTF; fdtrace check says what works on this host.
+
+More in docs/: how the counting works (docs/design.md), how stacks are
+taken (docs/stacks.md), every field of the records (docs/records.md), the
+metrics (docs/metrics.md), deployment (docs/deployment.md), the known
+limitations (docs/limitations.md) and samples of every command's output
+(docs/examples.md).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

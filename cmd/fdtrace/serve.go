@@ -147,26 +147,36 @@ func newServeCommand() *cobra.Command {
 		Use:   "serve [-p PID]... [-c COMM] [--metrics-addr ADDR] [--metrics-top N]",
 		Short: "Serve Prometheus metrics of fd usage, errors and refused connections",
 		Long: `Serve Prometheus metrics at http://ADDR/metrics, read from the kernel's
-counters when Prometheus scrapes (one reading answers the scrapes of the
-next second). The tracer runs in its cheapest mode, counting only, as
-fdtrace top does; no records are written.
+counters when Prometheus scrapes: there is no polling loop, and one reading
+answers the scrapes of the next second. The tracer runs in its cheapest
+mode, counting only, as fdtrace top does; no records are written. The
+address in use is printed on stderr.
 
 The N processes highest in fd utilization (--metrics-top) get series of
 their own, labelled pid, comm, cgroup (from /proc/PID/cgroup) and
 container (the short id a container runtime put in the cgroup's name):
 
-  fdtrace_process_open_fds, fdtrace_process_fd_limit (soft, ulimit -n),
-  fdtrace_process_fd_utilization_ratio (open fds / limit)
+    fdtrace_process_open_fds
+    fdtrace_process_fd_limit                (soft, ulimit -n)
+    fdtrace_process_fd_utilization_ratio    (open fds / limit)
 
-The rest are summed in fdtrace_other_processes, _open_fds and
-_max_fd_utilization_ratio. Host-wide: fdtrace_fd_errors_total by syscall
-and errno, fdtrace_refused_connections_total, refused and dropped
-connections by listening port, fdtrace_lost_events_total,
-fdtrace_map_full_total by map, fdtrace_kernel_drift_total, and
-/proc/sys/fs/file-nr as fdtrace_system_files_allocated and _max.
-deploy/prometheus has alert rules for them.
+The rest are summed, so the number of series stays bounded:
 
-fdtrace trace --metrics-addr serves the same metrics while it traces.`,
+    fdtrace_other_processes
+    fdtrace_other_processes_open_fds
+    fdtrace_other_processes_max_fd_utilization_ratio
+
+Host-wide, without process labels: fdtrace_processes and fdtrace_open_fds;
+the counters of failed syscalls (by syscall and errno), of refused
+connections (in all, and refused and dropped by listening port) and of
+fdtrace's own losses and corrections, which keep the counts of processes
+that exited; and /proc/sys/fs/file-nr. A process's limit is read when it is
+first seen and every 5s while it is in the top N; its cgroup only while it
+is in the top N, at most every 10s.
+
+docs/metrics.md lists every metric, and deploy/prometheus has alert rules
+for them; docs/deployment.md runs serve as a service. fdtrace trace
+--metrics-addr serves the same metrics while it traces.`,
 		Example: `  # every process on the host, for Prometheus on port 9464
   fdtrace serve
 

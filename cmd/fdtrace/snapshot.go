@@ -23,21 +23,40 @@ on one screen what matters when fds run out:
 
   - its open fds by type (file, socket, pipe, epoll, eventfd, timerfd,
     signalfd, inotify, memfd, pidfd, other), sockets by family, protocol
-    and TCP state, files by kind (regular, directory, device, FIFO);
+    and state, files by kind (regular, directory, device, FIFO) and by
+    directory;
   - its soft and hard RLIMIT_NOFILE and how much of it is used: "warning"
     from 70%, "critical" from 85%;
   - its listening sockets with their accept queue (connections waiting to
-    be accepted) next to their backlog, as ss -lnt shows them, and the
-    ListenOverflows and ListenDrops counters of its network namespace,
-    which count the connections refused because a queue was full;
-  - its inbound connections per local port, its outbound connections per
-    remote endpoint (a database, a cache, an upstream), and the
-    directories it has the most files open in.
+    be accepted) next to their backlog, and the ListenOverflows and
+    ListenDrops counters of its network namespace, which count the
+    connections refused because a queue was full;
+  - its inbound connections per local port, and its outbound connections
+    per remote endpoint (a database, a cache, an upstream).
 
-A connection is inbound when its local port is one a listener of the
-network namespace has. The backlogs come from sock_diag; a process in
-another network namespace needs root for them. No BPF is needed: any
-process you may read works. Each -p gives one snapshot.`,
+The total and each type match ls /proc/PID/fd and lsof -p PID (the tests
+compare them fd type by fd type). Sockets are split by family, protocol
+and state from /proc/PID/net/tcp, tcp6, udp, unix and the others.
+
+In the listening table, QUEUE is the connections the kernel has
+established that the process has not accepted yet, BACKLOG the most the
+queue holds (what ss -lnt shows as Recv-Q and Send-Q). Once QUEUE is past
+BACKLOG, the kernel drops new connections and counts them in
+ListenOverflows and ListenDrops. The backlogs come from sock_diag; for a
+process in another network namespace, fdtrace enters the namespace to ask,
+which needs root. Without it, BACKLOG is "?".
+
+A connection is inbound when its local port is one that a listener of the
+network namespace has (whichever process holds the listener), and is
+counted by that port. The other TCP connections are outbound, counted by
+remote endpoint: "100 to :5432, 40 to :6379" shows a database pool and a
+cache.
+
+No BPF is needed: any process you may read works. Each -p gives one
+snapshot; a missing pid, or one you may not read, gives a one-line error
+and exit status 1, and the other pids are still shown. A sample is in
+docs/examples.md; --json writes "type":"snapshot" records
+(docs/records.md).`,
 		Example: `  # where do pid 1234's fds go?
   fdtrace snapshot -p 1234
 

@@ -43,26 +43,67 @@ func newTraceCommand() *cobra.Command {
 		Long: `Trace the syscalls that create and close file descriptors and write one
 JSON object per line:
 
-  {"type":"open", ...}     an fd was created (pipe2 and socketpair give two)
-  {"type":"close", ...}    an fd went away (close, close_range, dup2 over it, exec)
-  {"type":"error", ...}    an fd-creating syscall failed (EMFILE, ENFILE, ...)
-  {"type":"process", ...}  per-process totals: when a process exits, and at the end
-  {"type":"stats", ...}    lost events and other loss or drift counters, and
-                           fdtrace's own memory, at the end
+    open     an fd was created (pipe2 and socketpair give two)
+    close    an fd went away (close, close_range, dup2 over it, exec)
+    error    an fd-creating syscall failed (EMFILE, ENFILE, ...)
+    process  per-process totals: when a process exits, and at the end
+    stats    lost events and other loss or drift counters, and fdtrace's
+             own memory, at the end
 
-Send SIGUSR1 to get the process and stats records at any time, or have them
+Every field is in docs/records.md, a sample in docs/examples.md. Send
+SIGUSR1 to get the process and stats records at any time, or have them
 every --summary-interval.
 
-With -o FILE, SIGHUP makes fdtrace reopen FILE: after logrotate has moved
-it, new records go to a new FILE. Or let fdtrace rotate: past --max-size,
-FILE becomes FILE.1, FILE.1 becomes FILE.2, and so on up to --max-files;
-an existing FILE is moved aside the same way at start. Files hold whole
-lines only.
+Without -p, -c or a command, every process on the host is traced; then a
+process record at exit is written only for processes that ran out of fds
+(EMFILE, ENFILE or refused connections), and at the end only for those
+that had activity. -p does not follow children. -c matches the process
+name (/proc/PID/comm of the main thread), not the names of its threads. A
+process that execs into another name leaves the trace with an exited
+record.
 
-Without -p, -c or a command, every process on the host is traced.
 With -- COMMAND, fdtrace attaches first, then starts the command, traces it
-and its descendants, stops when it exits and exits with its status.`,
-		Example: `  # everything one process does with fds, for 30 seconds
+and its descendants, stops when it exits and exits with its status. The
+command keeps the RLIMIT_NOFILE you gave fdtrace. fdtrace needs some fds of
+its own: if the hard limit is below 4096, fdtrace raises its own limit
+(this takes CAP_SYS_RESOURCE; it refuses to run below 256), and sets the
+command's limit back right after the command's exec, before its first
+instruction. To do this, the command runs under ptrace, which is also how
+fdtrace leaks holds it at exit. The command's signals are passed on, but
+Ctrl-Z does not stop it. Where ptrace is refused (another tracer, Yama's
+ptrace_scope 3), the command runs untraced: its limit is set right after
+it starts, and it is not held at exit.
+
+By default only EMFILE, ENFILE, ENOMEM and ENOBUFS give an error record
+(--all-errors: every errno); every errno is counted in the process record.
+Kernel-internal restart codes (ERESTARTSYS and above) and an accept that
+finds nothing to accept (EAGAIN) are not failures and are not counted.
+
+--errors-only is the cheapest mode: only failed syscalls and summaries
+reach user space; opens and closes are still counted in the kernel, without
+a record per fd (docs/PERFORMANCE.md measures what each mode costs).
+--stacks adds the symbolized user stack of the creating (or failing) call
+to open and error records, taken as fdtrace leaks takes it (see
+docs/stacks.md).
+
+fdtrace stops on SIGINT, SIGTERM, the end of --duration or the exit of the
+command. On Ctrl-C, which the terminal sends to the command too, the
+command gets 5s to exit, then SIGTERM; otherwise it gets SIGTERM at once;
+SIGKILL follows 5s after SIGTERM. fdtrace detaches its programs, reads
+every event still in the ring buffer, then writes the process summaries
+and a final stats record. A process whose exit came after the detach is
+still summarised, with "exited": true.
+
+With -o FILE, a FILE left by an earlier run becomes FILE.1, and SIGHUP
+makes fdtrace reopen FILE: after logrotate has moved it, new records go to
+a new FILE. Or let fdtrace rotate: past --max-size, FILE becomes FILE.1,
+FILE.1 becomes FILE.2, and so on up to --max-files. Files hold whole lines
+only. Running for weeks is in docs/design.md; --metrics-addr serves the
+Prometheus metrics of docs/metrics.md while tracing.`,
+		Example: `  # a short command: its opens, closes and summary
+  fdtrace trace -- sh -c 'exec 3</etc/hostname; ls /proc/self/fd'
+
+  # everything one process does with fds, for 30 seconds
   fdtrace trace -p 1234 -d 30s
 
   # only the failures, host-wide, into a file
@@ -73,7 +114,11 @@ and its descendants, stops when it exits and exits with its status.`,
 
   # host-wide for weeks: at most 11 files of 100 MiB, summaries every minute
   fdtrace trace --errors-only -o /var/log/fdtrace/trace.jsonl \
-    --max-size 100MiB --max-files 10 --summary-interval 1m`,
+    --max-size 100MiB --max-files 10 --summary-interval 1m
+
+  # the same, and Prometheus metrics on port 9464
+  fdtrace trace --errors-only -o /var/log/fdtrace/trace.jsonl \
+    --metrics-addr :9464`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.takeArgs(cmd, args); err != nil {
 				return err
