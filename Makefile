@@ -14,7 +14,7 @@ generate:
 	BPF_CLANG=$(CLANG) BPF_STRIP=$(STRIP) $(GO) generate ./...
 
 # Fails when the committed generated files differ from what the sources give.
-GENERATED = internal/loader internal/events/enums_gen.go
+GENERATED = internal/bpfobj internal/events/enums_gen.go
 check-generated: generate
 	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated files are stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- $(GENERATED))" || { echo "generated files are stale: run make generate and commit"; exit 1; }

@@ -11,6 +11,8 @@ import (
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 )
 
 // Statuses of a CheckResult. Requirements are ok or FAIL; kernel features
@@ -229,7 +231,7 @@ func tryLoad(feat Features, cfg Config) error {
 	if err := configure(spec, cfg, feat); err != nil {
 		return err
 	}
-	var objs fdtraceObjects
+	var objs bpfobj.FdtraceObjects
 	err = spec.LoadAndAssign(&objs, nil)
 	var ve *ebpf.VerifierError
 	switch {

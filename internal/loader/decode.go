@@ -5,50 +5,52 @@ import (
 	"encoding/binary"
 	"fmt"
 	"unsafe"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 )
 
 // Offsets into struct fd_event and struct exit_event, taken from the
 // generated types: decoding reads the fields in place, without reflection.
 const (
-	fdEventSize = int(unsafe.Sizeof(fdtraceFdEvent{}))
-	fdKind      = unsafe.Offsetof(fdtraceFdEvent{}.Kind)
-	fdFdType    = unsafe.Offsetof(fdtraceFdEvent{}.FdType)
-	fdSyscall   = unsafe.Offsetof(fdtraceFdEvent{}.Syscall)
-	fdFd        = unsafe.Offsetof(fdtraceFdEvent{}.Fd)
-	fdPid       = unsafe.Offsetof(fdtraceFdEvent{}.Pid)
-	fdTid       = unsafe.Offsetof(fdtraceFdEvent{}.Tid)
-	fdTs        = unsafe.Offsetof(fdtraceFdEvent{}.Ts)
-	fdErr       = unsafe.Offsetof(fdtraceFdEvent{}.Err)
-	fdFamily    = unsafe.Offsetof(fdtraceFdEvent{}.Family)
-	fdSockType  = unsafe.Offsetof(fdtraceFdEvent{}.SockType)
-	fdFlags     = unsafe.Offsetof(fdtraceFdEvent{}.Flags)
-	fdPort      = unsafe.Offsetof(fdtraceFdEvent{}.Port)
-	fdPpid      = unsafe.Offsetof(fdtraceFdEvent{}.Ppid)
-	fdStackID   = unsafe.Offsetof(fdtraceFdEvent{}.StackId)
-	fdOpenFds   = unsafe.Offsetof(fdtraceFdEvent{}.OpenFds)
-	fdFdLimit   = unsafe.Offsetof(fdtraceFdEvent{}.FdLimit)
-	fdComm      = unsafe.Offsetof(fdtraceFdEvent{}.Comm)
-	fdPath      = unsafe.Offsetof(fdtraceFdEvent{}.Path)
+	fdEventSize = int(unsafe.Sizeof(bpfobj.FdtraceFdEvent{}))
+	fdKind      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Kind)
+	fdFdType    = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.FdType)
+	fdSyscall   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Syscall)
+	fdFd        = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Fd)
+	fdPid       = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Pid)
+	fdTid       = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Tid)
+	fdTs        = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Ts)
+	fdErr       = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Err)
+	fdFamily    = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Family)
+	fdSockType  = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.SockType)
+	fdFlags     = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Flags)
+	fdPort      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Port)
+	fdPpid      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Ppid)
+	fdStackID   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.StackId)
+	fdOpenFds   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.OpenFds)
+	fdFdLimit   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.FdLimit)
+	fdComm      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Comm)
+	fdPath      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Path)
 
-	exitEventSize = int(unsafe.Sizeof(fdtraceExitEvent{}))
-	exitKind      = unsafe.Offsetof(fdtraceExitEvent{}.Kind)
-	exitPid       = unsafe.Offsetof(fdtraceExitEvent{}.Pid)
-	exitTs        = unsafe.Offsetof(fdtraceExitEvent{}.Ts)
-	exitFdLimit   = unsafe.Offsetof(fdtraceExitEvent{}.FdLimit)
-	exitProc      = unsafe.Offsetof(fdtraceExitEvent{}.Proc)
+	exitEventSize = int(unsafe.Sizeof(bpfobj.FdtraceExitEvent{}))
+	exitKind      = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Kind)
+	exitPid       = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Pid)
+	exitTs        = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Ts)
+	exitFdLimit   = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.FdLimit)
+	exitProc      = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Proc)
 
-	procOpenFds      = unsafe.Offsetof(fdtraceProc{}.OpenFds)
-	procOpened       = unsafe.Offsetof(fdtraceProc{}.Opened)
-	procClosed       = unsafe.Offsetof(fdtraceProc{}.Closed)
-	procErrors       = unsafe.Offsetof(fdtraceProc{}.Errors)
-	procEmfile       = unsafe.Offsetof(fdtraceProc{}.Emfile)
-	procEnfile       = unsafe.Offsetof(fdtraceProc{}.Enfile)
-	procRefused      = unsafe.Offsetof(fdtraceProc{}.Refused)
-	procStartNs      = unsafe.Offsetof(fdtraceProc{}.StartNs)
-	procDraining     = unsafe.Offsetof(fdtraceProc{}.Draining)
-	procOpenedByType = unsafe.Offsetof(fdtraceProc{}.OpenedByType)
-	procClosedByType = unsafe.Offsetof(fdtraceProc{}.ClosedByType)
-	procComm         = unsafe.Offsetof(fdtraceProc{}.Comm)
+	procOpenFds      = unsafe.Offsetof(bpfobj.FdtraceProc{}.OpenFds)
+	procOpened       = unsafe.Offsetof(bpfobj.FdtraceProc{}.Opened)
+	procClosed       = unsafe.Offsetof(bpfobj.FdtraceProc{}.Closed)
+	procErrors       = unsafe.Offsetof(bpfobj.FdtraceProc{}.Errors)
+	procEmfile       = unsafe.Offsetof(bpfobj.FdtraceProc{}.Emfile)
+	procEnfile       = unsafe.Offsetof(bpfobj.FdtraceProc{}.Enfile)
+	procRefused      = unsafe.Offsetof(bpfobj.FdtraceProc{}.Refused)
+	procStartNs      = unsafe.Offsetof(bpfobj.FdtraceProc{}.StartNs)
+	procDraining     = unsafe.Offsetof(bpfobj.FdtraceProc{}.Draining)
+	procOpenedByType = unsafe.Offsetof(bpfobj.FdtraceProc{}.OpenedByType)
+	procClosedByType = unsafe.Offsetof(bpfobj.FdtraceProc{}.ClosedByType)
+	procComm         = unsafe.Offsetof(bpfobj.FdtraceProc{}.Comm)
 )
 
 // rawFdEvent is a struct fd_event. Comm and Path stop at their NUL and point
@@ -97,15 +99,15 @@ func decodeFdEvent(raw []byte, e *rawFdEvent) error {
 		StackId:  ne.Uint64(raw[fdStackID:]),
 		OpenFds:  int64(ne.Uint64(raw[fdOpenFds:])),
 		FdLimit:  ne.Uint64(raw[fdFdLimit:]),
-		Comm:     cBytes(raw[fdComm : fdComm+uintptr(len(fdtraceFdEvent{}.Comm))]),
-		Path:     cBytes(raw[fdPath : fdPath+uintptr(len(fdtraceFdEvent{}.Path))]),
+		Comm:     cBytes(raw[fdComm : fdComm+uintptr(len(bpfobj.FdtraceFdEvent{}.Comm))]),
+		Path:     cBytes(raw[fdPath : fdPath+uintptr(len(bpfobj.FdtraceFdEvent{}.Path))]),
 	}
 	return nil
 }
 
 // decodeExitEvent fills the generated type: exits are rare, and the
 // process counters are read from it as from the procs map.
-func decodeExitEvent(raw []byte, e *fdtraceExitEvent) error {
+func decodeExitEvent(raw []byte, e *bpfobj.FdtraceExitEvent) error {
 	if len(raw) < exitEventSize {
 		return fmt.Errorf("%d bytes, want %d", len(raw), exitEventSize)
 	}
@@ -165,15 +167,15 @@ func (c comms) intern(b []byte) string {
 
 // Offsets into struct raw_stack.
 const (
-	rawHeaderSize = int(unsafe.Offsetof(fdtraceRawStack{}.Data))
-	rawPid        = unsafe.Offsetof(fdtraceRawStack{}.Pid)
-	rawStackID    = unsafe.Offsetof(fdtraceRawStack{}.StackId)
-	rawIP         = unsafe.Offsetof(fdtraceRawStack{}.Ip)
-	rawSP         = unsafe.Offsetof(fdtraceRawStack{}.Sp)
-	rawBP         = unsafe.Offsetof(fdtraceRawStack{}.Bp)
-	rawPpid       = unsafe.Offsetof(fdtraceRawStack{}.Ppid)
-	rawLen        = unsafe.Offsetof(fdtraceRawStack{}.Len)
-	rawComm       = unsafe.Offsetof(fdtraceRawStack{}.Comm)
+	rawHeaderSize = int(unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Data))
+	rawPid        = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Pid)
+	rawStackID    = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.StackId)
+	rawIP         = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Ip)
+	rawSP         = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Sp)
+	rawBP         = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Bp)
+	rawPpid       = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Ppid)
+	rawLen        = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Len)
+	rawComm       = unsafe.Offsetof(bpfobj.FdtraceRawStack{}.Comm)
 )
 
 // rawStackEvent is a struct raw_stack; Data points into the sample.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/output"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
@@ -52,7 +53,7 @@ func TestTheDecoderReadsEveryFieldOfFdEventWhereTheGeneratedStructHasIt(t *testi
 		{"OpenFds", fdOpenFds, 8}, {"FdLimit", fdFdLimit, 8},
 		{"Comm", fdComm, 16}, {"Path", fdPath, 256},
 	}
-	typ := reflect.TypeFor[fdtraceFdEvent]()
+	typ := reflect.TypeFor[bpfobj.FdtraceFdEvent]()
 	seen := map[string]bool{}
 	for _, f := range fields {
 		seen[f.name] = true
@@ -71,24 +72,24 @@ func TestTheDecoderReadsEveryFieldOfFdEventWhereTheGeneratedStructHasIt(t *testi
 			t.Errorf("fd_event field %s is not decoded", f.Name)
 		}
 	}
-	if fdEventSize != 336 || binary.Size(fdtraceFdEvent{}) != fdEventSize {
-		t.Errorf("fd_event is %d bytes (binary: %d), was 336", fdEventSize, binary.Size(fdtraceFdEvent{}))
+	if fdEventSize != 336 || binary.Size(bpfobj.FdtraceFdEvent{}) != fdEventSize {
+		t.Errorf("fd_event is %d bytes (binary: %d), was 336", fdEventSize, binary.Size(bpfobj.FdtraceFdEvent{}))
 	}
 }
 
 func TestAnFdEventDecodesToTheValuesOfTheGeneratedStruct(t *testing.T) {
-	full := patterned[fdtraceFdEvent](t)
+	full := patterned[bpfobj.FdtraceFdEvent](t)
 	for i := range full.Comm {
 		full.Comm[i] = 'c'
 	}
 	for i := range full.Path {
 		full.Path[i] = 'p'
 	}
-	cut := patterned[fdtraceFdEvent](t)
+	cut := patterned[bpfobj.FdtraceFdEvent](t)
 	cut.Comm[5], cut.Path[100] = 0, 0
-	empty := patterned[fdtraceFdEvent](t)
+	empty := patterned[bpfobj.FdtraceFdEvent](t)
 	empty.Comm[0], empty.Path[0] = 0, 0
-	for name, want := range map[string]fdtraceFdEvent{"patterned": patterned[fdtraceFdEvent](t),
+	for name, want := range map[string]bpfobj.FdtraceFdEvent{"patterned": patterned[bpfobj.FdtraceFdEvent](t),
 		"strings without a NUL": full, "strings cut by a NUL": cut, "empty strings": empty} {
 		t.Run(name, func(t *testing.T) {
 			var got rawFdEvent
@@ -130,17 +131,17 @@ func cStringOf(array reflect.Value) string {
 }
 
 func TestAnExitEventDecodesToTheGeneratedStruct(t *testing.T) {
-	want := patterned[fdtraceExitEvent](t)
+	want := patterned[bpfobj.FdtraceExitEvent](t)
 	want.Pad = [3]uint8{}
-	var got fdtraceExitEvent
+	var got bpfobj.FdtraceExitEvent
 	if err := decodeExitEvent(encode(t, &want), &got); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
 	}
-	if exitEventSize != binary.Size(fdtraceExitEvent{}) {
-		t.Errorf("exit_event is %d bytes, binary says %d", exitEventSize, binary.Size(fdtraceExitEvent{}))
+	if exitEventSize != binary.Size(bpfobj.FdtraceExitEvent{}) {
+		t.Errorf("exit_event is %d bytes, binary says %d", exitEventSize, binary.Size(bpfobj.FdtraceExitEvent{}))
 	}
 }
 
@@ -148,7 +149,7 @@ func TestAShortSampleIsAnErrorNotAPanic(t *testing.T) {
 	if err := decodeFdEvent(make([]byte, fdEventSize-1), &rawFdEvent{}); err == nil {
 		t.Error("short fd event decoded")
 	}
-	if err := decodeExitEvent(make([]byte, exitEventSize-1), &fdtraceExitEvent{}); err == nil {
+	if err := decodeExitEvent(make([]byte, exitEventSize-1), &bpfobj.FdtraceExitEvent{}); err == nil {
 		t.Error("short exit event decoded")
 	}
 }
@@ -172,12 +173,12 @@ func TestACommIsInternedAndTheCacheStaysBounded(t *testing.T) {
 }
 
 func rawOpenClose(t testing.TB) (open, close []byte) {
-	e := fdtraceFdEvent{Kind: uint8(fdtraceEventKindEV_OPEN), FdType: uint8(fdtraceFdTypeFD_FILE),
-		Syscall: 3, Fd: 7, Pid: 4242, Tid: 4243, Ts: 123456789, Flags: uint16(fdtraceFdFlagsFDF_CLOEXEC)}
+	e := bpfobj.FdtraceFdEvent{Kind: uint8(bpfobj.FdtraceEventKindEV_OPEN), FdType: uint8(bpfobj.FdtraceFdTypeFD_FILE),
+		Syscall: 3, Fd: 7, Pid: 4242, Tid: 4243, Ts: 123456789, Flags: uint16(bpfobj.FdtraceFdFlagsFDF_CLOEXEC)}
 	copyC(e.Comm[:], "nginx")
 	copyC(e.Path[:], "/usr/lib/x86_64-linux-gnu/libc.so.6")
 	open = encode(t, &e)
-	e.Kind, e.Syscall, e.Flags, e.Path = uint8(fdtraceEventKindEV_CLOSE), 28, 0, [256]int8{}
+	e.Kind, e.Syscall, e.Flags, e.Path = uint8(bpfobj.FdtraceEventKindEV_CLOSE), 28, 0, [256]int8{}
 	return open, encode(t, &e)
 }
 

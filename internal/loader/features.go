@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 )
 
 // Features are the kernel facilities whose absence changes what fdtrace
@@ -113,13 +115,13 @@ func (f Features) StacksError() error {
 // programSpec is the object for these features.
 func (f Features) programSpec() (*ebpf.CollectionSpec, error) {
 	if f.Compat() {
-		return loadFdtraceCompat()
+		return bpfobj.LoadFdtraceCompat()
 	}
-	return loadFdtrace()
+	return bpfobj.LoadFdtrace()
 }
 
 // The compat object's loop bounds (enum compat_bounds).
 const (
-	compatSweepFDs = fdtraceCompatBoundsCOMPAT_SWEEP_FDS
-	compatCountFDs = fdtraceCompatBoundsCOMPAT_COUNT_WORDS * 64
+	compatSweepFDs = bpfobj.FdtraceCompatBoundsCOMPAT_SWEEP_FDS
+	compatCountFDs = bpfobj.FdtraceCompatBoundsCOMPAT_COUNT_WORDS * 64
 )

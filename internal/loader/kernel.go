@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 )
 
 const tracefsDir = "/sys/kernel/tracing"
@@ -39,7 +41,7 @@ func TracepointExists(group, name string) bool {
 
 // programsByName maps each program's ELF name (its `ebpf` tag) to the
 // loaded program.
-func programsByName(progs *fdtracePrograms) map[string]*ebpf.Program {
+func programsByName(progs *bpfobj.FdtracePrograms) map[string]*ebpf.Program {
 	out := map[string]*ebpf.Program{}
 	v := reflect.ValueOf(progs).Elem()
 	for i := range v.NumField() {

@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
@@ -108,7 +109,7 @@ const (
 type Tracer struct {
 	cfg      Config
 	feat     Features
-	objs     fdtraceObjects
+	objs     bpfobj.FdtraceObjects
 	links    []link.Link
 	reader   *ringbuf.Reader
 	notes    []string
@@ -242,7 +243,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 }
 
 func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
-	kc := fdtraceConfig{
+	kc := bpfobj.FdtraceConfig{
 		WakeupBytes:      uint64(cfg.WakeupBytes),
 		SelfTgid:         uint32(os.Getpid()),
 		FilterPids:       len(cfg.PIDs) > 0 || cfg.FollowChildrenOf != 0,
@@ -349,7 +350,7 @@ func (t *Tracer) fillTraced() error {
 // attach links every program to the tracepoint its section names. A
 // tracepoint the kernel lacks is skipped with a note.
 func (t *Tracer) attach(spec *ebpf.CollectionSpec) error {
-	progs := programsByName(&t.objs.fdtracePrograms)
+	progs := programsByName(&t.objs.FdtracePrograms)
 	for name, ps := range spec.Programs {
 		prog := progs[name]
 		var l link.Link

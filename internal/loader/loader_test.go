@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/testutil"
@@ -474,12 +475,12 @@ func TestTracerLeaksNoFDsAndClosesTwice(t *testing.T) {
 }
 
 func TestTheRecordsNamesAreTheKernelsEnums(t *testing.T) {
-	if int(fdtraceSyscallIdSYS_MAX) != events.NumSyscalls || int(fdtraceFdTypeFD_TYPE_MAX) != events.NumFDTypes {
+	if int(bpfobj.FdtraceSyscallIdSYS_MAX) != events.NumSyscalls || int(bpfobj.FdtraceFdTypeFD_TYPE_MAX) != events.NumFDTypes {
 		t.Errorf("kernel has %d syscall ids and %d fd types, events %d and %d: run make generate",
-			fdtraceSyscallIdSYS_MAX, fdtraceFdTypeFD_TYPE_MAX, events.NumSyscalls, events.NumFDTypes)
+			bpfobj.FdtraceSyscallIdSYS_MAX, bpfobj.FdtraceFdTypeFD_TYPE_MAX, events.NumSyscalls, events.NumFDTypes)
 	}
-	if events.Syscall(fdtraceSyscallIdSYS_CLOSE_RANGE).String() != "close_range" ||
-		events.FDType(fdtraceFdTypeFD_PIDFD).String() != "pidfd" {
+	if events.Syscall(bpfobj.FdtraceSyscallIdSYS_CLOSE_RANGE).String() != "close_range" ||
+		events.FDType(bpfobj.FdtraceFdTypeFD_PIDFD).String() != "pidfd" {
 		t.Error("events' names are out of order with the kernel's enums: run make generate")
 	}
 }
@@ -698,7 +699,7 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 	rec := &recorder{}
 	rec.drain(t, tr)
 	var id uint64
-	var st fdtraceStack
+	var st bpfobj.FdtraceStack
 	kernel := 0
 	for it := tr.objs.Stacks.Iterate(); it.Next(&id, &st); {
 		kernel++

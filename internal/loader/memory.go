@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/procfs"
 )
@@ -31,11 +32,13 @@ func (t *Tracer) Memory() (events.Memory, error) {
 		dst  *int
 		n    func() (int, error)
 	}{
-		{"procs", &e.Procs, func() (int, error) { return countEntries[uint32, fdtraceProc](t.objs.Procs) }},
-		{"fds", &e.FDs, func() (int, error) { return countEntries[fdtraceFdKey, fdtraceFdInfo](t.objs.Fds) }},
-		{"errors", &e.Errors, func() (int, error) { return countEntries[fdtraceErrKey, uint64](t.objs.Errors) }},
-		{"ports", &e.Ports, func() (int, error) { return countEntries[fdtracePortKey, fdtracePortCounts](t.objs.Ports) }},
-		{"stacks", &e.Stacks, func() (int, error) { return countEntries[uint64, fdtraceStack](t.objs.Stacks) }},
+		{"procs", &e.Procs, func() (int, error) { return countEntries[uint32, bpfobj.FdtraceProc](t.objs.Procs) }},
+		{"fds", &e.FDs, func() (int, error) { return countEntries[bpfobj.FdtraceFdKey, bpfobj.FdtraceFdInfo](t.objs.Fds) }},
+		{"errors", &e.Errors, func() (int, error) { return countEntries[bpfobj.FdtraceErrKey, uint64](t.objs.Errors) }},
+		{"ports", &e.Ports, func() (int, error) {
+			return countEntries[bpfobj.FdtracePortKey, bpfobj.FdtracePortCounts](t.objs.Ports)
+		}},
+		{"stacks", &e.Stacks, func() (int, error) { return countEntries[uint64, bpfobj.FdtraceStack](t.objs.Stacks) }},
 		{"traced", &e.Traced, func() (int, error) { return countEntries[uint32, uint8](t.objs.Traced) }},
 	} {
 		if *c.dst, err = c.n(); err != nil {

@@ -3,6 +3,7 @@ package loader
 import (
 	"testing"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
@@ -11,7 +12,7 @@ func TestEveryKernelStatHasItsOwnStatsField(t *testing.T) {
 	var s events.Stats
 	fields := statFields(&s)
 	seen := map[*uint64]bool{}
-	for id := range fdtraceStatIdSTAT_MAX {
+	for id := range bpfobj.FdtraceStatIdSTAT_MAX {
 		dst, ok := fields[id]
 		if !ok {
 			t.Errorf("stat id %d has no field in the stats record", id)
@@ -21,8 +22,8 @@ func TestEveryKernelStatHasItsOwnStatsField(t *testing.T) {
 		}
 		seen[dst] = true
 	}
-	if len(fields) != int(fdtraceStatIdSTAT_MAX) {
-		t.Errorf("%d stats fields for %d kernel stats", len(fields), fdtraceStatIdSTAT_MAX)
+	if len(fields) != int(bpfobj.FdtraceStatIdSTAT_MAX) {
+		t.Errorf("%d stats fields for %d kernel stats", len(fields), bpfobj.FdtraceStatIdSTAT_MAX)
 	}
 }
 

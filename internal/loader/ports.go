@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 )
 
 // PortCounts are the refused and dropped connections of one listening
@@ -35,7 +37,7 @@ const portBatch = 256
 // view. The counts of an exited process go with its last record.
 func (t *Tracer) Ports() ([]PortCounts, error) {
 	var out []PortCounts
-	err := t.eachPort(func(k fdtracePortKey, c *fdtracePortCounts) {
+	err := t.eachPort(func(k bpfobj.FdtracePortKey, c *bpfobj.FdtracePortCounts) {
 		out = append(out, PortCounts{PID: int(k.Tgid), StartNs: k.StartNs, Port: k.Port,
 			Refused: c.Refused, Dropped: c.Dropped, Draining: c.Draining != 0})
 	})
@@ -45,9 +47,9 @@ func (t *Tracer) Ports() ([]PortCounts, error) {
 	return out, err
 }
 
-func (t *Tracer) eachPort(fn func(fdtracePortKey, *fdtracePortCounts)) error {
-	keys := make([]fdtracePortKey, portBatch)
-	vals := make([]fdtracePortCounts, portBatch)
+func (t *Tracer) eachPort(fn func(bpfobj.FdtracePortKey, *bpfobj.FdtracePortCounts)) error {
+	keys := make([]bpfobj.FdtracePortKey, portBatch)
+	vals := make([]bpfobj.FdtracePortCounts, portBatch)
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := t.objs.Ports.BatchLookup(&cursor, keys, vals, nil)
@@ -69,7 +71,7 @@ type byPort struct {
 	refused, dropped map[uint16]uint64
 }
 
-func (b *byPort) add(k fdtracePortKey, c *fdtracePortCounts) {
+func (b *byPort) add(k bpfobj.FdtracePortKey, c *bpfobj.FdtracePortCounts) {
 	if c.Refused > 0 {
 		if b.refused == nil {
 			b.refused = map[uint16]uint64{}
@@ -87,7 +89,7 @@ func (b *byPort) add(k fdtracePortKey, c *fdtracePortCounts) {
 // portCounts reads the ports map by process.
 func (t *Tracer) portCounts() (map[procKey]*byPort, error) {
 	out := map[procKey]*byPort{}
-	err := t.eachPort(func(k fdtracePortKey, c *fdtracePortCounts) {
+	err := t.eachPort(func(k bpfobj.FdtracePortKey, c *bpfobj.FdtracePortCounts) {
 		pk := procKey{k.Tgid, k.StartNs}
 		if out[pk] == nil {
 			out[pk] = &byPort{}
@@ -100,8 +102,8 @@ func (t *Tracer) portCounts() (map[procKey]*byPort, error) {
 // takePorts collects and removes the per-port counts of an exited process.
 func (t *Tracer) takePorts(tgid uint32, startNs uint64) *byPort {
 	b := &byPort{}
-	var done []fdtracePortKey
-	t.eachPort(func(k fdtracePortKey, c *fdtracePortCounts) {
+	var done []bpfobj.FdtracePortKey
+	t.eachPort(func(k bpfobj.FdtracePortKey, c *bpfobj.FdtracePortCounts) {
 		if k.Tgid == tgid && k.StartNs == startNs {
 			b.add(k, c)
 			done = append(done, k)

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
@@ -84,14 +85,14 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 	t.mu.Lock()
 	t.delivered++
 	t.mu.Unlock()
-	if fdtraceEventKind(raw[0]) == fdtraceEventKindEV_EXIT {
-		var e fdtraceExitEvent
+	if bpfobj.FdtraceEventKind(raw[0]) == bpfobj.FdtraceEventKindEV_EXIT {
+		var e bpfobj.FdtraceExitEvent
 		if err := decodeExitEvent(raw, &e); err != nil {
 			return fmt.Errorf("decoding exit event: %w", err)
 		}
 		return h(t.exited(&e))
 	}
-	if fdtraceEventKind(raw[0]) == fdtraceEventKindEV_RAW_STACK {
+	if bpfobj.FdtraceEventKind(raw[0]) == bpfobj.FdtraceEventKindEV_RAW_STACK {
 		var e rawStackEvent
 		if err := decodeRawStack(raw, &e); err != nil {
 			return err
@@ -103,29 +104,29 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 	if err := decodeFdEvent(raw, &e); err != nil {
 		return fmt.Errorf("decoding event: %w", err)
 	}
-	switch fdtraceEventKind(e.Kind) {
-	case fdtraceEventKindEV_OPEN:
+	switch bpfobj.FdtraceEventKind(e.Kind) {
+	case bpfobj.FdtraceEventKindEV_OPEN:
 		return h(events.Open{Type: "open", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
 			Comm: c.intern(e.Comm), Syscall: events.Syscall(e.Syscall).String(),
 			FD: int(e.Fd), FDType: events.FDType(e.FdType).String(),
-			Cloexec: e.Flags&uint16(fdtraceFdFlagsFDF_CLOEXEC) != 0, Path: string(e.Path),
+			Cloexec: e.Flags&uint16(bpfobj.FdtraceFdFlagsFDF_CLOEXEC) != 0, Path: string(e.Path),
 			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType)),
 			Stack: t.Stack(e.StackId)})
-	case fdtraceEventKindEV_CLOSE:
+	case bpfobj.FdtraceEventKindEV_CLOSE:
 		return h(events.Close{Type: "close", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
 			Comm: c.intern(e.Comm), Syscall: events.Syscall(e.Syscall).String(),
 			FD: int(e.Fd), FDType: events.FDType(e.FdType).String()})
-	case fdtraceEventKindEV_ERROR:
+	case bpfobj.FdtraceEventKindEV_ERROR:
 		return h(events.Error{Type: "error", Time: t.time(e.Ts), PID: int(e.Pid), TID: int(e.Tid),
 			Comm: c.intern(e.Comm), Syscall: events.Syscall(e.Syscall).String(),
 			Errno: events.ErrnoName(int(e.Err)), OpenFDs: e.OpenFds,
 			FDLimit: e.FdLimit, Path: string(e.Path), ListenPort: e.Port, Stack: t.Stack(e.StackId)})
-	case fdtraceEventKindEV_SEED:
+	case bpfobj.FdtraceEventKindEV_SEED:
 		t.seedChild(int(e.Pid), int(e.Ppid))
 		return nil
-	case fdtraceEventKindEV_STACK:
+	case bpfobj.FdtraceEventKindEV_STACK:
 		return t.symbolizeStack(int(e.Pid), int(e.Ppid), c.intern(e.Comm), e.StackId)
-	case fdtraceEventKindEV_MAPS:
+	case bpfobj.FdtraceEventKindEV_MAPS:
 		if t.unwind != nil {
 			t.unwind.refresh(int(e.Pid))
 		}
@@ -140,7 +141,7 @@ func (t *Tracer) time(ktime uint64) events.Time {
 
 // symbolizeStack resolves a new stack while its process still lives.
 func (t *Tracer) symbolizeStack(pid, parent int, comm string, id uint64) error {
-	var st fdtraceStack
+	var st bpfobj.FdtraceStack
 	if err := t.objs.Stacks.Lookup(id, &st); err != nil {
 		return nil // already collected: records keep the id only
 	}
@@ -184,7 +185,7 @@ func (t *Tracer) unwindRawStack(e *rawStackEvent, c comms) {
 		ips, _ = t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
 	}
 	id := stackKey(e.Pid, ips)
-	var st fdtraceStack
+	var st bpfobj.FdtraceStack
 	st.Nr = uint32(copy(st.Ips[:], ips))
 	err := t.objs.Stacks.Update(id, &st, ebpf.UpdateNoExist)
 	t.mu.Lock()
@@ -313,7 +314,7 @@ func (t *Tracer) NameJITFrames(pid int) {
 	}
 	t.mu.Unlock()
 	for _, r := range todo {
-		var st fdtraceStack
+		var st bpfobj.FdtraceStack
 		if t.objs.Stacks.Lookup(r.id, &st) != nil {
 			continue
 		}
@@ -401,7 +402,7 @@ func (t *Tracer) SymbolizerWarnings() []string {
 }
 
 // exited turns the final counters of a process into its last record.
-func (t *Tracer) exited(e *fdtraceExitEvent) events.Process {
+func (t *Tracer) exited(e *bpfobj.FdtraceExitEvent) events.Process {
 	var ports *byPort
 	if e.Proc.Refused > 0 {
 		ports = t.takePorts(e.Pid, e.Proc.StartNs)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/procfs"
 )
@@ -85,21 +86,21 @@ func (t *Tracer) seed(pid, parent int) (int, error) {
 	slices.Sort(fds)
 	added := 0
 	for _, fd := range fds {
-		key := fdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)}
-		var info fdtraceFdInfo
-		if parent == 0 || t.objs.Fds.Lookup(fdtraceFdKey{Tgid: uint32(parent), Fd: int32(fd)}, &info) != nil {
+		key := bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)}
+		var info bpfobj.FdtraceFdInfo
+		if parent == 0 || t.objs.Fds.Lookup(bpfobj.FdtraceFdKey{Tgid: uint32(parent), Fd: int32(fd)}, &info) != nil {
 			target, err := procfs.FDTarget(pid, fd)
 			if err != nil {
 				continue // closed meanwhile
 			}
-			info = fdtraceFdInfo{FdType: uint8(events.ParseFDType(procfs.TargetType(target)))}
+			info = bpfobj.FdtraceFdInfo{FdType: uint8(events.ParseFDType(procfs.TargetType(target)))}
 			if procfs.FDCloexec(pid, fd) {
-				info.Flags |= uint8(fdtraceFdFlagsFDF_CLOEXEC)
+				info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_CLOEXEC)
 			}
 		}
-		info.Flags |= uint8(fdtraceFdFlagsFDF_SEEDED)
+		info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_SEEDED)
 		if parent != 0 {
-			info.Flags |= uint8(fdtraceFdFlagsFDF_INHERITED)
+			info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_INHERITED)
 		}
 		if err := t.objs.Fds.Update(key, info, ebpf.UpdateNoExist); err != nil {
 			if errors.Is(err, ebpf.ErrKeyExist) {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 )
 
 // classicStackLimit is the verifier's combined stack limit through a call
@@ -19,7 +21,7 @@ const classicStackLimit = 512
 // are measured from the instructions, as the verifier measures them.
 func TestEveryCallChainFitsTheClassicStackLimit(t *testing.T) {
 	for name, load := range map[string]func() (*ebpf.CollectionSpec, error){
-		"default": loadFdtrace, "compat": loadFdtraceCompat,
+		"default": bpfobj.LoadFdtrace, "compat": bpfobj.LoadFdtraceCompat,
 	} {
 		spec, err := load()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/procfs"
 )
@@ -49,8 +50,8 @@ func (t *Tracer) EachFD(fn func(FD)) error {
 	// A batch is whole hash buckets and a key has one bucket, so no key
 	// comes twice, even while the kernel deletes: unlike a get-next-key
 	// walk, which restarts from the first bucket when its key is deleted.
-	keys := make([]fdtraceFdKey, fdBatch)
-	infos := make([]fdtraceFdInfo, fdBatch)
+	keys := make([]bpfobj.FdtraceFdKey, fdBatch)
+	infos := make([]bpfobj.FdtraceFdInfo, fdBatch)
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := t.objs.Fds.BatchLookup(&cursor, keys, infos, nil)
@@ -69,12 +70,12 @@ func (t *Tracer) EachFD(fn func(FD)) error {
 // collectExited moves the records of an exited process out of the kernel
 // into exitedFDs.
 func (t *Tracer) collectExited(pid int) {
-	var keys []fdtraceFdKey
+	var keys []bpfobj.FdtraceFdKey
 	var fds []FD
 	t.EachFD(func(fd FD) {
 		if fd.PID == pid {
 			fds = append(fds, fd)
-			keys = append(keys, fdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd.FD)})
+			keys = append(keys, bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd.FD)})
 		}
 	})
 	for _, k := range keys {
@@ -95,18 +96,18 @@ func (t *Tracer) TakeExitedFDs(pid int) []FD {
 	return fds
 }
 
-func (t *Tracer) fdOf(key fdtraceFdKey, info *fdtraceFdInfo) FD {
+func (t *Tracer) fdOf(key bpfobj.FdtraceFdKey, info *bpfobj.FdtraceFdInfo) FD {
 	fd := FD{
 		PID:       int(key.Tgid),
 		FD:        int(key.Fd),
 		Type:      events.FDType(info.FdType).String(),
 		Syscall:   events.Syscall(info.Syscall).String(),
-		Cloexec:   info.Flags&uint8(fdtraceFdFlagsFDF_CLOEXEC) != 0,
-		Seeded:    info.Flags&uint8(fdtraceFdFlagsFDF_SEEDED) != 0,
+		Cloexec:   info.Flags&uint8(bpfobj.FdtraceFdFlagsFDF_CLOEXEC) != 0,
+		Seeded:    info.Flags&uint8(bpfobj.FdtraceFdFlagsFDF_SEEDED) != 0,
 		Family:    events.FamilyName(int(info.Family)),
 		SockType:  events.SockTypeName(int(info.SockType)),
 		StackID:   t.realStack(info.StackId),
-		Inherited: info.Flags&uint8(fdtraceFdFlagsFDF_INHERITED) != 0,
+		Inherited: info.Flags&uint8(bpfobj.FdtraceFdFlagsFDF_INHERITED) != 0,
 	}
 	if info.OpenNs != 0 {
 		fd.OpenTime = t.clock.wall(info.OpenNs)
@@ -117,7 +118,7 @@ func (t *Tracer) fdOf(key fdtraceFdKey, info *fdtraceFdInfo) FD {
 // Process is the summary of one live traced process, false if the kernel
 // has not seen it do anything since fdtrace attached.
 func (t *Tracer) Process(pid int) (events.Process, bool, error) {
-	var p fdtraceProc
+	var p bpfobj.FdtraceProc
 	if err := t.objs.Procs.Lookup(uint32(pid), &p); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return events.Process{}, false, nil
@@ -153,7 +154,7 @@ func (t *Tracer) Processes() ([]events.Process, error) {
 	}
 	var out []events.Process
 	var pid uint32
-	var p fdtraceProc
+	var p bpfobj.FdtraceProc
 	it := t.objs.Procs.Iterate()
 	for it.Next(&pid, &p) {
 		limit, _, err := procfs.FDLimit(int(pid))
@@ -189,7 +190,7 @@ type procKey struct {
 	startNs uint64
 }
 
-func (t *Tracer) process(pid int, p *fdtraceProc, limit uint64, errs map[string]map[string]uint64, ports *byPort) events.Process {
+func (t *Tracer) process(pid int, p *bpfobj.FdtraceProc, limit uint64, errs map[string]map[string]uint64, ports *byPort) events.Process {
 	if errs == nil {
 		errs = map[string]map[string]uint64{}
 	}
@@ -220,7 +221,7 @@ func byType(counts []uint64) map[string]uint64 {
 // errorCounts reads the errors map: process -> syscall -> errno -> count.
 func (t *Tracer) errorCounts() (map[procKey]map[string]map[string]uint64, error) {
 	out := map[procKey]map[string]map[string]uint64{}
-	var key fdtraceErrKey
+	var key bpfobj.FdtraceErrKey
 	var n uint64
 	it := t.objs.Errors.Iterate()
 	for it.Next(&key, &n) {
@@ -232,7 +233,7 @@ func (t *Tracer) errorCounts() (map[procKey]map[string]map[string]uint64, error)
 	return out, nil
 }
 
-func addError(out map[procKey]map[string]map[string]uint64, key fdtraceErrKey, n uint64) {
+func addError(out map[procKey]map[string]map[string]uint64, key bpfobj.FdtraceErrKey, n uint64) {
 	pk := procKey{key.Tgid, key.StartNs}
 	if out[pk] == nil {
 		out[pk] = map[string]map[string]uint64{}
@@ -247,9 +248,9 @@ func addError(out map[procKey]map[string]map[string]uint64, key fdtraceErrKey, n
 // takeErrors collects and removes the error counts of an exited process.
 func (t *Tracer) takeErrors(tgid uint32, startNs uint64) map[string]map[string]uint64 {
 	out := map[procKey]map[string]map[string]uint64{}
-	var key fdtraceErrKey
+	var key bpfobj.FdtraceErrKey
 	var n uint64
-	var done []fdtraceErrKey
+	var done []bpfobj.FdtraceErrKey
 	it := t.objs.Errors.Iterate()
 	for it.Next(&key, &n) {
 		if key.Tgid == tgid && key.StartNs == startNs {
@@ -267,7 +268,7 @@ func (t *Tracer) takeErrors(tgid uint32, startNs uint64) map[string]map[string]u
 func (t *Tracer) Stats() (events.Stats, error) {
 	var s events.Stats
 	fields := statFields(&s)
-	for id := range fdtraceStatIdSTAT_MAX {
+	for id := range bpfobj.FdtraceStatIdSTAT_MAX {
 		dst, ok := fields[id]
 		if !ok {
 			return s, fmt.Errorf("kernel stat %d has no field in the stats record", id)
@@ -294,16 +295,16 @@ func (t *Tracer) Stats() (events.Stats, error) {
 }
 
 // statFields is where each kernel stat (enum stat_id) goes in s.
-func statFields(s *events.Stats) map[fdtraceStatId]*uint64 {
-	return map[fdtraceStatId]*uint64{
-		fdtraceStatIdSTAT_LOST_EVENTS:      &s.LostEvents,
-		fdtraceStatIdSTAT_FDS_FULL:         &s.FDsMapFull,
-		fdtraceStatIdSTAT_PROCS_FULL:       &s.ProcsMapFull,
-		fdtraceStatIdSTAT_ERRORS_FULL:      &s.ErrorsMapFull,
-		fdtraceStatIdSTAT_DRIFT:            &s.KernelDrift,
-		fdtraceStatIdSTAT_STACKS_FULL:      &s.StacksFull,
-		fdtraceStatIdSTAT_PORTS_FULL:       &s.PortsMapFull,
-		fdtraceStatIdSTAT_STACKS_NO_TABLES: &s.StacksNoTables,
-		fdtraceStatIdSTAT_UNSWEPT:          &s.Unswept,
+func statFields(s *events.Stats) map[bpfobj.FdtraceStatId]*uint64 {
+	return map[bpfobj.FdtraceStatId]*uint64{
+		bpfobj.FdtraceStatIdSTAT_LOST_EVENTS:      &s.LostEvents,
+		bpfobj.FdtraceStatIdSTAT_FDS_FULL:         &s.FDsMapFull,
+		bpfobj.FdtraceStatIdSTAT_PROCS_FULL:       &s.ProcsMapFull,
+		bpfobj.FdtraceStatIdSTAT_ERRORS_FULL:      &s.ErrorsMapFull,
+		bpfobj.FdtraceStatIdSTAT_DRIFT:            &s.KernelDrift,
+		bpfobj.FdtraceStatIdSTAT_STACKS_FULL:      &s.StacksFull,
+		bpfobj.FdtraceStatIdSTAT_PORTS_FULL:       &s.PortsMapFull,
+		bpfobj.FdtraceStatIdSTAT_STACKS_NO_TABLES: &s.StacksNoTables,
+		bpfobj.FdtraceStatIdSTAT_UNSWEPT:          &s.Unswept,
 	}
 }

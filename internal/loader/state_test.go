@@ -3,6 +3,8 @@ package loader
 import (
 	"sync"
 	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 )
 
 func TestAWalkOfTheFDsMapYieldsEveryKeyOnceWhileTheMapChanges(t *testing.T) {
@@ -10,10 +12,10 @@ func TestAWalkOfTheFDsMapYieldsEveryKeyOnceWhileTheMapChanges(t *testing.T) {
 	tr := load(t, Config{Comm: "fdwalk-nobody"})
 	// Above pid_max: no process has these ids.
 	const base, procs, perProc = 1 << 24, 20, 2000
-	key := func(i int) fdtraceFdKey {
-		return fdtraceFdKey{Tgid: uint32(base + i/perProc), Fd: int32(i % perProc)}
+	key := func(i int) bpfobj.FdtraceFdKey {
+		return bpfobj.FdtraceFdKey{Tgid: uint32(base + i/perProc), Fd: int32(i % perProc)}
 	}
-	info := fdtraceFdInfo{StackId: 1, Syscall: 3, FdType: 1}
+	info := bpfobj.FdtraceFdInfo{StackId: 1, Syscall: 3, FdType: 1}
 	for i := range procs * perProc {
 		if err := tr.objs.Fds.Put(key(i), info); err != nil {
 			t.Fatal(err)

@@ -6,11 +6,12 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 )
 
 // NumFDTypes is how many fd types the kernel counts (events.FDType).
-const NumFDTypes = len(fdtraceProc{}.OpenedByType)
+const NumFDTypes = len(bpfobj.FdtraceProc{}.OpenedByType)
 
 // The kernel's by-type arrays are indexed by events.FDType.
 var _ [NumFDTypes - events.NumFDTypes]struct{}
@@ -41,7 +42,7 @@ const procBatch = 256
 // not keep c.
 func (t *Tracer) EachCounters(fn func(c *Counters)) error {
 	keys := make([]uint32, procBatch)
-	vals := make([]fdtraceProc, procBatch)
+	vals := make([]bpfobj.FdtraceProc, procBatch)
 	var c Counters
 	var cursor ebpf.MapBatchCursor
 	for {

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
 	"github.com/fdtrace/fdtrace/internal/unwind"
 )
@@ -29,7 +30,7 @@ type unwindTables struct {
 	files    map[string]*fileTable // by device:inode
 	rowMaps  map[uint32]*ebpf.Map  // by table id: for unwinding in user space
 	pending  []uint32              // table ids loaded, not yet in unwind_tables
-	mappings map[int]*fdtraceExecMappings
+	mappings map[int]*bpfobj.FdtraceExecMappings
 	nextID   uint32
 	full     bool // unwind_tables is full: later files are walked by frame pointers
 }
@@ -42,10 +43,10 @@ type fileTable struct {
 	segments []elf.ProgHeader
 }
 
-func newUnwindTables(objs *fdtraceObjects, sym *symbolize.Symbolizer) *unwindTables {
+func newUnwindTables(objs *bpfobj.FdtraceObjects, sym *symbolize.Symbolizer) *unwindTables {
 	return &unwindTables{tables: objs.UnwindTables, procs: objs.ExecMaps, sym: sym,
 		files: map[string]*fileTable{}, rowMaps: map[uint32]*ebpf.Map{},
-		mappings: map[int]*fdtraceExecMappings{}, nextID: 1}
+		mappings: map[int]*bpfobj.FdtraceExecMappings{}, nextID: 1}
 }
 
 // errGone: the process exited before its mappings could be read.
@@ -58,9 +59,9 @@ func (u *unwindTables) refresh(pid int) error {
 	if err != nil {
 		return errGone
 	}
-	var v fdtraceExecMappings
+	var v bpfobj.FdtraceExecMappings
 	for _, m := range maps {
-		e := fdtraceExecMap{Start: m.Start, End: m.End}
+		e := bpfobj.FdtraceExecMap{Start: m.Start, End: m.End}
 		if m.File != "" {
 			t := u.table(pid, m)
 			if seg := t.segment(m.Offset); t.id != 0 && seg != nil {
@@ -272,18 +273,18 @@ func encodeRow(row unwind.Row, off uint64) uint64 {
 }
 
 // cfaRule is the kernel's enum cfa_rule for a row's rule.
-func cfaRule(k unwind.CFAKind) fdtraceCfaRule {
+func cfaRule(k unwind.CFAKind) bpfobj.FdtraceCfaRule {
 	switch k {
 	case unwind.CFASP:
-		return fdtraceCfaRuleCFA_SP
+		return bpfobj.FdtraceCfaRuleCFA_SP
 	case unwind.CFAFP:
-		return fdtraceCfaRuleCFA_FP
+		return bpfobj.FdtraceCfaRuleCFA_FP
 	case unwind.CFAPLT:
-		return fdtraceCfaRuleCFA_PLT
+		return bpfobj.FdtraceCfaRuleCFA_PLT
 	case unwind.CFAEnd:
-		return fdtraceCfaRuleCFA_END
+		return bpfobj.FdtraceCfaRuleCFA_END
 	}
-	return fdtraceCfaRuleCFA_NONE
+	return bpfobj.FdtraceCfaRuleCFA_NONE
 }
 
 // findRow is the kernel's find_row (bpf/stack_dwarf.bpf.h): the row of a table
@@ -323,7 +324,7 @@ func findRow(get func(uint32) (uint64, bool), addr uint64) uint64 {
 }
 
 // maxStackDepth is MAX_STACK_DEPTH.
-const maxStackDepth = len(fdtraceStack{}.Ips)
+const maxStackDepth = len(bpfobj.FdtraceStack{}.Ips)
 
 // unwindCopy unwinds a stack the kernel copied (struct raw_stack) as
 // unwind_frame does in the kernel, reading the rows from the kernel's
@@ -361,14 +362,14 @@ func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []by
 		off := int64(int16(row >> 32))
 		rbpAt := int64(int8(row >> 48))
 		var cfa uint64
-		switch fdtraceCfaRule(row >> 56 & 0xf) {
-		case fdtraceCfaRuleCFA_END:
+		switch bpfobj.FdtraceCfaRule(row >> 56 & 0xf) {
+		case bpfobj.FdtraceCfaRuleCFA_END:
 			return ips, unknown
-		case fdtraceCfaRuleCFA_SP:
+		case bpfobj.FdtraceCfaRuleCFA_SP:
 			cfa = sp + uint64(off)
-		case fdtraceCfaRuleCFA_FP:
+		case bpfobj.FdtraceCfaRuleCFA_FP:
 			cfa = bp + uint64(off)
-		case fdtraceCfaRuleCFA_PLT:
+		case bpfobj.FdtraceCfaRuleCFA_PLT:
 			cfa = sp + 8
 			if int64(pc&15) >= off {
 				cfa += 8
@@ -410,12 +411,12 @@ func (u *unwindTables) findRow(table uint32, addr uint64) uint64 {
 }
 
 // findExecMap is the kernel's find_exec_map.
-func findExecMap(ms *fdtraceExecMappings, pc uint64) *fdtraceExecMap {
+func findExecMap(ms *bpfobj.FdtraceExecMappings, pc uint64) *bpfobj.FdtraceExecMap {
 	if ms == nil {
 		return nil
 	}
 	maps := ms.Maps[:min(int(ms.N), len(ms.Maps))]
-	i, ok := slices.BinarySearchFunc(maps, pc, func(m fdtraceExecMap, pc uint64) int {
+	i, ok := slices.BinarySearchFunc(maps, pc, func(m bpfobj.FdtraceExecMap, pc uint64) int {
 		switch {
 		case pc < m.Start:
 			return 1

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/unwind"
 )
 
@@ -61,20 +62,20 @@ func TestEncodedTablesFindTheRowInForce(t *testing.T) {
 func TestRowsEncodeWhatTheKernelDecodes(t *testing.T) {
 	for _, tc := range []struct {
 		row  unwind.Row
-		rule fdtraceCfaRule
+		rule bpfobj.FdtraceCfaRule
 		off  int16
 		rbp  int8
 	}{
-		{unwind.Row{CFA: unwind.CFASP, Offset: 8}, fdtraceCfaRuleCFA_SP, 8, 0},
-		{unwind.Row{CFA: unwind.CFAFP, Offset: 16, RBPOffset: -16}, fdtraceCfaRuleCFA_FP, 16, -2},
-		{unwind.Row{CFA: unwind.CFASP, Offset: 4096, RBPOffset: -56}, fdtraceCfaRuleCFA_SP, 4096, -7},
-		{unwind.Row{CFA: unwind.CFAPLT, Offset: 11}, fdtraceCfaRuleCFA_PLT, 11, 0},
-		{unwind.Row{CFA: unwind.CFAEnd}, fdtraceCfaRuleCFA_END, 0, 0},
+		{unwind.Row{CFA: unwind.CFASP, Offset: 8}, bpfobj.FdtraceCfaRuleCFA_SP, 8, 0},
+		{unwind.Row{CFA: unwind.CFAFP, Offset: 16, RBPOffset: -16}, bpfobj.FdtraceCfaRuleCFA_FP, 16, -2},
+		{unwind.Row{CFA: unwind.CFASP, Offset: 4096, RBPOffset: -56}, bpfobj.FdtraceCfaRuleCFA_SP, 4096, -7},
+		{unwind.Row{CFA: unwind.CFAPLT, Offset: 11}, bpfobj.FdtraceCfaRuleCFA_PLT, 11, 0},
+		{unwind.Row{CFA: unwind.CFAEnd}, bpfobj.FdtraceCfaRuleCFA_END, 0, 0},
 		// What 16 bits cannot hold falls back to frame pointers.
-		{unwind.Row{CFA: unwind.CFASP, Offset: 1 << 16, RBPOffset: -16}, fdtraceCfaRuleCFA_NONE, 0, 0},
+		{unwind.Row{CFA: unwind.CFASP, Offset: 1 << 16, RBPOffset: -16}, bpfobj.FdtraceCfaRuleCFA_NONE, 0, 0},
 	} {
 		v := encodeRow(tc.row, 0x1234)
-		if uint32(v) != 0x1234 || fdtraceCfaRule(v>>56&0xf) != tc.rule || int16(v>>32) != tc.off || int8(v>>48) != tc.rbp {
+		if uint32(v) != 0x1234 || bpfobj.FdtraceCfaRule(v>>56&0xf) != tc.rule || int16(v>>32) != tc.off || int8(v>>48) != tc.rbp {
 			t.Errorf("%+v: encoded %#x", tc.row, v)
 		}
 	}
