@@ -50,6 +50,9 @@ const struct port_key *unused_port_key __attribute__((unused));
 const struct port_counts *unused_port_counts __attribute__((unused));
 const struct exec_map *unused_exec_map __attribute__((unused));
 const enum cfa_rule *unused_cfa_rule __attribute__((unused));
+const struct unwind_header *unused_unwind_header __attribute__((unused));
+const struct unwind_page *unused_unwind_page __attribute__((unused));
+const struct unwind_row *unused_unwind_row __attribute__((unused));
 const struct raw_stack *unused_raw_stack __attribute__((unused));
 
 #define MAX_CMSGS 4 /* control messages read from one recvmsg */

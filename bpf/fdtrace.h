@@ -254,17 +254,34 @@ struct stack {
 /*
  * Unwind tables (--stack-mode dwarf). A table holds the rows compiled
  * from one file's DWARF call frame information (internal/unwind), in an
- * array of __u64:
- *   [0]                 the first row's address | pages << 32
- *   [1 .. pages]        per 1 << UNWIND_PAGE_SHIFT bytes of code from that
- *                       address, the index of the row in force at the
- *                       page's start | the index of the last row that
- *                       starts in the page (or the first's) << 32
- *   [pages+1 ..]        the rows, sorted
- * A row: bits 0-31 its address - the first row's, 32-47 the CFA offset
- * (signed), 48-55 where the caller's rbp is saved, in 8-byte words from
- * the CFA (signed; 0: rbp unchanged), 56-59 the CFA rule.
+ * array of 8-byte entries:
+ *   [0]                 struct unwind_header
+ *   [1 .. pages]        struct unwind_page, per 1 << UNWIND_PAGE_SHIFT
+ *                       bytes of code from the header's address
+ *   [pages+1 ..]        struct unwind_row, sorted by address
  */
+struct unwind_header {
+	__u32 addr; /* the first row's address, in the file */
+	__u32 pages;
+};
+
+/*
+ * The rows that can be in force in a page: the one in force at its start,
+ * and the last that starts in it (or the first).
+ */
+struct unwind_page {
+	__u32 first;
+	__u32 last;
+};
+
+struct unwind_row {
+	__u32 addr;    /* from the header's address */
+	__s16 cfa_off; /* the CFA's offset from its rule's register */
+	__s8 rbp_at;   /* the caller's rbp: saved this many 8-byte words from
+			  the CFA; 0: rbp unchanged */
+	__u8 rule;     /* enum cfa_rule */
+};
+
 enum cfa_rule {
 	CFA_NONE = 0, /* no CFI here: follow the frame pointer */
 	CFA_SP,	      /* CFA = rsp + offset */

@@ -109,61 +109,70 @@ struct unwind_ctx {
 	void *rows; /* the table of the last frame (w->us.table) */
 };
 
-/* The row in force at addr (a file's virtual address); 0: none. */
-static __always_inline __u64 find_row(struct unwind_ctx *u, __u32 table,
-				      __u64 addr)
+/*
+ * The row in force at addr (a file's virtual address), into *row; false
+ * when there is none.
+ */
+static __always_inline bool find_row(struct unwind_ctx *u, __u32 table,
+				     __u64 addr, struct unwind_row *row)
 {
 	struct dwarf_state *s = &u->w->us;
+	struct unwind_header *hdr;
+	struct unwind_page *pg;
+	struct unwind_row *r;
 	__u32 k = 0, first, last;
-	__u64 *v, off, page;
 	void *rows = u->rows;
+	__u64 off, page;
 
 	if (table != s->table || !rows) {
 		rows = bpf_map_lookup_elem(&unwind_tables, &table);
 		if (!rows)
-			return 0;
-		v = bpf_map_lookup_elem(rows, &k);
-		if (!v)
-			return 0;
+			return false;
+		hdr = bpf_map_lookup_elem(rows, &k);
+		if (!hdr)
+			return false;
 		u->rows = rows;
 		s->table = table;
-		s->lo = *v;
-		s->pages = *v >> 32;
+		s->lo = hdr->addr;
+		s->pages = hdr->pages;
 	}
 	if (addr < s->lo)
-		return 0;
+		return false;
 	off = addr - s->lo;
 	page = off >> UNWIND_PAGE_SHIFT;
 	if (page >= s->pages)
-		return 0;
-	/* The rows that can be in force in the page: first .. last. */
+		return false;
 	k = 1 + page;
-	v = bpf_map_lookup_elem(rows, &k);
-	if (!v)
-		return 0;
-	first = *v;
-	last = *v >> 32;
+	pg = bpf_map_lookup_elem(rows, &k);
+	if (!pg)
+		return false;
+	first = pg->first;
+	last = pg->last;
 	/* The last row at or below off. */
 	for (int i = 0; i < 24 && first < last; i++) {
 		k = last - (last - first) / 2;
-		v = bpf_map_lookup_elem(rows, &k);
-		if (!v)
-			return 0;
-		if ((__u32)*v <= off)
+		r = bpf_map_lookup_elem(rows, &k);
+		if (!r)
+			return false;
+		if (r->addr <= off)
 			first = k;
 		else
 			last = k - 1;
 	}
-	v = bpf_map_lookup_elem(rows, &first);
-	return v && (__u32)*v <= off ? *v : 0;
+	r = bpf_map_lookup_elem(rows, &first);
+	if (!r || r->addr > off)
+		return false;
+	*row = *r;
+	return true;
 }
 
 static long unwind_frame(__u32 i, struct unwind_ctx *u)
 {
 	struct stack_work *w = u->w;
 	struct dwarf_state *s = &w->us;
+	struct unwind_row row = {}; /* CFA_NONE: no row */
 	struct exec_map *m;
-	__u64 row = 0, addr, cfa, ret;
+	__u64 addr, cfa, ret;
 	__s64 rbp_at;
 	__s16 off;
 
@@ -176,10 +185,10 @@ static long unwind_frame(__u32 i, struct unwind_ctx *u)
 	if (!m)
 		s->unknown = true;
 	else if (m->table)
-		row = find_row(u, m->table, addr - m->bias);
-	off = row >> 32;
-	rbp_at = (__s8)(row >> 48);
-	switch ((row >> 56) & 0xf) {
+		find_row(u, m->table, addr - m->bias, &row);
+	off = row.cfa_off;
+	rbp_at = row.rbp_at;
+	switch (row.rule) {
 	case CFA_END:
 		return 1;
 	case CFA_SP:

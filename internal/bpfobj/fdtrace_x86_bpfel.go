@@ -344,6 +344,12 @@ const (
 	FdtraceSyscallIdSYS_MAX               FdtraceSyscallId = 44
 )
 
+type FdtraceUnwindHeader struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Pages uint32
+}
+
 type FdtraceUnwindMemo struct {
 	_   structs.HostLayout
 	Nr  uint32
@@ -358,6 +364,20 @@ type FdtraceUnwindMemoKey struct {
 	Pad  uint32
 	Pc   uint64
 	Sp   uint64
+}
+
+type FdtraceUnwindPage struct {
+	_     structs.HostLayout
+	First uint32
+	Last  uint32
+}
+
+type FdtraceUnwindRow struct {
+	_      structs.HostLayout
+	Addr   uint32
+	CfaOff int16
+	RbpAt  int8
+	Rule   uint8
 }
 
 type FdtraceWalkMemo struct {
@@ -456,6 +476,9 @@ const (
 	FdtraceVarUnusedRawStack                           = "unused_raw_stack"
 	FdtraceVarUnusedStatId                             = "unused_stat_id"
 	FdtraceVarUnusedSyscallId                          = "unused_syscall_id"
+	FdtraceVarUnusedUnwindHeader                       = "unused_unwind_header"
+	FdtraceVarUnusedUnwindPage                         = "unused_unwind_page"
+	FdtraceVarUnusedUnwindRow                          = "unused_unwind_row"
 )
 
 // LoadFdtrace returns the embedded CollectionSpec for Fdtrace.
@@ -593,6 +616,9 @@ type FdtraceVariableSpecs struct {
 	UnusedRawStack     *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.VariableSpec `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
+	UnusedUnwindHeader *ebpf.VariableSpec `ebpf:"unused_unwind_header"`
+	UnusedUnwindPage   *ebpf.VariableSpec `ebpf:"unused_unwind_page"`
+	UnusedUnwindRow    *ebpf.VariableSpec `ebpf:"unused_unwind_row"`
 }
 
 // FdtraceObjects contains all objects after they have been loaded into the kernel.
@@ -679,6 +705,9 @@ type FdtraceVariables struct {
 	UnusedRawStack     *ebpf.Variable `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.Variable `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.Variable `ebpf:"unused_syscall_id"`
+	UnusedUnwindHeader *ebpf.Variable `ebpf:"unused_unwind_header"`
+	UnusedUnwindPage   *ebpf.Variable `ebpf:"unused_unwind_page"`
+	UnusedUnwindRow    *ebpf.Variable `ebpf:"unused_unwind_row"`
 }
 
 // FdtracePrograms contains all programs after they have been loaded into the kernel.

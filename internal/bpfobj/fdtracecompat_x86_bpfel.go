@@ -287,6 +287,9 @@ const (
 	FdtraceCompatVarUnusedRawStack                           = "unused_raw_stack"
 	FdtraceCompatVarUnusedStatId                             = "unused_stat_id"
 	FdtraceCompatVarUnusedSyscallId                          = "unused_syscall_id"
+	FdtraceCompatVarUnusedUnwindHeader                       = "unused_unwind_header"
+	FdtraceCompatVarUnusedUnwindPage                         = "unused_unwind_page"
+	FdtraceCompatVarUnusedUnwindRow                          = "unused_unwind_row"
 )
 
 // LoadFdtraceCompat returns the embedded CollectionSpec for FdtraceCompat.
@@ -424,6 +427,9 @@ type FdtraceCompatVariableSpecs struct {
 	UnusedRawStack     *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.VariableSpec `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
+	UnusedUnwindHeader *ebpf.VariableSpec `ebpf:"unused_unwind_header"`
+	UnusedUnwindPage   *ebpf.VariableSpec `ebpf:"unused_unwind_page"`
+	UnusedUnwindRow    *ebpf.VariableSpec `ebpf:"unused_unwind_row"`
 }
 
 // FdtraceCompatObjects contains all objects after they have been loaded into the kernel.
@@ -510,6 +516,9 @@ type FdtraceCompatVariables struct {
 	UnusedRawStack     *ebpf.Variable `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.Variable `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.Variable `ebpf:"unused_syscall_id"`
+	UnusedUnwindHeader *ebpf.Variable `ebpf:"unused_unwind_header"`
+	UnusedUnwindPage   *ebpf.Variable `ebpf:"unused_unwind_page"`
+	UnusedUnwindRow    *ebpf.Variable `ebpf:"unused_unwind_row"`
 }
 
 // FdtraceCompatPrograms contains all programs after they have been loaded into the kernel.

@@ -12,7 +12,6 @@ import (
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/output"
-	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
 // patterned is a generated struct filled with a different byte at every
@@ -189,7 +188,7 @@ func copyC(dst []int8, s string) {
 }
 
 func TestHandleTurnsRawOpenAndCloseIntoTheirRecords(t *testing.T) {
-	tr := &Tracer{clock: newClock(), stacks: map[uint64][]symbolize.Frame{}}
+	tr := &Tracer{clock: newClock()}
 	open, close := rawOpenClose(t)
 	var got []events.Record
 	h := func(r events.Record) error { got = append(got, r); return nil }
@@ -213,7 +212,7 @@ func TestHandleTurnsRawOpenAndCloseIntoTheirRecords(t *testing.T) {
 }
 
 func TestTheWrittenLinesAreWhatEncodingJSONWrites(t *testing.T) {
-	tr := &Tracer{clock: newClock(), stacks: map[uint64][]symbolize.Frame{}}
+	tr := &Tracer{clock: newClock()}
 	open, close := rawOpenClose(t)
 	var out, want bytes.Buffer
 	w := output.New(&out, 0)
@@ -235,7 +234,7 @@ func TestTheWrittenLinesAreWhatEncodingJSONWrites(t *testing.T) {
 // BenchmarkHandleOpenClose is the reader's cost per open+close pair: raw
 // ring buffer samples in, JSON lines out.
 func BenchmarkHandleOpenClose(b *testing.B) {
-	tr := &Tracer{clock: newClock(), stacks: map[uint64][]symbolize.Frame{}}
+	tr := &Tracer{clock: newClock()}
 	open, close := rawOpenClose(b)
 	w := output.New(io.Discard, 0)
 	defer w.Close()

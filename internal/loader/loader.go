@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
+	"github.com/fdtrace/fdtrace/internal/stacks"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
@@ -117,7 +118,7 @@ type Tracer struct {
 	clock    clock
 	closeErr error
 	once     sync.Once
-	unwind   *unwindTables // with StackDWARF stacks
+	stacks   *stacks.Store // with CaptureStacks
 	// limitBefore: RLIMIT_NOFILE before Load raised it, or nil.
 	limitBefore *unix.Rlimit
 
@@ -131,14 +132,7 @@ type Tracer struct {
 	seeded    uint64
 	reconcile uint64
 	delivered uint64
-	stacks    map[uint64][]symbolize.Frame // symbolized when first seen
-	aliases   map[uint64]uint64            // provisional stack id -> id (unwindRawStack)
-	stackMeta map[uint64]stackMeta
 	exitedFDs map[int][]FD // with KeepRecordsAtExit
-	// stackCount: symbolized stacks per pid; orphanStacks: stacks of
-	// processes that exited since the last collection.
-	stackCount   map[int]int
-	orphanStacks int
 }
 
 // Load checks the kernel, loads and attaches the programs and seeds the
@@ -187,8 +181,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if cfg.CaptureStacks && cfg.Symbolizer == nil {
 		cfg.Symbolizer = symbolize.New(symbolize.Options{})
 	}
-	t := &Tracer{cfg: cfg, feat: feat, clock: newClock(), limitBefore: limitBefore, stacks: map[uint64][]symbolize.Frame{}, aliases: map[uint64]uint64{},
-		stackMeta: map[uint64]stackMeta{}, stackCount: map[int]int{}, exitedFDs: map[int][]FD{}}
+	t := &Tracer{cfg: cfg, feat: feat, clock: newClock(), limitBefore: limitBefore, exitedFDs: map[int][]FD{}}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -218,10 +211,14 @@ func Load(cfg Config) (_ *Tracer, err error) {
 	if err := t.fillTraced(); err != nil {
 		return nil, err
 	}
-	if cfg.CaptureStacks && cfg.StackMode != StackFP {
-		t.unwind = newUnwindTables(&t.objs, cfg.Symbolizer)
+	if cfg.CaptureStacks {
+		m := stacks.Maps{Stacks: t.objs.Stacks}
+		if cfg.StackMode != StackFP {
+			m.ExecMaps, m.UnwindTables = t.objs.ExecMaps, t.objs.UnwindTables
+		}
+		t.stacks = stacks.New(m, cfg.Symbolizer)
 		for _, pid := range cfg.PIDs {
-			if err := t.unwind.refresh(pid); err != nil {
+			if err := t.stacks.LoadTables(pid); err != nil {
 				return nil, err
 			}
 		}
@@ -407,8 +404,8 @@ func (t *Tracer) Close() error {
 			errs = append(errs, t.reader.Close())
 		}
 		errs = append(errs, t.objs.Close())
-		if t.unwind != nil {
-			t.unwind.close()
+		if t.stacks != nil {
+			t.stacks.Close()
 		}
 		t.closeErr = errors.Join(errs...)
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/stacks"
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
@@ -690,7 +691,7 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 	if err := os.WriteFile(sh, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	const children = orphanStacksGC + 100
+	const children = stacks.OrphansBeforeCollection + 100
 	tr := load(t, Config{Comm: "fdgc", ErrorsOnly: true, CaptureStacks: true})
 	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do (exec 3</dev/null); i=$((i+1)); done", children)
 	if out, err := exec.Command(sh, "-c", script).CombinedOutput(); err != nil {
@@ -704,11 +705,9 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 	for it := tr.objs.Stacks.Iterate(); it.Next(&id, &st); {
 		kernel++
 	}
-	tr.mu.Lock()
-	known := len(tr.stacks)
-	tr.mu.Unlock()
-	// Collected once orphanStacksGC had piled up: what is left came after.
-	if max := children - orphanStacksGC + 10; kernel > max || known > max {
+	known := tr.stacks.Len()
+	// Collected once enough had piled up: what is left came after.
+	if max := children - stacks.OrphansBeforeCollection + 10; kernel > max || known > max {
 		t.Errorf("%d stacks in the kernel, %d symbolized after %d processes exited; want at most %d", kernel, known, children, max)
 	}
 	if kernel < 1 {

@@ -7,11 +7,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/stacks"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
@@ -97,7 +97,8 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 		if err := decodeRawStack(raw, &e); err != nil {
 			return err
 		}
-		t.unwindRawStack(&e, c)
+		t.stacks.AddCopy(stacks.Copy{PID: int(e.Pid), Parent: int(e.Ppid), Comm: c.intern(e.Comm),
+			ID: e.StackID, IP: e.IP, SP: e.SP, BP: e.BP, Data: e.Data})
 		return nil
 	}
 	var e rawFdEvent
@@ -125,11 +126,10 @@ func (t *Tracer) handle(raw []byte, h Handler, c comms) error {
 		t.seedChild(int(e.Pid), int(e.Ppid))
 		return nil
 	case bpfobj.FdtraceEventKindEV_STACK:
-		return t.symbolizeStack(int(e.Pid), int(e.Ppid), c.intern(e.Comm), e.StackId)
+		t.stacks.Add(int(e.Pid), int(e.Ppid), c.intern(e.Comm), e.StackId)
+		return nil
 	case bpfobj.FdtraceEventKindEV_MAPS:
-		if t.unwind != nil {
-			t.unwind.refresh(int(e.Pid))
-		}
+		t.stacks.LoadTables(int(e.Pid))
 		return nil
 	}
 	return fmt.Errorf("unknown event kind %d", e.Kind)
@@ -139,207 +139,32 @@ func (t *Tracer) time(ktime uint64) events.Time {
 	return events.Time(t.clock.wall(ktime))
 }
 
-// symbolizeStack resolves a new stack while its process still lives.
-func (t *Tracer) symbolizeStack(pid, parent int, comm string, id uint64) error {
-	var st bpfobj.FdtraceStack
-	if err := t.objs.Stacks.Lookup(id, &st); err != nil {
-		return nil // already collected: records keep the id only
-	}
-	n := min(int(st.Nr), len(st.Ips))
-	t.remember(pid, parent, comm, id, st.Ips[:n])
-	return nil
-}
-
-func (t *Tracer) remember(pid, parent int, comm string, id uint64, ips []uint64) {
-	frames := t.cfg.Symbolizer.Symbolize(pid, ips)
-	if unmapped(frames) {
-		frames = t.symbolizeAsParent(parent, comm, ips, frames)
-	}
-	t.mu.Lock()
-	t.stacks[id] = frames
-	t.stackMeta[id] = stackMeta{pid: pid, at: time.Now()}
-	t.stackCount[pid]++
-	t.mu.Unlock()
-}
-
-// unwindRawStack unwinds a stack the kernel could not, its process's
-// unwind tables not being loaded yet: it loads them, unwinds the copy of
-// the stack, and files the result under the key the kernel would have
-// given it, so that it is one stack with those the kernel walks later. The
-// fd's record keeps the provisional id, which Stack and EachFD translate.
-func (t *Tracer) unwindRawStack(e *rawStackEvent, c comms) {
-	if t.unwind == nil {
-		return
-	}
-	pid := int(e.Pid)
-	// A backlog of copies from one process needs its mappings read once:
-	// again only when the copy runs into code they do not hold.
-	ips, unknown := t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
-	if unknown {
-		if err := t.unwind.refresh(pid); errors.Is(err, errGone) {
-			// A forked child gone already: it ran its parent's code,
-			// whose mappings its siblings will start with (see the
-			// fork handler).
-			t.unwind.refresh(int(e.Ppid))
-		}
-		ips, _ = t.unwind.unwindCopy(pid, int(e.Ppid), e.IP, e.SP, e.BP, e.Data)
-	}
-	id := stackKey(e.Pid, ips)
-	var st bpfobj.FdtraceStack
-	st.Nr = uint32(copy(st.Ips[:], ips))
-	err := t.objs.Stacks.Update(id, &st, ebpf.UpdateNoExist)
-	t.mu.Lock()
-	t.aliases[e.StackID] = id
-	_, known := t.stacks[id]
-	t.mu.Unlock()
-	if err == nil || !known {
-		t.remember(pid, int(e.Ppid), c.intern(e.Comm), id, ips)
-	}
-}
-
 // LoadUnwindTables loads the unwind tables of the files pid maps now,
 // if stacks are unwound by DWARF: for a process that has not run yet.
-func (t *Tracer) LoadUnwindTables(pid int) {
-	if t.unwind != nil {
-		t.unwind.refresh(pid)
-	}
-}
-
-// realStack is the stack id behind a provisional one (see unwindRawStack).
-func (t *Tracer) realStack(id uint64) uint64 {
-	if id&1 != 0 || id == 0 {
-		return id
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if real, ok := t.aliases[id]; ok {
-		return real
-	}
-	return id
-}
-
-// orphanStacksGC is how many stacks of exited processes may pile up
-// before the stacks no fd refers to are collected.
-const orphanStacksGC = 1024
-
-// stacksOfExited notes that pid's stacks may be garbage now (children may
-// still hold fds it created) and collects them once enough piled up, so
-// that a long run without reports stays within the stack store.
-func (t *Tracer) stacksOfExited(pid int) {
-	t.mu.Lock()
-	t.orphanStacks += t.stackCount[pid]
-	delete(t.stackCount, pid)
-	collect := t.orphanStacks >= orphanStacksGC
-	if collect {
-		t.orphanStacks = 0
-	}
-	t.mu.Unlock()
-	if !collect {
-		return
-	}
-	read := time.Now()
-	live := map[uint64]bool{}
-	if err := t.EachFD(func(fd FD) { live[fd.StackID] = true }); err == nil {
-		t.DropStacksExcept(live, read)
-	}
-}
-
-// stackMeta is whose a symbolized stack is, and since when it is known.
-// A stack's key hashes its process in: no two processes share one.
-type stackMeta struct {
-	pid int
-	at  time.Time
-}
-
-func unmapped(frames []symbolize.Frame) bool {
-	for _, f := range frames {
-		if f.Module != "" {
-			return false
-		}
-	}
-	return true
-}
-
-// symbolizeAsParent symbolizes the stack of a process that exited before
-// its maps could be read with its parent's maps: a forked child that did
-// not exec (same name) has its parent's memory layout.
-func (t *Tracer) symbolizeAsParent(parent int, comm string, ips []uint64, frames []symbolize.Frame) []symbolize.Frame {
-	if parent <= 1 {
-		return frames
-	}
-	// Its maps may be known still when it is gone too.
-	if t.cfg.Symbolizer.Comm(parent) != comm {
-		return frames
-	}
-	return t.cfg.Symbolizer.Symbolize(parent, ips)
-}
+func (t *Tracer) LoadUnwindTables(pid int) { t.stacks.LoadTables(pid) }
 
 // SymbolizeStacksOf symbolizes, now, every stack of pid's live fds that
 // has not been yet: for a process about to exit.
 func (t *Tracer) SymbolizeStacksOf(pid int) {
-	if t.cfg.Symbolizer == nil {
+	if t.stacks == nil {
 		return
 	}
-	if t.unwind != nil {
+	if t.stacks.UnwindsCopies() {
 		// Stacks the kernel could not unwind are in the ring buffer.
 		t.waitCaughtUp(2 * time.Second)
 	}
-	// Its perf map is complete now: the JIT's buffer was flushed at exit.
-	t.NameJITFrames(pid)
+	var keys []uint64
 	t.EachFD(func(fd FD) {
-		if fd.PID == pid && fd.StackID != 0 && t.Stack(fd.StackID) == nil {
-			t.symbolizeStack(pid, 0, "", fd.StackID)
+		if fd.PID == pid {
+			keys = append(keys, fd.StackID)
 		}
 	})
+	t.stacks.SymbolizeMissing(pid, keys)
 }
 
-// NameJITFrames symbolizes again the stacks of pid (of every process if pid
-// is 0) that have frames in JIT code the perf map did not name when they
-// were first symbolized: V8 writes its perf map through a stdio buffer, so
-// the names of code compiled last show up later, at the latest at exit.
-func (t *Tracer) NameJITFrames(pid int) {
-	if t.cfg.Symbolizer == nil {
-		return
-	}
-	type redo struct {
-		id  uint64
-		pid int
-	}
-	var todo []redo
-	t.mu.Lock()
-	for id, m := range t.stackMeta {
-		if (pid == 0 || m.pid == pid) && unnamedJIT(t.stacks[id]) {
-			todo = append(todo, redo{id, m.pid})
-		}
-	}
-	t.mu.Unlock()
-	for _, r := range todo {
-		var st bpfobj.FdtraceStack
-		if t.objs.Stacks.Lookup(r.id, &st) != nil {
-			continue
-		}
-		frames := t.cfg.Symbolizer.Symbolize(r.pid, st.Ips[:min(int(st.Nr), len(st.Ips))])
-		if unmapped(frames) {
-			continue // gone
-		}
-		t.mu.Lock()
-		if _, ok := t.stacks[r.id]; ok {
-			t.stacks[r.id] = frames
-		}
-		t.mu.Unlock()
-	}
-}
-
-// unnamedJIT says whether frames has one that no mapped file holds and no
-// perf map names: JIT code, most likely.
-func unnamedJIT(frames []symbolize.Frame) bool {
-	for _, f := range frames {
-		if f.Func == "" && f.Module == "" && f.Addr >= 0x10000 {
-			return true
-		}
-	}
-	return false
-}
+// NameJITFrames symbolizes again the stacks of pid (of every process if
+// pid is 0) with JIT frames their perf map did not name yet.
+func (t *Tracer) NameJITFrames(pid int) { t.stacks.NameJITFrames(pid) }
 
 // DropStacksExcept forgets, in the kernel and here, the stacks symbolized
 // before `before` that are not in keep (the stacks of the live fds, read
@@ -347,59 +172,30 @@ func unnamedJIT(frames []symbolize.Frame) bool {
 // of exited processes' fds not yet taken are kept too.
 func (t *Tracer) DropStacksExcept(keep map[uint64]bool, before time.Time) {
 	t.mu.Lock()
-	exited := map[uint64]bool{}
 	for _, fds := range t.exitedFDs {
 		for _, fd := range fds {
-			exited[fd.StackID] = true
-		}
-	}
-	var drop []uint64
-	for alias, id := range t.aliases {
-		if !keep[id] && !exited[id] {
-			delete(t.aliases, alias)
-		}
-	}
-	for id, m := range t.stackMeta {
-		if !keep[id] && !exited[id] && m.at.Before(before) {
-			drop = append(drop, id)
-			delete(t.stacks, id)
-			delete(t.stackMeta, id)
-			if t.stackCount[m.pid]--; t.stackCount[m.pid] <= 0 {
-				delete(t.stackCount, m.pid)
-			}
+			keep[fd.StackID] = true
 		}
 	}
 	t.mu.Unlock()
-	for _, id := range drop {
-		t.objs.Stacks.Delete(id)
+	t.stacks.DropExcept(keep, before)
+}
+
+// collectStacks drops the stacks no record holds any more.
+func (t *Tracer) collectStacks() {
+	read := time.Now()
+	live := map[uint64]bool{}
+	if err := t.EachFD(func(fd FD) { live[fd.StackID] = true }); err == nil {
+		t.DropStacksExcept(live, read)
 	}
 }
 
 // Stack is the symbolized stack of id, nil if unknown or id is 0.
-func (t *Tracer) Stack(id uint64) []symbolize.Frame {
-	if id == 0 {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if real, ok := t.aliases[id]; ok {
-		id = real
-	}
-	return t.stacks[id]
-}
+func (t *Tracer) Stack(id uint64) []symbolize.Frame { return t.stacks.Frames(id) }
 
 // SymbolizerWarnings are notes on stacks for the user (JIT code
 // without a perf map, a full unwind table store, ...).
-func (t *Tracer) SymbolizerWarnings() []string {
-	if t.cfg.Symbolizer == nil {
-		return nil
-	}
-	w := t.cfg.Symbolizer.Warnings()
-	if t.unwind != nil {
-		w = append(w, t.unwind.warnings()...)
-	}
-	return w
-}
+func (t *Tracer) SymbolizerWarnings() []string { return t.stacks.Warnings() }
 
 // exited turns the final counters of a process into its last record.
 func (t *Tracer) exited(e *bpfobj.FdtraceExitEvent) events.Process {
@@ -413,9 +209,8 @@ func (t *Tracer) exited(e *bpfobj.FdtraceExitEvent) events.Process {
 	if t.cfg.KeepRecordsAtExit {
 		t.collectExited(int(e.Pid))
 	}
-	t.stacksOfExited(int(e.Pid))
-	if t.unwind != nil {
-		t.unwind.forget(int(e.Pid))
+	if t.stacks.Exited(int(e.Pid)) {
+		t.collectStacks()
 	}
 	if e.Proc.Errors > 0 {
 		if errs := t.takeErrors(e.Pid, e.Proc.StartNs); errs != nil {

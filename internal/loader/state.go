@@ -106,7 +106,7 @@ func (t *Tracer) fdOf(key bpfobj.FdtraceFdKey, info *bpfobj.FdtraceFdInfo) FD {
 		Seeded:    info.Flags&uint8(bpfobj.FdtraceFdFlagsFDF_SEEDED) != 0,
 		Family:    events.FamilyName(int(info.Family)),
 		SockType:  events.SockTypeName(int(info.SockType)),
-		StackID:   t.realStack(info.StackId),
+		StackID:   t.stacks.Resolve(info.StackId),
 		Inherited: info.Flags&uint8(bpfobj.FdtraceFdFlagsFDF_INHERITED) != 0,
 	}
 	if info.OpenNs != 0 {

@@ -1,4 +1,4 @@
-package loader
+package stacks
 
 import (
 	"debug/elf"
@@ -16,12 +16,12 @@ import (
 	"github.com/fdtrace/fdtrace/internal/unwind"
 )
 
-// unwindTables keeps the kernel's DWARF unwinding fed: the rows of each
-// file traced processes map executable, loaded once per file, and per
-// process where those files are mapped (see struct exec_mappings in
-// bpf/fdtrace.h). A process asks (EV_MAPS) when a stack runs into code no
-// mapping it has holds: after exec, after dlopen, in new JIT code.
-type unwindTables struct {
+// tables keeps the kernel's DWARF unwinding fed: the rows of each file
+// traced processes map executable, loaded once per file, and per process
+// where those files are mapped (see struct exec_mappings in bpf/fdtrace.h).
+// A process asks (EV_MAPS) when a stack runs into code no mapping it has
+// holds: after exec, after dlopen, in new JIT code.
+type tables struct {
 	tables *ebpf.Map // unwind_tables: table id -> rows
 	procs  *ebpf.Map // exec_maps: tgid -> mappings
 	sym    *symbolize.Symbolizer
@@ -43,8 +43,8 @@ type fileTable struct {
 	segments []elf.ProgHeader
 }
 
-func newUnwindTables(objs *bpfobj.FdtraceObjects, sym *symbolize.Symbolizer) *unwindTables {
-	return &unwindTables{tables: objs.UnwindTables, procs: objs.ExecMaps, sym: sym,
+func newTables(unwindTables, execMaps *ebpf.Map, sym *symbolize.Symbolizer) *tables {
+	return &tables{tables: unwindTables, procs: execMaps, sym: sym,
 		files: map[string]*fileTable{}, rowMaps: map[uint32]*ebpf.Map{},
 		mappings: map[int]*bpfobj.FdtraceExecMappings{}, nextID: 1}
 }
@@ -54,7 +54,7 @@ var errGone = errors.New("process gone")
 
 // refresh reads pid's executable mappings and hands them to the kernel,
 // loading the tables of files not seen before.
-func (u *unwindTables) refresh(pid int) error {
+func (u *tables) refresh(pid int) error {
 	maps, err := u.sym.ExecMappings(pid)
 	if err != nil {
 		return errGone
@@ -93,7 +93,7 @@ func (u *unwindTables) refresh(pid int) error {
 
 // forget drops pid's mappings: it exited (the kernel drops them too, but
 // a refresh may have raced with the exit).
-func (u *unwindTables) forget(pid int) {
+func (u *tables) forget(pid int) {
 	u.procs.Delete(uint32(pid))
 	u.mu.Lock()
 	delete(u.mappings, pid)
@@ -101,7 +101,7 @@ func (u *unwindTables) forget(pid int) {
 }
 
 // warnings says what the user should know about the unwinding.
-func (u *unwindTables) warnings() []string {
+func (u *tables) warnings() []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.full {
@@ -111,7 +111,7 @@ func (u *unwindTables) warnings() []string {
 }
 
 // close releases the tables kept open for user-space unwinding.
-func (u *unwindTables) close() {
+func (u *tables) close() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for id, m := range u.rowMaps {
@@ -132,7 +132,7 @@ func (t *fileTable) segment(off uint64) *elf.ProgHeader {
 }
 
 // table returns the table of the file behind m, loading it the first time.
-func (u *unwindTables) table(pid int, m symbolize.Mapping) *fileTable {
+func (u *tables) table(pid int, m symbolize.Mapping) *fileTable {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if t, ok := u.files[m.File]; ok {
@@ -158,8 +158,8 @@ func (u *unwindTables) table(pid int, m symbolize.Mapping) *fileTable {
 	if err != nil || len(rows) == 0 || u.full {
 		return t
 	}
-	table := encodeTable(rows)
-	if table == nil {
+	table, ok := encodeTable(rows)
+	if !ok {
 		return t
 	}
 	id := u.nextID
@@ -174,34 +174,49 @@ func (u *unwindTables) table(pid int, m symbolize.Mapping) *fileTable {
 
 // load makes the kernel array of a table; flush hands it to unwind_tables
 // under id.
-func (u *unwindTables) load(id uint32, table []uint64) error {
+func (u *tables) load(id uint32, t table) error {
 	rows, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8,
-		MaxEntries: uint32(len(table)), Flags: unix.BPF_F_INNER_MAP})
+		MaxEntries: uint32(t.len()), Flags: unix.BPF_F_INNER_MAP})
 	if err != nil {
 		return err
 	}
-	const batch = 1 << 16
-	keys := make([]uint32, 0, batch)
-	for start := 0; start < len(table); start += batch {
-		end := min(start+batch, len(table))
-		keys = keys[:0]
-		for i := start; i < end; i++ {
-			keys = append(keys, uint32(i))
-		}
-		if _, err := rows.BatchUpdate(keys, table[start:end], nil); err != nil {
-			rows.Close()
-			return err
-		}
+	err = rows.Put(uint32(0), &t.header)
+	if err == nil {
+		err = putAll(rows, 1, t.pages)
+	}
+	if err == nil {
+		err = putAll(rows, uint32(1+len(t.pages)), t.rows)
+	}
+	if err != nil {
+		rows.Close()
+		return err
 	}
 	u.rowMaps[id] = rows
 	u.pending = append(u.pending, id)
 	return nil
 }
 
+// putAll writes vals into an array from index first, in batches.
+func putAll[T any](m *ebpf.Map, first uint32, vals []T) error {
+	const batch = 1 << 16
+	keys := make([]uint32, 0, min(batch, len(vals)))
+	for start := 0; start < len(vals); start += batch {
+		end := min(start+batch, len(vals))
+		keys = keys[:0]
+		for i := start; i < end; i++ {
+			keys = append(keys, first+uint32(i))
+		}
+		if _, err := m.BatchUpdate(keys, vals[start:end], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // flush hands the tables loaded since the last flush to the kernel. One
 // batch: every update of a map of maps waits out an RCU grace period
 // (~10 ms), which a process starting up should not wait for per library.
-func (u *unwindTables) flush() {
+func (u *tables) flush() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.pending) == 0 {
@@ -222,30 +237,40 @@ func (u *unwindTables) flush() {
 	u.pending = u.pending[:0]
 }
 
-// unwindPageShift is UNWIND_PAGE_SHIFT: the table's index has an entry
-// per 256 bytes of code, which leaves a row or two to search.
-const unwindPageShift = 8
+// pageShift is UNWIND_PAGE_SHIFT: the table's index has an entry per 256
+// bytes of code, which leaves a row or two to search.
+const pageShift = 8
 
-// encodeTable lays rows out as the kernel reads them (bpf/fdtrace.h); nil
-// for code above 4 GiB, which the layout cannot hold. Rows past 4 GiB of
-// the first are left out; rules the encoding cannot hold become
-// frame-pointer rows.
-func encodeTable(rows []unwind.Row) []uint64 {
+// table is one file's unwind table as the kernel reads it (struct
+// unwind_header, unwind_page and unwind_row in bpf/fdtrace.h): entry 0 the
+// header, 1..len(pages) the pages, then the rows.
+type table struct {
+	header bpfobj.FdtraceUnwindHeader
+	pages  []bpfobj.FdtraceUnwindPage
+	rows   []bpfobj.FdtraceUnwindRow
+}
+
+func (t *table) len() int { return 1 + len(t.pages) + len(t.rows) }
+
+// encodeTable lays rows out as the kernel reads them; false for code above
+// 4 GiB, which the layout cannot hold. Rows past 4 GiB of the first are
+// left out; rules the encoding cannot hold become frame-pointer rows.
+func encodeTable(rows []unwind.Row) (table, bool) {
 	lo := rows[0].PC
 	if lo > 1<<32-1 {
-		return nil
+		return table{}, false
 	}
 	for len(rows) > 1 && rows[len(rows)-1].PC-lo > 1<<32-1 {
 		rows = rows[:len(rows)-1]
 	}
-	pages := int((rows[len(rows)-1].PC-lo)>>unwindPageShift) + 1
-	base := pages + 1
-	out := make([]uint64, base+len(rows))
-	out[0] = lo | uint64(pages)<<32
+	pages := int((rows[len(rows)-1].PC-lo)>>pageShift) + 1
+	base := uint32(pages + 1)
+	t := table{header: bpfobj.FdtraceUnwindHeader{Addr: uint32(lo), Pages: uint32(pages)},
+		pages: make([]bpfobj.FdtraceUnwindPage, pages), rows: make([]bpfobj.FdtraceUnwindRow, len(rows))}
 	first, last := 0, 0
 	for p := range pages {
-		start := lo + uint64(p)<<unwindPageShift
-		end := start + 1<<unwindPageShift
+		start := lo + uint64(p)<<pageShift
+		end := start + 1<<pageShift
 		for first+1 < len(rows) && rows[first+1].PC <= start {
 			first++
 		}
@@ -253,23 +278,23 @@ func encodeTable(rows []unwind.Row) []uint64 {
 		for last+1 < len(rows) && rows[last+1].PC < end {
 			last++
 		}
-		out[1+p] = uint64(base+first) | uint64(base+last)<<32
+		t.pages[p] = bpfobj.FdtraceUnwindPage{First: base + uint32(first), Last: base + uint32(last)}
 	}
 	for i, row := range rows {
-		out[base+i] = encodeRow(row, row.PC-lo)
+		t.rows[i] = encodeRow(row, row.PC-lo)
 	}
-	return out
+	return t, true
 }
 
-func encodeRow(row unwind.Row, off uint64) uint64 {
-	kind, cfaOff, rbp := cfaRule(row.CFA), row.Offset, row.RBPOffset
+func encodeRow(row unwind.Row, off uint64) bpfobj.FdtraceUnwindRow {
+	rule, cfaOff, rbp := cfaRule(row.CFA), row.Offset, row.RBPOffset
 	if cfaOff != int32(int16(cfaOff)) {
-		kind, cfaOff, rbp = 0, 0, 0
+		rule, cfaOff, rbp = bpfobj.FdtraceCfaRuleCFA_NONE, 0, 0
 	}
 	if rbp%8 != 0 || rbp/8 != int32(int8(rbp/8)) {
 		rbp = 0
 	}
-	return off | uint64(uint16(int16(cfaOff)))<<32 | uint64(uint8(int8(rbp/8)))<<48 | uint64(kind)<<56
+	return bpfobj.FdtraceUnwindRow{Addr: uint32(off), CfaOff: int16(cfaOff), RbpAt: int8(rbp / 8), Rule: uint8(rule)}
 }
 
 // cfaRule is the kernel's enum cfa_rule for a row's rule.
@@ -287,40 +312,62 @@ func cfaRule(k unwind.CFAKind) bpfobj.FdtraceCfaRule {
 	return bpfobj.FdtraceCfaRuleCFA_NONE
 }
 
-// findRow is the kernel's find_row (bpf/stack_dwarf.bpf.h): the row of a table
-// in force at addr, 0 if none; get reads one element of the table.
-func findRow(get func(uint32) (uint64, bool), addr uint64) uint64 {
-	hdr, ok := get(0)
-	lo := hdr & (1<<32 - 1)
-	if !ok || addr < lo {
-		return 0
+// entries reads a table's entries, as the kernel's array holds them.
+type entries interface {
+	header() (bpfobj.FdtraceUnwindHeader, bool)
+	page(i uint32) (bpfobj.FdtraceUnwindPage, bool)
+	row(i uint32) (bpfobj.FdtraceUnwindRow, bool)
+}
+
+// findRow is the kernel's find_row (bpf/stack_dwarf.bpf.h): the row of a
+// table in force at addr; false if none.
+func findRow(t entries, addr uint64) (bpfobj.FdtraceUnwindRow, bool) {
+	var none bpfobj.FdtraceUnwindRow
+	hdr, ok := t.header()
+	if !ok || addr < uint64(hdr.Addr) {
+		return none, false
 	}
-	off := addr - lo
-	page := off >> unwindPageShift
-	if page >= hdr>>32 {
-		return 0
+	off := addr - uint64(hdr.Addr)
+	page := off >> pageShift
+	if page >= uint64(hdr.Pages) {
+		return none, false
 	}
-	v, ok := get(uint32(1 + page))
+	pg, ok := t.page(uint32(1 + page))
 	if !ok {
-		return 0
+		return none, false
 	}
-	f, l := uint32(v), uint32(v>>32)
+	f, l := pg.First, pg.Last
 	for i := 0; i < 24 && f < l; i++ {
 		k := l - (l-f)/2
-		v, ok := get(k)
+		r, ok := t.row(k)
 		if !ok {
-			return 0
+			return none, false
 		}
-		if uint32(v) <= uint32(off) {
+		if uint64(r.Addr) <= off {
 			f = k
 		} else {
 			l = k - 1
 		}
 	}
-	if v, ok := get(f); ok && uint32(v) <= uint32(off) {
-		return v
+	if r, ok := t.row(f); ok && uint64(r.Addr) <= off {
+		return r, true
 	}
-	return 0
+	return none, false
+}
+
+// kernelTable reads a table from its array in the kernel.
+type kernelTable struct{ m *ebpf.Map }
+
+func (k kernelTable) header() (h bpfobj.FdtraceUnwindHeader, ok bool) {
+	return h, k.m.Lookup(uint32(0), &h) == nil
+}
+
+func (k kernelTable) page(i uint32) (p bpfobj.FdtraceUnwindPage, ok bool) {
+	return p, k.m.Lookup(i, &p) == nil
+}
+
+func (k kernelTable) row(i uint32) (r bpfobj.FdtraceUnwindRow, ok bool) {
+	return r, k.m.Lookup(i, &r) == nil
 }
 
 // maxStackDepth is MAX_STACK_DEPTH.
@@ -332,19 +379,19 @@ const maxStackDepth = len(bpfobj.FdtraceStack{}.Ips)
 // process gone before its mappings were read is taken to have its
 // parent's: a forked child that did not exec. unknown: a pc was in no
 // mapping known.
-func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []byte) (ips []uint64, unknown bool) {
+func (u *tables) unwindCopy(c Copy) (ips []uint64, unknown bool) {
 	u.mu.Lock()
-	maps := u.mappings[pid]
+	maps := u.mappings[c.PID]
 	if maps == nil {
-		maps = u.mappings[parent]
+		maps = u.mappings[c.Parent]
 	}
 	u.mu.Unlock()
-	base := sp
+	pc, sp, bp := c.IP, c.SP, c.BP
 	read := func(addr uint64) (uint64, bool) {
-		if addr < base || addr-base+8 > uint64(len(stack)) {
+		if addr < c.SP || addr-c.SP+8 > uint64(len(c.Data)) {
 			return 0, false
 		}
-		return binary.NativeEndian.Uint64(stack[addr-base:]), true
+		return binary.NativeEndian.Uint64(c.Data[addr-c.SP:]), true
 	}
 	for i := 0; i < maxStackDepth; i++ {
 		ips = append(ips, pc)
@@ -352,17 +399,16 @@ func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []by
 		if i > 0 {
 			addr-- // a return address follows its call
 		}
-		var row uint64
+		var row bpfobj.FdtraceUnwindRow // CFA_NONE: no row
 		m := findExecMap(maps, addr)
 		if m == nil {
 			unknown = true
 		} else if m.Table != 0 {
-			row = u.findRow(m.Table, addr-m.Bias)
+			row, _ = u.findRow(m.Table, addr-m.Bias)
 		}
-		off := int64(int16(row >> 32))
-		rbpAt := int64(int8(row >> 48))
+		off, rbpAt := int64(row.CfaOff), int64(row.RbpAt)
 		var cfa uint64
-		switch bpfobj.FdtraceCfaRule(row >> 56 & 0xf) {
+		switch bpfobj.FdtraceCfaRule(row.Rule) {
 		case bpfobj.FdtraceCfaRuleCFA_END:
 			return ips, unknown
 		case bpfobj.FdtraceCfaRuleCFA_SP:
@@ -390,24 +436,24 @@ func (u *unwindTables) unwindCopy(pid, parent int, pc, sp, bp uint64, stack []by
 			}
 		}
 		sp, pc = cfa, ret
-		if ret < 4096 || ret >= 0x800000000000 {
+		if !userCode(ret) {
 			return ips, unknown
 		}
 	}
 	return ips, unknown
 }
 
-func (u *unwindTables) findRow(table uint32, addr uint64) uint64 {
+// userCode: could this be the address of user code (user_code_addr)?
+func userCode(a uint64) bool { return a >= 4096 && a < 1<<47 }
+
+func (u *tables) findRow(id uint32, addr uint64) (bpfobj.FdtraceUnwindRow, bool) {
 	u.mu.Lock()
-	rows := u.rowMaps[table]
+	rows := u.rowMaps[id]
 	u.mu.Unlock()
 	if rows == nil {
-		return 0
+		return bpfobj.FdtraceUnwindRow{}, false
 	}
-	return findRow(func(i uint32) (uint64, bool) {
-		var v uint64
-		return v, rows.Lookup(i, &v) == nil
-	}, addr)
+	return findRow(kernelTable{rows}, addr)
 }
 
 // findExecMap is the kernel's find_exec_map.
@@ -429,14 +475,4 @@ func findExecMap(ms *bpfobj.FdtraceExecMappings, pc uint64) *bpfobj.FdtraceExecM
 		return nil
 	}
 	return &maps[i]
-}
-
-// stackKey is the key the kernel gives a stack in the stacks map
-// (capture_stack's hash).
-func stackKey(tgid uint32, ips []uint64) uint64 {
-	h := uint64(0xcbf29ce484222325) ^ uint64(tgid)
-	for _, ip := range ips {
-		h = (h ^ ip) * 0x100000001b3
-	}
-	return h | 1
 }

@@ -1,4 +1,4 @@
-package loader
+package stacks
 
 import (
 	"debug/elf"
@@ -9,6 +9,26 @@ import (
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/unwind"
 )
+
+// memTable reads an encoded table as the kernel's array holds it.
+type memTable struct{ t table }
+
+func (m memTable) header() (bpfobj.FdtraceUnwindHeader, bool) { return m.t.header, true }
+
+func (m memTable) page(i uint32) (bpfobj.FdtraceUnwindPage, bool) {
+	if i < 1 || int(i) > len(m.t.pages) {
+		return bpfobj.FdtraceUnwindPage{}, false
+	}
+	return m.t.pages[i-1], true
+}
+
+func (m memTable) row(i uint32) (bpfobj.FdtraceUnwindRow, bool) {
+	base := uint32(1 + len(m.t.pages))
+	if i < base || int(i-base) >= len(m.t.rows) {
+		return bpfobj.FdtraceUnwindRow{}, false
+	}
+	return m.t.rows[i-base], true
+}
 
 // The kernel's lookup (findRow is its twin) over encodeTable's layout
 // finds the row a linear search finds, for every kind of address: each
@@ -25,23 +45,22 @@ func TestEncodedTablesFindTheRowInForce(t *testing.T) {
 		if err != nil || len(rows) == 0 {
 			t.Fatalf("%s: %d rows, %v", path, len(rows), err)
 		}
-		table := encodeTable(rows)
-		get := func(i uint32) (uint64, bool) {
-			if int(i) >= len(table) {
-				return 0, false
-			}
-			return table[i], true
+		table, ok := encodeTable(rows)
+		if !ok {
+			t.Fatalf("%s: not encoded", path)
 		}
-		want := func(addr uint64) uint64 {
+		want := func(addr uint64) (bpfobj.FdtraceUnwindRow, bool) {
 			i := sort.Search(len(rows), func(i int) bool { return rows[i].PC > addr })
-			if i == 0 || addr >= rows[len(rows)-1].PC+1<<unwindPageShift {
-				return 0 // past the last page: no row, as past the end
+			if i == 0 || addr >= rows[len(rows)-1].PC+1<<pageShift {
+				return bpfobj.FdtraceUnwindRow{}, false // past the last page: no row, as past the end
 			}
-			return encodeRow(rows[i-1], rows[i-1].PC-rows[0].PC)
+			return encodeRow(rows[i-1], rows[i-1].PC-rows[0].PC), true
 		}
 		check := func(addr uint64) {
-			if got, w := findRow(get, addr), want(addr); got != w {
-				t.Fatalf("%s: row at %#x: got %#x, want %#x", path, addr, got, w)
+			got, gotOK := findRow(memTable{table}, addr)
+			w, wOK := want(addr)
+			if got != w || gotOK != wOK {
+				t.Fatalf("%s: row at %#x: got %+v %v, want %+v %v", path, addr, got, gotOK, w, wOK)
 			}
 		}
 		lo, hi := rows[0].PC, rows[len(rows)-1].PC
@@ -55,7 +74,7 @@ func TestEncodedTablesFindTheRowInForce(t *testing.T) {
 		}
 		check(hi + 1)
 		check(hi + 1<<20)
-		t.Logf("%s: %d rows, %d table entries", path, len(rows), len(table))
+		t.Logf("%s: %d rows, %d table entries", path, len(rows), table.len())
 	}
 }
 
@@ -75,21 +94,21 @@ func TestRowsEncodeWhatTheKernelDecodes(t *testing.T) {
 		{unwind.Row{CFA: unwind.CFASP, Offset: 1 << 16, RBPOffset: -16}, bpfobj.FdtraceCfaRuleCFA_NONE, 0, 0},
 	} {
 		v := encodeRow(tc.row, 0x1234)
-		if uint32(v) != 0x1234 || bpfobj.FdtraceCfaRule(v>>56&0xf) != tc.rule || int16(v>>32) != tc.off || int8(v>>48) != tc.rbp {
-			t.Errorf("%+v: encoded %#x", tc.row, v)
+		if v.Addr != 0x1234 || bpfobj.FdtraceCfaRule(v.Rule) != tc.rule || v.CfaOff != tc.off || v.RbpAt != tc.rbp {
+			t.Errorf("%+v: encoded %+v", tc.row, v)
 		}
 	}
 }
 
 // The user-space hash of a stack is the kernel's: a stack unwound from a
 // copy is one stack with the same stack unwound in the kernel.
-func TestStackKeyIsTheKernelsHash(t *testing.T) {
+func TestKeyIsTheKernelsHash(t *testing.T) {
 	// capture_stack's FNV-1a over the ips, seeded with the tgid, odd.
 	h := uint64(0xcbf29ce484222325) ^ 42
 	for _, ip := range []uint64{0x401000, 0x402000} {
 		h = (h ^ ip) * 0x100000001b3
 	}
-	if got := stackKey(42, []uint64{0x401000, 0x402000}); got != h|1 {
-		t.Errorf("stackKey = %#x, want %#x", got, h|1)
+	if got := Key(42, []uint64{0x401000, 0x402000}); got != h|1 {
+		t.Errorf("Key = %#x, want %#x", got, h|1)
 	}
 }
