@@ -45,10 +45,10 @@ test-host: check-generated check-format
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	@# The fallbacks of older kernels, forced on this one (see docs/design.md, Older kernels).
-	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 ./internal/loader
+	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 ./internal/loader ./internal/tracer
 	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 -run 'TestTrace|TestErrorsOnly|TestLeaks|TestTop' ./cmd/fdtrace
 	@# As 5.17 to 6.0: no bpf_rdonly_cast, maps preallocated.
-	FDTRACE_FORCE_FALLBACK=no-rdonly-cast,prealloc $(GO) test -count=1 ./internal/loader
+	FDTRACE_FORCE_FALLBACK=no-rdonly-cast,prealloc $(GO) test -count=1 ./internal/loader ./internal/tracer
 
 # The kernel tests on stock Debian kernels booted under qemu (test/kernels/):
 # 5.10 (Debian 11), 6.1 (Debian 12), 6.12 (Debian 13); KERNELS="7.x" adds

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/spf13/cobra"
+
+	"github.com/fdtrace/fdtrace/internal/loader"
 )
 
 func newCheckCommand() *cobra.Command {

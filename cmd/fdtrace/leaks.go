@@ -16,6 +16,7 @@ import (
 	"github.com/fdtrace/fdtrace/internal/leaks"
 	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
 type leaksOptions struct {
@@ -113,7 +114,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	}
 	// A command's processes keep their records at exit, for the final
 	// report; with -p or -c the kernel drops them.
-	s, err := startSession(parent, o.commonOptions, loader.Config{
+	spec, err := o.spec(loader.Config{
 		ErrorsOnly: true, CaptureStacks: true, StackMode: o.stacks.mode, KeepRecordsAtExit: len(o.command) > 0,
 		// Only new stacks, failures and exits come through: 4 MiB is
 		// ample, and a ring buffer's pages count in RSS twice.
@@ -122,11 +123,11 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := s.close(); err == nil {
-			err = cerr
-		}
-	}()
+	s, err := startSession(parent, spec)
+	if err != nil {
+		return err
+	}
+	defer closeInto(&err, s.close)
 	var mu sync.Mutex          // guards exited and the builder
 	exited := map[int]string{} // pid -> comm
 	b := &leaks.Builder{Since: time.Now(), MinAge: o.minAge, Top: o.top, Stack: s.tracer.Stack,
@@ -147,16 +148,16 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	}
 	// report reads the fds walk hands it one at a time: with a million
 	// live fds a list of them all would be most of fdtrace's memory.
-	report := func(heading string, atExit bool, walk func(add func(loader.FD)) error) error {
+	report := func(heading string, atExit bool, walk func(add func(tracer.FD)) error) error {
 		if !atExit {
-			s.tracer.NameJITFrames(0)
+			s.tracer.Stacks().NameJITFrames(0)
 		}
 		read := time.Now()
 		mu.Lock()
 		t := b.NewTally(read)
 		mu.Unlock()
 		stacks := map[uint64]bool{}
-		err := walk(func(fd loader.FD) {
+		err := walk(func(fd tracer.FD) {
 			stacks[fd.StackID] = true
 			t.Add(fd)
 		})
@@ -171,26 +172,14 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		s.tracer.DropStacksExcept(stacks, read)
 		return err
 	}
-	live := func(add func(loader.FD)) error { return s.tracer.EachFD(add) }
-	running := make(chan struct{})
-	if o.interval > 0 {
-		go func() {
-			tick := time.NewTicker(o.interval)
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					if err := report("outstanding fds", false, live); err != nil {
-						fmt.Fprintf(os.Stderr, "fdtrace: report: %v\n", err)
-					}
-				case <-running:
-					return
-				}
-			}
-		}()
-	}
+	live := func(add func(tracer.FD)) error { return s.tracer.EachFD(add) }
+	stopReports := every(o.interval, func() {
+		if err := report("outstanding fds", false, live); err != nil {
+			fmt.Fprintf(os.Stderr, "fdtrace: report: %v\n", err)
+		}
+	})
 	runErr := s.run(emit)
-	close(running)
+	stopReports()
 	if _, ok := runErr.(exitError); runErr != nil && !ok {
 		return runErr
 	}
@@ -202,8 +191,8 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		mu.Lock()
 		b.MinAge = 0
 		mu.Unlock()
-		ownFDs := func(add func(loader.FD)) error {
-			keep := func(fd loader.FD) {
+		ownFDs := func(add func(tracer.FD)) error {
+			keep := func(fd tracer.FD) {
 				if !fd.Inherited || fd.PID == s.child.pid {
 					add(fd)
 				}
@@ -239,9 +228,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	if stats.FDsMapFull > 0 {
 		fmt.Fprintf(os.Stderr, "fdtrace: the fd record map was full: %d fds were not recorded\n", stats.FDsMapFull)
 	}
-	for _, warning := range s.tracer.SymbolizerWarnings() {
-		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", warning)
-	}
+	say(s.tracer.Stacks().Warnings())
 	return runErr
 }
 

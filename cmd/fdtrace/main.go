@@ -19,6 +19,14 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // usageError marks bad input: exit status 2.
 type usageError struct{ error }
 
+// closeInto calls close and keeps its error in *err unless *err holds one
+// already: a deferred Close whose error is not lost.
+func closeInto(err *error, close func() error) {
+	if cerr := close(); *err == nil {
+		*err = cerr
+	}
+}
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }

@@ -8,9 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +18,7 @@ import (
 	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/metrics"
 	"github.com/fdtrace/fdtrace/internal/top"
+	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
 // metricsOptions are the flags of the Prometheus endpoint.
@@ -53,8 +52,7 @@ func (m metricsOptions) validate() error {
 	return nil
 }
 
-// listen binds the address before the tracer loads: a port in use fails
-// at once.
+// listen binds --metrics-addr; nil without one.
 func (m metricsOptions) listen() (net.Listener, error) {
 	if m.addr == "" {
 		return nil, nil
@@ -72,13 +70,22 @@ type metricsServer struct {
 	srv       *http.Server
 }
 
+// metricsSource is what the collector reads: the kernel's counters and
+// the tracer's stats.
+type metricsSource struct {
+	*loader.Kernel
+	t *tracer.Tracer
+}
+
+func (m metricsSource) Stats() (events.Stats, error) { return m.t.Stats() }
+
 // serveMetrics serves /metrics on ln (nil: nothing) and says where on
 // stderr.
-func serveMetrics(ln net.Listener, t *loader.Tracer, o metricsOptions, seeds []metrics.Seed) *metricsServer {
+func serveMetrics(ln net.Listener, t *tracer.Tracer, o metricsOptions, seeds []metrics.Seed) *metricsServer {
 	if ln == nil {
 		return nil
 	}
-	c := metrics.New(t, metrics.Options{Top: o.top, Seeds: seeds})
+	c := metrics.New(metricsSource{t.Kernel(), t}, metrics.Options{Top: o.top, Seeds: seeds})
 	errLog := log.New(os.Stderr, "fdtrace: metrics: ", 0)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(c, errLog))
@@ -93,7 +100,7 @@ func serveMetrics(ln net.Listener, t *loader.Tracer, o metricsOptions, seeds []m
 
 // observe hands the records to the collector (for the counters of exited
 // processes) on their way to h.
-func (m *metricsServer) observe(h loader.Handler) loader.Handler {
+func (m *metricsServer) observe(h tracer.Handler) tracer.Handler {
 	if m == nil {
 		return h
 	}
@@ -112,33 +119,20 @@ func (m *metricsServer) close() error {
 	return m.srv.Shutdown(ctx)
 }
 
-// metricsSeeds are the traced processes as /proc shows them at start,
-// until the kernel counts them; none for a command fdtrace starts.
-func metricsSeeds(pids []int, comm string, command []string) []metrics.Seed {
-	if len(command) > 0 {
-		return nil
-	}
-	all := len(pids) > 0
-	if !all {
-		pids, _ = top.Proc{}.PIDs()
-	}
-	self := os.Getpid()
-	keep := func(pid int, c string) bool { return pid != self && (comm == "" || c == comm) }
+// metricsSeeds are the processes as /proc showed them at start, for the
+// metrics until the kernel counts them.
+func metricsSeeds(samples []top.Sample) []metrics.Seed {
 	var seeds []metrics.Seed
-	for _, s := range top.SeedSamples(pids, keep, all) {
+	for _, s := range samples {
 		seeds = append(seeds, metrics.Seed{PID: s.PID, Comm: s.Comm, OpenFDs: s.OpenFDs})
 	}
 	return seeds
 }
 
 type serveOptions struct {
-	metricsOptions
-	pids      []int
-	comm      string
-	duration  time.Duration
-	readyFile string
-	btfPath   string
-	debug     bool
+	target  targetFlags
+	metrics metricsOptions
+	run     runFlags
 }
 
 func newServeCommand() *cobra.Command {
@@ -185,71 +179,27 @@ for them; docs/deployment.md runs serve as a service. fdtrace trace
 
   # a free port, said on stderr
   fdtrace serve --metrics-addr 127.0.0.1:0`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageError{fmt.Errorf("unexpected argument %q", args[0])}
-			}
+		Args: noPositionalArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.IntSliceVarP(&o.pids, "pid", "p", nil, "serve the metrics of this process (repeatable, or comma-separated)")
-	f.StringVarP(&o.comm, "comm", "c", "", "serve the metrics of processes with this name (as in /proc/PID/comm)")
-	o.addFlags(f, ":9464", "listen on `ADDR` (HOST:PORT; port 0 picks a free one)")
-	f.DurationVarP(&o.duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C or SIGTERM")
-	f.StringVar(&o.readyFile, "ready-file", "", "write fdtrace's pid to `FILE` once it serves")
-	f.StringVar(&o.btfPath, "btf", "", "kernel BTF `FILE`, for kernels without /sys/kernel/btf/vmlinux")
-	f.BoolVar(&o.debug, "debug", false, "print the full BPF verifier log on load errors")
+	o.target.addFlags(f, "serve the metrics of", !withCgroup)
+	o.metrics.addFlags(f, ":9464", "listen on `ADDR` (HOST:PORT; port 0 picks a free one)")
+	o.run.addFlags(f, "once it serves")
 	f.SortFlags = false
 	return cmd
 }
 
-func (o serveOptions) validate() error {
-	if o.addr == "" {
+func runServe(parent context.Context, o serveOptions) (err error) {
+	if o.metrics.addr == "" {
 		return usageError{errors.New("--metrics-addr must not be empty")}
 	}
-	if o.duration < 0 {
-		return usageError{errors.New("--duration must be positive")}
-	}
-	for _, pid := range o.pids {
-		if pid <= 0 {
-			return usageError{fmt.Errorf("--pid %d: not a process id", pid)}
-		}
-	}
-	return o.metricsOptions.validate()
-}
-
-func runServe(parent context.Context, o serveOptions) (err error) {
-	if err := o.validate(); err != nil {
-		return err
-	}
-	ln, err := o.listen()
+	s, err := startSession(parent, sessionSpec{target: o.target, config: countingConfig(), run: o.run, metrics: &o.metrics})
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	tr, err := loadCounting(o.pids, o.comm, o.btfPath, o.debug)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := tr.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
-	srv := serveMetrics(ln, tr, o.metricsOptions, metricsSeeds(o.pids, o.comm, nil))
-	defer srv.close()
-	if o.readyFile != "" {
-		if err := os.WriteFile(o.readyFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return err
-		}
-	}
-	return tr.Run(ctx, srv.observe(func(events.Record) error { return nil }))
+	defer closeInto(&err, s.close)
+	return s.run(func(events.Record) error { return nil })
 }

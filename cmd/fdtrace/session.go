@@ -4,104 +4,147 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
-
 	"github.com/fdtrace/fdtrace/internal/loader"
+	"github.com/fdtrace/fdtrace/internal/top"
+	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
-// commonOptions are the flags every tracing command shares: what to trace,
-// for how long, where to write.
-type commonOptions struct {
-	pids       []int
-	comm       string
-	command    []string
-	outPath    string
-	duration   time.Duration
-	readyFile  string
-	btfPath    string
-	ringbufMiB int
-	ringbufSet bool // --ringbuf-size given: it overrides a command's own size
-	debug      bool
+// sessionSpec is what a command asks of its session.
+type sessionSpec struct {
+	target targetFlags
+	config loader.Config // the tracer's mode; the target fields come from target
+	run    runFlags
+	// command is started, traced with its descendants, and ends the
+	// session at its exit.
+	command []string
+	outPath string          // the output; "" is stdout
+	metrics *metricsOptions // served while the session lasts; nil: none
+	// notice names the activity in the "fdtrace: tracing ..." line on
+	// stderr; "" leaves the line out.
+	notice       string
+	stopOnHangUp bool // SIGHUP ends the session too
 }
 
-func (o *commonOptions) addFlags(f *pflag.FlagSet) {
-	f.IntSliceVarP(&o.pids, "pid", "p", nil, "trace this process, not its children (repeatable, or comma-separated)")
-	f.StringVarP(&o.comm, "comm", "c", "", "trace processes with this name (as in /proc/PID/comm)")
-	f.StringVarP(&o.outPath, "output", "o", "", "write to `FILE` instead of stdout")
-	f.DurationVarP(&o.duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C")
-	f.StringVar(&o.readyFile, "ready-file", "", "write fdtrace's pid to `FILE` once tracing has started")
-	f.StringVar(&o.btfPath, "btf", "", "kernel BTF `FILE`, for kernels without /sys/kernel/btf/vmlinux")
-	f.IntVar(&o.ringbufMiB, "ringbuf-size", loader.DefaultRingBufferBytes>>20, "event ring buffer size in `MiB` (power of two)")
-	f.BoolVar(&o.debug, "debug", false, "print the full BPF verifier log on load errors")
-}
-
-// takeArgs accepts only a command after --, and notes which flags were given.
-func (o *commonOptions) takeArgs(cmd *cobra.Command, args []string) error {
-	o.ringbufSet = cmd.Flags().Changed("ringbuf-size")
-	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
-		if dash > 0 {
-			return usageError{fmt.Errorf("unexpected argument %q before --", args[0])}
-		}
-		o.command = args
-	} else if len(args) > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q (put a command after --)", args[0])}
+func (sp sessionSpec) validate() error {
+	if err := sp.target.validate(); err != nil {
+		return err
 	}
-	return nil
-}
-
-func (o commonOptions) validate() error {
-	if len(o.command) > 0 && len(o.pids) > 0 {
+	if len(sp.command) > 0 && len(sp.target.pids) > 0 {
 		return usageError{errors.New("-p and a command cannot be combined")}
 	}
-	if len(o.command) > 0 && o.comm != "" {
+	if len(sp.command) > 0 && sp.target.comm != "" {
 		return usageError{errors.New("-c and a command cannot be combined")}
 	}
-	if o.duration < 0 {
-		return usageError{errors.New("--duration must be positive")}
+	if err := sp.run.validate(); err != nil {
+		return err
 	}
-	if o.ringbufMiB <= 0 || o.ringbufMiB&(o.ringbufMiB-1) != 0 {
-		return usageError{fmt.Errorf("--ringbuf-size %d: must be a power of two", o.ringbufMiB)}
-	}
-	for _, pid := range o.pids {
-		if pid <= 0 {
-			return usageError{fmt.Errorf("--pid %d: not a process id", pid)}
-		}
+	if sp.metrics != nil {
+		return sp.metrics.validate()
 	}
 	return nil
 }
 
-func (o commonOptions) hostWide() bool {
-	return len(o.pids) == 0 && o.comm == "" && len(o.command) == 0
+func (sp sessionSpec) loaderConfig() loader.Config {
+	cfg := sp.target.config(sp.config)
+	if len(sp.command) > 0 {
+		cfg.FollowChildrenOf = os.Getpid()
+	}
+	return cfg
 }
 
-// session is a loaded tracer, the output, and the command it started.
+// countingConfig is the tracer's counting mode, for the commands that read
+// only the kernel's counters (top, serve). The ring buffer brings only
+// exits and the EMFILE-class errors this mode still sends.
+func countingConfig() loader.Config {
+	return loader.Config{ErrorsOnly: true, CountOnly: true, RingBufferBytes: 4 << 20}
+}
+
+// session is a loaded tracer, the output, the command it started and the
+// metrics it serves.
 type session struct {
-	opts   commonOptions
-	tracer *loader.Tracer
-	out    *os.File
-	child  *child
-	ctx    context.Context // done on SIGINT, SIGTERM or --duration
-	stop   func()
+	spec     sessionSpec
+	tracer   *tracer.Tracer
+	out      *os.File
+	child    *child
+	listener net.Listener
+	metrics  *metricsServer
+	ctx      context.Context // done on a stop signal or at the end of --duration
+	stop     func()
 	// interrupted: the session ended on SIGINT, which a terminal sends to
 	// the command too.
 	interrupted atomic.Bool
 }
 
-// notifyStop gives a context done on SIGINT or SIGTERM.
+// startSession checks sp, then loads the tracer, starts the command and
+// the metrics, and writes the ready file: a session that runs until
+// SIGINT, SIGTERM, --duration or the command's exit.
+func startSession(parent context.Context, sp sessionSpec) (_ *session, err error) {
+	if err := sp.validate(); err != nil {
+		return nil, err
+	}
+	var path string
+	if len(sp.command) > 0 {
+		if path, err = exec.LookPath(sp.command[0]); err != nil {
+			return nil, fmt.Errorf("command %q: %w", sp.command[0], err)
+		}
+	}
+	s := &session{spec: sp, out: os.Stdout}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	// Bound before the tracer loads: a port in use fails at once.
+	if sp.metrics != nil {
+		if s.listener, err = sp.metrics.listen(); err != nil {
+			return nil, err
+		}
+	}
+	if sp.outPath != "" {
+		if s.out, err = os.Create(sp.outPath); err != nil {
+			return nil, err
+		}
+	}
+	if s.tracer, err = tracer.Start(sp.loaderConfig()); err != nil {
+		return nil, err
+	}
+	s.ctx, s.stop = s.notifyStop(parent)
+	if path != "" {
+		if err = s.startCommand(path); err != nil {
+			return nil, err
+		}
+	}
+	s.sayStarted()
+	if s.listener != nil {
+		s.serveMetrics()
+	}
+	if sp.run.readyFile != "" {
+		if err = os.WriteFile(sp.run.readyFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("writing --ready-file: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// notifyStop gives a context done on SIGINT, SIGTERM (SIGHUP too, if
+// asked for) or at the end of --duration.
 func (s *session) notifyStop(parent context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancel := withDuration(parent, s.spec.run.duration)
+	stopOn := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if s.spec.stopOnHangUp {
+		stopOn = append(stopOn, syscall.SIGHUP)
+	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, stopOn...)
 	go func() {
 		select {
 		case sig := <-sigs:
@@ -113,76 +156,62 @@ func (s *session) notifyStop(parent context.Context) (context.Context, func()) {
 	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
-// startSession loads the tracer (cfg's target fields are filled in from
-// the options), opens the output, starts the command and writes the
-// ready file. what names the activity in the "tracing" notice.
-func startSession(parent context.Context, o commonOptions, cfg loader.Config, what string) (_ *session, err error) {
-	if err := o.validate(); err != nil {
-		return nil, err
+// withDuration gives a context done after d; never if d is 0.
+func withDuration(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(parent, d)
 	}
-	var path string
-	if len(o.command) > 0 {
-		if path, err = exec.LookPath(o.command[0]); err != nil {
-			return nil, fmt.Errorf("command %q: %w", o.command[0], err)
-		}
+	return context.WithCancel(parent)
+}
+
+// startCommand starts the command at path under the tracer.
+func (s *session) startCommand(path string) (err error) {
+	name := s.spec.command[0]
+	limit := s.tracer.Kernel().FDLimitBefore()
+	// Held at its exit, the command's stacks are symbolized while its
+	// memory map still exists.
+	atExit := func(pid int) { s.tracer.SymbolizeStacksOf(pid) }
+	// Stopped after exec, its unwind tables are loaded before it runs.
+	atExec := func(pid int) { s.tracer.Stacks().LoadTables(pid) }
+	if s.child, err = spawn(path, s.spec.command, limit, atExec, atExit); err != nil {
+		return fmt.Errorf("starting %s: %w", name, err)
 	}
-	s := &session{opts: o, out: os.Stdout}
-	defer func() {
-		if err != nil {
-			s.close()
-		}
-	}()
-	if o.outPath != "" {
-		if s.out, err = os.Create(o.outPath); err != nil {
-			return nil, err
-		}
+	if err := s.tracer.Track(s.child.pid); err != nil {
+		fmt.Fprintf(os.Stderr, "fdtrace: recording the fds of %s: %v\n", name, err)
 	}
-	cfg.PIDs, cfg.Comm, cfg.BTFPath, cfg.VerifierLog = o.pids, o.comm, o.btfPath, o.debug
-	if cfg.RingBufferBytes == 0 || o.ringbufSet {
-		cfg.RingBufferBytes = o.ringbufMiB << 20
+	return nil
+}
+
+// sayStarted prints the tracer's notes and the notice on stderr.
+func (s *session) sayStarted() {
+	say(s.tracer.Kernel().Notes())
+	if s.spec.notice != "" {
+		fmt.Fprintf(os.Stderr, "fdtrace: %s %s%s; Ctrl-C to stop\n", s.spec.notice, s.describeTarget(), s.describeOutput())
 	}
-	if len(o.command) > 0 {
-		cfg.FollowChildrenOf = os.Getpid()
+}
+
+// say prints lines on stderr, as fdtrace's.
+func say(lines []string) {
+	for _, l := range lines {
+		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", l)
 	}
-	if s.tracer, err = loader.Load(cfg); err != nil {
-		return nil, err
+}
+
+// serveMetrics serves the metrics on the listener, with the processes
+// as /proc shows them now until the kernel counts them; a command's
+// processes are all counted from their start.
+func (s *session) serveMetrics() {
+	var seeds []top.Sample
+	if len(s.spec.command) == 0 {
+		seeds = s.spec.target.seeds(nil)
 	}
-	ctx, stopSignals := s.notifyStop(parent)
-	s.ctx, s.stop = ctx, stopSignals
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		s.ctx, cancel = context.WithTimeout(ctx, o.duration)
-		s.stop = func() { cancel(); stopSignals() }
-	}
-	if len(o.command) > 0 {
-		limit := s.tracer.FDLimitBefore()
-		// Held at its exit, the command's stacks are symbolized while its
-		// memory map still exists.
-		atExit := func(pid int) { s.tracer.SymbolizeStacksOf(pid) }
-		// Stopped after exec, its unwind tables are loaded before it runs.
-		atExec := func(pid int) { s.tracer.LoadUnwindTables(pid) }
-		if s.child, err = spawn(path, o.command, limit, atExec, atExit); err != nil {
-			return nil, fmt.Errorf("starting %s: %w", o.command[0], err)
-		}
-		if err := s.tracer.Track(s.child.pid); err != nil {
-			fmt.Fprintf(os.Stderr, "fdtrace: recording the fds of %s: %v\n", o.command[0], err)
-		}
-	}
-	for _, n := range s.tracer.Notes() {
-		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", n)
-	}
-	fmt.Fprintf(os.Stderr, "fdtrace: %s %s%s; Ctrl-C to stop\n", what, s.describeTarget(), s.describeOutput())
-	if o.readyFile != "" {
-		if err := os.WriteFile(o.readyFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	s.metrics = serveMetrics(s.listener, s.tracer, *s.spec.metrics, metricsSeeds(seeds))
 }
 
 // run reads events until the session ends: a signal, --duration, or the
 // command's exit. It returns the command's exit as an exitError.
-func (s *session) run(emit loader.Handler) error {
+func (s *session) run(emit tracer.Handler) error {
+	emit = s.metrics.observe(emit)
 	runCtx, stopReading := context.WithCancel(s.ctx)
 	defer stopReading()
 	status := make(chan error, 1)
@@ -201,7 +230,7 @@ func (s *session) run(emit loader.Handler) error {
 		childErr = <-status
 	}
 	// Stop the programs, then read everything they wrote.
-	if err := s.tracer.Detach(); err != nil {
+	if err := s.tracer.Kernel().Detach(); err != nil {
 		return err
 	}
 	if err := s.tracer.Drain(emit); err != nil {
@@ -227,10 +256,37 @@ func (s *session) onSignal(sig os.Signal, fn func()) {
 	}()
 }
 
+// every calls fn every interval (never if it is 0) until stop, which
+// waits for a call under way.
+func every(interval time.Duration, fn func()) (stop func()) {
+	if interval <= 0 {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				fn()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 func (s *session) close() error {
 	var errs []error
 	if s.stop != nil {
 		s.stop()
+	}
+	errs = append(errs, s.metrics.close())
+	if s.listener != nil {
+		s.listener.Close() // closed already if the metrics were served
 	}
 	if s.tracer != nil {
 		errs = append(errs, s.tracer.Close())
@@ -272,25 +328,15 @@ func waitChild(ctx context.Context, c *child, interrupted *atomic.Bool) error {
 }
 
 func (s *session) describeTarget() string {
-	o := s.opts
-	switch {
-	case s.child != nil:
-		return fmt.Sprintf("%s (pid %d) and its descendants", o.command[0], s.child.pid)
-	case len(o.pids) > 0:
-		p := make([]string, len(o.pids))
-		for i, pid := range o.pids {
-			p[i] = strconv.Itoa(pid)
-		}
-		return "pid " + strings.Join(p, ", ")
-	case o.comm != "":
-		return fmt.Sprintf("processes named %q", o.comm)
+	if s.child != nil {
+		return fmt.Sprintf("%s (pid %d) and its descendants", s.spec.command[0], s.child.pid)
 	}
-	return "all processes"
+	return s.spec.target.describe()
 }
 
 func (s *session) describeOutput() string {
-	if s.opts.outPath != "" {
-		return ", writing to " + s.opts.outPath
+	if s.spec.outPath != "" {
+		return ", writing to " + s.spec.outPath
 	}
 	return ""
 }

@@ -86,12 +86,7 @@ func requirePIDs(pids []int) error {
 	if len(pids) == 0 {
 		return usageError{errors.New("which process? give -p PID")}
 	}
-	for _, pid := range pids {
-		if pid <= 0 {
-			return usageError{fmt.Errorf("--pid %d: not a process id", pid)}
-		}
-	}
-	return nil
+	return checkPIDs(pids)
 }
 
 func runSnapshot(w io.Writer, pids []int, asJSON bool) error {

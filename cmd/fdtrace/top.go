@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,26 +15,18 @@ import (
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/output"
-	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/top"
+	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
 type topOptions struct {
-	pids       []int
-	comm       string
-	cgroup     string
+	target     targetFlags
 	interval   time.Duration
 	iterations int
 	json       bool
 	outPath    string
 	sort       string
-	btfPath    string
-	debug      bool
 }
-
-// topRingBufferBytes: top reads only exits (and the EMFILE-class errors
-// the counting mode still sends) from the ring buffer.
-const topRingBufferBytes = 4 << 20
 
 func newTopCommand() *cobra.Command {
 	var o topOptions
@@ -87,24 +76,18 @@ docs/examples.md.`,
 
   # three samples of one process, two seconds apart, for a script
   fdtrace top -p 1234 -i 2s -n 3 --json`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageError{fmt.Errorf("unexpected argument %q", args[0])}
-			}
+		Args: noPositionalArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTop(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.IntSliceVarP(&o.pids, "pid", "p", nil, "show this process (repeatable, or comma-separated)")
-	f.StringVarP(&o.comm, "comm", "c", "", "show processes with this name (as in /proc/PID/comm)")
-	f.StringVar(&o.cgroup, "cgroup", "", "show processes whose cgroup starts with `PATH` (as in /proc/PID/cgroup, or under /sys/fs/cgroup)")
+	o.target.addFlags(f, "show", withCgroup)
 	f.DurationVarP(&o.interval, "interval", "i", time.Second, "refresh every `DUR`")
 	f.IntVarP(&o.iterations, "iterations", "n", 0, "stop after `N` refreshes (default: until q or Ctrl-C)")
 	f.BoolVar(&o.json, "json", false, "write JSON lines, even to a terminal")
 	f.StringVarP(&o.outPath, "output", "o", "", "write JSON lines to `FILE`")
 	f.StringVarP(&o.sort, "sort", "s", "utilization", "order by `KEY`: utilization, growth, errors, fds or pid")
-	f.StringVar(&o.btfPath, "btf", "", "kernel BTF `FILE`, for kernels without /sys/kernel/btf/vmlinux")
-	f.BoolVar(&o.debug, "debug", false, "print the full BPF verifier log on load errors")
 	f.SortFlags = false
 	return cmd
 }
@@ -116,11 +99,6 @@ func (o topOptions) validate() (top.SortKey, error) {
 	if o.iterations < 0 {
 		return 0, usageError{fmt.Errorf("--iterations %d: must not be negative", o.iterations)}
 	}
-	for _, pid := range o.pids {
-		if pid <= 0 {
-			return 0, usageError{fmt.Errorf("--pid %d: not a process id", pid)}
-		}
-	}
 	key, ok := top.ParseSortKey(o.sort)
 	if !ok {
 		return 0, usageError{fmt.Errorf("--sort %q: use one of %s", o.sort, strings.Join(top.SortKeys, ", "))}
@@ -128,49 +106,22 @@ func (o topOptions) validate() (top.SortKey, error) {
 	return key, nil
 }
 
-// loadCounting loads the tracer in its counting mode, for commands that
-// read only the kernel's counters (top, serve), and prints its notes.
-func loadCounting(pids []int, comm, btfPath string, debug bool) (*loader.Tracer, error) {
-	tr, err := loader.Load(loader.Config{PIDs: pids, Comm: comm, BTFPath: btfPath, VerifierLog: debug,
-		ErrorsOnly: true, CountOnly: true, RingBufferBytes: topRingBufferBytes})
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range tr.Notes() {
-		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", n)
-	}
-	return tr, nil
-}
-
 func runTop(parent context.Context, o topOptions) (err error) {
 	key, err := o.validate()
 	if err != nil {
 		return err
 	}
-	tr, err := loadCounting(o.pids, o.comm, o.btfPath, o.debug)
+	// SIGHUP too: the terminal top draws on has gone.
+	s, err := startSession(parent, sessionSpec{target: o.target, config: countingConfig(), outPath: o.outPath, stopOnHangUp: true})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := tr.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-
-	out := os.Stdout
-	if o.outPath != "" {
-		if out, err = os.Create(o.outPath); err != nil {
-			return err
-		}
-		defer out.Close()
-	}
-	jsonOut := o.json || !term.IsTerminal(int(out.Fd()))
-	src := &topSource{t: tr, errors: jsonOut, runErr: make(chan error, 1)}
-	runCtx, stopReading := context.WithCancel(ctx)
+	defer closeInto(&err, s.close)
+	jsonOut := o.json || !term.IsTerminal(int(s.out.Fd()))
+	src := &topSource{t: s.tracer, errors: jsonOut, runErr: make(chan error, 1)}
+	runCtx, stopReading := context.WithCancel(s.ctx)
 	var reading sync.WaitGroup
-	reading.Go(func() { src.runErr <- tr.Run(runCtx, src.handle) })
+	reading.Go(func() { src.runErr <- s.tracer.Run(runCtx, src.handle) })
 	defer func() {
 		stopReading()
 		reading.Wait()
@@ -178,63 +129,21 @@ func runTop(parent context.Context, o topOptions) (err error) {
 
 	m := top.NewModel(top.Proc{})
 	m.Sort = key
-	if o.cgroup != "" {
-		m.Match = top.CgroupMatcher(o.cgroup)
-	}
-	m.Seed(time.Now(), seedTop(o, m.Match))
-	opts := top.Options{Interval: o.interval, Iterations: o.iterations, Target: o.describe()}
+	m.Match = o.target.cgroupMatcher()
+	m.Seed(time.Now(), o.target.seeds(m.Match))
+	opts := top.Options{Interval: o.interval, Iterations: o.iterations, Target: o.target.describe()}
 	if !jsonOut {
-		return top.RunTerminal(ctx, os.Stdin, out, m, src, opts)
+		return top.RunTerminal(s.ctx, os.Stdin, s.out, m, src, opts)
 	}
-	w := output.New(out, 0)
-	defer func() {
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	return top.RunJSON(ctx, func(r events.Process) error { return w.Write(r) }, w.Flush, m, src, opts)
-}
-
-// seedTop counts once, from /proc, the fds of the processes top shows.
-func seedTop(o topOptions, match func(int, string) bool) []top.Sample {
-	pids := o.pids
-	if len(pids) == 0 {
-		pids, _ = procfs.PIDs()
-	}
-	self := os.Getpid()
-	keep := func(pid int, comm string) bool {
-		return pid != self && (o.comm == "" || comm == o.comm) && (match == nil || match(pid, comm))
-	}
-	return top.SeedSamples(pids, keep, len(o.pids) > 0)
-}
-
-func (o topOptions) describe() string {
-	var s string
-	switch {
-	case len(o.pids) > 0:
-		p := make([]string, len(o.pids))
-		for i, pid := range o.pids {
-			p[i] = strconv.Itoa(pid)
-		}
-		s = "pid " + strings.Join(p, ", ")
-		if o.comm != "" {
-			s += fmt.Sprintf(" named %q", o.comm)
-		}
-	case o.comm != "":
-		s = fmt.Sprintf("processes named %q", o.comm)
-	default:
-		s = "all processes"
-	}
-	if o.cgroup != "" {
-		s += " in cgroup " + procfs.CgroupPrefix(o.cgroup)
-	}
-	return s
+	w := output.New(s.out, 0)
+	defer closeInto(&err, w.Close)
+	return top.RunJSON(s.ctx, func(r events.Process) error { return w.Write(r) }, w.Flush, m, src, opts)
 }
 
 // topSource reads the tracer for the model: the procs map at each
 // refresh, and the exit records as the ring buffer brings them.
 type topSource struct {
-	t      *loader.Tracer
+	t      *tracer.Tracer
 	errors bool // read the errors map too (for the JSON records)
 	runErr chan error
 
@@ -273,17 +182,20 @@ func (s *topSource) Sample() (kernel, exits []top.Sample, err error) {
 	}
 	var errs map[loader.ProcKey]map[string]map[string]uint64
 	if s.errors {
-		if errs, err = s.t.ErrorCounts(); err != nil {
+		counts, err := s.t.Kernel().Errors()
+		if err != nil {
 			return nil, nil, err
 		}
+		errs = tracer.ErrorsByProcess(counts)
 	}
-	ports, err := s.portsByProcess()
+	counts, err := s.t.Kernel().Ports()
 	if err != nil {
 		return nil, nil, err
 	}
+	ports := tracer.PortsByProcess(counts)
 	// The map first, then the exits: a process missing from the map has
 	// its exit record queued already.
-	err = s.t.EachCounters(func(c *loader.Counters) {
+	err = s.t.Kernel().EachCounters(func(c *loader.Counters) {
 		k := top.Sample{PID: c.PID, StartNs: c.StartNs, Comm: c.Comm, OpenFDs: c.OpenFDs,
 			Opened: c.Opened, Closed: c.Closed, EMFILE: c.EMFILE, ENFILE: c.ENFILE, Refused: c.Refused,
 			OpenedByType: c.OpenedByType, ClosedByType: c.ClosedByType}
@@ -291,9 +203,7 @@ func (s *topSource) Sample() (kernel, exits []top.Sample, err error) {
 		if s.errors {
 			k.Errors = errs[key]
 		}
-		if p := ports[key]; p != nil {
-			k.RefusedByPort, k.DroppedByPort = p.refused, p.dropped
-		}
+		k.RefusedByPort, k.DroppedByPort = ports[key].Refused, ports[key].Dropped
 		kernel = append(kernel, k)
 	})
 	if err != nil {
@@ -303,36 +213,4 @@ func (s *topSource) Sample() (kernel, exits []top.Sample, err error) {
 	exits, s.exits = s.exits, nil
 	s.mu.Unlock()
 	return kernel, exits, nil
-}
-
-type portMaps struct{ refused, dropped map[uint16]uint64 }
-
-// portsByProcess reads the refused and drained connections by port.
-func (s *topSource) portsByProcess() (map[loader.ProcKey]*portMaps, error) {
-	counts, err := s.t.Ports()
-	if err != nil {
-		return nil, err
-	}
-	out := map[loader.ProcKey]*portMaps{}
-	for _, c := range counts {
-		key := loader.ProcKey{PID: c.PID, StartNs: c.StartNs}
-		p := out[key]
-		if p == nil {
-			p = &portMaps{}
-			out[key] = p
-		}
-		if c.Refused > 0 {
-			if p.refused == nil {
-				p.refused = map[uint16]uint64{}
-			}
-			p.refused[c.Port] += c.Refused
-		}
-		if c.Dropped > 0 {
-			if p.dropped == nil {
-				p.dropped = map[uint16]uint64{}
-			}
-			p.dropped[c.Port] += c.Dropped
-		}
-	}
-	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/output"
+	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
 type traceOptions struct {
@@ -152,36 +153,27 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	if o.errorsOnly {
 		what = "tracing errors of"
 	}
+	spec, err := o.spec(loader.Config{ErrorsOnly: o.errorsOnly, CountOnly: o.errorsOnly, AllErrors: o.allErrors,
+		CaptureStacks: o.stacks, StackMode: o.stackMode.mode}, what)
+	if err != nil {
+		return err
+	}
+	spec.metrics = &o.metrics
 	if o.outPath != "" {
 		// A previous run's FILE becomes FILE.1, as if rotated: a restart
 		// (after a crash, say) does not wipe what it wrote.
-		if err := o.validate(); err != nil {
+		if err := spec.validate(); err != nil {
 			return err
 		}
 		if err := output.Rotate(o.outPath, o.maxFiles); err != nil {
 			return err
 		}
 	}
-	if err := o.metrics.validate(); err != nil {
-		return err
-	}
-	ln, err := o.metrics.listen()
+	s, err := startSession(parent, spec)
 	if err != nil {
 		return err
 	}
-	if ln != nil {
-		defer ln.Close()
-	}
-	s, err := startSession(parent, o.commonOptions,
-		loader.Config{ErrorsOnly: o.errorsOnly, CountOnly: o.errorsOnly, AllErrors: o.allErrors, CaptureStacks: o.stacks, StackMode: o.stackMode.mode}, what)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := s.close(); err == nil {
-			err = cerr
-		}
-	}()
+	defer closeInto(&err, s.close)
 	out := io.Writer(s.out)
 	var file *output.File
 	if o.outPath != "" {
@@ -193,18 +185,10 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 			fmt.Fprintf(os.Stderr, "fdtrace: rotating %s: %v (writing on past --max-size)\n", o.outPath, err)
 		}
 		s.out, out = nil, file
-		defer func() {
-			if cerr := file.Close(); err == nil {
-				err = cerr
-			}
-		}()
+		defer closeInto(&err, file.Close)
 	}
 	w := output.New(out, o.flushPeriod)
-	defer func() {
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-	}()
+	defer closeInto(&err, w.Close)
 	if file != nil {
 		s.onSignal(syscall.SIGHUP, func() {
 			// Buffered records still go to the file logrotate moved.
@@ -240,9 +224,7 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	}
 	s.onSignal(syscall.SIGUSR1, sayErr)
 	stopTimer := every(o.summaryEvery, sayErr)
-	srv := serveMetrics(ln, s.tracer, o.metrics, metricsSeeds(o.pids, o.comm, o.command))
-	defer srv.close()
-	runErr := s.run(srv.observe(emit))
+	runErr := s.run(emit)
 	stopTimer()
 	if _, ok := runErr.(exitError); runErr != nil && !ok {
 		return runErr
@@ -250,33 +232,8 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	if err := summary(); err != nil {
 		return err
 	}
-	for _, warning := range s.tracer.SymbolizerWarnings() {
-		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", warning)
-	}
+	say(s.tracer.Stacks().Warnings())
 	return runErr
-}
-
-// every calls fn every interval (never if it is 0) until stop, which
-// waits for a call under way.
-func every(interval time.Duration, fn func()) (stop func()) {
-	if interval <= 0 {
-		return func() {}
-	}
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				fn()
-			case <-quit:
-				return
-			}
-		}
-	}()
-	return func() { close(quit); <-done }
 }
 
 // checkLongRunning refuses rotation and summary flags that cannot work.
@@ -320,7 +277,7 @@ func ranOut(p events.Process) bool {
 
 // writeSummary writes the process records and a stats record. lostSaid is
 // how many lost events stderr has been told of already.
-func writeSummary(t *loader.Tracer, o commonOptions, w *output.Writer, lostSaid *uint64) error {
+func writeSummary(t *tracer.Tracer, o commonOptions, w *output.Writer, lostSaid *uint64) error {
 	procs, err := t.Processes()
 	if err != nil {
 		return err
@@ -336,11 +293,11 @@ func writeSummary(t *loader.Tracer, o commonOptions, w *output.Writer, lostSaid 
 		}
 	}
 	// Traced processes that did nothing at all still get their line.
-	for _, pid := range o.pids {
+	for _, pid := range o.target.pids {
 		if seen[pid] {
 			continue
 		}
-		p, err := loader.IdleProcess(pid)
+		p, err := tracer.IdleProcess(pid)
 		if err != nil {
 			continue // exited: its record was written then
 		}

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
+	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
 // Group is the fds of one process created by one call stack.
@@ -100,7 +100,7 @@ func (b *Builder) NewTally(now time.Time) *Tally {
 }
 
 // Build groups fds as of now.
-func (b *Builder) Build(fds []loader.FD, now time.Time) Report {
+func (b *Builder) Build(fds []tracer.FD, now time.Time) Report {
 	t := b.NewTally(now)
 	for _, fd := range fds {
 		t.Add(fd)
@@ -109,7 +109,7 @@ func (b *Builder) Build(fds []loader.FD, now time.Time) Report {
 }
 
 // Add counts one fd.
-func (t *Tally) Add(fd loader.FD) {
+func (t *Tally) Add(fd tracer.FD) {
 	key := groupKey{pid: fd.PID, stack: fd.StackID, kind: attributed}
 	switch {
 	case fd.Seeded:

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
+	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
-func fd(pid, n int, stack uint64, typ string, age time.Duration) loader.FD {
-	return loader.FD{PID: pid, FD: n, Type: typ, Syscall: "openat", StackID: stack, OpenTime: t0.Add(-age)}
+func fd(pid, n int, stack uint64, typ string, age time.Duration) tracer.FD {
+	return tracer.FD{PID: pid, FD: n, Type: typ, Syscall: "openat", StackID: stack, OpenTime: t0.Add(-age)}
 }
 
 func TestGroupsAreByProcessAndStackMostFirst(t *testing.T) {
@@ -23,7 +23,7 @@ func TestGroupsAreByProcessAndStackMostFirst(t *testing.T) {
 		Stack: func(id uint64) []symbolize.Frame {
 			return []symbolize.Frame{{Func: map[uint64]string{1: "a", 2: "b"}[id]}}
 		}}
-	fds := []loader.FD{
+	fds := []tracer.FD{
 		fd(10, 5, 1, "file", 10*time.Second), fd(10, 3, 1, "file", 20*time.Second), fd(10, 4, 1, "file", 5*time.Second),
 		fd(10, 6, 2, "socket", 30*time.Second),
 		fd(11, 3, 1, "file", 30*time.Second),         // same id, another process
@@ -50,9 +50,9 @@ func TestGroupsAreByProcessAndStackMostFirst(t *testing.T) {
 
 func TestPreexistingAndStacklessFDsAreNeverMixedWithAttributedOnes(t *testing.T) {
 	b := &Builder{Since: t0}
-	pre := loader.FD{PID: 10, FD: 0, Type: "pipe", Syscall: "preexisting", Seeded: true}
+	pre := tracer.FD{PID: 10, FD: 0, Type: "pipe", Syscall: "preexisting", Seeded: true}
 	lost := fd(10, 9, 0, "file", time.Minute)
-	r := b.Build([]loader.FD{pre, lost, fd(10, 5, 7, "file", time.Minute)}, t0)
+	r := b.Build([]tracer.FD{pre, lost, fd(10, 5, 7, "file", time.Minute)}, t0)
 	if len(r.Groups) != 1 || len(r.Preexisting) != 1 || len(r.Unattributed) != 1 {
 		t.Fatalf("groups %d, pre-existing %d, unattributed %d; want 1 each", len(r.Groups), len(r.Preexisting), len(r.Unattributed))
 	}
@@ -71,8 +71,8 @@ func TestPreexistingAndStacklessFDsAreNeverMixedWithAttributedOnes(t *testing.T)
 
 func TestGrowthIsMeasuredFromTheLastReport(t *testing.T) {
 	b := &Builder{Since: t0}
-	b.Build([]loader.FD{fd(1, 3, 5, "file", 0)}, t0.Add(time.Minute))
-	r := b.Build([]loader.FD{fd(1, 3, 5, "file", 0), fd(1, 4, 5, "file", 0), fd(1, 6, 5, "file", 0)}, t0.Add(2*time.Minute))
+	b.Build([]tracer.FD{fd(1, 3, 5, "file", 0)}, t0.Add(time.Minute))
+	r := b.Build([]tracer.FD{fd(1, 3, 5, "file", 0), fd(1, 4, 5, "file", 0), fd(1, 6, 5, "file", 0)}, t0.Add(2*time.Minute))
 	if g := r.Groups[0]; g.GrowthPerMin != 2 {
 		t.Errorf("growth %v/min, want 2", g.GrowthPerMin)
 	}
@@ -80,7 +80,7 @@ func TestGrowthIsMeasuredFromTheLastReport(t *testing.T) {
 
 func TestTopKeepsTheLargestGroupsAndCountsTheRest(t *testing.T) {
 	b := &Builder{Since: t0, Top: 1}
-	r := b.Build([]loader.FD{fd(1, 3, 5, "file", 0), fd(1, 4, 6, "file", 0), fd(1, 5, 6, "file", 0)}, t0)
+	r := b.Build([]tracer.FD{fd(1, 3, 5, "file", 0), fd(1, 4, 6, "file", 0), fd(1, 5, 6, "file", 0)}, t0)
 	if len(r.Groups) != 1 || r.Groups[0].StackID != 6 || r.More != 1 {
 		t.Errorf("groups %+v, more %d", r.Groups, r.More)
 	}
@@ -88,7 +88,7 @@ func TestTopKeepsTheLargestGroupsAndCountsTheRest(t *testing.T) {
 
 func TestAGroupKeepsTheLowestFDsAsSamplesAndCountsThemAll(t *testing.T) {
 	b := &Builder{Since: t0}
-	var fds []loader.FD
+	var fds []tracer.FD
 	for _, n := range []int{40, 9, 33, 7, 100, 8, 3, 12, 50, 4, 3000} {
 		fds = append(fds, fd(1, n, 5, "file", time.Minute))
 	}
@@ -106,12 +106,12 @@ func TestAGroupKeepsTheLowestFDsAsSamplesAndCountsThemAll(t *testing.T) {
 
 func TestSocketsAreCountedByTypeAndFamily(t *testing.T) {
 	b := &Builder{Since: t0}
-	sock := func(n int, family string) loader.FD {
+	sock := func(n int, family string) tracer.FD {
 		f := fd(1, n, 5, "socket", time.Minute)
 		f.Family = family
 		return f
 	}
-	r := b.Build([]loader.FD{sock(3, "AF_INET"), sock(4, "AF_INET"), sock(5, "AF_UNIX"), fd(1, 6, 5, "file", time.Minute)}, t0)
+	r := b.Build([]tracer.FD{sock(3, "AF_INET"), sock(4, "AF_INET"), sock(5, "AF_UNIX"), fd(1, 6, 5, "file", time.Minute)}, t0)
 	want := map[string]int{"socket AF_INET": 2, "socket AF_UNIX": 1, "file": 1}
 	if got := r.Groups[0].FDTypes; !maps.Equal(got, want) {
 		t.Errorf("fd types %v, want %v", got, want)
@@ -132,7 +132,7 @@ func TestStacksWithTheSameFunctionsAndLinesAreOneGroup(t *testing.T) {
 		9: {{Addr: 0x7001, Func: "openSync", File: "node:fs", Line: 570}, {Addr: 0x9998}},
 	}
 	b := &Builder{Since: t0.Add(-time.Minute), Stack: func(id uint64) []symbolize.Frame { return stacks[id] }}
-	fds := []loader.FD{fd(10, 3, 1, "file", time.Minute), fd(10, 4, 3, "file", 2*time.Minute), fd(10, 8, 3, "file", time.Second),
+	fds := []tracer.FD{fd(10, 3, 1, "file", time.Minute), fd(10, 4, 3, "file", 2*time.Minute), fd(10, 8, 3, "file", time.Second),
 		fd(10, 5, 5, "socket", time.Second), fd(11, 6, 5, "file", time.Second),
 		fd(10, 7, 7, "file", time.Second), fd(10, 9, 9, "file", time.Second)}
 	r := b.Build(fds, t0)

@@ -1,17 +1,11 @@
 package loader
 
 import (
-	"bytes"
 	"encoding/binary"
-	"encoding/json"
-	"io"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
-	"github.com/fdtrace/fdtrace/internal/events"
-	"github.com/fdtrace/fdtrace/internal/output"
 )
 
 // patterned is a generated struct filled with a different byte at every
@@ -153,24 +147,6 @@ func TestAShortSampleIsAnErrorNotAPanic(t *testing.T) {
 	}
 }
 
-func TestACommIsInternedAndTheCacheStaysBounded(t *testing.T) {
-	c := comms{}
-	a := c.intern([]byte("nginx"))
-	if b := c.intern([]byte("nginx")); a != "nginx" || b != a || len(c) != 1 {
-		t.Fatalf("got %q and %q, %d cached", a, b, len(c))
-	}
-	name := []byte("nginx")
-	if n := testing.AllocsPerRun(100, func() { c.intern(name) }); n != 0 {
-		t.Errorf("%v allocations for a known comm", n)
-	}
-	for i := range maxComms + 10 {
-		c.intern([]byte(strings.Repeat("x", i%15) + string(rune('a'+i%26)) + string(rune(i))))
-	}
-	if len(c) > maxComms {
-		t.Errorf("%d comms cached, at most %d", len(c), maxComms)
-	}
-}
-
 func rawOpenClose(t testing.TB) (open, close []byte) {
 	e := bpfobj.FdtraceFdEvent{Kind: uint8(bpfobj.FdtraceEventKindEV_OPEN), FdType: uint8(bpfobj.FdtraceFdTypeFD_FILE),
 		Syscall: 3, Fd: 7, Pid: 4242, Tid: 4243, Ts: 123456789, Flags: uint16(bpfobj.FdtraceFdFlagsFDF_CLOEXEC)}
@@ -187,64 +163,37 @@ func copyC(dst []int8, s string) {
 	}
 }
 
-func TestHandleTurnsRawOpenAndCloseIntoTheirRecords(t *testing.T) {
-	tr := &Tracer{clock: newClock()}
+func TestRawOpenAndCloseSamplesDecodeToTheirEvents(t *testing.T) {
 	open, close := rawOpenClose(t)
-	var got []events.Record
-	h := func(r events.Record) error { got = append(got, r); return nil }
-	c := comms{}
-	if err := tr.handle(open, h, c); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.handle(close, h, c); err != nil {
-		t.Fatal(err)
-	}
-	ts := events.Time(tr.clock.wall(123456789))
-	want := []events.Record{
-		events.Open{Type: "open", Time: ts, PID: 4242, TID: 4243, Comm: "nginx", Syscall: "openat",
-			FD: 7, FDType: "file", Cloexec: true, Path: "/usr/lib/x86_64-linux-gnu/libc.so.6"},
-		events.Close{Type: "close", Time: ts, PID: 4242, TID: 4243, Comm: "nginx", Syscall: "close",
-			FD: 7, FDType: "file"},
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v\nwant %+v", got, want)
-	}
-}
-
-func TestTheWrittenLinesAreWhatEncodingJSONWrites(t *testing.T) {
-	tr := &Tracer{clock: newClock()}
-	open, close := rawOpenClose(t)
-	var out, want bytes.Buffer
-	w := output.New(&out, 0)
-	enc := json.NewEncoder(&want)
-	h := func(r events.Record) error { enc.Encode(r); return w.Write(r) }
+	b := newBatch()
 	for _, raw := range [][]byte{open, close} {
-		if err := tr.handle(raw, h, comms{}); err != nil {
+		if err := (&Kernel{}).decode(b, raw); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
+	want := []Event{
+		{Kind: EventOpen, Time: 123456789, PID: 4242, TID: 4243, Comm: []byte("nginx"), Syscall: 3, FD: 7,
+			FDType: 1, Cloexec: true, Path: []byte("/usr/lib/x86_64-linux-gnu/libc.so.6")},
+		{Kind: EventClose, Time: 123456789, PID: 4242, TID: 4243, Comm: []byte("nginx"), Syscall: 28, FD: 7,
+			FDType: 1, Path: []byte{}},
 	}
-	if out.String() != want.String() {
-		t.Errorf("wrote\n%s\nencoding/json writes\n%s", out.String(), want.String())
+	if !reflect.DeepEqual(b.events, want) {
+		t.Errorf("got %+v\nwant %+v", b.events, want)
 	}
 }
 
-// BenchmarkHandleOpenClose is the reader's cost per open+close pair: raw
-// ring buffer samples in, JSON lines out.
-func BenchmarkHandleOpenClose(b *testing.B) {
-	tr := &Tracer{clock: newClock()}
+// BenchmarkDecodeOpenClose is the reader's decoding cost per open+close
+// pair: raw ring buffer samples in, typed events out.
+func BenchmarkDecodeOpenClose(b *testing.B) {
 	open, close := rawOpenClose(b)
-	w := output.New(io.Discard, 0)
-	defer w.Close()
-	c := comms{}
+	k, batch := &Kernel{}, newBatch()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := tr.handle(open, w.Write, c); err != nil {
+		batch.reset()
+		if err := k.decode(batch, open); err != nil {
 			b.Fatal(err)
 		}
-		if err := tr.handle(close, w.Write, c); err != nil {
+		if err := k.decode(batch, close); err != nil {
 			b.Fatal(err)
 		}
 	}

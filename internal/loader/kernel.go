@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -50,11 +49,6 @@ func programsByName(progs *bpfobj.FdtracePrograms) map[string]*ebpf.Program {
 		}
 	}
 	return out
-}
-
-func processExists(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // clock turns bpf_ktime_get_ns() (CLOCK_MONOTONIC) into wall-clock time.

@@ -1,6 +1,9 @@
-// Package loader loads fdtrace's BPF programs, attaches them to the syscall
-// and scheduler tracepoints, seeds the kernel's view from /proc and turns
-// the ring buffer into event records.
+// Package loader is fdtrace's kernel interface: it loads the BPF programs
+// (picking the object and fallbacks the kernel's features allow), attaches
+// them to the syscall and scheduler tracepoints, hands out the ring
+// buffer's records as typed events in batches, and reads and writes the
+// kernel's state in typed snapshots. What fdtrace makes of them is
+// internal/tracer's.
 package loader
 
 import (
@@ -20,8 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/stacks"
-	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
 // Config says what to trace. The zero value traces every process.
@@ -57,15 +60,13 @@ type Config struct {
 	// PollInterval bounds how long a queued event waits to be read.
 	PollInterval time.Duration
 	// CaptureStacks records the user stack of every fd creation (and
-	// failure); Stack symbolizes them.
+	// failure), in the stacks map (StackMaps).
 	CaptureStacks bool
 	// StackMode is how those stacks are walked; "" means StackDWARF.
 	StackMode StackMode
-	// KeepRecordsAtExit hands the records of an exiting process to
-	// TakeExitedFDs instead of dropping them in the kernel.
+	// KeepRecordsAtExit leaves the records of an exiting process in the
+	// fds map for user space to collect, instead of dropping them.
 	KeepRecordsAtExit bool
-	// Symbolizer resolves captured stacks; nil makes a default one.
-	Symbolizer *symbolize.Symbolizer
 	// VerifierLog makes load errors carry the whole verifier log.
 	VerifierLog bool
 }
@@ -106,8 +107,8 @@ const (
 	traceFollow = 1 << 1
 )
 
-// Tracer is fdtrace's kernel side, loaded and attached.
-type Tracer struct {
+// Kernel is fdtrace's programs and maps, loaded.
+type Kernel struct {
 	cfg      Config
 	feat     Features
 	objs     bpfobj.FdtraceObjects
@@ -118,26 +119,20 @@ type Tracer struct {
 	clock    clock
 	closeErr error
 	once     sync.Once
-	stacks   *stacks.Store // with CaptureStacks
+	spec     *ebpf.CollectionSpec // what Attach attaches
 	// limitBefore: RLIMIT_NOFILE before Load raised it, or nil.
 	limitBefore *unix.Rlimit
 
-	// Records read from the ring buffer, and handled.
-	readSeq, handledSeq atomic.Uint64
+	// Records read from the ring buffer, handled, and handed out.
+	readSeq, handledSeq, delivered atomic.Uint64
 
 	detachErr  error
 	detachOnce sync.Once
-
-	mu        sync.Mutex // guards the fields below
-	seeded    uint64
-	reconcile uint64
-	delivered uint64
-	exitedFDs map[int][]FD // with KeepRecordsAtExit
 }
 
-// Load checks the kernel, loads and attaches the programs and seeds the
-// fds that already exist. Close releases everything.
-func Load(cfg Config) (_ *Tracer, err error) {
+// Load checks the kernel and loads the programs and maps; Attach starts
+// them. Close releases everything.
+func Load(cfg Config) (_ *Kernel, err error) {
 	if cfg.RingBufferBytes == 0 {
 		cfg.RingBufferBytes = DefaultRingBufferBytes
 	}
@@ -157,7 +152,7 @@ func Load(cfg Config) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("comm %q: the kernel keeps at most 15 bytes of a process name", cfg.Comm)
 	}
 	for _, pid := range cfg.PIDs {
-		if pid <= 0 || !processExists(pid) {
+		if pid <= 0 || !procfs.Exists(pid) {
 			return nil, fmt.Errorf("pid %d: no such process", pid)
 		}
 	}
@@ -178,13 +173,10 @@ func Load(cfg Config) (_ *Tracer, err error) {
 			return nil, err
 		}
 	}
-	if cfg.CaptureStacks && cfg.Symbolizer == nil {
-		cfg.Symbolizer = symbolize.New(symbolize.Options{})
-	}
-	t := &Tracer{cfg: cfg, feat: feat, clock: newClock(), limitBefore: limitBefore, exitedFDs: map[int][]FD{}}
+	k := &Kernel{cfg: cfg, feat: feat, clock: newClock(), limitBefore: limitBefore}
 	defer func() {
 		if err != nil {
-			t.Close()
+			k.Close()
 		}
 	}()
 	note, err := ensureTracefs()
@@ -192,52 +184,57 @@ func Load(cfg Config) (_ *Tracer, err error) {
 		return nil, err
 	}
 	if note != "" {
-		t.notes = append(t.notes, note)
+		k.notes = append(k.notes, note)
 	}
-	spec, err := t.feat.programSpec()
+	spec, err := k.feat.programSpec()
 	if err != nil {
 		return nil, fmt.Errorf("reading BPF object: %w", err)
 	}
-	if err := configure(spec, cfg, t.feat); err != nil {
+	if err := configure(spec, cfg, k.feat); err != nil {
 		return nil, err
 	}
 	opts, err := collectionOptions(cfg.BTFPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
+	if err := spec.LoadAndAssign(&k.objs, opts); err != nil {
 		return nil, loadError(err, cfg.VerifierLog)
 	}
-	if err := t.fillTraced(); err != nil {
+	if err := k.fillTraced(); err != nil {
 		return nil, err
 	}
-	if cfg.CaptureStacks {
-		m := stacks.Maps{Stacks: t.objs.Stacks}
-		if cfg.StackMode != StackFP {
-			m.ExecMaps, m.UnwindTables = t.objs.ExecMaps, t.objs.UnwindTables
-		}
-		t.stacks = stacks.New(m, cfg.Symbolizer)
-		for _, pid := range cfg.PIDs {
-			if err := t.stacks.LoadTables(pid); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := t.attach(spec); err != nil {
-		return nil, err
-	}
-	// Count from now on: every hook is live.
-	if err := t.objs.Armed.Set(uint32(1)); err != nil {
-		return nil, fmt.Errorf("arming the programs: %w", err)
-	}
-	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+	if k.reader, err = ringbuf.NewReader(k.objs.Events); err != nil {
 		return nil, fmt.Errorf("opening ring buffer: %w", err)
 	}
-	if err := t.seedAll(); err != nil {
-		return nil, err
-	}
-	return t, nil
+	k.spec = spec
+	return k, nil
 }
+
+// Attach links every program to its tracepoint and arms them: the kernel
+// counts from now on. A tracepoint the kernel lacks is skipped with a note.
+func (k *Kernel) Attach() error {
+	if err := k.attach(k.spec); err != nil {
+		return err
+	}
+	// Count from now on: every hook is live.
+	if err := k.objs.Armed.Set(uint32(1)); err != nil {
+		return fmt.Errorf("arming the programs: %w", err)
+	}
+	return nil
+}
+
+// StackMaps are the maps of the kernel's stacks, for internal/stacks: the
+// unwind tables only when stacks are unwound by DWARF.
+func (k *Kernel) StackMaps() stacks.Maps {
+	m := stacks.Maps{Stacks: k.objs.Stacks}
+	if k.cfg.CaptureStacks && k.cfg.StackMode != StackFP {
+		m.ExecMaps, m.UnwindTables = k.objs.ExecMaps, k.objs.UnwindTables
+	}
+	return m
+}
+
+// Config is what the kernel was loaded with, defaults filled in.
+func (k *Kernel) Config() Config { return k.cfg }
 
 func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 	kc := bpfobj.FdtraceConfig{
@@ -326,28 +323,28 @@ func loadError(err error, verifierLog bool) error {
 	return fmt.Errorf("loading BPF programs: %w", err)
 }
 
-func (t *Tracer) fillTraced() error {
+func (k *Kernel) fillTraced() error {
 	put := func(pid int, flags uint8) error {
-		if err := t.objs.Traced.Put(uint32(pid), flags); err != nil {
+		if err := k.objs.Traced.Put(uint32(pid), flags); err != nil {
 			return fmt.Errorf("adding pid %d to the traced set: %w", pid, err)
 		}
 		return nil
 	}
-	for _, pid := range t.cfg.PIDs {
+	for _, pid := range k.cfg.PIDs {
 		if err := put(pid, traceSelf); err != nil {
 			return err
 		}
 	}
-	if t.cfg.FollowChildrenOf != 0 {
-		return put(t.cfg.FollowChildrenOf, traceFollow)
+	if k.cfg.FollowChildrenOf != 0 {
+		return put(k.cfg.FollowChildrenOf, traceFollow)
 	}
 	return nil
 }
 
 // attach links every program to the tracepoint its section names. A
 // tracepoint the kernel lacks is skipped with a note.
-func (t *Tracer) attach(spec *ebpf.CollectionSpec) error {
-	progs := programsByName(&t.objs.FdtracePrograms)
+func (k *Kernel) attach(spec *ebpf.CollectionSpec) error {
+	progs := programsByName(&k.objs.FdtracePrograms)
 	for name, ps := range spec.Programs {
 		prog := progs[name]
 		var l link.Link
@@ -364,52 +361,49 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec) error {
 			return fmt.Errorf("program %s: unknown section %s", name, section)
 		}
 		if errors.Is(err, os.ErrNotExist) {
-			t.skipped++
-			t.notes = append(t.notes, fmt.Sprintf("tracepoint %s missing in this kernel: skipped", strings.SplitN(section, "/", 2)[1]))
+			k.skipped++
+			k.notes = append(k.notes, fmt.Sprintf("tracepoint %s missing in this kernel: skipped", strings.SplitN(section, "/", 2)[1]))
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("attaching %s: %w", section, err)
 		}
-		t.links = append(t.links, l)
+		k.links = append(k.links, l)
 	}
 	return nil
 }
 
 // Notes are things the user should know: a mounted tracefs, skipped hooks.
-func (t *Tracer) Notes() []string { return t.notes }
+func (k *Kernel) Notes() []string { return k.notes }
 
 // Detach stops the programs; the maps and the ring buffer stay readable,
 // so that a last Drain sees everything that happened. It is safe to call
 // more than once.
-func (t *Tracer) Detach() error {
-	t.detachOnce.Do(func() {
+func (k *Kernel) Detach() error {
+	k.detachOnce.Do(func() {
 		// Each detach waits out an RCU grace period (~40 ms): do them at once.
-		errs := make([]error, len(t.links))
+		errs := make([]error, len(k.links))
 		var wg sync.WaitGroup
-		for i, l := range t.links {
+		for i, l := range k.links {
 			wg.Go(func() { errs[i] = l.Close() })
 		}
 		wg.Wait()
-		t.detachErr = errors.Join(errs...)
+		k.detachErr = errors.Join(errs...)
 	})
-	return t.detachErr
+	return k.detachErr
 }
 
 // Close detaches and unloads everything. It is safe to call more than once.
-func (t *Tracer) Close() error {
-	t.once.Do(func() {
-		errs := []error{t.Detach()}
-		if t.reader != nil {
-			errs = append(errs, t.reader.Close())
+func (k *Kernel) Close() error {
+	k.once.Do(func() {
+		errs := []error{k.Detach()}
+		if k.reader != nil {
+			errs = append(errs, k.reader.Close())
 		}
-		errs = append(errs, t.objs.Close())
-		if t.stacks != nil {
-			t.stacks.Close()
-		}
-		t.closeErr = errors.Join(errs...)
+		errs = append(errs, k.objs.Close())
+		k.closeErr = errors.Join(errs...)
 	})
-	return t.closeErr
+	return k.closeErr
 }
 
 // checkPrivileges turns a missing capability into words before the kernel
@@ -459,4 +453,4 @@ func raiseFDLimit() (*unix.Rlimit, error) {
 
 // FDLimitBefore is the RLIMIT_NOFILE fdtrace had before Load raised its
 // own, nil when it did not: a command fdtrace starts must get it back.
-func (t *Tracer) FDLimitBefore() *unix.Rlimit { return t.limitBefore }
+func (k *Kernel) FDLimitBefore() *unix.Rlimit { return k.limitBefore }

@@ -46,7 +46,7 @@ func TestCommittedMetricsDocsListTheMetrics(t *testing.T) {
 func TestEveryListedMetricIsServedWithItsTypeAndLabels(t *testing.T) {
 	src := &fakeSource{
 		procs: []loader.Counters{proc(10, "busy", 900), proc(11, "quiet", 5)},
-		errs:  map[loader.ProcKey]map[string]map[string]uint64{{PID: 10, StartNs: 10000}: {"openat": {"EMFILE": 3}}},
+		errs:  []loader.ErrorCount{errCount(10, 10000, "openat", "EMFILE", 3)},
 		ports: []loader.PortCounts{{Port: 8080, Refused: 2, Dropped: 1}},
 		stats: events.Stats{LostEvents: 1},
 	}

@@ -21,10 +21,11 @@ import (
 	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
-// Source is the tracer's kernel maps (a *loader.Tracer).
+// Source is what the collector reads: the kernel's counters (a
+// *loader.Kernel) and the tracer's stats.
 type Source interface {
 	EachCounters(fn func(c *loader.Counters)) error
-	ErrorCounts() (map[loader.ProcKey]map[string]map[string]uint64, error)
+	Errors() ([]loader.ErrorCount, error)
 	Ports() ([]loader.PortCounts, error)
 	Stats() (events.Stats, error)
 }
@@ -441,16 +442,12 @@ func (c *Collector) cgroup(k loader.ProcKey, now time.Time) string {
 // errors exports the host-wide counters: those of the exited processes
 // plus those of the live ones.
 func (c *Collector) errors(s *metricSet, exited exitedTotals, rows []row, rowsOK bool) {
-	errs, err := c.src.ErrorCounts()
+	errs, err := c.src.Errors()
 	if err != nil {
 		s.fail(descErrors, err)
 	} else {
-		for _, bySyscall := range errs {
-			for sc, byErrno := range bySyscall {
-				for errno, n := range byErrno {
-					exited.errors[errKey{sc, errno}] += n
-				}
-			}
+		for _, e := range errs {
+			exited.errors[errKey{e.Syscall.String(), events.ErrnoName(e.Errno)}] += e.Count
 		}
 		for k, n := range exited.errors {
 			s.counter(descErrors, float64(n), k.syscall, k.errno)

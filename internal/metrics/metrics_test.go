@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,7 @@ import (
 
 type fakeSource struct {
 	procs  []loader.Counters
-	errs   map[loader.ProcKey]map[string]map[string]uint64
+	errs   []loader.ErrorCount
 	ports  []loader.PortCounts
 	stats  events.Stats
 	reads  int
@@ -37,8 +38,22 @@ func (f *fakeSource) EachCounters(fn func(*loader.Counters)) error {
 	return nil
 }
 
-func (f *fakeSource) ErrorCounts() (map[loader.ProcKey]map[string]map[string]uint64, error) {
-	return f.errs, nil
+func (f *fakeSource) Errors() ([]loader.ErrorCount, error) { return f.errs, nil }
+
+// errCount is a count of a syscall's failures with an errno, by name.
+func errCount(pid int, startNs uint64, syscall, errno string, n uint64) loader.ErrorCount {
+	e := loader.ErrorCount{Proc: loader.ProcKey{PID: pid, StartNs: startNs}, Count: n}
+	for i := range events.NumSyscalls {
+		if events.Syscall(i).String() == syscall {
+			e.Syscall = events.Syscall(i)
+		}
+	}
+	for n := range 200 {
+		if events.ErrnoName(n) == errno {
+			e.Errno = n
+		}
+	}
+	return e
 }
 
 func (f *fakeSource) Ports() ([]loader.PortCounts, error) { return f.ports, nil }
@@ -185,11 +200,9 @@ func TestCountersKeepTheExitedProcessesAndNeverGoDown(t *testing.T) {
 	a := proc(10, "a", 3)
 	a.Refused = 2
 	src := &fakeSource{procs: []loader.Counters{a, proc(11, "b", 1)},
-		errs: map[loader.ProcKey]map[string]map[string]uint64{
-			key:                       {"accept4": {"EMFILE": 2}, "openat": {"ENOENT": 7}},
-			{PID: 11, StartNs: 11000}: {"accept4": {"EMFILE": 1}},
-		},
-		ports: []loader.PortCounts{{PID: 10, StartNs: 10000, Port: 8080, Refused: 2, Dropped: 1}},
+		errs: []loader.ErrorCount{errCount(key.PID, key.StartNs, "accept4", "EMFILE", 2),
+			errCount(key.PID, key.StartNs, "openat", "ENOENT", 7), errCount(11, 11000, "accept4", "EMFILE", 1)},
+		ports: []loader.PortCounts{{Proc: loader.ProcKey{PID: 10, StartNs: 10000}, Port: 8080, Refused: 2, Dropped: 1}},
 		stats: events.Stats{LostEvents: 4, ProcsMapFull: 1, KernelDrift: 3}}
 	clk := &clock{time.Unix(1000, 0)}
 	c := New(src, Options{System: newSystem(), Now: clk.now})
@@ -218,7 +231,7 @@ func TestCountersKeepTheExitedProcessesAndNeverGoDown(t *testing.T) {
 
 	// pid 10 exits: it leaves the maps before its record is observed.
 	src.procs = src.procs[1:]
-	delete(src.errs, key)
+	src.errs = slices.DeleteFunc(src.errs, func(e loader.ErrorCount) bool { return e.Proc == key })
 	src.ports = nil
 	check("between the exit and its record")
 	c.Observe(events.Process{Type: "process", PID: 10, Exited: true, RefusedConnections: 2,
@@ -268,8 +281,8 @@ func TestAFailedMapReadFailsOnlyItsMetrics(t *testing.T) {
 
 func TestTheMetricsFollowPrometheusNamingRules(t *testing.T) {
 	src := &fakeSource{procs: []loader.Counters{proc(10, "a", 3)},
-		errs:  map[loader.ProcKey]map[string]map[string]uint64{{PID: 10, StartNs: 10000}: {"socket": {"EMFILE": 1}}},
-		ports: []loader.PortCounts{{PID: 10, StartNs: 10000, Port: 80, Refused: 1, Dropped: 1}}}
+		errs:  []loader.ErrorCount{errCount(10, 10000, "socket", "EMFILE", 1)},
+		ports: []loader.PortCounts{{Proc: loader.ProcKey{PID: 10, StartNs: 10000}, Port: 80, Refused: 1, Dropped: 1}}}
 	sys := newSystem()
 	sys.limits[10] = 10
 	problems, err := testutil.CollectAndLint(New(src, Options{System: sys}))

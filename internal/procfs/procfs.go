@@ -73,6 +73,12 @@ func FDOpen(pid, fd int) bool {
 	return unix.Lstat(filepath.Join(fdDir(pid), strconv.Itoa(fd)), &st) == nil
 }
 
+// FDStat stats what fd of pid refers to (following the fd's link, as the
+// process sees its file).
+func FDStat(pid, fd int) (os.FileInfo, error) {
+	return os.Stat(filepath.Join(fdDir(pid), strconv.Itoa(fd)))
+}
+
 // FDCloexec reports whether the fd has O_CLOEXEC set, from /proc/PID/fdinfo.
 func FDCloexec(pid, fd int) bool {
 	b, err := os.ReadFile(filepath.Join(Root, strconv.Itoa(pid), "fdinfo", strconv.Itoa(fd)))

@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -305,7 +303,7 @@ func (s *Snapshot) fdTarget(num int) string {
 // fileKind says what a "file" fd is: regular, directory, char_device,
 // block_device, fifo, socket, symlink or other.
 func fileKind(pid, fd int) string {
-	st, err := os.Stat(filepath.Join(procfs.Root, strconv.Itoa(pid), "fd", strconv.Itoa(fd)))
+	st, err := procfs.FDStat(pid, fd)
 	if err != nil {
 		return "other"
 	}

@@ -6,15 +6,30 @@ export CI=true FDTRACE_BIN=/payload/bin/fdtrace FDTRACE_PREBUILT=/payload/worklo
 cd /tmp
 ulimit -n 4096 || true
 
-run() { # BINARY REGEXP
-	echo "guest: $1 -test.run '$2'"
-	"/payload/bin/$1" -test.count=1 -test.timeout=30m -test.v -test.run "$2"
+run() { # BINARY TEST...: each test must exist and pass
+	bin=$1
+	shift
+	pattern="^($(echo "$@" | tr ' ' '|'))\$"
+	echo "guest: $bin -test.run '$pattern'"
+	"/payload/bin/$bin" -test.count=1 -test.timeout=30m -test.v -test.run "$pattern" | tee /tmp/run.txt
+	for t in "$@"; do
+		grep -q -- "^--- PASS: $t " /tmp/run.txt || { echo "guest: $bin has no test $t that passed"; exit 1; }
+	done
 }
 
 # check exits 0 wherever anything can be traced; what is not ok, it says.
 echo "guest: fdtrace check"
 /payload/bin/fdtrace check >/tmp/check.txt
 grep -v ' ok ' /tmp/check.txt || true
-run loader.test '^(TestCheckSaysWhatThisKernelCanDoAndPassesAsRoot|TestRandomFDSyscallsKeepFdtraceEqualToProc|TestExhaustingTheFDLimitCountsEMFILEPerSyscallAndRefusedConnections|TestAServerThatRetriesHasItsRefusedAcceptsCountedPerPortAndDropsNobody|TestLibuvsDrainOfItsListenQueueCountsEveryDroppedClientPerPort|TestABTFFileCanStandInForTheKernelsOwn|TestExecDropsCloseOnExecFDsWithARecordEach|TestForkedChildInheritsTheTableAndCountsOnItsOwn)$'
-run cmd.test '^(TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus|TestErrorsOnlyHostWideReportsEMFILEAndNoOpens|TestLeaksOfACProgramNameTheFunctionsThatLeaked)$'
+run loader.test TestCheckSaysWhatThisKernelCanDoAndPassesAsRoot
+run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
+	TestExhaustingTheFDLimitCountsEMFILEPerSyscallAndRefusedConnections \
+	TestAServerThatRetriesHasItsRefusedAcceptsCountedPerPortAndDropsNobody \
+	TestLibuvsDrainOfItsListenQueueCountsEveryDroppedClientPerPort \
+	TestABTFFileCanStandInForTheKernelsOwn \
+	TestExecDropsCloseOnExecFDsWithARecordEach \
+	TestForkedChildInheritsTheTableAndCountsOnItsOwn
+run cmd.test TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus \
+	TestErrorsOnlyHostWideReportsEMFILEAndNoOpens \
+	TestLeaksOfACProgramNameTheFunctionsThatLeaked
 echo "guest: all passed"

@@ -14,6 +14,7 @@ export CGO_ENABLED=0
 
 go build -o "$out/payload/bin/fdtrace" ./cmd/fdtrace
 go test -c -o "$out/payload/bin/loader.test" ./internal/loader
+go test -c -o "$out/payload/bin/tracer.test" ./internal/tracer
 go test -c -o "$out/payload/bin/cmd.test" ./cmd/fdtrace
 cp go.mod "$out/payload/repo/"
 cp -r testdata/workloads "$out/payload/repo/testdata/"

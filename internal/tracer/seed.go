@@ -1,15 +1,12 @@
-package loader
+package tracer
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 
-	"github.com/cilium/ebpf"
-
-	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/procfs"
 )
 
@@ -35,9 +32,7 @@ func (t *Tracer) seedAll() error {
 			}
 		}
 		n, _ := t.seed(pid, 0)
-		t.mu.Lock()
-		t.seeded += uint64(n)
-		t.mu.Unlock()
+		t.seeded.Add(uint64(n))
 	}
 	return nil
 }
@@ -45,20 +40,14 @@ func (t *Tracer) seedAll() error {
 // Track adds a running process to the traced set (when tracing by pid)
 // and records its fds.
 func (t *Tracer) Track(pid int) error {
-	if !processExists(pid) {
+	if !procfs.Exists(pid) {
 		return fmt.Errorf("pid %d: no such process", pid)
 	}
-	if len(t.cfg.PIDs) > 0 || t.cfg.FollowChildrenOf != 0 {
-		// A followed child is in the set already, with its own flags.
-		err := t.objs.Traced.Update(uint32(pid), uint8(traceSelf), ebpf.UpdateNoExist)
-		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
-			return fmt.Errorf("adding pid %d to the traced set: %w", pid, err)
-		}
+	if err := t.k.Track(pid); err != nil {
+		return err
 	}
 	n, err := t.seed(pid, 0)
-	t.mu.Lock()
-	t.seeded += uint64(n)
-	t.mu.Unlock()
+	t.seeded.Add(uint64(n))
 	return err
 }
 
@@ -66,9 +55,7 @@ func (t *Tracer) Track(pid int) error {
 // from its parent's records (parent 0: no parent to copy from).
 func (t *Tracer) seedChild(pid, parent int) {
 	n, _ := t.seed(pid, parent)
-	t.mu.Lock()
-	t.reconcile += uint64(n)
-	t.mu.Unlock()
+	t.reconciled.Add(uint64(n))
 }
 
 // seed adds a record for each fd of pid that has none, copying the
@@ -86,30 +73,28 @@ func (t *Tracer) seed(pid, parent int) (int, error) {
 	slices.Sort(fds)
 	added := 0
 	for _, fd := range fds {
-		key := bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)}
-		var info bpfobj.FdtraceFdInfo
-		if parent == 0 || t.objs.Fds.Lookup(bpfobj.FdtraceFdKey{Tgid: uint32(parent), Fd: int32(fd)}, &info) != nil {
+		rec, ok := loader.FD{}, false
+		if parent != 0 {
+			rec, ok = t.k.LookupFD(parent, fd)
+		}
+		if !ok {
 			target, err := procfs.FDTarget(pid, fd)
 			if err != nil {
 				continue // closed meanwhile
 			}
-			info = bpfobj.FdtraceFdInfo{FdType: uint8(events.ParseFDType(procfs.TargetType(target)))}
-			if procfs.FDCloexec(pid, fd) {
-				info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_CLOEXEC)
-			}
+			rec = loader.FD{Type: events.ParseFDType(procfs.TargetType(target)), Cloexec: procfs.FDCloexec(pid, fd)}
 		}
-		info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_SEEDED)
-		if parent != 0 {
-			info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_INHERITED)
+		rec.PID, rec.FD = pid, fd
+		rec.Seeded, rec.Inherited = true, parent != 0
+		inserted, err := t.k.InsertFD(rec)
+		if err != nil {
+			return added, err
 		}
-		if err := t.objs.Fds.Update(key, info, ebpf.UpdateNoExist); err != nil {
-			if errors.Is(err, ebpf.ErrKeyExist) {
-				continue // the kernel saw it first
-			}
-			return added, fmt.Errorf("recording fd %d of pid %d: %w", fd, pid, err)
+		if !inserted {
+			continue // the kernel saw it first
 		}
 		if !procfs.FDOpen(pid, fd) {
-			t.objs.Fds.Delete(key) // closed between listing and recording
+			t.k.DeleteFD(pid, fd) // closed between listing and recording
 			continue
 		}
 		added++

@@ -1,4 +1,4 @@
-package loader
+package tracer
 
 import (
 	"errors"
@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
@@ -120,11 +121,8 @@ func acceptPorts(rec *recorder, pid int) []uint16 {
 // is on.
 func assertGatesClosed(t *testing.T, tr *Tracer) {
 	t.Helper()
-	var drains, pending uint64
-	if err := tr.objs.Drains.Get(&drains); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.objs.DrainPending.Get(&pending); err != nil {
+	drains, pending, err := tr.Kernel().DrainGates()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if drains != 0 || pending != 0 {
@@ -143,10 +141,10 @@ func exitRecord(t *testing.T, rec *recorder, pid int) events.Process {
 	return events.Process{}
 }
 
-func byPortOf(pid int, ports []PortCounts) map[uint16]PortCounts {
-	out := map[uint16]PortCounts{}
+func byPortOf(pid int, ports []loader.PortCounts) map[uint16]loader.PortCounts {
+	out := map[uint16]loader.PortCounts{}
 	for _, p := range ports {
-		if p.PID == pid {
+		if p.Proc.PID == pid {
 			out[p.Port] = p
 		}
 	}
@@ -209,7 +207,7 @@ func TestAServerThatRetriesHasItsRefusedAcceptsCountedPerPortAndDropsNobody(t *t
 			if got := acceptPorts(rec, w.PID); !slices.Equal(got, want) {
 				t.Errorf("listen_port of the accept4 error records %v, want %v", got, want)
 			}
-			ports, err := tr.Ports()
+			ports, err := tr.Kernel().Ports()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -225,7 +223,7 @@ func TestAServerThatRetriesHasItsRefusedAcceptsCountedPerPortAndDropsNobody(t *t
 				t.Errorf("exit record: refused %v, dropped %v", exit.RefusedByPort, exit.DroppedByPort)
 			}
 			assertGatesClosed(t, tr)
-			if ports, _ := tr.Ports(); len(byPortOf(w.PID, ports)) != 0 {
+			if ports, _ := tr.Kernel().Ports(); len(byPortOf(w.PID, ports)) != 0 {
 				t.Errorf("per-port counts of the exited process remain: %+v", ports)
 			}
 		})
@@ -286,7 +284,7 @@ func TestLibuvsDrainOfItsListenQueueCountsEveryDroppedClientPerPort(t *testing.T
 			if got, want := acceptPorts(rec, w.PID), []uint16{pa, pb, pa}; !slices.Equal(got, want) {
 				t.Errorf("listen_port of the accept4 error records %v, want %v", got, want)
 			}
-			ports, err := tr.Ports()
+			ports, err := tr.Kernel().Ports()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package loader
+package tracer
 
 import (
 	"errors"
@@ -15,17 +15,21 @@ import (
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/stacks"
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
-// load loads the tracer or fails: on a root machine a kernel that cannot
+// Config is the kernel's: the tests say what to trace.
+type Config = loader.Config
+
+// load starts the tracer or fails: on a root machine a kernel that cannot
 // load the programs is a failure, never a skip.
 func load(t *testing.T, cfg Config) *Tracer {
 	t.Helper()
 	testutil.RequireRoot(t)
-	tr, err := Load(cfg)
+	tr, err := Start(cfg)
 	if err != nil {
 		t.Fatalf("loading the tracer: %v", err)
 	}
@@ -38,11 +42,11 @@ func load(t *testing.T, cfg Config) *Tracer {
 func stacksHere(t *testing.T) bool {
 	t.Helper()
 	testutil.RequireRoot(t)
-	if ProbeFeatures().StacksError() == nil {
+	if loader.ProbeFeatures().StacksError() == nil {
 		return true
 	}
-	_, err := Load(Config{CaptureStacks: true})
-	if !errors.Is(err, ErrNoStacks) || !strings.Contains(err.Error(), "bpf_loop (Linux 5.17)") {
+	_, err := Start(Config{CaptureStacks: true})
+	if !errors.Is(err, loader.ErrNoStacks) || !strings.Contains(err.Error(), "bpf_loop (Linux 5.17)") {
 		t.Fatalf("stacks on a kernel without them: got %v, want an error naming bpf_loop", err)
 	}
 	return false
@@ -456,7 +460,7 @@ func TestTracerLeaksNoFDsAndClosesTwice(t *testing.T) {
 	count := func() int { return len(testutil.ProcFDs(t, os.Getpid())) }
 	before := count()
 	for range 3 {
-		tr, err := Load(Config{PIDs: []int{os.Getpid()}})
+		tr, err := Start(Config{PIDs: []int{os.Getpid()}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,17 +476,6 @@ func TestTracerLeaksNoFDsAndClosesTwice(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Errorf("fdtrace's own fds: %d before, %d after three load/close cycles", before, after)
-	}
-}
-
-func TestTheRecordsNamesAreTheKernelsEnums(t *testing.T) {
-	if int(bpfobj.FdtraceSyscallIdSYS_MAX) != events.NumSyscalls || int(bpfobj.FdtraceFdTypeFD_TYPE_MAX) != events.NumFDTypes {
-		t.Errorf("kernel has %d syscall ids and %d fd types, events %d and %d: run make generate",
-			bpfobj.FdtraceSyscallIdSYS_MAX, bpfobj.FdtraceFdTypeFD_TYPE_MAX, events.NumSyscalls, events.NumFDTypes)
-	}
-	if events.Syscall(bpfobj.FdtraceSyscallIdSYS_CLOSE_RANGE).String() != "close_range" ||
-		events.FDType(bpfobj.FdtraceFdTypeFD_PIDFD).String() != "pidfd" {
-		t.Error("events' names are out of order with the kernel's enums: run make generate")
 	}
 }
 
@@ -611,7 +604,7 @@ func TestABTFFileCanStandInForTheKernelsOwn(t *testing.T) {
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(Config{PIDs: []int{os.Getpid()}, BTFPath: "/no/such/btf"})
+	_, err := Start(Config{PIDs: []int{os.Getpid()}, BTFPath: "/no/such/btf"})
 	if err == nil || !strings.Contains(err.Error(), "reading BTF from /no/such/btf") {
 		t.Errorf("a missing BTF file: %v", err)
 	}
@@ -702,7 +695,7 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 	var id uint64
 	var st bpfobj.FdtraceStack
 	kernel := 0
-	for it := tr.objs.Stacks.Iterate(); it.Next(&id, &st); {
+	for it := tr.Kernel().StackMaps().Stacks.Iterate(); it.Next(&id, &st); {
 		kernel++
 	}
 	known := tr.stacks.Len()

@@ -1,35 +1,14 @@
-package loader
+package tracer
 
 import (
 	"testing"
 
-	"github.com/fdtrace/fdtrace/internal/bpfobj"
-	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
-func TestEveryKernelStatHasItsOwnStatsField(t *testing.T) {
-	var s events.Stats
-	fields := statFields(&s)
-	seen := map[*uint64]bool{}
-	for id := range bpfobj.FdtraceStatIdSTAT_MAX {
-		dst, ok := fields[id]
-		if !ok {
-			t.Errorf("stat id %d has no field in the stats record", id)
-		}
-		if seen[dst] {
-			t.Errorf("stat id %d shares its field with another", id)
-		}
-		seen[dst] = true
-	}
-	if len(fields) != int(bpfobj.FdtraceStatIdSTAT_MAX) {
-		t.Errorf("%d stats fields for %d kernel stats", len(fields), bpfobj.FdtraceStatIdSTAT_MAX)
-	}
-}
-
 func TestMemoryCountsTheEntriesAProcessAddsAndItsExitRemoves(t *testing.T) {
 	tr, w, rec := followFdops(t, Config{})
-	before, err := tr.Memory()
+	before, err := tr.Kernel().Memory()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +23,7 @@ func TestMemoryCountsTheEntriesAProcessAddsAndItsExitRemoves(t *testing.T) {
 		w.Do(t, "open /dev/null")
 	}
 	rec.drain(t, tr)
-	during, err := tr.Memory()
+	during, err := tr.Kernel().Memory()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +32,7 @@ func TestMemoryCountsTheEntriesAProcessAddsAndItsExitRemoves(t *testing.T) {
 	}
 	w.Close(t)
 	rec.drain(t, tr)
-	after, err := tr.Memory()
+	after, err := tr.Kernel().Memory()
 	if err != nil {
 		t.Fatal(err)
 	}

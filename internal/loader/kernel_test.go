@@ -1,0 +1,55 @@
+package loader
+
+import (
+	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/testutil"
+)
+
+// load loads and attaches the programs or fails: on a root machine a
+// kernel that cannot load them is a failure, never a skip.
+func load(t *testing.T, cfg Config) *Kernel {
+	t.Helper()
+	testutil.RequireRoot(t)
+	k, err := Load(cfg)
+	if err != nil {
+		t.Fatalf("loading the programs: %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	if err := k.Attach(); err != nil {
+		t.Fatalf("attaching the programs: %v", err)
+	}
+	return k
+}
+
+func TestEveryKernelStatHasItsOwnStatsField(t *testing.T) {
+	var s events.Stats
+	fields := statFields(&s)
+	seen := map[*uint64]bool{}
+	for id := range bpfobj.FdtraceStatIdSTAT_MAX {
+		dst, ok := fields[id]
+		if !ok {
+			t.Errorf("stat id %d has no field in the stats record", id)
+		}
+		if seen[dst] {
+			t.Errorf("stat id %d shares its field with another", id)
+		}
+		seen[dst] = true
+	}
+	if len(fields) != int(bpfobj.FdtraceStatIdSTAT_MAX) {
+		t.Errorf("%d stats fields for %d kernel stats", len(fields), bpfobj.FdtraceStatIdSTAT_MAX)
+	}
+}
+
+func TestTheRecordsNamesAreTheKernelsEnums(t *testing.T) {
+	if int(bpfobj.FdtraceSyscallIdSYS_MAX) != events.NumSyscalls || int(bpfobj.FdtraceFdTypeFD_TYPE_MAX) != events.NumFDTypes {
+		t.Errorf("kernel has %d syscall ids and %d fd types, events %d and %d: run make generate",
+			bpfobj.FdtraceSyscallIdSYS_MAX, bpfobj.FdtraceFdTypeFD_TYPE_MAX, events.NumSyscalls, events.NumFDTypes)
+	}
+	if events.Syscall(bpfobj.FdtraceSyscallIdSYS_CLOSE_RANGE).String() != "close_range" ||
+		events.FDType(bpfobj.FdtraceFdTypeFD_PIDFD).String() != "pidfd" {
+		t.Error("events' names are out of order with the kernel's enums: run make generate")
+	}
+}

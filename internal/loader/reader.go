@@ -1,0 +1,222 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
+	"github.com/fdtrace/fdtrace/internal/events"
+)
+
+// EventKind is what a ring buffer record says (enum event_kind).
+type EventKind uint8
+
+const (
+	EventOpen  = EventKind(bpfobj.FdtraceEventKindEV_OPEN)
+	EventClose = EventKind(bpfobj.FdtraceEventKindEV_CLOSE)
+	EventError = EventKind(bpfobj.FdtraceEventKindEV_ERROR)
+	// EventSeed: a process has fds without a record (Parent: whose
+	// records to copy, or 0); read them from /proc.
+	EventSeed = EventKind(bpfobj.FdtraceEventKindEV_SEED)
+	// EventExit: a traced process exited (Counters, FDLimit).
+	EventExit = EventKind(bpfobj.FdtraceEventKindEV_EXIT)
+	// EventStack: a new stack in the stacks map (StackID; Parent).
+	EventStack = EventKind(bpfobj.FdtraceEventKindEV_STACK)
+	// EventMaps: a stack ran into code no known unwind table holds.
+	EventMaps = EventKind(bpfobj.FdtraceEventKindEV_MAPS)
+	// EventRawStack: a stack to unwind in user space (Raw).
+	EventRawStack = EventKind(bpfobj.FdtraceEventKindEV_RAW_STACK)
+)
+
+// Event is one ring buffer record, decoded. Its slices (Comm, Path, Raw)
+// point into the batch that holds it: valid until the batch's handler
+// returns.
+type Event struct {
+	Kind     EventKind
+	Time     uint64 // bpf_ktime_get_ns(): Kernel.Wall makes it a time
+	PID, TID int
+	Comm     []byte
+	Syscall  events.Syscall
+	FD       int
+	FDType   events.FDType
+	Cloexec  bool
+	Family   uint16
+	SockType uint16
+	Errno    int    // EventError: the positive errno
+	Port     uint16 // EventError of an accept: the listener's local port
+	Parent   int    // EventSeed, EventStack, EventRawStack
+	StackID  uint64
+	OpenFDs  int64
+	FDLimit  uint64
+	Path     []byte
+	Counters *Counters // EventExit: the process's final counters
+	Raw      *RawStack // EventRawStack
+}
+
+// RawStack is a stack the kernel could not unwind (struct raw_stack).
+type RawStack struct {
+	IP, SP, BP uint64
+	Data       []byte // the top of the stack, from SP up
+}
+
+// batchSize is how many records a batch holds at most.
+const batchSize = 256
+
+// batch is room for the records handed out at once, reused from batch to
+// batch: reading allocates only while its arena grows.
+type batch struct {
+	events   []Event
+	arena    []byte // Comm, Path and Raw.Data of the events
+	counters [batchSize]Counters
+	raws     [batchSize]RawStack
+	rec      ringbuf.Record
+}
+
+func (b *batch) reset() {
+	b.events, b.arena = b.events[:0], b.arena[:0]
+}
+
+// keep copies p into the arena. When the arena grows, the slices kept
+// before hold on to its old array, where their bytes still are.
+func (b *batch) keep(p []byte) []byte {
+	start := len(b.arena)
+	b.arena = append(b.arena, p...)
+	return b.arena[start:len(b.arena):len(b.arena)]
+}
+
+// Read hands the ring buffer's records to fn in batches, in kernel order,
+// until ctx is done, then what is left. An error from fn stops it.
+func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
+	b := newBatch()
+	for ctx.Err() == nil {
+		k.reader.SetDeadline(time.Now().Add(k.cfg.PollInterval))
+		if err := k.fill(b); err != nil {
+			return err
+		}
+		if err := k.hand(b, fn); err != nil {
+			return err
+		}
+	}
+	return k.drain(b, fn)
+}
+
+// Drain hands fn the records already in the ring buffer and returns. After
+// a traced process has done something, a Drain makes the view of it
+// complete: the kernel wrote its records before the syscalls returned.
+func (k *Kernel) Drain(fn func([]Event) error) error {
+	return k.drain(newBatch(), fn)
+}
+
+func newBatch() *batch {
+	return &batch{events: make([]Event, 0, batchSize),
+		arena: make([]byte, 0, batchSize*(len(bpfobj.FdtraceFdEvent{}.Comm)+len(bpfobj.FdtraceFdEvent{}.Path)))}
+}
+
+func (k *Kernel) drain(b *batch, fn func([]Event) error) error {
+	for {
+		k.reader.SetDeadline(time.Now())
+		if err := k.fill(b); err != nil {
+			return err
+		}
+		if len(b.events) == 0 {
+			return nil
+		}
+		if err := k.hand(b, fn); err != nil {
+			return err
+		}
+	}
+}
+
+// fill reads a batch: the first record waits for the reader's deadline,
+// the others only for what is there already.
+func (k *Kernel) fill(b *batch) error {
+	b.reset()
+	for len(b.events) < batchSize {
+		if len(b.events) > 0 && k.reader.AvailableBytes() == 0 {
+			return nil
+		}
+		err := k.reader.ReadInto(&b.rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading ring buffer: %w", err)
+		}
+		k.readSeq.Add(1)
+		if len(b.rec.RawSample) == 0 {
+			continue
+		}
+		if err := k.decode(b, b.rec.RawSample); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k *Kernel) hand(b *batch, fn func([]Event) error) error {
+	if len(b.events) == 0 {
+		return nil
+	}
+	k.delivered.Add(uint64(len(b.events)))
+	err := fn(b.events)
+	k.handledSeq.Store(k.readSeq.Load())
+	return err
+}
+
+// decode appends the record raw to the batch.
+func (k *Kernel) decode(b *batch, raw []byte) error {
+	i := len(b.events)
+	switch EventKind(raw[0]) {
+	case EventExit:
+		var e bpfobj.FdtraceExitEvent
+		if err := decodeExitEvent(raw, &e); err != nil {
+			return fmt.Errorf("decoding exit event: %w", err)
+		}
+		b.counters[i] = countersOf(int(e.Pid), &e.Proc)
+		b.events = append(b.events, Event{Kind: EventExit, Time: e.Ts, PID: int(e.Pid),
+			FDLimit: e.FdLimit, Counters: &b.counters[i]})
+	case EventRawStack:
+		var e rawStackEvent
+		if err := decodeRawStack(raw, &e); err != nil {
+			return err
+		}
+		b.raws[i] = RawStack{IP: e.IP, SP: e.SP, BP: e.BP, Data: b.keep(e.Data)}
+		b.events = append(b.events, Event{Kind: EventRawStack, PID: int(e.Pid), Parent: int(e.Ppid),
+			Comm: b.keep(e.Comm), StackID: e.StackID, Raw: &b.raws[i]})
+	default:
+		var e rawFdEvent
+		if err := decodeFdEvent(raw, &e); err != nil {
+			return fmt.Errorf("decoding event: %w", err)
+		}
+		b.events = append(b.events, Event{Kind: EventKind(e.Kind), Time: e.Ts, PID: int(e.Pid), TID: int(e.Tid),
+			Comm: b.keep(e.Comm), Syscall: events.Syscall(e.Syscall), FD: int(e.Fd),
+			FDType: events.FDType(e.FdType), Cloexec: e.Flags&uint16(bpfobj.FdtraceFdFlagsFDF_CLOEXEC) != 0,
+			Family: e.Family, SockType: e.SockType, Errno: int(e.Err), Port: e.Port, Parent: int(e.Ppid),
+			StackID: e.StackId, OpenFDs: e.OpenFds, FDLimit: e.FdLimit, Path: b.keep(e.Path)})
+		if kind := EventKind(e.Kind); kind < EventOpen || kind > EventRawStack {
+			return fmt.Errorf("unknown event kind %d", e.Kind)
+		}
+	}
+	return nil
+}
+
+// WaitCaughtUp waits, at most timeout, until every record the kernel had
+// written when it was called has been handed out and handled.
+func (k *Kernel) WaitCaughtUp(timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if k.reader.AvailableBytes() == 0 && k.readSeq.Load() == k.handledSeq.Load() {
+			return
+		}
+	}
+}
+
+// Delivered is how many records the reader has handed out.
+func (k *Kernel) Delivered() uint64 { return k.delivered.Load() }
+
+// Wall turns a bpf_ktime_get_ns() time into wall-clock time.
+func (k *Kernel) Wall(ktime uint64) time.Time { return k.clock.wall(ktime) }
