@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,7 +158,10 @@ func TestTheUnitRunsFdtraceWithFlagsItHas(t *testing.T) {
 	if r := u.one(t, "Service", "ExecReload"); !strings.Contains(r, "-HUP $MAINPID") {
 		t.Errorf("ExecReload %q does not send SIGHUP to fdtrace", r)
 	}
-	for k, want := range map[string]string{"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "Restart": "on-failure"} {
+	// A runaway fdtrace is stopped (and restarted) before it starves the
+	// host it watches.
+	for k, want := range map[string]string{"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+		"Restart": "on-failure", "MemoryMax": "512M"} {
 		if got := u.one(t, "Service", k); got != want {
 			t.Errorf("%s=%s, want %s", k, got, want)
 		}
@@ -393,6 +397,18 @@ type object struct {
 		Selector struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`
 		} `yaml:"selector"`
+		// A NetworkPolicy's.
+		PodSelector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"podSelector"`
+		PolicyTypes []string `yaml:"policyTypes"`
+		Ingress     []struct {
+			Ports []struct {
+				Port     string `yaml:"port"`
+				Protocol string `yaml:"protocol"`
+			} `yaml:"ports"`
+		} `yaml:"ingress"`
+		Egress   []any `yaml:"egress"`
 		Template struct {
 			Metadata struct {
 				Labels      map[string]string `yaml:"labels"`
@@ -424,7 +440,13 @@ type podSpec struct {
 		Resources struct {
 			Limits map[string]string `yaml:"limits"`
 		} `yaml:"resources"`
-		VolumeMounts []volumeMount `yaml:"volumeMounts"`
+		VolumeMounts  []volumeMount `yaml:"volumeMounts"`
+		LivenessProbe struct {
+			HTTPGet struct {
+				Path string `yaml:"path"`
+				Port string `yaml:"port"`
+			} `yaml:"httpGet"`
+		} `yaml:"livenessProbe"`
 	} `yaml:"containers"`
 	Volumes []struct {
 		Name     string `yaml:"name"`
@@ -552,6 +574,32 @@ func TestTheDaemonSetTracesTheHostAndServesMetrics(t *testing.T) {
 	ann := ds.Spec.Template.Metadata.Annotations
 	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != port {
 		t.Errorf("pod annotations %v do not ask Prometheus to scrape port %s", ann, port)
+	}
+}
+
+// A wedged metrics endpoint restarts the pod rather than blinding the
+// node's alerts; the pods take connections on the metrics port only and
+// open none (fdtrace talks to nobody).
+func TestTheDaemonSetIsProbedAndFencedByANetworkPolicy(t *testing.T) {
+	objs := parseManifests(t)
+	ds := objs[slices.IndexFunc(objs, func(o object) bool { return o.Kind == "DaemonSet" })]
+	c := ds.Spec.Template.Spec.Containers[0]
+	if p := c.LivenessProbe.HTTPGet; p.Path != "/metrics" || p.Port != "metrics" {
+		t.Errorf("liveness probe %+v, want GET /metrics on the metrics port", p)
+	}
+	i := slices.IndexFunc(objs, func(o object) bool { return o.Kind == "NetworkPolicy" })
+	if i < 0 {
+		t.Fatal("no NetworkPolicy")
+	}
+	np := objs[i]
+	if np.Metadata.Namespace != ds.Metadata.Namespace || !maps.Equal(np.Spec.PodSelector.MatchLabels, ds.Spec.Selector.MatchLabels) {
+		t.Errorf("the NetworkPolicy does not select the DaemonSet's pods: %v in %q", np.Spec.PodSelector.MatchLabels, np.Metadata.Namespace)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, "Ingress") || !slices.Contains(np.Spec.PolicyTypes, "Egress") || len(np.Spec.Egress) != 0 {
+		t.Errorf("policy types %v, %d egress rules: want ingress and egress fenced, no egress", np.Spec.PolicyTypes, len(np.Spec.Egress))
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 1 || np.Spec.Ingress[0].Ports[0].Port != "metrics" {
+		t.Errorf("ingress %+v, want the metrics port only", np.Spec.Ingress)
 	}
 }
 

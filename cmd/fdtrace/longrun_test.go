@@ -287,3 +287,37 @@ func TestARestartKeepsTheEarlierRunsFile(t *testing.T) {
 		t.Error("two runs left three files")
 	}
 }
+
+// A restart without --max-size (after a crash, say) appends to FILE: what
+// the earlier run wrote stays where it was, and nothing is deleted.
+func TestARestartWithoutMaxSizeAppendsToTheOutputFile(t *testing.T) {
+	testutil.RequireRoot(t)
+	out := filepath.Join(t.TempDir(), "fd.jsonl")
+	for run := range 2 {
+		r := runFdtrace(t, "", "trace", "-o", out, "--", "sh", "-c", "exec 3</dev/null")
+		if r.code != 0 {
+			t.Fatalf("run %d: exit %d: %s", run, r.code, r.stderr)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := 0
+	for _, r := range readRecords(t, string(b)) {
+		if r.str("type") == "stats" {
+			stats++
+		}
+	}
+	if stats != 2 {
+		t.Errorf("%d stats records in FILE, want one per run", stats)
+	}
+	if _, err := os.Stat(out + ".1"); !os.IsNotExist(err) {
+		t.Errorf("FILE.1 exists (%v): the restart rotated", err)
+	}
+	if st, err := os.Stat(out); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("FILE has mode %v, want 0600", st.Mode().Perm())
+	}
+}

@@ -92,8 +92,7 @@ func serveMetrics(ln net.Listener, t *tracer.Tracer, o metricsOptions, seeds []m
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, `fdtrace: metrics at /metrics`)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	go srv.Serve(ln)
+	srv := metrics.Serve(ln, mux, metrics.DefaultLimits, errLog)
 	fmt.Fprintf(os.Stderr, "fdtrace: serving metrics at http://%s/metrics\n", ln.Addr())
 	return &metricsServer{collector: c, srv: srv}
 }
@@ -171,11 +170,14 @@ is in the top N, at most every 10s.
 docs/metrics.md lists every metric, and deploy/prometheus has alert rules
 for them; docs/deployment.md runs serve as a service. fdtrace trace
 --metrics-addr serves the same metrics while it traces.`,
-		Example: `  # every process on the host, for Prometheus on port 9464
+		Example: `  # every process on the host, on 127.0.0.1:9464
   fdtrace serve
 
+  # for a Prometheus on another host: every interface, port 9464
+  fdtrace serve --metrics-addr :9464
+
   # one service's processes, the 5 fullest with series of their own
-  fdtrace serve -c nginx --metrics-addr 127.0.0.1:9464 --metrics-top 5
+  fdtrace serve -c nginx --metrics-top 5
 
   # a free port, said on stderr
   fdtrace serve --metrics-addr 127.0.0.1:0`,
@@ -186,7 +188,7 @@ for them; docs/deployment.md runs serve as a service. fdtrace trace
 	}
 	f := cmd.Flags()
 	o.target.addFlags(f, "serve the metrics of", !withCgroup)
-	o.metrics.addFlags(f, ":9464", "listen on `ADDR` (HOST:PORT; port 0 picks a free one)")
+	o.metrics.addFlags(f, "127.0.0.1:9464", "listen on `ADDR` (HOST:PORT; port 0 picks a free one; :9464 for every interface)")
 	o.run.addFlags(f, "once it serves")
 	f.SortFlags = false
 	return cmd

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/fdtrace/fdtrace/internal/loader"
+	"github.com/fdtrace/fdtrace/internal/output"
+	"github.com/fdtrace/fdtrace/internal/sanitize"
 	"github.com/fdtrace/fdtrace/internal/top"
 	"github.com/fdtrace/fdtrace/internal/tracer"
 )
@@ -110,7 +112,7 @@ func startSession(parent context.Context, sp sessionSpec) (_ *session, err error
 		}
 	}
 	if sp.outPath != "" {
-		if s.out, err = os.Create(sp.outPath); err != nil {
+		if s.out, err = output.Open(sp.outPath); err != nil {
 			return nil, err
 		}
 	}
@@ -193,7 +195,7 @@ func (s *session) sayStarted() {
 // say prints lines on stderr, as fdtrace's.
 func say(lines []string) {
 	for _, l := range lines {
-		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", l)
+		fmt.Fprintf(os.Stderr, "fdtrace: %s\n", sanitize.Text(l)) // may name a traced process's files
 	}
 }
 

@@ -95,11 +95,12 @@ every event still in the ring buffer, then writes the process summaries
 and a final stats record. A process whose exit came after the detach is
 still summarised, with "exited": true.
 
-With -o FILE, a FILE left by an earlier run becomes FILE.1, and SIGHUP
-makes fdtrace reopen FILE: after logrotate has moved it, new records go to
-a new FILE. Or let fdtrace rotate: past --max-size, FILE becomes FILE.1,
-FILE.1 becomes FILE.2, and so on up to --max-files. Files hold whole lines
-only. Running for weeks is in docs/design.md; --metrics-addr serves the
+With -o FILE, records are appended to FILE (created readable by root
+only; a symbolic link there is refused), and SIGHUP makes fdtrace reopen
+FILE: after logrotate has moved it, new records go to a new FILE. Or let
+fdtrace rotate: past --max-size, FILE becomes FILE.1, FILE.1 becomes
+FILE.2, and so on up to --max-files, and a FILE left by an earlier run
+becomes FILE.1 at start. Files hold whole lines only. Running for weeks is in docs/design.md; --metrics-addr serves the
 Prometheus metrics of docs/metrics.md while tracing.`,
 		Example: `  # a short command: its opens, closes and summary
   fdtrace trace -- sh -c 'exec 3</etc/hostname; ls /proc/self/fd'
@@ -159,9 +160,10 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		return err
 	}
 	spec.metrics = &o.metrics
-	if o.outPath != "" {
-		// A previous run's FILE becomes FILE.1, as if rotated: a restart
-		// (after a crash, say) does not wipe what it wrote.
+	if o.outPath != "" && o.maxSize > 0 {
+		// With rotation, a previous run's FILE becomes FILE.1, as if
+		// rotated; without, the run appends to it (Open). A restart
+		// (after a crash, say) loses nothing either way.
 		if err := spec.validate(); err != nil {
 			return err
 		}

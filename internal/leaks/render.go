@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/sanitize"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
 
@@ -42,6 +43,7 @@ func (r Report) Records(atExit bool) []events.Leak {
 // WriteText prints a report for people, like memleak: the groups by count,
 // each with its stack, innermost frame first.
 func (r Report) WriteText(w io.Writer, heading string) {
+	w = sanitize.Writer(w)
 	total := 0
 	for _, g := range r.Groups {
 		total += g.Count
@@ -49,11 +51,11 @@ func (r Report) WriteText(w io.Writer, heading string) {
 	fmt.Fprintf(w, "[%s] %s: %d fds from %d call sites\n", r.Time.Format(time.TimeOnly), heading, total, len(r.Groups))
 	for _, g := range r.Groups {
 		fmt.Fprintf(w, "\n  %d fds in pid %d (%s): %s via %s, oldest %s, %+.1f/min\n",
-			g.Count, g.PID, g.Comm, counts(g.FDTypes), counts(g.Syscalls),
+			g.Count, g.PID, sanitize.Text(g.Comm), counts(g.FDTypes), counts(g.Syscalls),
 			g.Oldest.Round(100*time.Millisecond), g.GrowthPerMin)
 		writeSamples(w, g)
 		for i, f := range g.Stack {
-			fmt.Fprintf(w, "      #%-2d %s\n", i, FrameText(f))
+			fmt.Fprintf(w, "      #%-2d %s\n", i, sanitize.Text(FrameText(f)))
 		}
 		if len(g.Stack) == 0 {
 			fmt.Fprintln(w, "      (stack unknown)")
@@ -63,10 +65,10 @@ func (r Report) WriteText(w io.Writer, heading string) {
 		fmt.Fprintf(w, "\n  ... and %d more call sites (--top)\n", r.More)
 	}
 	for _, g := range r.Unattributed {
-		fmt.Fprintf(w, "\n  no stack (stack store full): %d fds in pid %d (%s): %s\n", g.Count, g.PID, g.Comm, counts(g.FDTypes))
+		fmt.Fprintf(w, "\n  no stack (stack store full): %d fds in pid %d (%s): %s\n", g.Count, g.PID, sanitize.Text(g.Comm), counts(g.FDTypes))
 	}
 	for _, g := range r.Preexisting {
-		fmt.Fprintf(w, "\n  pre-existing (no stack): %d fds in pid %d (%s): %s\n", g.Count, g.PID, g.Comm, counts(g.FDTypes))
+		fmt.Fprintf(w, "\n  pre-existing (no stack): %d fds in pid %d (%s): %s\n", g.Count, g.PID, sanitize.Text(g.Comm), counts(g.FDTypes))
 		writeSamples(w, g)
 	}
 	fmt.Fprintln(w)
@@ -77,7 +79,7 @@ func writeSamples(w io.Writer, g Group) {
 	for i, fd := range g.SampleFDs {
 		s := fmt.Sprint(fd)
 		if i < len(g.Samples) && g.Samples[i] != "" {
-			s += " " + g.Samples[i]
+			s += " " + sanitize.Text(g.Samples[i])
 		}
 		parts = append(parts, s)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/sanitize"
 )
 
 // Source is what the collector reads: the kernel's counters (a
@@ -242,16 +243,20 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector: it reads the maps, unless it
 // did less than CacheFor ago.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.reading() {
+		ch <- m
+	}
+}
+
+// reading is the last reading of the maps, or a new one past CacheFor.
+func (c *Collector) reading() []prometheus.Metric {
 	c.scrape.Lock()
+	defer c.scrape.Unlock()
 	now := c.now()
 	if c.cached == nil || now.Sub(c.cachedAt) >= c.cacheFor {
 		c.cached, c.cachedAt = c.read(now), now
 	}
-	ms := c.cached
-	c.scrape.Unlock()
-	for _, m := range ms {
-		ch <- m
-	}
+	return c.cached
 }
 
 type row struct {
@@ -270,7 +275,17 @@ type metricSet struct {
 }
 
 func (s *metricSet) gauge(d *prometheus.Desc, v float64, labels ...string) {
-	s.ms = append(s.ms, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
+	s.add(d, prometheus.GaugeValue, v, labels)
+}
+
+// add appends a metric; one that cannot be made fails alone, rather than
+// the scrape (its labels are sanitized: this is a bug, not input).
+func (s *metricSet) add(d *prometheus.Desc, t prometheus.ValueType, v float64, labels []string) {
+	m, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	s.ms = append(s.ms, m)
 }
 
 func (s *metricSet) counter(d *prometheus.Desc, v float64, labels ...string) {
@@ -281,7 +296,7 @@ func (s *metricSet) counter(d *prometheus.Desc, v float64, labels ...string) {
 		s.c.high[id] = h
 	}
 	h.v, h.seen = max(h.v, v), true
-	s.ms = append(s.ms, prometheus.MustNewConstMetric(d, prometheus.CounterValue, h.v, labels...))
+	s.add(d, prometheus.CounterValue, h.v, labels)
 }
 
 // counted exports again the counters missing from this reading (their
@@ -289,7 +304,7 @@ func (s *metricSet) counter(d *prometheus.Desc, v float64, labels ...string) {
 func (s *metricSet) counted() {
 	for _, h := range s.c.high {
 		if !h.seen {
-			s.ms = append(s.ms, prometheus.MustNewConstMetric(h.desc, prometheus.CounterValue, h.v, h.labels...))
+			s.add(h.desc, prometheus.CounterValue, h.v, h.labels)
 		}
 		h.seen = false
 	}
@@ -413,7 +428,7 @@ func (c *Collector) processes(s *metricSet, rows []row, now time.Time) {
 			r.limit, r.util = l.v, events.Utilization(r.open, l.v)
 		}
 		cg := c.cgroup(r.key, now)
-		labels := []string{strconv.Itoa(r.key.PID), r.comm, cg, procfs.ContainerID(cg)}
+		labels := []string{strconv.Itoa(r.key.PID), sanitize.Text(r.comm), sanitize.Text(cg), procfs.ContainerID(cg)}
 		s.gauge(descOpen, float64(r.open), labels...)
 		if r.limit != 0 && r.limit != ^uint64(0) {
 			s.gauge(descLimit, float64(r.limit), labels...)

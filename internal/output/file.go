@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -26,6 +27,23 @@ type File struct {
 	// the current file, past the size, and a second later one tries again.
 	OnRotateError func(error)
 	retryAt       time.Time
+}
+
+// Open opens path to append records to, creating it readable by its owner
+// only. A symbolic link there is refused: in a directory others can write
+// to, it could point at any file root may write.
+func Open(path string) (*os.File, error) {
+	f, err := openPrivate(path, os.O_APPEND)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link: fdtrace writes only to a file itself", path)
+	}
+	return f, err
+}
+
+// openPrivate opens path for writing, 0600 if it creates it, never
+// through a link.
+func openPrivate(path string, flags int) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|flags, 0o600)
 }
 
 // NewFile takes over f, open for writing at path: from now on File closes
@@ -102,7 +120,12 @@ func (r *File) fit(p []byte) []byte {
 // the current one open.
 func (r *File) rotate() error {
 	next := r.path + ".next"
-	f, err := os.OpenFile(next, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o666)
+	// Whatever is there (a link someone planted) goes: the new file is
+	// ours alone.
+	if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := openPrivate(next, os.O_EXCL|os.O_APPEND)
 	if err != nil {
 		return err
 	}
@@ -150,7 +173,7 @@ func (r *File) Reopen() error {
 	// Under the lock: a rotation in between would be undone.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o666)
+	f, err := Open(r.path)
 	if err != nil {
 		return err
 	}

@@ -210,8 +210,12 @@ func TestAFailedRotationKeepsWritingAndMovesNothing(t *testing.T) {
 	if _, err := r.Write([]byte("aaaa\nbbbb\n")); err != nil {
 		t.Fatal(err)
 	}
-	// The new file cannot be opened: a directory stands in its way.
+	// The new file cannot be made: a directory, not empty, stands in its
+	// way.
 	if err := os.Mkdir(path+".next", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(path+".next", "x"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Write([]byte("cccc\ndddd\n")); err != nil {
@@ -224,7 +228,7 @@ func TestAFailedRotationKeepsWritingAndMovesNothing(t *testing.T) {
 		t.Errorf("%d failures reported, want 1 (the next try waits a second)", failures)
 	}
 	// Once it can, it rotates again.
-	os.Remove(path + ".next")
+	os.RemoveAll(path + ".next")
 	r.retryAt = time.Time{}
 	if _, err := r.Write([]byte("eeee\n")); err != nil {
 		t.Fatal(err)

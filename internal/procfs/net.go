@@ -95,6 +95,17 @@ var netlinkProtocols = map[int]string{0: "route", 2: "usersock", 4: "sock_diag",
 	15: "kobject_uevent", 16: "generic", 18: "scsitransport", 19: "rdma", 20: "crypto"}
 
 func parseSocketTable(r io.Reader, table string, out map[uint64]Socket) error {
+	// A socket has one row. An inode two rows claim was forged by a
+	// name (unix sockets' are printed raw, newlines and all): neither
+	// row is believed.
+	claims := map[uint64]int{}
+	defer func() {
+		for ino, n := range claims {
+			if n > 1 {
+				delete(out, ino)
+			}
+		}
+	}()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sc.Scan() // the header
@@ -131,6 +142,7 @@ func parseSocketTable(r io.Reader, table string, out map[uint64]Socket) error {
 		}
 		if ok && s.Inode != 0 {
 			out[s.Inode] = s
+			claims[s.Inode]++
 		}
 	}
 	return sc.Err()

@@ -242,14 +242,3 @@ func BPFMapFdinfo(text string) (id string, memlock uint64, ok bool) {
 	}
 	return id, memlock, ok
 }
-
-// Printable replaces control characters, which a process may put in its
-// name, so that printing the name cannot drive the terminal.
-func Printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return '?'
-		}
-		return r
-	}, s)
-}

@@ -12,14 +12,14 @@ import (
 	"text/tabwriter"
 
 	"github.com/fdtrace/fdtrace/internal/events"
-	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/sanitize"
 )
 
 // WriteText writes the snapshot for a person, in sections.
 func WriteText(w io.Writer, s events.Snapshot) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(sanitize.Writer(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "pid %d (%s): %d fds open, limit %s (hard %s), %.1f%% used: %s\n",
-		s.PID, procfs.Printable(s.Comm), s.OpenFDs, limitText(s.FDLimit), limitText(s.FDLimitHard), 100*s.Utilization, s.Level)
+		s.PID, sanitize.Text(s.Comm), s.OpenFDs, limitText(s.FDLimit), limitText(s.FDLimitHard), 100*s.Utilization, s.Level)
 
 	fmt.Fprintf(tw, "\n  TYPE\tFDS\tDETAIL\n")
 	for _, t := range sortedKeys(s.ByType) {
@@ -52,7 +52,7 @@ func WriteText(w io.Writer, s events.Snapshot) error {
 			if l.Protocol != "unix" {
 				accepted = strconv.Itoa(l.Accepted)
 			}
-			fmt.Fprintf(tw, "  %s %s\t%d\t%s\t%s\t%s\t%s\n", l.Protocol, l.Address, l.FD, queue, max, accepted, note)
+			fmt.Fprintf(tw, "  %s %s\t%d\t%s\t%s\t%s\t%s\n", l.Protocol, sanitize.Text(l.Address), l.FD, queue, max, accepted, note)
 		}
 	}
 	fmt.Fprintf(tw, "\n  ListenOverflows %d, ListenDrops %d (TcpExt, since its network namespace began)", s.ListenOverflows, s.ListenDrops)
@@ -70,13 +70,13 @@ func WriteText(w io.Writer, s events.Snapshot) error {
 	if len(s.Outbound) > 0 {
 		fmt.Fprintf(tw, "\n  OUTBOUND TO\tCONNECTIONS\n")
 		for _, e := range s.Outbound {
-			fmt.Fprintf(tw, "  %s\t%d\n", e.Endpoint, e.Count)
+			fmt.Fprintf(tw, "  %s\t%d\n", sanitize.Text(e.Endpoint), e.Count)
 		}
 	}
 	if len(s.Directories) > 0 {
 		fmt.Fprintf(tw, "\n  DIRECTORY\tFILES\n")
 		for _, d := range s.Directories {
-			fmt.Fprintf(tw, "  %s\t%d\n", d.Dir, d.Count)
+			fmt.Fprintf(tw, "  %s\t%d\n", sanitize.Text(d.Dir), d.Count)
 		}
 	}
 	return tw.Flush()
@@ -85,9 +85,10 @@ func WriteText(w io.Writer, s events.Snapshot) error {
 // WriteBudgetText writes the budget for a person: the components, the
 // total, the recommendation and the settings that apply it.
 func WriteBudgetText(w io.Writer, b events.Budget) error {
+	w = sanitize.Writer(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "fd budget of pid %d (%s), measured over %.1fs (%d samples, every %s)\n\n",
-		b.PID, procfs.Printable(b.Comm), b.DurationS, b.Samples, strconv.FormatFloat(b.IntervalS*1000, 'f', -1, 64)+"ms")
+		b.PID, sanitize.Text(b.Comm), b.DurationS, b.Samples, strconv.FormatFloat(b.IntervalS*1000, 'f', -1, 64)+"ms")
 	fmt.Fprintf(tw, "  COMPONENT\tBASELINE\tPEAK\t\n")
 	for _, c := range b.Components {
 		name, detail := c.Name, ""
@@ -104,7 +105,7 @@ func WriteBudgetText(w io.Writer, b events.Budget) error {
 				detail = "peaks by port: " + strings.Join(ports, ", ")
 			}
 		case "outbound":
-			name = "outbound to " + c.Endpoint
+			name = "outbound to " + sanitize.Text(c.Endpoint)
 		case "other":
 			name = "other fds"
 		}

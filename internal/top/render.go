@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/sanitize"
 )
 
 // Header is what the screen shows above the rows.
@@ -85,7 +86,7 @@ func Render(h *Header, rows []Row, width, height int, color bool) []string {
 		lines = append(lines, "")
 	}
 	if h.Editing {
-		add("filter (Enter to keep, Esc to drop): " + procfs.Printable(h.Filter) + "_")
+		add("filter (Enter to keep, Esc to drop): " + sanitize.Text(h.Filter) + "_")
 	} else {
 		add("q quit   sort: u utilization  g growth  e errors  f fds  p pid   / filter by name   Esc clear filter")
 	}
@@ -129,7 +130,7 @@ func renderRow(r *Row, width int, color bool) string {
 	}
 	level := Level(r.Utilization)
 	s := fmt.Sprintf(rowFormat,
-		r.PID, clip(procfs.Printable(r.Comm), 15), r.OpenFDs, limit, util, level,
+		r.PID, clip(sanitize.Text(r.Comm), 15), r.OpenFDs, limit, util, level,
 		rate(rt.Opened, false), rate(rt.Closed, false), rate(rt.Growth, true),
 		rate(rt.EMFILE, false), rate(rt.ENFILE, false), r.Refused, top)
 	s = clip(s, width)
