@@ -265,11 +265,13 @@ func TestLongRunningFlagsRefuseBadInput(t *testing.T) {
 	})
 }
 
-func TestARestartKeepsTheEarlierRunsFile(t *testing.T) {
+// With rotation, a restart moves the earlier run's FILE aside as FILE.1
+// (without, it appends: TestARestartWithoutMaxSizeAppendsToTheOutputFile).
+func TestARestartWithMaxSizeKeepsTheEarlierRunsFileAsFILE1(t *testing.T) {
 	testutil.RequireRoot(t)
 	out := filepath.Join(t.TempDir(), "trace.jsonl")
 	for run := range 2 {
-		if res := runFdtrace(t, "", "trace", "-o", out, "--", "true"); res.code != 0 {
+		if res := runFdtrace(t, "", "trace", "-o", out, "--max-size", "100MiB", "--", "true"); res.code != 0 {
 			t.Fatalf("run %d: exit %d: %s", run, res.code, res.stderr)
 		}
 	}
@@ -319,5 +321,22 @@ func TestARestartWithoutMaxSizeAppendsToTheOutputFile(t *testing.T) {
 		t.Error(err)
 	} else if st.Mode().Perm() != 0o600 {
 		t.Errorf("FILE has mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// A full disk under -o FILE drops records and says how many, and the
+// tracer (its summaries, its metrics) goes on: the command's exit status is
+// fdtrace's.
+func TestAFullDiskDropsRecordsSaysHowManyAndTracingGoesOn(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip(err)
+	}
+	r := runFdtrace(t, "", "trace", "-o", "/dev/full", "--", "sh", "-c", "exec 3</dev/null; exit 3")
+	if r.code != 3 {
+		t.Fatalf("exit %d, want the command's 3: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "records could not be written to /dev/full (output_dropped)") {
+		t.Errorf("stderr does not say what was dropped:\n%s", r.stderr)
 	}
 }

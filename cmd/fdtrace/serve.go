@@ -71,21 +71,21 @@ type metricsServer struct {
 }
 
 // metricsSource is what the collector reads: the kernel's counters and
-// the tracer's stats.
+// the session's stats.
 type metricsSource struct {
 	*loader.Kernel
-	t *tracer.Tracer
+	s *session
 }
 
-func (m metricsSource) Stats() (events.Stats, error) { return m.t.Stats() }
+func (m metricsSource) Stats() (events.Stats, error) { return m.s.Stats() }
 
 // serveMetrics serves /metrics on ln (nil: nothing) and says where on
 // stderr.
-func serveMetrics(ln net.Listener, t *tracer.Tracer, o metricsOptions, seeds []metrics.Seed) *metricsServer {
+func serveMetrics(ln net.Listener, s *session, o metricsOptions, seeds []metrics.Seed) *metricsServer {
 	if ln == nil {
 		return nil
 	}
-	c := metrics.New(metricsSource{t.Kernel(), t}, metrics.Options{Top: o.top, Seeds: seeds})
+	c := metrics.New(metricsSource{s.tracer.Kernel(), s}, metrics.Options{Top: o.top, Seeds: seeds})
 	errLog := log.New(os.Stderr, "fdtrace: metrics: ", 0)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(c, errLog))

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/output"
 	"github.com/fdtrace/fdtrace/internal/sanitize"
@@ -84,6 +85,17 @@ type session struct {
 	// interrupted: the session ended on SIGINT, which a terminal sends to
 	// the command too.
 	interrupted atomic.Bool
+	// file is trace's -o FILE, once open: it counts what it dropped.
+	file atomic.Pointer[output.File]
+}
+
+// Stats are the tracer's, with the records -o FILE dropped.
+func (s *session) Stats() (events.Stats, error) {
+	st, err := s.tracer.Stats()
+	if f := s.file.Load(); f != nil {
+		st.OutputDropped = f.Dropped()
+	}
+	return st, err
 }
 
 // startSession checks sp, then loads the tracer, starts the command and
@@ -207,7 +219,7 @@ func (s *session) serveMetrics() {
 	if len(s.spec.command) == 0 {
 		seeds = s.spec.target.seeds(nil)
 	}
-	s.metrics = serveMetrics(s.listener, s.tracer, *s.spec.metrics, metricsSeeds(seeds))
+	s.metrics = serveMetrics(s.listener, s, *s.spec.metrics, metricsSeeds(seeds))
 }
 
 // run reads events until the session ends: a signal, --duration, or the

@@ -186,7 +186,16 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		file.OnRotateError = func(err error) {
 			fmt.Fprintf(os.Stderr, "fdtrace: rotating %s: %v (writing on past --max-size)\n", o.outPath, err)
 		}
+		file.OnWriteError = func(err error, dropped uint64) {
+			fmt.Fprintf(os.Stderr, "fdtrace: writing %s: %v: %d records dropped so far (output_dropped); tracing goes on\n", o.outPath, err, dropped)
+		}
+		s.file.Store(file)
 		s.out, out = nil, file
+		defer func() {
+			if n := file.Dropped(); n > 0 {
+				fmt.Fprintf(os.Stderr, "fdtrace: %d records could not be written to %s (output_dropped)\n", n, o.outPath)
+			}
+		}()
 		defer closeInto(&err, file.Close)
 	}
 	w := output.New(out, o.flushPeriod)
@@ -215,7 +224,7 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	summary := func() error {
 		summaryMu.Lock()
 		defer summaryMu.Unlock()
-		err := writeSummary(s.tracer, o.commonOptions, w, &lostSaid)
+		err := writeSummary(s, o.commonOptions, w, &lostSaid)
 		w.Flush()
 		return err
 	}
@@ -279,8 +288,8 @@ func ranOut(p events.Process) bool {
 
 // writeSummary writes the process records and a stats record. lostSaid is
 // how many lost events stderr has been told of already.
-func writeSummary(t *tracer.Tracer, o commonOptions, w *output.Writer, lostSaid *uint64) error {
-	procs, err := t.Processes()
+func writeSummary(s *session, o commonOptions, w *output.Writer, lostSaid *uint64) error {
+	procs, err := s.tracer.Processes()
 	if err != nil {
 		return err
 	}
@@ -307,7 +316,7 @@ func writeSummary(t *tracer.Tracer, o commonOptions, w *output.Writer, lostSaid 
 			return err
 		}
 	}
-	stats, err := t.Stats()
+	stats, err := s.Stats()
 	if err != nil {
 		return err
 	}

@@ -146,6 +146,9 @@ type Stats struct {
 	ReconciledFDs   uint64 `json:"reconciled_fds"`
 	SkippedHooks    int    `json:"skipped_hooks"`
 	EventsDelivered uint64 `json:"events_delivered"`
+	// OutputDropped are the records a write to -o FILE failed to write
+	// (a full disk, say): dropped, while tracing went on.
+	OutputDropped uint64 `json:"output_dropped,omitempty"`
 	// Memory is fdtrace's own footprint when the record was written.
 	Memory *Memory `json:"memory,omitempty"`
 }

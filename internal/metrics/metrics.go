@@ -227,6 +227,8 @@ var (
 		"Inherited fds of forked children read from /proc because the kernel could not copy them.", nil)
 	descUnswept = describe(counterType, "fdtrace_unswept_fds_total",
 		"fds beyond the bounded loops of the compat programs (kernels without bpf_loop): their records and counts may be off.", nil)
+	descOutputDropped = describe(counterType, "fdtrace_output_dropped_records_total",
+		"Records that writes to trace's -o FILE failed to write (a full disk): dropped while tracing went on.", nil)
 	descFilesAlloc = describe(gaugeType, "fdtrace_system_files_allocated",
 		"Files allocated system-wide (the first field of /proc/sys/fs/file-nr).", nil)
 	descFilesMax = describe(gaugeType, "fdtrace_system_files_max",
@@ -342,6 +344,7 @@ func (c *Collector) read(now time.Time) []prometheus.Metric {
 		s.counter(descDrift, float64(st.KernelDrift))
 		s.counter(descReconciled, float64(st.ReconciledFDs))
 		s.counter(descUnswept, float64(st.Unswept))
+		s.counter(descOutputDropped, float64(st.OutputDropped))
 	}
 	if alloc, maxFiles, err := c.sys.FileNr(); err != nil {
 		s.fail(descFilesAlloc, err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,7 +28,16 @@ type File struct {
 	// the current file, past the size, and a second later one tries again.
 	OnRotateError func(error)
 	retryAt       time.Time
+	// OnWriteError hears, at most once a second, of writes that failed
+	// (a full disk): their records are dropped and counted (Dropped),
+	// and tracing goes on.
+	OnWriteError func(err error, dropped uint64)
+	dropped      atomic.Uint64
+	saidAt       time.Time
 }
+
+// Dropped is how many records (lines) writes failed to write so far.
+func (r *File) Dropped() uint64 { return r.dropped.Load() }
 
 // Open opens path to append records to, creating it readable by its owner
 // only. A symbolic link there is refused: in a directory others can write
@@ -86,13 +96,25 @@ func (r *File) Write(p []byte) (int, error) {
 		}
 		n, err := r.f.Write(chunk)
 		r.size += int64(n)
-		written += n
 		if err != nil {
-			return written, err
+			r.drop(p[n:], err)
+			return written + len(p), nil
 		}
+		written += n
 		p = p[n:]
 	}
 	return written, nil
+}
+
+// drop counts the lines of what could not be written: a line cut short
+// counts too, and its rest starts the next write's first line.
+func (r *File) drop(p []byte, err error) {
+	n := uint64(bytes.Count(p, []byte{'\n'}))
+	total := r.dropped.Add(n)
+	if r.OnWriteError != nil && time.Since(r.saidAt) >= time.Second {
+		r.saidAt = time.Now()
+		r.OnWriteError(err, total)
+	}
 }
 
 // fit is the part of p, whole lines, that goes into the current file.

@@ -87,3 +87,32 @@ func TestRotationDoesNotFollowALinkPlantedAtItsNextFile(t *testing.T) {
 		t.Errorf("FILE.next left behind: %v", err)
 	}
 }
+
+// A full disk drops records, counts them, and does not stop the writes
+// that follow (nor, so, tracing).
+func TestAWriteThatFailsDropsAndCountsItsRecordsAndWritingGoesOn(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	r, err := NewFile(full, "/dev/full", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var said []uint64
+	r.OnWriteError = func(err error, dropped uint64) { said = append(said, dropped) }
+	lines := []byte("{\"a\":1}\n{\"b\":2}\n")
+	for i := range 3 {
+		n, err := r.Write(lines)
+		if err != nil || n != len(lines) {
+			t.Fatalf("write %d: %d, %v; want the records dropped, not an error", i, n, err)
+		}
+	}
+	if r.Dropped() != 6 {
+		t.Errorf("%d records dropped, want 6", r.Dropped())
+	}
+	if len(said) != 1 || said[0] != 2 {
+		t.Errorf("told of drops %v, want once (the first), with 2", said)
+	}
+}
