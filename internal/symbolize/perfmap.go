@@ -58,22 +58,22 @@ func (p *perfMap) lookup(addr uint64) (string, bool) {
 	return s.name, true
 }
 
-// readPerfMap loads the perf map at file (the path on this host) unless old
-// is already up to date.
-func readPerfMap(file, path string, old *perfMap) (*perfMap, error) {
-	fi, err := os.Stat(file)
+// maxPerfMapBytes bounds what is read of a perf map: a long-running JIT's
+// holds a few hundred thousand lines, tens of MiB.
+const maxPerfMapBytes = 256 << 20
+
+// readPerfMap loads the perf map open as f (named path in its process)
+// unless old is already up to date; at most maxPerfMapBytes of it.
+func readPerfMap(f *os.File, path string, old *perfMap) (*perfMap, error) {
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	if old != nil && old.size == fi.Size() && old.mtime.Equal(fi.ModTime()) {
 		return old, nil
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return &perfMap{path: path, syms: parsePerfMap(f), size: fi.Size(), mtime: fi.ModTime()}, nil
+	return &perfMap{path: path, syms: parsePerfMap(io.LimitReader(f, maxPerfMapBytes)), size: fi.Size(),
+		mtime: fi.ModTime()}, nil
 }
 
 // jsFrame reads a V8 perf map name, "JS:~handleUpload /srv/app.js:25:22"

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Frame is one symbolized stack frame. Empty strings/zero when unknown — never invented.
@@ -282,9 +284,13 @@ func (s *Symbolizer) jitName(pid int, p *process, pc uint64) (name, path string,
 // since last read) and reports whether there is one.
 func (s *Symbolizer) loadPerfMap(pid int, p *process) bool {
 	path := fmt.Sprintf("/tmp/perf-%d.map", p.nspid)
-	pm, err := readPerfMap(s.procPath(pid, "root", path), path, p.perf)
+	f, err := s.openInRoot(pid, path)
 	if err == nil {
-		p.perf = pm
+		var pm *perfMap
+		if pm, err = readPerfMap(f, path, p.perf); err == nil {
+			p.perf = pm
+		}
+		f.Close()
 	}
 	p.perfErr = err
 	return p.perf != nil
@@ -322,17 +328,21 @@ func (s *Symbolizer) module(pid int, m *mapping) *module {
 }
 
 // open opens the file behind a mapping: through map_files, which works
-// for deleted files and in other mount namespaces, else through the
-// process's root, else by path. A deleted file is only found the first way.
+// for deleted files and in other mount namespaces, else in the process's
+// root (openInRoot), else by path. A deleted file is only found the first
+// way. Never a FIFO or a device: a path may have been replaced since.
 func (s *Symbolizer) open(pid int, m *mapping) *os.File {
-	paths := []string{s.procPath(pid, "map_files", fmt.Sprintf("%x-%x", m.start, m.end))}
-	if !m.deleted {
-		paths = append(paths, s.procPath(pid, "root", m.path), m.path)
+	if f, err := openRegular(s.procPath(pid, "map_files", fmt.Sprintf("%x-%x", m.start, m.end)), 0); err == nil {
+		return f
 	}
-	for _, path := range paths {
-		if f, err := os.Open(path); err == nil {
-			return f
-		}
+	if m.deleted {
+		return nil
+	}
+	if f, err := s.openInRoot(pid, m.path); err == nil {
+		return f
+	}
+	if f, err := openRegular(m.path, unix.O_NOFOLLOW); err == nil {
+		return f
 	}
 	return nil
 }

@@ -1,0 +1,100 @@
+package symbolize
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// loadPerfMapWithin loads pid's perf map, failing the test when that does
+// not return within a second.
+func loadPerfMapWithin(t *testing.T, s *Symbolizer, pid int) *process {
+	t.Helper()
+	p := &process{nspid: pid}
+	done := make(chan struct{})
+	go func() {
+		s.loadPerfMap(pid, p)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("reading the perf map blocked")
+	}
+	return p
+}
+
+// A FIFO where the perf map should be would block a plain open, and with
+// it the reader of every event: it is no perf map.
+func TestAFIFOForAPerfMapIsRefusedWithoutBlocking(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+	path := fmt.Sprintf("/tmp/perf-%d.map", pid)
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skip(err)
+	}
+	defer os.Remove(path)
+	p := loadPerfMapWithin(t, New(Options{}), pid)
+	if p.perf != nil {
+		t.Errorf("a FIFO was read as a perf map: %+v", p.perf)
+	}
+	if p.perfErr == nil {
+		t.Error("no error says why there is no perf map")
+	}
+}
+
+// A process with a root of its own (a container) names its perf map: a
+// link in it, absolute or with "..", resolves inside that root, never on
+// the host.
+func TestAPerfMapLinkResolvesInTheProcesssRootNotTheHosts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip(err)
+	}
+	root := t.TempDir()
+	src := filepath.Join(root, "pause.c")
+	os.WriteFile(src, []byte("#include <unistd.h>\nint main(void) { pause(); return 0; }\n"), 0o644)
+	if out, err := exec.Command(gcc, "-static", "-o", filepath.Join(root, "pause"), src).CombinedOutput(); err != nil {
+		t.Skipf("no static build: %v: %s", err, out)
+	}
+	os.Mkdir(filepath.Join(root, "tmp"), 0o755)
+	cmd := exec.Command(filepath.Join(root, "pause"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	cmd.Path = "/pause"
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+
+	// A host-only file, which the process cannot see.
+	secret := fmt.Sprintf("/tmp/fdtrace-host-only-%d.map", pid)
+	if err := os.WriteFile(secret, []byte("1000 10 host_secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(secret)
+	for _, target := range []string{secret, "../../../.." + secret} {
+		link := filepath.Join(root, "tmp", fmt.Sprintf("perf-%d.map", pid))
+		os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		p := loadPerfMapWithin(t, New(Options{}), pid)
+		if p.perf != nil {
+			if name, ok := p.perf.lookup(0x1004); ok {
+				t.Errorf("link to %s: the host's file was read (%q)", target, name)
+			}
+		}
+	}
+}
