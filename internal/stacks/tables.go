@@ -145,6 +145,13 @@ func (u *tables) table(pid int, m symbolize.Mapping) *fileTable {
 		return t
 	}
 	defer f.Close()
+	// The file is the traced process's: should debug/elf panic on it, it
+	// is a file without a table, walked by frame pointers.
+	defer func() {
+		if r := recover(); r != nil {
+			*t = fileTable{}
+		}
+	}()
 	ef, err := elf.NewFile(f)
 	if err != nil {
 		return t
@@ -252,8 +259,15 @@ type table struct {
 
 func (t *table) len() int { return 1 + len(t.pages) + len(t.rows) }
 
+// maxPagesPerRow bounds a table's page index by its rows: real code has a
+// row every few dozen bytes, and a page is 256. Only CFI with FDEs far
+// apart (a crafted file) has more pages than this many per row, and its
+// table would be mostly index.
+const maxPagesPerRow = 64
+
 // encodeTable lays rows out as the kernel reads them; false for code above
-// 4 GiB, which the layout cannot hold. Rows past 4 GiB of the first are
+// 4 GiB, which the layout cannot hold, and for an index out of proportion
+// with the rows (maxPagesPerRow). Rows past 4 GiB of the first are
 // left out; rules the encoding cannot hold become frame-pointer rows.
 func encodeTable(rows []unwind.Row) (table, bool) {
 	lo := rows[0].PC
@@ -264,6 +278,9 @@ func encodeTable(rows []unwind.Row) (table, bool) {
 		rows = rows[:len(rows)-1]
 	}
 	pages := int((rows[len(rows)-1].PC-lo)>>pageShift) + 1
+	if pages > maxPagesPerRow*len(rows)+1024 {
+		return table{}, false
+	}
 	base := uint32(pages + 1)
 	t := table{header: bpfobj.FdtraceUnwindHeader{Addr: uint32(lo), Pages: uint32(pages)},
 		pages: make([]bpfobj.FdtraceUnwindPage, pages), rows: make([]bpfobj.FdtraceUnwindRow, len(rows))}

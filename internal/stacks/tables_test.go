@@ -112,3 +112,14 @@ func TestKeyIsTheKernelsHash(t *testing.T) {
 		t.Errorf("Key = %#x, want %#x", got, h|1)
 	}
 }
+
+// A file's CFI decides the size of its table: two FDEs 4 GiB apart (a few
+// bytes of a crafted ELF) would make a page index of 16M entries, 128 MiB
+// here and in the kernel. Such a table is not made: the file's frames are
+// walked by frame pointers.
+func TestATableOfRowsFarApartIsNotMadeIntoMillionsOfPages(t *testing.T) {
+	rows := []unwind.Row{{PC: 0x1000, CFA: unwind.CFASP, Offset: 8}, {PC: 0x1000 + 1<<32 - 16, CFA: unwind.CFASP, Offset: 8}}
+	if table, ok := encodeTable(rows); ok && table.len() > 1<<16 {
+		t.Errorf("2 rows made a table of %d entries", table.len())
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"debug/gosym"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -35,7 +36,14 @@ type symbol struct {
 // loadModule reads f. debugDir, if not empty, is searched for a separate
 // debug file by build ID (debugDir/.build-id/ab/cdef….debug) when f has no
 // DWARF of its own.
-func loadModule(f io.ReaderAt, debugDir string) (*module, error) {
+func loadModule(f io.ReaderAt, debugDir string) (_ *module, err error) {
+	// debug/elf and debug/dwarf may panic on a malformed file, which a
+	// traced process can map: then it is a file without symbols.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed ELF: %v", r)
+		}
+	}()
 	ef, err := elf.NewFile(f)
 	if err != nil {
 		return nil, err

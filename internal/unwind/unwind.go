@@ -77,6 +77,10 @@ func (r Row) String() string {
 	return fmt.Sprintf("%#x %v", r.PC, r.CFA)
 }
 
+// maxCFIBytes bounds a CFI section (inflated, when compressed): the
+// largest binaries' .eh_frame holds a few MiB.
+const maxCFIBytes = 64 << 20
+
 // Rows compiles the CFI of f into rows sorted by PC, strictly increasing. Gaps between
 // FDEs get a CFANone row at the end of the preceding FDE's range; consecutive rows with
 // equal rules are merged into one. A file without CFI gives no rows and no error.
@@ -87,7 +91,14 @@ func (r Row) String() string {
 // Rows fails only when no CIE or FDE at all could be read from the CFI
 // sections present. f should be a linked executable or shared library:
 // the relocations of an object file are not applied.
-func Rows(f *elf.File) ([]Row, error) {
+func Rows(f *elf.File) (_ []Row, err error) {
+	// debug/elf and the parsers below read what a traced process maps:
+	// whatever they do with it, a panic is a file without CFI.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("unwind: malformed CFI: %v", r)
+		}
+	}()
 	if f.Machine != elf.EM_X86_64 || f.Class != elf.ELFCLASS64 {
 		return nil, fmt.Errorf("unwind: %v %v: only x86-64 is supported", f.Class, f.Machine)
 	}
@@ -100,6 +111,11 @@ func Rows(f *elf.File) ([]Row, error) {
 			continue
 		}
 		present++
+		if s.Size > maxCFIBytes {
+			failed++
+			errs = append(errs, fmt.Errorf("%s: %d bytes, more than the %d read", name, s.Size, maxCFIBytes))
+			continue
+		}
 		data, err := s.Data()
 		if err != nil {
 			failed++
