@@ -219,15 +219,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	if stats.StacksFull > 0 {
-		fmt.Fprintf(os.Stderr, "fdtrace: the stack store was full: %d fds have no stack\n", stats.StacksFull)
-	}
-	if stats.StacksNoTables > 0 {
-		fmt.Fprintf(os.Stderr, "fdtrace: %d stacks were walked by frame pointers: taken before the unwind tables of their process were loaded\n", stats.StacksNoTables)
-	}
-	if stats.FDsMapFull > 0 {
-		fmt.Fprintf(os.Stderr, "fdtrace: the fd record map was full: %d fds were not recorded\n", stats.FDsMapFull)
-	}
+	say(lossNotes(stats))
 	say(s.tracer.Stacks().Warnings())
 	return runErr
 }

@@ -117,6 +117,13 @@ func runTop(parent context.Context, o topOptions) (err error) {
 		return err
 	}
 	defer closeInto(&err, s.close)
+	// After the screen is gone: what was lost while it showed.
+	defer func() {
+		var st events.Stats
+		if s.tracer.Kernel().KernelStats(&st) == nil {
+			say(lossNotes(st))
+		}
+	}()
 	jsonOut := o.json || !term.IsTerminal(int(s.out.Fd()))
 	src := &topSource{t: s.tracer, errors: jsonOut, runErr: make(chan error, 1)}
 	runCtx, stopReading := context.WithCancel(s.ctx)

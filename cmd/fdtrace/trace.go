@@ -323,9 +323,10 @@ func writeSummary(s *session, o commonOptions, w *output.Writer, lostSaid *uint6
 	if err := w.Write(stats); err != nil {
 		return err
 	}
-	if stats.LostEvents > *lostSaid {
-		*lostSaid = stats.LostEvents
-		fmt.Fprintf(os.Stderr, "fdtrace: %d events were lost (ring buffer full): raise --ringbuf-size or use --errors-only\n", stats.LostEvents)
+	// What was lost is said again only when it grew.
+	if sum := losses(stats); sum > *lostSaid {
+		*lostSaid = sum
+		say(lossNotes(stats))
 	}
 	return nil
 }
