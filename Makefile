@@ -4,7 +4,7 @@ CLANG_FORMAT ?= clang-format-19
 STRIP ?= llvm-strip-19
 GO ?= go
 
-.PHONY: build generate check-generated check-format vmlinux docs test test-host test-kernels bench clean
+.PHONY: test-fuzz build generate check-generated check-format vmlinux docs test test-host test-kernels bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o fdtrace ./cmd/fdtrace
@@ -49,6 +49,20 @@ test-host: check-generated check-format
 	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 -run 'TestTrace|TestErrorsOnly|TestLeaks|TestTop' ./cmd/fdtrace
 	@# As 5.17 to 6.0: no bpf_rdonly_cast, maps preallocated.
 	FDTRACE_FORCE_FALLBACK=no-rdonly-cast,prealloc $(GO) test -count=1 ./internal/loader ./internal/tracer
+	$(MAKE) test-fuzz
+
+# The parsers of what traced processes write (perf maps, /proc texts, CFI)
+# and the sanitiser, fuzzed for FUZZTIME each beyond their seed corpus
+# (which go test runs every time). A crash's input lands in testdata/fuzz:
+# commit it with the fix.
+FUZZTIME ?= 10s
+FUZZ_TARGETS = internal/symbolize:FuzzPerfMap internal/symbolize:FuzzMaps internal/unwind:FuzzSectionRows \
+	internal/procfs:FuzzSocketTable internal/procfs:FuzzProcTexts internal/sanitize:FuzzTextIsPrintableUTF8
+test-fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
 
 # The kernel tests on stock Debian kernels booted under qemu (test/kernels/):
 # 5.10 (Debian 11), 6.1 (Debian 12), 6.12 (Debian 13); KERNELS="7.x" adds
