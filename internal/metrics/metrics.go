@@ -87,6 +87,8 @@ type Collector struct {
 
 type exitedTotals struct {
 	errors        map[errKey]uint64
+	emfile        uint64
+	enfile        uint64
 	refused       uint64
 	refusedByPort map[uint16]uint64
 	droppedByPort map[uint16]uint64
@@ -141,6 +143,8 @@ func (c *Collector) Observe(r events.Record) {
 		}
 	}
 	c.exited.refused += p.RefusedConnections
+	c.exited.emfile += p.EMFILE
+	c.exited.enfile += p.ENFILE
 	for port, n := range p.RefusedByPort {
 		c.exited.refusedByPort[port] += n
 	}
@@ -211,6 +215,9 @@ var (
 		"The highest utilization among the processes without series of their own.", nil)
 	descErrors = describe(counterType, "fdtrace_fd_errors_total",
 		"Failed fd-creating syscalls of every traced process, by syscall and errno (every errno, not only EMFILE and ENFILE).", []string{"syscall", "errno"})
+	descLimitFailures = describe(counterType, "fdtrace_fd_limit_failures_total",
+		"fd-creating syscalls that failed for lack of fds: EMFILE (a process's limit) and ENFILE (the system's), from each process's own counters: exact even when fdtrace_fd_errors_total's map is full.",
+		[]string{"errno"})
 	descRefused = describe(counterType, "fdtrace_refused_connections_total",
 		"Accepts that failed for lack of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).", nil)
 	descPortRefused = describe(counterType, "fdtrace_listen_port_refused_connections_total",
@@ -262,12 +269,13 @@ func (c *Collector) reading() []prometheus.Metric {
 }
 
 type row struct {
-	key    loader.ProcKey
-	comm   string
-	open   int64
-	limit  uint64
-	util   float64
-	refuse uint64
+	key            loader.ProcKey
+	comm           string
+	open           int64
+	limit          uint64
+	util           float64
+	refuse         uint64
+	emfile, enfile uint64
 }
 
 // metricSet gathers one reading's metrics.
@@ -322,6 +330,7 @@ func (c *Collector) read(now time.Time) []prometheus.Metric {
 	// is observed, so read in this order nothing counts twice.
 	c.mu.Lock()
 	exited := exitedTotals{errors: maps.Clone(c.exited.errors), refused: c.exited.refused,
+		emfile: c.exited.emfile, enfile: c.exited.enfile,
 		refusedByPort: maps.Clone(c.exited.refusedByPort), droppedByPort: maps.Clone(c.exited.droppedByPort)}
 	c.mu.Unlock()
 
@@ -364,7 +373,7 @@ func (c *Collector) rows(now time.Time) ([]row, error) {
 	err := c.src.EachCounters(func(k *loader.Counters) {
 		counted[k.PID] = true
 		rows = append(rows, row{key: loader.ProcKey{PID: k.PID, StartNs: k.StartNs}, comm: k.Comm,
-			open: k.OpenFDs, refuse: k.Refused})
+			open: k.OpenFDs, refuse: k.Refused, emfile: k.EMFILE, enfile: k.ENFILE})
 	})
 	if err != nil {
 		return nil, err
@@ -472,11 +481,13 @@ func (c *Collector) errors(s *metricSet, exited exitedTotals, rows []row, rowsOK
 		}
 	}
 	if rowsOK {
-		refused := exited.refused
+		refused, emfile, enfile := exited.refused, exited.emfile, exited.enfile
 		for _, r := range rows {
-			refused += r.refuse
+			refused, emfile, enfile = refused+r.refuse, emfile+r.emfile, enfile+r.enfile
 		}
 		s.counter(descRefused, float64(refused))
+		s.counter(descLimitFailures, float64(emfile), "EMFILE")
+		s.counter(descLimitFailures, float64(enfile), "ENFILE")
 	}
 	ports, err := c.src.Ports()
 	if err != nil {
