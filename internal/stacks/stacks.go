@@ -288,6 +288,9 @@ func (s *Store) Exited(pid int) (collect bool) {
 	if s.tables != nil {
 		s.tables.forget(pid)
 	}
+	// Its stacks are symbolized; what was read of it would only grow
+	// (and name a reused pid's addresses wrongly).
+	s.sym.Forget(pid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.orphans += s.perPID[pid]

@@ -98,3 +98,30 @@ func TestAPerfMapLinkResolvesInTheProcesssRootNotTheHosts(t *testing.T) {
 		}
 	}
 }
+
+// A pid is reused by another process: what was read of the first (its
+// maps) must not name the second's addresses.
+func TestAReusedPidIsSymbolizedWithTheNewProcesssMaps(t *testing.T) {
+	bin := buildC(t, "fixture", "c0ffee09", "-pie", "-fPIE")
+	lo, _ := symbolRange(t, bin, "open_config")
+	procRoot := t.TempDir()
+	writeStat := func(start int) {
+		stat := fmt.Sprintf("600 (fix) ture) S 1 600 600 0 -1 4194304 1 0 0 0 0 0 0 0 20 0 1 0 %d 1000 10", start)
+		if err := os.WriteFile(filepath.Join(procRoot, "600", "stat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc{pid: 600, comm: "fixture", maps: mapELF(t, bin, pieBias), root: "/"}.write(t, procRoot)
+	writeStat(1000)
+	s := New(Options{ProcRoot: procRoot})
+	if got := s.Symbolize(600, []uint64{pieBias + lo}); got[0].Func != "open_config" {
+		t.Fatalf("first process: %s", dump(got))
+	}
+	// The first exits; another gets its pid, with nothing at that address.
+	os.RemoveAll(filepath.Join(procRoot, "600"))
+	proc{pid: 600, comm: "other", maps: []string{"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]"}, root: "/"}.write(t, procRoot)
+	writeStat(2000)
+	if got := s.Symbolize(600, []uint64{pieBias + lo}); got[0].Func != "" || got[0].Module != "" {
+		t.Errorf("the new process's address was named from the old one's maps: %s", dump(got))
+	}
+}

@@ -55,6 +55,7 @@ type Symbolizer struct {
 
 // process is what is known of one pid, kept after it exits.
 type process struct {
+	start   uint64 // its start time (/proc/PID/stat): tells a reused pid apart
 	maps    []*mapping
 	nspid   int
 	comm    string
@@ -131,6 +132,26 @@ func (s *Symbolizer) readComm(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
+// startTime is when pid started (field 22 of /proc/PID/stat, in clock
+// ticks since boot), 0 if it is gone.
+func (s *Symbolizer) startTime(pid int) uint64 {
+	b, err := os.ReadFile(s.procPath(pid, "stat"))
+	if err != nil {
+		return 0
+	}
+	// The name, in parentheses, may hold anything: count from its end.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0
+	}
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return start
+}
+
 // Forget drops what is cached for pid.
 func (s *Symbolizer) Forget(pid int) {
 	s.mu.Lock()
@@ -163,6 +184,9 @@ func (s *Symbolizer) readProcess(pid int) (*process, error) {
 		p = &process{}
 		s.procs[pid] = p
 	}
+	if start := s.startTime(pid); start != p.start {
+		*p = process{start: start} // a new process under the same pid
+	}
 	p.maps = maps
 	p.nspid = pid
 	if b, err := os.ReadFile(s.procPath(pid, "status")); err == nil {
@@ -194,6 +218,14 @@ func (s *Symbolizer) Symbolize(pid int, addrs []uint64) []Frame {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.procs[pid]
+	// The pid of a process that exited, taken by another: what was read
+	// of the first is no map of the second.
+	if p != nil {
+		if start := s.startTime(pid); start != 0 && start != p.start {
+			delete(s.procs, pid)
+			p = nil
+		}
+	}
 	refreshed := false
 	frames := make([]Frame, 0, len(addrs))
 	for i, addr := range addrs {
