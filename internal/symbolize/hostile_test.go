@@ -5,9 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // loadPerfMapWithin loads pid's perf map, failing the test when that does
@@ -123,5 +126,35 @@ func TestAReusedPidIsSymbolizedWithTheNewProcesssMaps(t *testing.T) {
 	writeStat(2000)
 	if got := s.Symbolize(600, []uint64{pieBias + lo}); got[0].Func != "" || got[0].Module != "" {
 		t.Errorf("the new process's address was named from the old one's maps: %s", dump(got))
+	}
+}
+
+// Where neither map_files nor the process's root opens the mapped file,
+// the path in fdtrace's own view is used only if it is the very file
+// mapped (device and inode): in a container it may name another file here.
+func TestAPathInFdtracesViewIsUsedOnlyForTheMappedFile(t *testing.T) {
+	bin := buildC(t, "fixture", "c0ffee0a", "-pie", "-fPIE")
+	lo, _ := symbolRange(t, bin, "open_config")
+	var st unix.Stat_t
+	if err := unix.Stat(bin, &st); err != nil {
+		t.Fatal(err)
+	}
+	var maps []string
+	for _, l := range mapELF(t, bin, pieBias) {
+		// The mapped file's inode is not the one at this path here.
+		maps = append(maps, strings.Replace(l, fmt.Sprintf(" %d ", st.Ino), fmt.Sprintf(" %d ", st.Ino+1), 1))
+	}
+	procRoot := t.TempDir()
+	proc{pid: 700, comm: "fixture", maps: maps}.write(t, procRoot) // no root link, no map_files
+	s := New(Options{ProcRoot: procRoot})
+	if got := s.Symbolize(700, []uint64{pieBias + lo}); got[0].Func != "" {
+		t.Errorf("named from a file that is not the mapped one: %s", dump(got))
+	}
+	// The same, with the right inode: named.
+	os.RemoveAll(filepath.Join(procRoot, "700"))
+	proc{pid: 700, comm: "fixture", maps: mapELF(t, bin, pieBias)}.write(t, procRoot)
+	s = New(Options{ProcRoot: procRoot})
+	if got := s.Symbolize(700, []uint64{pieBias + lo}); got[0].Func != "open_config" {
+		t.Errorf("the mapped file itself: %s", dump(got))
 	}
 }

@@ -120,6 +120,8 @@ type Mapping struct {
 	File               string // the mapped file's device:inode; "" when none can be opened ([vdso], JIT code)
 	Path               string
 	deleted            bool
+	dev                string
+	inode              uint64
 }
 
 // ExecMappings reads pid's executable mappings now.
@@ -138,7 +140,8 @@ func (s *Symbolizer) ExecMappings(pid int) ([]Mapping, error) {
 		if !m.exec() {
 			continue
 		}
-		em := Mapping{Start: m.start, End: m.end, Offset: m.offset, Path: m.path, deleted: m.deleted}
+		em := Mapping{Start: m.start, End: m.end, Offset: m.offset, Path: m.path, deleted: m.deleted,
+			dev: m.dev, inode: m.inode}
 		if m.file() {
 			em.File = m.key()
 		}
@@ -149,5 +152,5 @@ func (s *Symbolizer) ExecMappings(pid int) ([]Mapping, error) {
 
 // OpenMapped opens the file behind one of pid's mappings, nil if it cannot.
 func (s *Symbolizer) OpenMapped(pid int, m Mapping) *os.File {
-	return s.open(pid, &mapping{start: m.Start, end: m.End, path: m.Path, deleted: m.deleted})
+	return s.open(pid, &mapping{start: m.Start, end: m.End, path: m.Path, deleted: m.deleted, dev: m.dev, inode: m.inode})
 }

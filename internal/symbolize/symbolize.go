@@ -361,8 +361,9 @@ func (s *Symbolizer) module(pid int, m *mapping) *module {
 
 // open opens the file behind a mapping: through map_files, which works
 // for deleted files and in other mount namespaces, else in the process's
-// root (openInRoot), else by path. A deleted file is only found the first
-// way. Never a FIFO or a device: a path may have been replaced since.
+// root (openInRoot), else by path if it is the same file. A deleted file
+// is only found the first way. Never a FIFO or a device: a path may have
+// been replaced since.
 func (s *Symbolizer) open(pid int, m *mapping) *os.File {
 	if f, err := openRegular(s.procPath(pid, "map_files", fmt.Sprintf("%x-%x", m.start, m.end)), 0); err == nil {
 		return f
@@ -373,10 +374,24 @@ func (s *Symbolizer) open(pid int, m *mapping) *os.File {
 	if f, err := s.openInRoot(pid, m.path); err == nil {
 		return f
 	}
+	// By path in fdtrace's own view: only the very file mapped (in a
+	// container, the path may name another file here, or one planted).
 	if f, err := openRegular(m.path, unix.O_NOFOLLOW); err == nil {
-		return f
+		if isMapped(f, m) {
+			return f
+		}
+		f.Close()
 	}
 	return nil
+}
+
+// isMapped says whether f is the file m maps: same device and inode.
+func isMapped(f *os.File, m *mapping) bool {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return false
+	}
+	return st.Ino == m.inode && fmt.Sprintf("%02x:%02x", unix.Major(st.Dev), unix.Minor(st.Dev)) == m.dev
 }
 
 // frames symbolizes addr (looked up as pc) in the module mapped by m.
