@@ -1,7 +1,10 @@
 package loader
 
 import (
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
@@ -51,5 +54,24 @@ func TestTheRecordsNamesAreTheKernelsEnums(t *testing.T) {
 	if events.Syscall(bpfobj.FdtraceSyscallIdSYS_CLOSE_RANGE).String() != "close_range" ||
 		events.FDType(bpfobj.FdtraceFdTypeFD_PIDFD).String() != "pidfd" {
 		t.Error("events' names are out of order with the kernel's enums: run make generate")
+	}
+}
+
+// bpf() refused under a container's seccomp profile says seccomp: neither
+// memlock nor capabilities, which the user would chase in vain.
+func TestARefusedBPFUnderASeccompFilterSaysSeccomp(t *testing.T) {
+	for _, tc := range []struct {
+		seccomp int
+		err     error
+		want    string
+	}{
+		{2, unix.EPERM, "a seccomp filter refuses bpf()"},
+		{0, unix.EPERM, "needs CAP_BPF and CAP_PERFMON"},
+		{2, unix.EINVAL, "raising RLIMIT_MEMLOCK: invalid argument"},
+	} {
+		got := refused("raising RLIMIT_MEMLOCK", tc.err, tc.seccomp).Error()
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("seccomp %d, %v: %q, want it to say %q", tc.seccomp, tc.err, got, tc.want)
+		}
 	}
 }

@@ -160,7 +160,7 @@ func Load(cfg Config) (_ *Kernel, err error) {
 		return nil, err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
+		return nil, refused("raising RLIMIT_MEMLOCK", err, procfs.SelfSeccomp())
 	}
 	limitBefore, err := raiseFDLimit()
 	if err != nil {
@@ -318,9 +318,23 @@ func loadError(err error, verifierLog bool) error {
 		return fmt.Errorf("loading BPF programs: %v (run with --debug for the verifier log)", ve)
 	}
 	if errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("loading BPF programs: %w: fdtrace needs CAP_BPF and CAP_PERFMON (run as root)", err)
+		return refused("loading BPF programs", err, procfs.SelfSeccomp())
 	}
 	return fmt.Errorf("loading BPF programs: %w", err)
+}
+
+// refused explains an EPERM from bpf(): with fdtrace's capabilities, it is
+// a seccomp filter that says no (container runtimes' default profiles
+// refuse bpf() and perf_event_open()), not the memlock limit.
+func refused(what string, err error, seccomp int) error {
+	if errors.Is(err, unix.EPERM) && seccomp == 2 {
+		return fmt.Errorf("%s: %w: a seccomp filter refuses bpf() (Seccomp: 2 in /proc/self/status), "+
+			"as container runtimes' default profiles do: run fdtrace unconfined or with a profile that allows bpf() and perf_event_open() (docs/deployment.md)", what, err)
+	}
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("%s: %w: fdtrace needs CAP_BPF and CAP_PERFMON (run as root)", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 func (k *Kernel) fillTraced() error {

@@ -57,3 +57,20 @@ func SelfBPFMapMemory() uint64 {
 	}
 	return total
 }
+
+// SelfSeccomp is this process's seccomp mode (the Seccomp line of
+// /proc/self/status): 0 none, 1 strict, 2 a filter; -1 if unknown.
+func SelfSeccomp() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Seccomp:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
