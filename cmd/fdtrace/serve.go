@@ -198,7 +198,8 @@ func runServe(parent context.Context, o serveOptions) (err error) {
 	if o.metrics.addr == "" {
 		return usageError{errors.New("--metrics-addr must not be empty")}
 	}
-	s, err := startSession(parent, sessionSpec{target: o.target, config: countingConfig(), run: o.run, metrics: &o.metrics})
+	s, err := startSession(parent, sessionSpec{target: o.target, config: countingConfig(), run: o.run, metrics: &o.metrics,
+		dropReading: true})
 	if err != nil {
 		return err
 	}

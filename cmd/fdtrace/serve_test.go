@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 
 	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/testutil"
@@ -269,4 +270,56 @@ func TestServeRefusesBadInput(t *testing.T) {
 		{"a negative top for trace", []string{"trace", "--metrics-addr", ":0", "--metrics-top", "-5"}, 2,
 			"fdtrace: --metrics-top -5: must not be negative\n"},
 	})
+}
+
+// serve reads nothing of other processes that needs CAP_SYS_PTRACE or
+// CAP_DAC_READ_SEARCH once it serves: it holds neither.
+func TestServeGivesUpReadingOtherProcessesOnceItServes(t *testing.T) {
+	testutil.RequireRoot(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(fdtraceBin, "serve", "--metrics-addr", "127.0.0.1:0", "--ready-file", ready)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not become ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Every thread's: capabilities are per thread.
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", cmd.Process.Pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of serve: %v", err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			continue // gone
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			name, hex, ok := strings.Cut(line, ":\t")
+			if !ok || (name != "CapEff" && name != "CapPrm") {
+				continue
+			}
+			caps, _ := strconv.ParseUint(hex, 16, 64)
+			for _, c := range []uint{unix.CAP_SYS_PTRACE, unix.CAP_DAC_READ_SEARCH} {
+				if caps&(1<<c) != 0 {
+					t.Errorf("%s: %s holds capability %d", task, name, c)
+				}
+			}
+			if caps&(1<<unix.CAP_BPF) == 0 && caps&(1<<unix.CAP_SYS_ADMIN) == 0 {
+				t.Errorf("%s: %s lost what it needs to read the maps", task, name)
+			}
+		}
+	}
 }

@@ -35,6 +35,9 @@ type sessionSpec struct {
 	// stderr; "" leaves the line out.
 	notice       string
 	stopOnHangUp bool // SIGHUP ends the session too
+	// dropReading gives up reading other processes' fds and maps once
+	// started (dropProcessReading): for modes that never do it again.
+	dropReading bool
 }
 
 func (sp sessionSpec) validate() error {
@@ -140,6 +143,11 @@ func startSession(parent context.Context, sp sessionSpec) (_ *session, err error
 	s.sayStarted()
 	if s.listener != nil {
 		s.serveMetrics()
+	}
+	if sp.dropReading {
+		if err := dropProcessReading(); err != nil {
+			fmt.Fprintf(os.Stderr, "fdtrace: keeping CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: %v\n", err)
+		}
 	}
 	if sp.run.readyFile != "" {
 		if err = os.WriteFile(sp.run.readyFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {

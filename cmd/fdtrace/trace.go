@@ -160,6 +160,9 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 		return err
 	}
 	spec.metrics = &o.metrics
+	// Counting only, without stacks or pids to summarise from /proc, it
+	// never reads another process's fds or maps again once started.
+	spec.dropReading = o.errorsOnly && !o.stacks && len(o.target.pids) == 0
 	if o.outPath != "" && o.maxSize > 0 {
 		// With rotation, a previous run's FILE becomes FILE.1, as if
 		// rotated; without, the run appends to it (Open). A restart
