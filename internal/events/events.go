@@ -160,6 +160,11 @@ type Memory struct {
 	PeakRSSBytes uint64     `json:"peak_rss_bytes"`
 	MapBytes     uint64     `json:"map_bytes"`
 	MapEntries   MapEntries `json:"map_entries"`
+	// UnwindTableBytes are the DWARF unwind tables loaded (in map_bytes
+	// too), and UnwindTablesRefused the files that got none for the
+	// tables' budget: their stacks are walked by frame pointers.
+	UnwindTableBytes    uint64 `json:"unwind_table_bytes,omitempty"`
+	UnwindTablesRefused uint64 `json:"unwind_tables_refused,omitempty"`
 }
 
 // MapEntries counts the entries of the kernel maps, by map.

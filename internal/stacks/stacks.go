@@ -332,6 +332,17 @@ func (s *Store) DropExcept(keep map[uint64]bool, before time.Time) {
 	}
 }
 
+// TableUse is what the unwind tables hold, in bytes, and how many files
+// got none for the tables' budget.
+func (s *Store) TableUse() (bytes, refused uint64) {
+	if s == nil || s.tables == nil {
+		return 0, 0
+	}
+	s.tables.mu.Lock()
+	defer s.tables.mu.Unlock()
+	return uint64(s.tables.bytes), uint64(s.tables.overBudget)
+}
+
 // Len is how many stacks are symbolized.
 func (s *Store) Len() int {
 	if s == nil {

@@ -33,6 +33,25 @@ type tables struct {
 	mappings map[int]*bpfobj.FdtraceExecMappings
 	nextID   uint32
 	full     bool // unwind_tables is full: later files are walked by frame pointers
+	// bytes is what the loaded tables hold, in the kernel (and charged to
+	// fdtrace's memory cgroup); past budget, a file gets no table.
+	bytes, budget int64
+	overBudget    int // files refused a table for the budget
+}
+
+// DefaultTableBudget bounds the unwind tables of all files: a few hundred
+// distinct binaries and libraries, with room for node's (about 10 MiB).
+const DefaultTableBudget = 128 << 20
+
+// admit says whether a table of size bytes fits in the budget, and
+// takes it from the budget when it does.
+func (u *tables) admit(size int64) bool {
+	if u.bytes+size > u.budget {
+		u.overBudget++
+		return false
+	}
+	u.bytes += size
+	return true
 }
 
 // fileTable is one file's unwind table: its id in unwind_tables (0: the
@@ -44,7 +63,7 @@ type fileTable struct {
 }
 
 func newTables(unwindTables, execMaps *ebpf.Map, sym *symbolize.Symbolizer) *tables {
-	return &tables{tables: unwindTables, procs: execMaps, sym: sym,
+	return &tables{tables: unwindTables, procs: execMaps, sym: sym, budget: DefaultTableBudget,
 		files: map[string]*fileTable{}, rowMaps: map[uint32]*ebpf.Map{},
 		mappings: map[int]*bpfobj.FdtraceExecMappings{}, nextID: 1}
 }
@@ -104,10 +123,14 @@ func (u *tables) forget(pid int) {
 func (u *tables) warnings() []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	var w []string
 	if u.full {
-		return []string{fmt.Sprintf("the unwind table store is full (%d files): stacks in files loaded since are walked by frame pointers", len(u.rowMaps))}
+		w = append(w, fmt.Sprintf("the unwind table store is full (%d files): stacks in files loaded since are walked by frame pointers", len(u.rowMaps)))
 	}
-	return nil
+	if u.overBudget > 0 {
+		w = append(w, fmt.Sprintf("the unwind tables' budget (%d MiB) is spent: %d files got no table, and their stacks are walked by frame pointers", u.budget>>20, u.overBudget))
+	}
+	return w
 }
 
 // close releases the tables kept open for user-space unwinding.
@@ -166,11 +189,12 @@ func (u *tables) table(pid int, m symbolize.Mapping) *fileTable {
 		return t
 	}
 	table, ok := encodeTable(rows)
-	if !ok {
+	if !ok || !u.admit(int64(table.len())*8) {
 		return t
 	}
 	id := u.nextID
 	if err := u.load(id, table); err != nil {
+		u.bytes -= int64(table.len()) * 8
 		u.full = errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC)
 		return t
 	}

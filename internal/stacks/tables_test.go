@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
@@ -121,5 +122,25 @@ func TestATableOfRowsFarApartIsNotMadeIntoMillionsOfPages(t *testing.T) {
 	rows := []unwind.Row{{PC: 0x1000, CFA: unwind.CFASP, Offset: 8}, {PC: 0x1000 + 1<<32 - 16, CFA: unwind.CFASP, Offset: 8}}
 	if table, ok := encodeTable(rows); ok && table.len() > 1<<16 {
 		t.Errorf("2 rows made a table of %d entries", table.len())
+	}
+}
+
+// The tables of many files add up: past the budget, a file gets no table
+// (its frames are walked by frame pointers) and the refusals are counted
+// and said, never an out-of-memory.
+func TestTablesPastTheBudgetAreRefusedCountedAndSaid(t *testing.T) {
+	u := &tables{budget: 100 << 10}
+	admitted := 0
+	for range 50 { // 50 files of 8 KiB
+		if u.admit(8 << 10) {
+			admitted++
+		}
+	}
+	if admitted != 12 || u.bytes != 12*8<<10 || u.overBudget != 38 {
+		t.Errorf("%d admitted, %d bytes, %d refused; want 12, %d, 38", admitted, u.bytes, u.overBudget, 12*8<<10)
+	}
+	w := u.warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "38 files got no table") {
+		t.Errorf("warnings %q", w)
 	}
 }

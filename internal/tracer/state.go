@@ -262,6 +262,7 @@ func (t *Tracer) Stats() (events.Stats, error) {
 	if err != nil {
 		return s, err
 	}
+	mem.UnwindTableBytes, mem.UnwindTablesRefused = t.stacks.TableUse()
 	s.Memory = &mem
 	s.SeededFDs, s.ReconciledFDs, s.EventsDelivered = t.seeded.Load(), t.reconciled.Load(), t.k.Delivered()
 	s.Type, s.Time = "stats", events.Time(time.Now())
