@@ -75,3 +75,34 @@ func TestARefusedBPFUnderASeccompFilterSaysSeccomp(t *testing.T) {
 		}
 	}
 }
+
+// The error and port counts of a process whose exit record was never read
+// go when it is gone: they would fill the maps for good.
+func TestTheCountsOfProcessesGoneUnseenArePruned(t *testing.T) {
+	k := load(t, Config{Comm: "fdprune-nobody"})
+	gone := bpfobj.FdtraceErrKey{Tgid: 1 << 24, Syscall: 3, Err: 24, StartNs: 5}
+	kept := bpfobj.FdtraceErrKey{Tgid: 1<<24 + 1, Syscall: 3, Err: 24, StartNs: 6}
+	for _, key := range []bpfobj.FdtraceErrKey{gone, kept} {
+		if err := k.objs.Errors.Put(key, uint64(2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := bpfobj.FdtracePortKey{Tgid: 1 << 24, Port: 80, StartNs: 5}
+	if err := k.objs.Ports.Put(port, bpfobj.FdtracePortCounts{Refused: 1}); err != nil {
+		t.Fatal(err)
+	}
+	live := func(p ProcKey) bool { return p == ProcKey{PID: 1<<24 + 1, StartNs: 6} }
+	if n := k.PruneGone(live); n != 2 {
+		t.Errorf("%d entries pruned, want 2", n)
+	}
+	errs, err := k.Errors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || errs[0].Proc.PID != 1<<24+1 {
+		t.Errorf("errors left: %+v, want the live process's only", errs)
+	}
+	if ports, _ := k.Ports(); len(ports) != 0 {
+		t.Errorf("ports left: %+v", ports)
+	}
+}

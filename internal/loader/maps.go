@@ -381,3 +381,39 @@ func (k *Kernel) DrainGates() (draining, pending uint64, err error) {
 	}
 	return draining, pending, nil
 }
+
+// PruneGone removes the error and port counts of processes that are not
+// live (as live says): those whose exit record was never read (the ring
+// buffer was full), which would otherwise fill the maps for good. It says
+// how many entries went.
+func (k *Kernel) PruneGone(live func(ProcKey) bool) int {
+	var errKeys []bpfobj.FdtraceErrKey
+	var key bpfobj.FdtraceErrKey
+	var n uint64
+	for it := k.objs.Errors.Iterate(); it.Next(&key, &n); {
+		if !live(ProcKey{int(key.Tgid), key.StartNs}) {
+			errKeys = append(errKeys, key)
+		}
+	}
+	var portKeys []bpfobj.FdtracePortKey
+	k.eachPort(func(key *bpfobj.FdtracePortKey, _ *bpfobj.FdtracePortCounts) {
+		if !live(ProcKey{int(key.Tgid), key.StartNs}) {
+			portKeys = append(portKeys, *key)
+		}
+	})
+	gone := 0
+	for _, key := range errKeys {
+		if k.objs.Errors.Delete(key) == nil {
+			gone++
+		}
+	}
+	for _, key := range portKeys {
+		if k.objs.Ports.Delete(key) == nil {
+			gone++
+		}
+	}
+	return gone
+}
+
+// Unread says whether records wait in the ring buffer.
+func (k *Kernel) Unread() bool { return k.reader.AvailableBytes() > 0 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/loader"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/stacks"
 	"github.com/fdtrace/fdtrace/internal/symbolize"
 )
@@ -35,7 +36,27 @@ func (t *Tracer) handle(batch []loader.Event, h Handler, c comms) error {
 			return err
 		}
 	}
+	t.pruneGone()
 	return nil
+}
+
+// pruneEvery is how often the counts of processes gone unseen are pruned.
+const pruneEvery = time.Minute
+
+// pruneGone drops, now and then, the error and port counts of processes
+// whose exit record was lost, which would fill the maps for good. Only
+// with nothing left to read: an exit record still queued takes its
+// process's counts itself.
+func (t *Tracer) pruneGone() {
+	if t.k == nil || time.Since(t.prunedAt) < pruneEvery || t.k.Unread() {
+		return
+	}
+	t.prunedAt = time.Now()
+	counted := map[loader.ProcKey]bool{}
+	if t.k.EachCounters(func(c *loader.Counters) { counted[loader.ProcKey{PID: c.PID, StartNs: c.StartNs}] = true }) != nil {
+		return
+	}
+	t.k.PruneGone(func(p loader.ProcKey) bool { return counted[p] || procfs.Exists(p.PID) })
 }
 
 func (t *Tracer) handleOne(e *loader.Event, h Handler, c comms) error {

@@ -22,6 +22,9 @@ type Tracer struct {
 	cfg    loader.Config
 	stacks *stacks.Store          // with CaptureStacks
 	wall   func(uint64) time.Time // the kernel's clock to wall-clock time
+	// prunedAt: when the counts of processes gone unseen were last
+	// pruned (by the reader).
+	prunedAt time.Time
 
 	// fds recorded from /proc: at start (seeded), and for children the
 	// kernel could not copy the records of (reconciled).
@@ -38,7 +41,7 @@ func Start(cfg loader.Config) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{k: k, cfg: k.Config(), wall: k.Wall, exitedFDs: map[int][]FD{}}
+	t := &Tracer{k: k, cfg: k.Config(), wall: k.Wall, exitedFDs: map[int][]FD{}, prunedAt: time.Now()}
 	defer func() {
 		if err != nil {
 			t.Close()
