@@ -100,8 +100,9 @@ only; a symbolic link there is refused), and SIGHUP makes fdtrace reopen
 FILE: after logrotate has moved it, new records go to a new FILE. Or let
 fdtrace rotate: past --max-size, FILE becomes FILE.1, FILE.1 becomes
 FILE.2, and so on up to --max-files, and a FILE left by an earlier run
-becomes FILE.1 at start. Files hold whole lines only. Running for weeks is in docs/design.md; --metrics-addr serves the
-Prometheus metrics of docs/metrics.md while tracing.`,
+becomes FILE.1 at start. Files hold whole lines only. Running for weeks
+is in docs/design.md; --metrics-addr serves the Prometheus metrics of
+docs/metrics.md while tracing.`,
 		Example: `  # a short command: its opens, closes and summary
   fdtrace trace -- sh -c 'exec 3</etc/hostname; ls /proc/self/fd'
 
