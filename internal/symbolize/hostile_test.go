@@ -158,3 +158,22 @@ func TestAPathInFdtracesViewIsUsedOnlyForTheMappedFile(t *testing.T) {
 		t.Errorf("the mapped file itself: %s", dump(got))
 	}
 }
+
+// Every process may map files of its own: the parsed files kept for
+// processes to come stay bounded, the newest kept.
+func TestTheCacheOfParsedFilesStaysBounded(t *testing.T) {
+	s := New(Options{})
+	for i := range 3 * maxModules {
+		s.cache(fmt.Sprintf("fd:01:%d", i), &module{buildID: fmt.Sprintf("%040x", i)})
+		s.modules[fmt.Sprintf("build-id:%040x", i)] = s.modules[fmt.Sprintf("fd:01:%d", i)]
+	}
+	if n := len(s.modules); n > 2*maxModules {
+		t.Errorf("%d cache entries for %d files, want at most %d", n, 3*maxModules, 2*maxModules)
+	}
+	if s.modules[fmt.Sprintf("fd:01:%d", 3*maxModules-1)] == nil {
+		t.Error("the newest file was dropped")
+	}
+	if s.modules["fd:01:0"] != nil || s.modules[fmt.Sprintf("build-id:%040x", 0)] != nil {
+		t.Error("the oldest file (or its build-id alias) is still kept")
+	}
+}

@@ -50,6 +50,7 @@ type Symbolizer struct {
 	mu       sync.Mutex
 	procs    map[int]*process
 	modules  map[string]*module // by "dev:inode" and by "build-id:ID"
+	order    []string           // the "dev:inode" keys, oldest first
 	warnings []string
 }
 
@@ -354,9 +355,31 @@ func (s *Symbolizer) module(pid int, m *mapping) *module {
 		}
 		s.modules["build-id:"+mod.buildID] = mod
 	}
-	s.modules[m.key()] = mod
+	s.cache(m.key(), mod)
 	m.mod = mod
 	return mod
+}
+
+// maxModules bounds the parsed files kept for processes to come: a
+// host's distinct binaries and libraries, a few hundred. Those the
+// mappings of known processes hold stay with them (until Forget).
+const maxModules = 512
+
+// cache keeps mod under key, forgetting the oldest file (and its build-id
+// alias) past maxModules.
+func (s *Symbolizer) cache(key string, mod *module) {
+	if _, ok := s.modules[key]; !ok {
+		s.order = append(s.order, key)
+	}
+	s.modules[key] = mod
+	for len(s.order) > maxModules {
+		old := s.modules[s.order[0]]
+		delete(s.modules, s.order[0])
+		if old != nil && old.buildID != "" && s.modules["build-id:"+old.buildID] == old {
+			delete(s.modules, "build-id:"+old.buildID)
+		}
+		s.order = s.order[1:]
+	}
 }
 
 // open opens the file behind a mapping: through map_files, which works
