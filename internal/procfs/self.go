@@ -1,7 +1,6 @@
 package procfs
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,32 +8,39 @@ import (
 	"strings"
 )
 
+// selfStatus is /proc/self/status, its values by name.
+func selfStatus() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out, nil
+}
+
 // SelfRSS is VmRSS and VmHWM of this process, in bytes.
 func SelfRSS() (rss, hwm uint64, err error) {
-	f, err := os.Open("/proc/self/status")
+	status, err := selfStatus()
 	if err != nil {
 		return 0, 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		var dst *uint64
-		switch k {
-		case "VmRSS":
-			dst = &rss
-		case "VmHWM":
-			dst = &hwm
-		default:
-			continue
+	kib := func(k string) uint64 {
+		v, ok := status[k]
+		if !ok {
+			return 0
 		}
-		kib, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/self/status: %s: %w", k, err)
+		n, e := strconv.ParseUint(strings.TrimSuffix(v, " kB"), 10, 64)
+		if e != nil && err == nil {
+			err = fmt.Errorf("/proc/self/status: %s: %w", k, e)
 		}
-		*dst = kib << 10
+		return n << 10
 	}
-	return rss, hwm, sc.Err()
+	return kib("VmRSS"), kib("VmHWM"), err
 }
 
 // SelfBPFMapMemory adds up the memlock of every BPF map this process
@@ -61,16 +67,13 @@ func SelfBPFMapMemory() uint64 {
 // SelfSeccomp is this process's seccomp mode (the Seccomp line of
 // /proc/self/status): 0 none, 1 strict, 2 a filter; -1 if unknown.
 func SelfSeccomp() int {
-	b, err := os.ReadFile("/proc/self/status")
+	status, err := selfStatus()
 	if err != nil {
 		return -1
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Seccomp:"); ok {
-			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-				return n
-			}
-		}
+	n, err := strconv.Atoi(status["Seccomp"])
+	if err != nil {
+		return -1
 	}
-	return -1
+	return n
 }

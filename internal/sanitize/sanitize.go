@@ -13,12 +13,15 @@ import (
 // with U+FFFD: the result is printable, valid UTF-8 on one line.
 func Text(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		if control(r) {
 			return '?'
 		}
 		return r
 	}, s)
 }
+
+// control is a C0 or C1 control character, or DEL.
+func control(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 // Writer passes text to w with every control character but '\n' and
 // '\t' replaced by '?', and invalid UTF-8 by U+FFFD: the layout of a text
@@ -39,10 +42,7 @@ func (s writer) Write(p []byte) (int, error) {
 // layout is Text, keeping newlines and tabs.
 func layout(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' {
-			return r
-		}
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		if control(r) && r != '\n' && r != '\t' {
 			return '?'
 		}
 		return r

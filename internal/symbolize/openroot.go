@@ -29,17 +29,7 @@ func (s *Symbolizer) openInRoot(pid int, path string) (*os.File, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), path)
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s in pid %d's root: %w", path, pid, errNotRegular)
-	}
-	return f, nil
+	return regular(os.NewFile(uintptr(fd), path))
 }
 
 // openRegular opens path without blocking, and only a regular file.
@@ -48,9 +38,18 @@ func openRegular(path string, flags int) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+	return regular(f)
+}
+
+// regular returns f if it is a regular file, else closes it.
+func regular(f *os.File) (*os.File, error) {
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: %w", f.Name(), errNotRegular)
+	}
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, errNotRegular)
+		return nil, err
 	}
 	return f, nil
 }
