@@ -4,8 +4,9 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Limits bound what the clients of the metrics endpoint can hold of
@@ -30,49 +31,6 @@ var DefaultLimits = Limits{MaxConns: 32, ReadHeader: 5 * time.Second, Read: 10 *
 func Serve(ln net.Listener, h http.Handler, l Limits, errLog *log.Logger) *http.Server {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: l.ReadHeader, ReadTimeout: l.Read,
 		WriteTimeout: l.Write, IdleTimeout: l.Idle, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
-	go srv.Serve(LimitListener(ln, l.MaxConns))
+	go srv.Serve(netutil.LimitListener(ln, l.MaxConns))
 	return srv
-}
-
-// LimitListener accepts at most n connections at once from ln: Accept
-// waits until one of them is closed.
-func LimitListener(ln net.Listener, n int) net.Listener {
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{})}
-}
-
-type limitListener struct {
-	net.Listener
-	slots     chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
-}
-
-func (l *limitListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
 }

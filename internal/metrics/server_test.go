@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Clients that connect and say nothing are cut off, and no more of them
@@ -61,7 +63,7 @@ func TestALimitListenerHoldsNoMoreThanItsLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := LimitListener(inner, 2)
+	ln := netutil.LimitListener(inner, 2) // what Serve caps connections with
 	defer ln.Close()
 	accepted := make(chan net.Conn, 3)
 	go func() {
