@@ -12,6 +12,79 @@ struct {
 	__type(value, __u64);
 } errors SEC(".maps");
 
+/* Host-wide counts, indexed by enum total_id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TOTAL_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} totals SEC(".maps");
+
+/*
+ * The errors host-wide: (syscall, errno) -> count. Exits leave it alone, so
+ * that it only grows (the metrics' counters), lost exit records or not.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 12);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct err_total_key);
+	__type(value, __u64);
+} error_totals SEC(".maps");
+
+static __always_inline void count_in(void *map, const void *key)
+{
+	__u64 zero = 0, *cnt = lookup_or_try_init(map, key, &zero);
+
+	if (cnt)
+		__sync_fetch_and_add(cnt, 1);
+	else
+		stat_add(STAT_ERRORS_FULL, 1);
+}
+
+/*
+ * Note in p the errors map entry of (sc, err), for its exit to take out.
+ * Two threads may note one twice: the second finds it gone.
+ */
+static __always_inline void note_err_kind(struct proc *p, __u16 sc, int err)
+{
+	__u32 kind = (__u32)sc << 16 | (__u16)err;
+	__u32 n = p->err_kinds;
+
+#pragma unroll
+	for (int i = 0; i < PROC_ERR_KINDS; i++)
+		if (i < n && p->err_kind[i] == kind)
+			return;
+	if (n < PROC_ERR_KINDS)
+		p->err_kind[n] = kind;
+	__sync_fetch_and_add(&p->err_kinds, 1);
+}
+
+/*
+ * Take pid's entries out of the errors map at its exit, into counts (if
+ * not NULL: the exit record).
+ */
+static __always_inline void take_err_kinds(__u32 tgid, struct proc *p,
+					   __u64 *counts)
+{
+	struct err_key key = { .tgid = tgid, .start_ns = p->start_ns };
+	__u32 n = p->err_kinds;
+	__u64 *cnt;
+
+#pragma unroll
+	for (int i = 0; i < PROC_ERR_KINDS; i++) {
+		if (i >= n)
+			break;
+		key.syscall = p->err_kind[i] >> 16;
+		key.err = p->err_kind[i] & 0xffff;
+		cnt = bpf_map_lookup_elem(&errors, &key);
+		if (counts)
+			counts[i] = cnt ? *cnt : 0;
+		if (cnt)
+			bpf_map_delete_elem(&errors, &key);
+	}
+}
+
 /*
  * Failures worth counting: not a kernel-internal restart (the caller never
  * sees it) nor an accept with nothing queued.
@@ -55,7 +128,7 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task = current_task();
 	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
-	__u64 zero = 0, *cnt;
+	struct err_total_key total = { .syscall = sc, .err = err };
 	struct fd_event *e;
 	struct proc *p;
 	__u16 port = 0;
@@ -64,6 +137,13 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 		queue_empty(tgid, task_fdt(task), lfd);
 	if (!counted_failure(sc, err))
 		return;
+	if (err == EMFILE)
+		percpu_add(&totals, TOTAL_EMFILE, 1);
+	if (err == ENFILE)
+		percpu_add(&totals, TOTAL_ENFILE, 1);
+	if (is_accept(sc) && resource_failure(err))
+		percpu_add(&totals, TOTAL_REFUSED, 1);
+	count_in(&error_totals, &total);
 	p = get_proc(tgid, task, 0);
 	if (p) {
 		key.start_ns = p->start_ns;
@@ -72,17 +152,14 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 			__sync_fetch_and_add(&p->emfile, 1);
 		if (err == ENFILE)
 			__sync_fetch_and_add(&p->enfile, 1);
-		if (is_accept(sc) && (err == EMFILE || err == ENFILE ||
-				      err == ENOBUFS || err == ENOMEM)) {
+		if (is_accept(sc) && resource_failure(err)) {
 			__sync_fetch_and_add(&p->refused, 1);
 			port = refused_on_port(tgid, p, task_fdt(task), lfd);
 		}
 	}
-	cnt = lookup_or_try_init(&errors, &key, &zero);
-	if (cnt)
-		__sync_fetch_and_add(cnt, 1);
-	else
-		stat_add(STAT_ERRORS_FULL, 1);
+	count_in(&errors, &key);
+	if (p)
+		note_err_kind(p, sc, err);
 
 	if (!reported_failure(sc, err))
 		return;

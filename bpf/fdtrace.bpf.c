@@ -44,6 +44,7 @@ const enum syscall_id *unused_syscall_id __attribute__((unused));
 const enum fd_type *unused_fd_type __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum stat_id *unused_stat_id __attribute__((unused));
+const enum total_id *unused_total_id __attribute__((unused));
 const enum compat_bounds *unused_compat_bounds __attribute__((unused));
 const enum fd_flags *unused_fd_flags __attribute__((unused));
 const struct port_key *unused_port_key __attribute__((unused));
@@ -515,10 +516,12 @@ static __always_inline void retire(__u32 tgid, struct task_struct *task,
 	__u64 draining = p->draining;
 
 	if (!e) {
+		take_err_kinds(tgid, p, NULL);
 		if (forget_proc(tgid, draining))
 			stat_add(STAT_LOST_EVENTS, 1);
 		return;
 	}
+	take_err_kinds(tgid, p, e->err_count);
 	e->kind = EV_EXIT;
 	e->pid = tgid;
 	e->ts = bpf_ktime_get_ns();

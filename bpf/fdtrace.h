@@ -6,6 +6,8 @@
 #define TASK_COMM_LEN 16
 #define PATH_LEN 256
 #define MAX_STACK_DEPTH 64
+/* The errors map entries a process's exit takes out itself. */
+#define PROC_ERR_KINDS 8
 
 /* fd-creating and fd-closing syscalls, by fdtrace's own numbering. */
 enum syscall_id {
@@ -146,6 +148,26 @@ struct proc {
 	__u64 opened_by_type[FD_TYPE_MAX];
 	__u64 closed_by_type[FD_TYPE_MAX];
 	char comm[TASK_COMM_LEN];
+	/*
+	 * Its entries in the errors map, (syscall << 16 | errno) each, so that
+	 * its exit takes them out; err_kinds past PROC_ERR_KINDS are left to
+	 * user space.
+	 */
+	__u32 err_kind[PROC_ERR_KINDS];
+	__u32 err_kinds;
+	__u32 pad;
+};
+
+/* Key of the error_totals map: failed syscalls by errno, host-wide. */
+struct err_total_key {
+	__u16 syscall;
+	__u16 err;
+};
+
+/* Value of the port_totals map: port_counts' counts, host-wide. */
+struct port_total {
+	__u64 refused;
+	__u64 dropped;
 };
 
 /* Key of the errors map: failed fd-creating syscalls by errno. */
@@ -218,6 +240,18 @@ enum stat_id {
 	 */
 	STAT_UNSWEPT,
 	STAT_MAX,
+};
+
+/*
+ * Indexes of the per-CPU totals array: host-wide counts, which exits do not
+ * take away: failures for lack of fds (EMFILE, ENFILE), accepts refused for
+ * lack of fds or memory.
+ */
+enum total_id {
+	TOTAL_EMFILE = 0,
+	TOTAL_ENFILE,
+	TOTAL_REFUSED,
+	TOTAL_MAX,
 };
 
 /* Every ring buffer record starts with its kind. */
@@ -339,6 +373,9 @@ struct exit_event {
 	__u64 ts;
 	__u64 fd_limit;
 	struct proc proc;
+	/* The counts of proc.err_kind's entries, taken out of the errors map.
+	 */
+	__u64 err_count[PROC_ERR_KINDS];
 };
 
 #endif /* FDTRACE_H */

@@ -11,12 +11,18 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-static __always_inline void stat_add(__u32 id, __u64 n)
+/* Add n to entry id of a per-CPU array of counters. */
+static __always_inline void percpu_add(void *map, __u32 id, __u64 n)
 {
-	__u64 *v = bpf_map_lookup_elem(&stats, &id);
+	__u64 *v = bpf_map_lookup_elem(map, &id);
 
 	if (v)
 		*v += n;
+}
+
+static __always_inline void stat_add(__u32 id, __u64 n)
+{
+	percpu_add(&stats, id, n);
 }
 
 /*

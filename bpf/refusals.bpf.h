@@ -26,6 +26,29 @@ struct {
 	__type(value, struct port_counts);
 } ports SEC(".maps");
 
+/*
+ * The same by port, host-wide: exits leave it alone, so that it only grows
+ * (the metrics' counters), lost exit records or not.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 12);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct port_total);
+} port_totals SEC(".maps");
+
+static __always_inline struct port_total *port_total(__u16 port)
+{
+	struct port_total zero = {}, *t;
+	__u32 key = port;
+
+	t = lookup_or_try_init(&port_totals, &key, &zero);
+	if (!t)
+		stat_add(STAT_PORTS_FULL, 1);
+	return t;
+}
+
 /* tid -> the connection it accepted last in a drain, until it is judged. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -157,9 +180,13 @@ static __always_inline __u16 refused_on_port(__u32 tgid, struct proc *p,
 {
 	__u16 port = socket_port(fdt, lfd);
 	struct port_counts *c;
+	struct port_total *t;
 
 	if (!port)
 		return 0;
+	t = port_total(port);
+	if (t)
+		__sync_fetch_and_add(&t->refused, 1);
 	c = port_counts(tgid, port, p->start_ns, true);
 	if (c) {
 		__sync_fetch_and_add(&c->refused, 1);
@@ -214,15 +241,19 @@ static __always_inline void close_pending(__u32 tgid, struct proc *p,
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct drain_fd *d = bpf_map_lookup_elem(&drain_fds, &tid);
 	struct port_counts *c;
+	struct port_total *t;
 	struct file *f;
 
 	if (!d || d->fd != fd || d->tgid != tgid)
 		return;
 	c = port_counts(tgid, d->port, d->start_ns, false);
 	f = fd_file(fdt, fd);
-	if (c && f && untouched(f))
+	if (c && f && untouched(f)) {
 		__sync_fetch_and_add(&c->dropped, 1);
-	else
+		t = port_total(d->port);
+		if (t)
+			__sync_fetch_and_add(&t->dropped, 1);
+	} else
 		end_drain(c, p);
 	forget_pending(tid);
 }

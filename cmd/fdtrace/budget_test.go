@@ -8,14 +8,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
 // startBudget starts fdtrace budget and waits until it has taken its
 // first sample and said so.
-func startBudget(t *testing.T, args ...string) (*exec.Cmd, *lockedBuffer, *lockedBuffer) {
+func startBudget(t *testing.T, args ...string) (*exec.Cmd, *testutil.LockedBuffer, *testutil.LockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(fdtraceBin, append([]string{"budget"}, args...)...)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

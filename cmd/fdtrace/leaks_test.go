@@ -52,7 +52,7 @@ func leaksOf(t *testing.T, extra []string, bin string, args ...string) []events.
 type leaksRun struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *lockedBuffer
+	stderr *testutil.LockedBuffer
 	out    string
 	first  string // the workload's first line
 }
@@ -61,7 +61,7 @@ type leaksRun struct {
 // workload's first line; the run is killed when the test ends.
 func startLeaks(t *testing.T, dir string, args ...string) *leaksRun {
 	t.Helper()
-	r := &leaksRun{stderr: &lockedBuffer{}, out: filepath.Join(t.TempDir(), "leaks.jsonl")}
+	r := &leaksRun{stderr: &testutil.LockedBuffer{}, out: filepath.Join(t.TempDir(), "leaks.jsonl")}
 	r.cmd = exec.Command(fdtraceBin, append([]string{"leaks", "--json", "-o", r.out}, args...)...)
 	r.cmd.Dir = dir
 	r.stdin, _ = r.cmd.StdinPipe()

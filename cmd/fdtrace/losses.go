@@ -23,6 +23,8 @@ func lossCounts(st events.Stats) []struct {
 		{st.PortsMapFull, "the port map was full: %d refusals or drains are in no per-port count (ports_map_full)"},
 		{st.StacksFull, "the stack store was full: %d fds have no stack (stacks_full)"},
 		{st.StacksNoTables, "%d stacks were walked by frame pointers: taken before the unwind tables of their process were loaded (stacks_without_unwind_tables)"},
+		{st.StacksLate, "%d records went out before their stacks were symbolized, which took over 5 s: their frames are missing (stacks_late)"},
+		{st.StacksQueueFull, "%d stacks were not symbolized: the symbolizer was too far behind (stacks_queue_full)"},
 		{st.Unswept, "%d fds lay beyond the bounded loops of the programs for this kernel: their records and counts may be off (unswept_fds)"},
 	}
 }

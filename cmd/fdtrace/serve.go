@@ -18,7 +18,6 @@ import (
 	"github.com/fdtrace/fdtrace/internal/loader"
 	"github.com/fdtrace/fdtrace/internal/metrics"
 	"github.com/fdtrace/fdtrace/internal/top"
-	"github.com/fdtrace/fdtrace/internal/tracer"
 )
 
 // metricsOptions are the flags of the Prometheus endpoint.
@@ -66,12 +65,11 @@ func (m metricsOptions) listen() (net.Listener, error) {
 
 // metricsServer serves a tracer's metrics over HTTP.
 type metricsServer struct {
-	collector *metrics.Collector
-	srv       *http.Server
+	srv *http.Server
 }
 
 // metricsSource is what the collector reads: the kernel's counters and
-// the session's stats.
+// totals, and the session's stats.
 type metricsSource struct {
 	*loader.Kernel
 	s *session
@@ -94,19 +92,7 @@ func serveMetrics(ln net.Listener, s *session, o metricsOptions, seeds []metrics
 	})
 	srv := metrics.Serve(ln, mux, metrics.DefaultLimits, errLog)
 	fmt.Fprintf(os.Stderr, "fdtrace: serving metrics at http://%s/metrics\n", ln.Addr())
-	return &metricsServer{collector: c, srv: srv}
-}
-
-// observe hands the records to the collector (for the counters of exited
-// processes) on their way to h.
-func (m *metricsServer) observe(h tracer.Handler) tracer.Handler {
-	if m == nil {
-		return h
-	}
-	return func(r events.Record) error {
-		m.collector.Observe(r)
-		return h(r)
-	}
+	return &metricsServer{srv: srv}
 }
 
 func (m *metricsServer) close() error {
@@ -162,10 +148,11 @@ The rest are summed, so the number of series stays bounded:
 Host-wide, without process labels: fdtrace_processes and fdtrace_open_fds;
 the counters of failed syscalls (by syscall and errno), of refused
 connections (in all, and refused and dropped by listening port) and of
-fdtrace's own losses and corrections, which keep the counts of processes
-that exited; and /proc/sys/fs/file-nr. A process's limit is read when it is
-first seen and every 5s while it is in the top N; its cgroup only while it
-is in the top N, at most every 10s.
+fdtrace's own losses and corrections: the kernel's counts since fdtrace
+attached, which keep those of the processes that exited, their exit
+records read or lost; and /proc/sys/fs/file-nr. A process's limit is read
+when it is first seen and every 5s while it is in the top N; its cgroup
+only while it is in the top N, at most every 10s.
 
 docs/metrics.md lists every metric, and deploy/prometheus has alert rules
 for them; docs/deployment.md runs serve as a service. fdtrace trace

@@ -27,7 +27,7 @@ import (
 type metricsEndpoint struct {
 	cmd    *exec.Cmd
 	url    string
-	stderr *lockedBuffer
+	stderr *testutil.LockedBuffer
 }
 
 var servingAt = regexp.MustCompile(`fdtrace: serving metrics at (http://\S+/metrics)\n`)
@@ -38,7 +38,7 @@ func startMetrics(t *testing.T, args ...string) *metricsEndpoint {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	cmd := exec.Command(fdtraceBin, append(args, "--ready-file", ready)...)
-	m := &metricsEndpoint{cmd: cmd, stderr: &lockedBuffer{}}
+	m := &metricsEndpoint{cmd: cmd, stderr: &testutil.LockedBuffer{}}
 	cmd.Stderr = m.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -170,9 +170,14 @@ func TestServeExposesOpenFDsLimitAndEMFILEsAsProcSeesThem(t *testing.T) {
 		}
 	}
 	count := func(n float64) func() float64 { return func() float64 { return n } }
-	families := m.waitFor(t, "at the limit", append(perProcess,
-		expect{"fdtrace_fd_errors_total", map[string]string{"syscall": "socket", "errno": "EMFILE"}, count(3)},
-		expect{"fdtrace_fd_errors_total", map[string]string{"syscall": "openat", "errno": "EMFILE"}, count(3)},
+	// Exact counts: the workload is the only process traced.
+	failures := []expect{
+		{"fdtrace_fd_errors_total", map[string]string{"syscall": "socket", "errno": "EMFILE"}, count(3)},
+		{"fdtrace_fd_errors_total", map[string]string{"syscall": "openat", "errno": "EMFILE"}, count(3)},
+		{"fdtrace_fd_limit_failures_total", map[string]string{"errno": "EMFILE"}, count(6)},
+		{"fdtrace_fd_limit_failures_total", map[string]string{"errno": "ENFILE"}, count(0)},
+	}
+	families := m.waitFor(t, "at the limit", append(append(perProcess, failures...),
 		expect{"fdtrace_processes", nil, count(1)},
 		expect{"fdtrace_other_processes", nil, count(0)},
 		expect{"fdtrace_lost_events_total", nil, count(0)},
@@ -191,10 +196,7 @@ func TestServeExposesOpenFDsLimitAndEMFILEsAsProcSeesThem(t *testing.T) {
 
 	// Its counters stay once it exits.
 	w.Close(t)
-	m.waitFor(t, "after the exit", []expect{
-		{"fdtrace_fd_errors_total", map[string]string{"syscall": "socket", "errno": "EMFILE"}, count(3)},
-		{"fdtrace_processes", nil, count(0)},
-	})
+	m.waitFor(t, "after the exit", append(failures, expect{"fdtrace_processes", nil, count(0)}))
 	if _, ok := sample(m.scrape(t), "fdtrace_process_open_fds", pid); ok {
 		t.Error("an exited process still has its series")
 	}
@@ -202,6 +204,80 @@ func TestServeExposesOpenFDsLimitAndEMFILEsAsProcSeesThem(t *testing.T) {
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	if err := m.cmd.Wait(); err != nil {
 		t.Fatalf("fdtrace serve: %v\n%s", err, m.stderr.String())
+	}
+}
+
+// The counters are the kernel's host-wide totals: a process's EMFILEs stay
+// counted after it exits, even when its exit record, which carries its
+// own counts, is lost to a full ring buffer, and the failures of others
+// add to them.
+func TestTheMetricsKeepAProcesssEMFILEsExactlyWhenItsExitRecordIsLost(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	w, other := testutil.StartFdops(t, bin), testutil.StartFdops(t, bin)
+	w.Do(t, "limit 16")
+	other.Do(t, "limit 16")
+	out := filepath.Join(t.TempDir(), "trace.jsonl")
+	// The smallest ring buffer the flag allows, 1 MiB.
+	m := startMetrics(t, "trace", "-p", strconv.Itoa(w.PID)+","+strconv.Itoa(other.PID), "-o", out,
+		"--ringbuf-size", "1", "--metrics-addr", "127.0.0.1:0")
+	spare := w.Do(t, "open /dev/null")[0]
+	w.Do(t, "fill") // one EMFILE, from openat
+	for range 4 {
+		if _, errno := w.Try(t, "open /dev/null"); errno != int(syscall.EMFILE) {
+			t.Fatalf("open: errno %d, want EMFILE", errno)
+		}
+	}
+	for range 3 {
+		if _, errno := w.Try(t, "socket inet stream"); errno != int(syscall.EMFILE) {
+			t.Fatalf("socket: errno %d, want EMFILE", errno)
+		}
+	}
+	count := func(n float64) func() float64 { return func() float64 { return n } }
+	failures := []expect{
+		{"fdtrace_fd_limit_failures_total", map[string]string{"errno": "EMFILE"}, count(8)},
+		{"fdtrace_fd_limit_failures_total", map[string]string{"errno": "ENFILE"}, count(0)},
+		{"fdtrace_fd_errors_total", map[string]string{"syscall": "openat", "errno": "EMFILE"}, count(5)},
+		{"fdtrace_fd_errors_total", map[string]string{"syscall": "socket", "errno": "EMFILE"}, count(3)},
+	}
+	m.waitFor(t, "at the limit", append(failures, expect{"fdtrace_processes", nil, count(2)},
+		expect{"fdtrace_lost_events_total", nil, count(0)}))
+
+	// With fdtrace stopped, nothing reads the ring buffer: the workload
+	// fills it with opens and closes, then exits, its exit record lost.
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	w.Do(t, "close %d", spare) // room for the busy thread's opens
+	w.Do(t, "busy")
+	time.Sleep(500 * time.Millisecond)
+	w.Do(t, "stop")
+	w.Close(t)
+	if err := m.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	families := m.waitFor(t, "after the exit, its record lost", append(failures,
+		expect{"fdtrace_processes", nil, count(1)}))
+	if lost, _ := sample(families, "fdtrace_lost_events_total", nil); lost == 0 {
+		t.Fatal("no events lost: the ring buffer did not fill")
+	}
+
+	// Another process's EMFILEs add to the exited one's.
+	other.Do(t, "fill")
+	if _, errno := other.Try(t, "open /dev/null"); errno != int(syscall.EMFILE) {
+		t.Fatalf("open: errno %d, want EMFILE", errno)
+	}
+	failures[0].value, failures[2].value = count(10), count(7)
+	m.waitFor(t, "after another process's EMFILEs", failures)
+
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	if err := m.cmd.Wait(); err != nil {
+		t.Fatalf("fdtrace trace: %v\n%s", err, m.stderr.String())
+	}
+	for _, r := range ofPID(readRecords(t, readFileT(t, out)), "process", w.PID) {
+		if exited, _ := r["exited"].(bool); exited {
+			t.Fatalf("the workload's exit record was written, not lost: %v", r)
+		}
 	}
 }
 

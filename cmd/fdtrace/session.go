@@ -233,7 +233,6 @@ func (s *session) serveMetrics() {
 // run reads events until the session ends: a signal, --duration, or the
 // command's exit. It returns the command's exit as an exitError.
 func (s *session) run(emit tracer.Handler) error {
-	emit = s.metrics.observe(emit)
 	runCtx, stopReading := context.WithCancel(s.ctx)
 	defer stopReading()
 	status := make(chan error, 1)

@@ -36,7 +36,11 @@ on one screen what matters when fds run out:
 
 The total and each type match ls /proc/PID/fd and lsof -p PID (the tests
 compare them fd type by fd type). Sockets are split by family, protocol
-and state from /proc/PID/net/tcp, tcp6, udp, unix and the others.
+and state from /proc/PID/net/tcp, tcp6, udp and the others, and unix
+sockets from sock_diag, as a unix socket's name can forge rows of
+/proc/PID/net/unix. Where sock_diag cannot list them (a kernel without
+unix_diag), only the rows of the process's own fds are believed there;
+the snapshot says which (unix_sockets_from).
 
 In the listening table, QUEUE is the connections the kernel has
 established that the process has not accepted yet, BACKLOG the most the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -53,7 +54,7 @@ func startFdmix(t *testing.T, netns bool, limits string) *fdmix {
 		t.Fatal(err)
 	}
 	w.out = bufio.NewReader(out)
-	var stderr lockedBuffer
+	var stderr testutil.LockedBuffer
 	w.cmd.Stderr = &stderr // a pipe, like stdin and stdout
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -247,6 +248,10 @@ func TestSnapshotOfAProcessInItsOwnNetworkNamespaceMatchesProcLsofAndSs(t *testi
 	if s.num("listen_overflows") != 2 || s.num("listen_drops") != 2 {
 		t.Errorf("listen_overflows %d, listen_drops %d; want 2 and 2", s.num("listen_overflows"), s.num("listen_drops"))
 	}
+	// Its unix sockets were asked of sock_diag, in its namespace.
+	if got := s.str("unix_sockets_from"); got != "sock_diag" {
+		t.Errorf("unix_sockets_from %q, want sock_diag", got)
+	}
 
 	// /proc/PID/fd: the same total and the same types, fd by fd.
 	fds := testutil.ProcFDs(t, w.pid)
@@ -286,6 +291,7 @@ func TestSnapshotOfAProcessInItsOwnNetworkNamespaceMatchesProcLsofAndSs(t *testi
 		"tcp4 18 ESTABLISHED 15, LISTEN 3",
 		"tcp6 5 ESTABLISHED 4, LISTEN 1",
 		"unix stream 3 CONNECTED 2, LISTEN 1",
+		"unix sockets from sock_diag",
 		"file 6 regular 6",
 		"tcp 127.0.0.1:" + a + " 24 3 7 0",
 		"tcp 127.0.0.1:" + d + " 44 2 1 0 full: new connections are dropped",
@@ -345,4 +351,50 @@ func TestSnapshotAndBudgetRefuseBadInputInOneLine(t *testing.T) {
 		{"budget with a margin of NaN", []string{"budget", "-p", "1", "--margin", "NaN"}, 2, "fdtrace: --margin NaN: must be a number, at least 1\n"},
 		{"budget of a missing pid", []string{"budget", "-p", "999999999", "-d", "1s"}, 1, "fdtrace: pid 999999999: no such process\n"},
 	})
+}
+
+// The snapshot says once where its unix sockets came from, in JSON and in
+// text; from either source, no row forged by a socket's name (see
+// testutil.ForgeUnixRows) reaches it.
+func TestSnapshotSaysWhereItsUnixSocketsCameFromAndTakesNoForgedRow(t *testing.T) {
+	r := testutil.ForgeUnixRows(t)
+	pid := strconv.Itoa(os.Getpid())
+	for _, tc := range []struct{ force, from, text string }{
+		{"", "sock_diag", "unix sockets from sock_diag"},
+		{"no-unix-diag", "proc", "unix sockets from /proc/" + pid + "/net/unix (sock_diag unavailable): rows checked against the process's fds"},
+	} {
+		t.Run("from "+tc.from, func(t *testing.T) {
+			if tc.force == "" {
+				testutil.RequireUnixDiag(t)
+			}
+			t.Setenv("FDTRACE_FORCE_FALLBACK", tc.force)
+			res := runFdtrace(t, "", "snapshot", "-p", pid, "--json")
+			if res.code != 0 || res.stderr != "" {
+				t.Fatalf("exit %d, stderr:\n%s", res.code, res.stderr)
+			}
+			recs := readRecords(t, res.stdout)
+			if len(recs) != 1 {
+				t.Fatalf("want one snapshot, got %v", recs)
+			}
+			if got := recs[0].str("unix_sockets_from"); got != tc.from {
+				t.Errorf("unix_sockets_from %q, want %q", got, tc.from)
+			}
+			listening := recs[0]["listening"].([]any)
+			if len(listening) != 1 || int(listening[0].(map[string]any)["fd"].(float64)) != r.TCP {
+				t.Errorf("listening %v, want the TCP listener (fd %d) only", listening, r.TCP)
+			}
+			text := runFdtrace(t, "", "snapshot", "-p", pid)
+			if text.code != 0 {
+				t.Fatalf("exit %d, stderr:\n%s", text.code, text.stderr)
+			}
+			if n := strings.Count(text.stdout, "unix sockets from"); n != 1 || !strings.Contains(text.stdout, "\n  "+tc.text+"\n") {
+				t.Errorf("the text says %d times where unix sockets came from, want once %q:\n%s", n, tc.text, text.stdout)
+			}
+			for _, out := range []string{res.stdout, text.stdout} {
+				if strings.Contains(out, "forged") || strings.Contains(out, "unix stream 1 LISTEN") {
+					t.Errorf("a forged row was taken:\n%s", out)
+				}
+			}
+		})
+	}
 }

@@ -58,7 +58,7 @@ func TestSoakUnderProcessChurnKeepsMemoryFlatCountsExactAndOutputWhole(t *testin
 	maxFiles := int(churnFor/time.Second) + 64
 	cmd := exec.Command(fdtraceBin, "trace", "-c", name, "-o", out, "--max-size", strconv.Itoa(soakMaxSize),
 		"--max-files", strconv.Itoa(maxFiles), "--summary-interval", "1s", "--ready-file", ready)
-	var stderr lockedBuffer
+	var stderr testutil.LockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

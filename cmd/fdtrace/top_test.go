@@ -26,7 +26,7 @@ import (
 type topLines struct {
 	cmd    *exec.Cmd
 	lines  chan string
-	stderr *lockedBuffer
+	stderr *testutil.LockedBuffer
 }
 
 func startTop(t *testing.T, args ...string) *topLines {
@@ -36,7 +36,7 @@ func startTop(t *testing.T, args ...string) *topLines {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := &topLines{cmd: cmd, lines: make(chan string, 1024), stderr: &lockedBuffer{}}
+	tl := &topLines{cmd: cmd, lines: make(chan string, 1024), stderr: &testutil.LockedBuffer{}}
 	cmd.Stderr = tl.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

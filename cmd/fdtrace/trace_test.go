@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -237,7 +236,7 @@ test -e /sys/kernel/tracing/events && { echo "tracefs still mounted"; exit 99; }
 exec %s trace -c fdops -d 3s`, fdtraceBin)
 	cmd := exec.Command("sh", "-c", script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -306,7 +305,7 @@ func waitForFile(t *testing.T, path string) {
 }
 
 // waitForLine waits until buf holds a line starting with prefix.
-func waitForLine(t *testing.T, buf *lockedBuffer, prefix string) {
+func waitForLine(t *testing.T, buf *testutil.LockedBuffer, prefix string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -316,25 +315,6 @@ func waitForLine(t *testing.T, buf *lockedBuffer, prefix string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("no %q within 30s; stderr so far:\n%s", prefix, buf.String())
-}
-
-// lockedBuffer is a bytes.Buffer that a running command may write while
-// the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // badInput is a command line fdtrace must refuse: with exit code code and

@@ -64,6 +64,12 @@ type FdtraceErrKey struct {
 	StartNs uint64
 }
 
+type FdtraceErrTotalKey struct {
+	_       structs.HostLayout
+	Syscall uint16
+	Err     uint16
+}
+
 type FdtraceEventKind uint32
 
 const (
@@ -94,13 +100,14 @@ type FdtraceExecMappings struct {
 }
 
 type FdtraceExitEvent struct {
-	_       structs.HostLayout
-	Kind    uint8
-	Pad     [3]uint8
-	Pid     uint32
-	Ts      uint64
-	FdLimit uint64
-	Proc    FdtraceProc
+	_        structs.HostLayout
+	Kind     uint8
+	Pad      [3]uint8
+	Pid      uint32
+	Ts       uint64
+	FdLimit  uint64
+	Proc     FdtraceProc
+	ErrCount [8]uint64
 }
 
 type FdtraceFdEvent struct {
@@ -191,6 +198,12 @@ type FdtracePortKey struct {
 	StartNs uint64
 }
 
+type FdtracePortTotal struct {
+	_       structs.HostLayout
+	Refused uint64
+	Dropped uint64
+}
+
 type FdtraceProc struct {
 	_            structs.HostLayout
 	OpenFds      int64
@@ -205,6 +218,9 @@ type FdtraceProc struct {
 	OpenedByType [11]uint64
 	ClosedByType [11]uint64
 	Comm         [16]int8
+	ErrKind      [8]uint32
+	ErrKinds     uint32
+	Pad          uint32
 }
 
 type FdtraceRawKey struct {
@@ -344,6 +360,15 @@ const (
 	FdtraceSyscallIdSYS_MAX               FdtraceSyscallId = 44
 )
 
+type FdtraceTotalId uint32
+
+const (
+	FdtraceTotalIdTOTAL_EMFILE  FdtraceTotalId = 0
+	FdtraceTotalIdTOTAL_ENFILE  FdtraceTotalId = 1
+	FdtraceTotalIdTOTAL_REFUSED FdtraceTotalId = 2
+	FdtraceTotalIdTOTAL_MAX     FdtraceTotalId = 3
+)
+
 type FdtraceUnwindHeader struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -397,11 +422,13 @@ type FdtraceWalkMemo struct {
 const (
 	FdtraceMapDrainFds                                 = "drain_fds"
 	FdtraceMapDupStart                                 = "dup_start"
+	FdtraceMapErrorTotals                              = "error_totals"
 	FdtraceMapErrors                                   = "errors"
 	FdtraceMapEvents                                   = "events"
 	FdtraceMapExecMaps                                 = "exec_maps"
 	FdtraceMapFds                                      = "fds"
 	FdtraceMapMapsAsked                                = "maps_asked"
+	FdtraceMapPortTotals                               = "port_totals"
 	FdtraceMapPorts                                    = "ports"
 	FdtraceMapProcScratch                              = "proc_scratch"
 	FdtraceMapProcs                                    = "procs"
@@ -409,6 +436,7 @@ const (
 	FdtraceMapStackScratch                             = "stack_scratch"
 	FdtraceMapStacks                                   = "stacks"
 	FdtraceMapStats                                    = "stats"
+	FdtraceMapTotals                                   = "totals"
 	FdtraceMapTraced                                   = "traced"
 	FdtraceMapUnwindMemos                              = "unwind_memos"
 	FdtraceMapUnwindTables                             = "unwind_tables"
@@ -476,6 +504,7 @@ const (
 	FdtraceVarUnusedRawStack                           = "unused_raw_stack"
 	FdtraceVarUnusedStatId                             = "unused_stat_id"
 	FdtraceVarUnusedSyscallId                          = "unused_syscall_id"
+	FdtraceVarUnusedTotalId                            = "unused_total_id"
 	FdtraceVarUnusedUnwindHeader                       = "unused_unwind_header"
 	FdtraceVarUnusedUnwindPage                         = "unused_unwind_page"
 	FdtraceVarUnusedUnwindRow                          = "unused_unwind_row"
@@ -577,11 +606,13 @@ type FdtraceProgramSpecs struct {
 type FdtraceMapSpecs struct {
 	DrainFds     *ebpf.MapSpec `ebpf:"drain_fds"`
 	DupStart     *ebpf.MapSpec `ebpf:"dup_start"`
+	ErrorTotals  *ebpf.MapSpec `ebpf:"error_totals"`
 	Errors       *ebpf.MapSpec `ebpf:"errors"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecMaps     *ebpf.MapSpec `ebpf:"exec_maps"`
 	Fds          *ebpf.MapSpec `ebpf:"fds"`
 	MapsAsked    *ebpf.MapSpec `ebpf:"maps_asked"`
+	PortTotals   *ebpf.MapSpec `ebpf:"port_totals"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
 	Procs        *ebpf.MapSpec `ebpf:"procs"`
@@ -589,6 +620,7 @@ type FdtraceMapSpecs struct {
 	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Totals       *ebpf.MapSpec `ebpf:"totals"`
 	Traced       *ebpf.MapSpec `ebpf:"traced"`
 	UnwindMemos  *ebpf.MapSpec `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.MapSpec `ebpf:"unwind_tables"`
@@ -616,6 +648,7 @@ type FdtraceVariableSpecs struct {
 	UnusedRawStack     *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.VariableSpec `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
+	UnusedTotalId      *ebpf.VariableSpec `ebpf:"unused_total_id"`
 	UnusedUnwindHeader *ebpf.VariableSpec `ebpf:"unused_unwind_header"`
 	UnusedUnwindPage   *ebpf.VariableSpec `ebpf:"unused_unwind_page"`
 	UnusedUnwindRow    *ebpf.VariableSpec `ebpf:"unused_unwind_row"`
@@ -643,11 +676,13 @@ func (o *FdtraceObjects) Close() error {
 type FdtraceMaps struct {
 	DrainFds     *ebpf.Map `ebpf:"drain_fds"`
 	DupStart     *ebpf.Map `ebpf:"dup_start"`
+	ErrorTotals  *ebpf.Map `ebpf:"error_totals"`
 	Errors       *ebpf.Map `ebpf:"errors"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecMaps     *ebpf.Map `ebpf:"exec_maps"`
 	Fds          *ebpf.Map `ebpf:"fds"`
 	MapsAsked    *ebpf.Map `ebpf:"maps_asked"`
+	PortTotals   *ebpf.Map `ebpf:"port_totals"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
 	Procs        *ebpf.Map `ebpf:"procs"`
@@ -655,6 +690,7 @@ type FdtraceMaps struct {
 	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	Totals       *ebpf.Map `ebpf:"totals"`
 	Traced       *ebpf.Map `ebpf:"traced"`
 	UnwindMemos  *ebpf.Map `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.Map `ebpf:"unwind_tables"`
@@ -665,11 +701,13 @@ func (m *FdtraceMaps) Close() error {
 	return _FdtraceClose(
 		m.DrainFds,
 		m.DupStart,
+		m.ErrorTotals,
 		m.Errors,
 		m.Events,
 		m.ExecMaps,
 		m.Fds,
 		m.MapsAsked,
+		m.PortTotals,
 		m.Ports,
 		m.ProcScratch,
 		m.Procs,
@@ -677,6 +715,7 @@ func (m *FdtraceMaps) Close() error {
 		m.StackScratch,
 		m.Stacks,
 		m.Stats,
+		m.Totals,
 		m.Traced,
 		m.UnwindMemos,
 		m.UnwindTables,
@@ -705,6 +744,7 @@ type FdtraceVariables struct {
 	UnusedRawStack     *ebpf.Variable `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.Variable `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.Variable `ebpf:"unused_syscall_id"`
+	UnusedTotalId      *ebpf.Variable `ebpf:"unused_total_id"`
 	UnusedUnwindHeader *ebpf.Variable `ebpf:"unused_unwind_header"`
 	UnusedUnwindPage   *ebpf.Variable `ebpf:"unused_unwind_page"`
 	UnusedUnwindRow    *ebpf.Variable `ebpf:"unused_unwind_row"`

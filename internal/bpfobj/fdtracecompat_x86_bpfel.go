@@ -47,6 +47,12 @@ type FdtraceCompatErrKey struct {
 	StartNs uint64
 }
 
+type FdtraceCompatErrTotalKey struct {
+	_       structs.HostLayout
+	Syscall uint16
+	Err     uint16
+}
+
 type FdtraceCompatExecMappings struct {
 	_    structs.HostLayout
 	N    uint32
@@ -102,6 +108,12 @@ type FdtraceCompatPortKey struct {
 	StartNs uint64
 }
 
+type FdtraceCompatPortTotal struct {
+	_       structs.HostLayout
+	Refused uint64
+	Dropped uint64
+}
+
 type FdtraceCompatProc struct {
 	_            structs.HostLayout
 	OpenFds      int64
@@ -116,6 +128,9 @@ type FdtraceCompatProc struct {
 	OpenedByType [11]uint64
 	ClosedByType [11]uint64
 	Comm         [16]int8
+	ErrKind      [8]uint32
+	ErrKinds     uint32
+	Pad          uint32
 }
 
 type FdtraceCompatRawKey struct {
@@ -208,11 +223,13 @@ type FdtraceCompatWalkMemo struct {
 const (
 	FdtraceCompatMapDrainFds                                 = "drain_fds"
 	FdtraceCompatMapDupStart                                 = "dup_start"
+	FdtraceCompatMapErrorTotals                              = "error_totals"
 	FdtraceCompatMapErrors                                   = "errors"
 	FdtraceCompatMapEvents                                   = "events"
 	FdtraceCompatMapExecMaps                                 = "exec_maps"
 	FdtraceCompatMapFds                                      = "fds"
 	FdtraceCompatMapMapsAsked                                = "maps_asked"
+	FdtraceCompatMapPortTotals                               = "port_totals"
 	FdtraceCompatMapPorts                                    = "ports"
 	FdtraceCompatMapProcScratch                              = "proc_scratch"
 	FdtraceCompatMapProcs                                    = "procs"
@@ -220,6 +237,7 @@ const (
 	FdtraceCompatMapStackScratch                             = "stack_scratch"
 	FdtraceCompatMapStacks                                   = "stacks"
 	FdtraceCompatMapStats                                    = "stats"
+	FdtraceCompatMapTotals                                   = "totals"
 	FdtraceCompatMapTraced                                   = "traced"
 	FdtraceCompatMapUnwindMemos                              = "unwind_memos"
 	FdtraceCompatMapUnwindTables                             = "unwind_tables"
@@ -287,6 +305,7 @@ const (
 	FdtraceCompatVarUnusedRawStack                           = "unused_raw_stack"
 	FdtraceCompatVarUnusedStatId                             = "unused_stat_id"
 	FdtraceCompatVarUnusedSyscallId                          = "unused_syscall_id"
+	FdtraceCompatVarUnusedTotalId                            = "unused_total_id"
 	FdtraceCompatVarUnusedUnwindHeader                       = "unused_unwind_header"
 	FdtraceCompatVarUnusedUnwindPage                         = "unused_unwind_page"
 	FdtraceCompatVarUnusedUnwindRow                          = "unused_unwind_row"
@@ -388,11 +407,13 @@ type FdtraceCompatProgramSpecs struct {
 type FdtraceCompatMapSpecs struct {
 	DrainFds     *ebpf.MapSpec `ebpf:"drain_fds"`
 	DupStart     *ebpf.MapSpec `ebpf:"dup_start"`
+	ErrorTotals  *ebpf.MapSpec `ebpf:"error_totals"`
 	Errors       *ebpf.MapSpec `ebpf:"errors"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecMaps     *ebpf.MapSpec `ebpf:"exec_maps"`
 	Fds          *ebpf.MapSpec `ebpf:"fds"`
 	MapsAsked    *ebpf.MapSpec `ebpf:"maps_asked"`
+	PortTotals   *ebpf.MapSpec `ebpf:"port_totals"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
 	Procs        *ebpf.MapSpec `ebpf:"procs"`
@@ -400,6 +421,7 @@ type FdtraceCompatMapSpecs struct {
 	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Totals       *ebpf.MapSpec `ebpf:"totals"`
 	Traced       *ebpf.MapSpec `ebpf:"traced"`
 	UnwindMemos  *ebpf.MapSpec `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.MapSpec `ebpf:"unwind_tables"`
@@ -427,6 +449,7 @@ type FdtraceCompatVariableSpecs struct {
 	UnusedRawStack     *ebpf.VariableSpec `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.VariableSpec `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
+	UnusedTotalId      *ebpf.VariableSpec `ebpf:"unused_total_id"`
 	UnusedUnwindHeader *ebpf.VariableSpec `ebpf:"unused_unwind_header"`
 	UnusedUnwindPage   *ebpf.VariableSpec `ebpf:"unused_unwind_page"`
 	UnusedUnwindRow    *ebpf.VariableSpec `ebpf:"unused_unwind_row"`
@@ -454,11 +477,13 @@ func (o *FdtraceCompatObjects) Close() error {
 type FdtraceCompatMaps struct {
 	DrainFds     *ebpf.Map `ebpf:"drain_fds"`
 	DupStart     *ebpf.Map `ebpf:"dup_start"`
+	ErrorTotals  *ebpf.Map `ebpf:"error_totals"`
 	Errors       *ebpf.Map `ebpf:"errors"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecMaps     *ebpf.Map `ebpf:"exec_maps"`
 	Fds          *ebpf.Map `ebpf:"fds"`
 	MapsAsked    *ebpf.Map `ebpf:"maps_asked"`
+	PortTotals   *ebpf.Map `ebpf:"port_totals"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
 	Procs        *ebpf.Map `ebpf:"procs"`
@@ -466,6 +491,7 @@ type FdtraceCompatMaps struct {
 	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	Totals       *ebpf.Map `ebpf:"totals"`
 	Traced       *ebpf.Map `ebpf:"traced"`
 	UnwindMemos  *ebpf.Map `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.Map `ebpf:"unwind_tables"`
@@ -476,11 +502,13 @@ func (m *FdtraceCompatMaps) Close() error {
 	return _FdtraceCompatClose(
 		m.DrainFds,
 		m.DupStart,
+		m.ErrorTotals,
 		m.Errors,
 		m.Events,
 		m.ExecMaps,
 		m.Fds,
 		m.MapsAsked,
+		m.PortTotals,
 		m.Ports,
 		m.ProcScratch,
 		m.Procs,
@@ -488,6 +516,7 @@ func (m *FdtraceCompatMaps) Close() error {
 		m.StackScratch,
 		m.Stacks,
 		m.Stats,
+		m.Totals,
 		m.Traced,
 		m.UnwindMemos,
 		m.UnwindTables,
@@ -516,6 +545,7 @@ type FdtraceCompatVariables struct {
 	UnusedRawStack     *ebpf.Variable `ebpf:"unused_raw_stack"`
 	UnusedStatId       *ebpf.Variable `ebpf:"unused_stat_id"`
 	UnusedSyscallId    *ebpf.Variable `ebpf:"unused_syscall_id"`
+	UnusedTotalId      *ebpf.Variable `ebpf:"unused_total_id"`
 	UnusedUnwindHeader *ebpf.Variable `ebpf:"unused_unwind_header"`
 	UnusedUnwindPage   *ebpf.Variable `ebpf:"unused_unwind_page"`
 	UnusedUnwindRow    *ebpf.Variable `ebpf:"unused_unwind_row"`

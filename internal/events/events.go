@@ -146,6 +146,13 @@ type Stats struct {
 	ReconciledFDs   uint64 `json:"reconciled_fds"`
 	SkippedHooks    int    `json:"skipped_hooks"`
 	EventsDelivered uint64 `json:"events_delivered"`
+	// StacksLate went out in records before their symbolization was done
+	// (it parses what the traced process maps, off the reader's path, and
+	// a record waits for it at most 5 s): their frames are missing.
+	// StacksQueueFull were not symbolized at all, their work finding the
+	// symbolizer's queue full.
+	StacksLate      uint64 `json:"stacks_late,omitempty"`
+	StacksQueueFull uint64 `json:"stacks_queue_full,omitempty"`
 	// OutputDropped are the records a write to -o FILE failed to write
 	// (a full disk, say): dropped, while tracing went on.
 	OutputDropped uint64 `json:"output_dropped,omitempty"`
@@ -165,6 +172,11 @@ type Memory struct {
 	// tables' budget: their stacks are walked by frame pointers.
 	UnwindTableBytes    uint64 `json:"unwind_table_bytes,omitempty"`
 	UnwindTablesRefused uint64 `json:"unwind_tables_refused,omitempty"`
+	// SymbolCacheBytes are what the symbolizer's parsed files take
+	// (estimated, within its budget); SymbolFilesRefused the files too
+	// large for the budget.
+	SymbolCacheBytes   uint64 `json:"symbol_cache_bytes,omitempty"`
+	SymbolFilesRefused uint64 `json:"symbol_files_refused,omitempty"`
 }
 
 // MapEntries counts the entries of the kernel maps, by map.

@@ -15,12 +15,16 @@ type Snapshot struct {
 	Level  string         `json:"level"`
 	ByType map[string]int `json:"by_type"`
 	// FileKinds splits the "file" fds: regular, directory, char_device, ...
-	FileKinds   map[string]int  `json:"file_kinds"`
-	Sockets     []SocketCount   `json:"sockets"`
-	Listening   []Listener      `json:"listening"`
-	Inbound     []PortCount     `json:"inbound"`
-	Outbound    []EndpointCount `json:"outbound"`
-	Directories []DirCount      `json:"directories"`
+	FileKinds map[string]int `json:"file_kinds"`
+	Sockets   []SocketCount  `json:"sockets"`
+	// UnixSocketsFrom is "sock_diag" or "proc" (/proc/PID/net/unix, its
+	// rows checked against the process's fds); "" when the process has no
+	// socket fd.
+	UnixSocketsFrom string          `json:"unix_sockets_from,omitempty"`
+	Listening       []Listener      `json:"listening"`
+	Inbound         []PortCount     `json:"inbound"`
+	Outbound        []EndpointCount `json:"outbound"`
+	Directories     []DirCount      `json:"directories"`
 	// ListenOverflows and ListenDrops are the TcpExt counters of the
 	// process's network namespace.
 	ListenOverflows uint64 `json:"listen_overflows"`

@@ -19,6 +19,7 @@ func snapshotRecords() []Record {
 			FileKinds: map[string]int{"regular": 1, "char_device": 1},
 			Sockets: []SocketCount{{Family: "AF_INET", Protocol: "tcp", State: "ESTABLISHED", Count: 5},
 				{Family: "unknown", Protocol: "", Count: 1}},
+			UnixSocketsFrom: "sock_diag",
 			Listening: []Listener{{Protocol: "tcp", Address: "0.0.0.0:8080", Port: 8080, FD: 3, Queue: &three, QueueMax: &seven, Accepted: 2},
 				{Protocol: "unix", Address: "/run/api.sock", FD: 4}},
 			Inbound:     []PortCount{{Port: 8080, Count: 2}},
@@ -65,6 +66,7 @@ func TestSnapshotSchemaRejectsWhatTheCommandsNeverWrite(t *testing.T) {
 		"a listener of UDP":           strings.Replace(good, `{"protocol":"tcp","address"`, `{"protocol":"udp","address"`, 1),
 		"a snapshot without by_type":  strings.Replace(good, `"by_type":`, `"by_types":`, 1),
 		"a socket count of 0":         strings.Replace(good, `"count":5`, `"count":0`, 1),
+		"unix sockets from elsewhere": strings.Replace(good, `"unix_sockets_from":"sock_diag"`, `"unix_sockets_from":"ss"`, 1),
 		"a budget with a margin < 1":  `{"type":"budget","margin":0.5}`,
 		"a budget without components": `{"type":"budget"}`,
 	} {

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
+	"github.com/fdtrace/fdtrace/internal/events"
 )
 
 // Offsets into struct fd_event and struct exit_event, taken from the
@@ -38,6 +39,7 @@ const (
 	exitTs        = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Ts)
 	exitFdLimit   = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.FdLimit)
 	exitProc      = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Proc)
+	exitErrCount  = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.ErrCount)
 
 	procOpenFds      = unsafe.Offsetof(bpfobj.FdtraceProc{}.OpenFds)
 	procOpened       = unsafe.Offsetof(bpfobj.FdtraceProc{}.Opened)
@@ -51,6 +53,8 @@ const (
 	procOpenedByType = unsafe.Offsetof(bpfobj.FdtraceProc{}.OpenedByType)
 	procClosedByType = unsafe.Offsetof(bpfobj.FdtraceProc{}.ClosedByType)
 	procComm         = unsafe.Offsetof(bpfobj.FdtraceProc{}.Comm)
+	procErrKind      = unsafe.Offsetof(bpfobj.FdtraceProc{}.ErrKind)
+	procErrKinds     = unsafe.Offsetof(bpfobj.FdtraceProc{}.ErrKinds)
 )
 
 // rawFdEvent is a struct fd_event. Comm and Path stop at their NUL and point
@@ -136,7 +140,27 @@ func decodeExitEvent(raw []byte, e *bpfobj.FdtraceExitEvent) error {
 	for i := range p.Comm {
 		p.Comm[i] = int8(proc[procComm+uintptr(i)])
 	}
+	for i := range p.ErrKind {
+		p.ErrKind[i] = ne.Uint32(proc[procErrKind+4*uintptr(i):])
+		e.ErrCount[i] = ne.Uint64(raw[exitErrCount+8*uintptr(i):])
+	}
+	p.ErrKinds = ne.Uint32(proc[procErrKinds:])
 	return nil
+}
+
+// exitErrors are the error counts an exit took out of the errors map, and
+// whether there are more (TakeErrors has them).
+func exitErrors(e *bpfobj.FdtraceExitEvent) (errs []ErrorCount, more bool) {
+	key := ProcKey{int(e.Pid), e.Proc.StartNs}
+	n := min(int(e.Proc.ErrKinds), len(e.Proc.ErrKind))
+	for i, kind := range e.Proc.ErrKind[:n] {
+		if e.ErrCount[i] == 0 {
+			continue // noted twice (two threads at once)
+		}
+		errs = append(errs, ErrorCount{Proc: key, Syscall: events.Syscall(kind >> 16),
+			Errno: int(kind & 0xffff), Count: e.ErrCount[i]})
+	}
+	return errs, int(e.Proc.ErrKinds) > len(e.Proc.ErrKind)
 }
 
 // cBytes is b up to its first NUL.

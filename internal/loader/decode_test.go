@@ -126,6 +126,7 @@ func cStringOf(array reflect.Value) string {
 func TestAnExitEventDecodesToTheGeneratedStruct(t *testing.T) {
 	want := patterned[bpfobj.FdtraceExitEvent](t)
 	want.Pad = [3]uint8{}
+	want.Proc.Pad = 0
 	var got bpfobj.FdtraceExitEvent
 	if err := decodeExitEvent(encode(t, &want), &got); err != nil {
 		t.Fatal(err)

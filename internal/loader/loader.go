@@ -328,8 +328,10 @@ func loadError(err error, verifierLog bool) error {
 // refuse bpf() and perf_event_open()), not the memlock limit.
 func refused(what string, err error, seccomp int) error {
 	if errors.Is(err, unix.EPERM) && seccomp == 2 {
-		return fmt.Errorf("%s: %w: a seccomp filter refuses bpf() (Seccomp: 2 in /proc/self/status), "+
-			"as container runtimes' default profiles do: run fdtrace unconfined or with a profile that allows bpf() and perf_event_open() (docs/deployment.md)", what, err)
+		// Seccomp first: the failed step (a memlock probe) misleads.
+		return fmt.Errorf("a seccomp filter refuses bpf() (Seccomp: 2 in /proc/self/status), "+
+			"as container runtimes' default profiles do: run fdtrace with deploy/seccomp/fdtrace.json "+
+			"or unconfined (docs/deployment.md) (%s: %w)", what, err)
 	}
 	if errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("%s: %w: fdtrace needs CAP_BPF and CAP_PERFMON (run as root)", what, err)

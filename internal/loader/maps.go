@@ -417,3 +417,57 @@ func (k *Kernel) PruneGone(live func(ProcKey) bool) int {
 
 // Unread says whether records wait in the ring buffer.
 func (k *Kernel) Unread() bool { return k.reader.AvailableBytes() > 0 }
+
+// Totals are host-wide counts since fdtrace attached, which exits do not
+// take away (the metrics' counters only grow, exit records read or lost).
+type Totals struct {
+	// EMFILE and ENFILE count the fd-creating syscalls that failed for
+	// lack of fds; Refused the accepts that failed for lack of fds or
+	// memory.
+	EMFILE, ENFILE, Refused uint64
+	// Errors and Ports are by syscall and errno, and by port (Proc
+	// zero, Draining false).
+	Errors []ErrorCount
+	Ports  []PortCounts
+}
+
+// Totals reads the host-wide counts.
+func (k *Kernel) Totals() (Totals, error) {
+	var t Totals
+	for id, dst := range map[bpfobj.FdtraceTotalId]*uint64{
+		bpfobj.FdtraceTotalIdTOTAL_EMFILE:  &t.EMFILE,
+		bpfobj.FdtraceTotalIdTOTAL_ENFILE:  &t.ENFILE,
+		bpfobj.FdtraceTotalIdTOTAL_REFUSED: &t.Refused,
+	} {
+		var perCPU []uint64
+		if err := k.objs.Totals.Lookup(uint32(id), &perCPU); err != nil {
+			return t, fmt.Errorf("reading totals map: %w", err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	var ek bpfobj.FdtraceErrTotalKey
+	var n uint64
+	it := k.objs.ErrorTotals.Iterate()
+	for it.Next(&ek, &n) {
+		t.Errors = append(t.Errors, ErrorCount{Syscall: events.Syscall(ek.Syscall), Errno: int(ek.Err), Count: n})
+	}
+	if err := it.Err(); err != nil {
+		return t, fmt.Errorf("reading error_totals map: %w", err)
+	}
+	var port uint32
+	var pt bpfobj.FdtracePortTotal
+	it = k.objs.PortTotals.Iterate()
+	for it.Next(&port, &pt) {
+		t.Ports = append(t.Ports, PortCounts{Port: uint16(port), Refused: pt.Refused, Dropped: pt.Dropped})
+	}
+	if err := it.Err(); err != nil {
+		return t, fmt.Errorf("reading port_totals map: %w", err)
+	}
+	slices.SortFunc(t.Errors, func(a, b ErrorCount) int {
+		return cmp.Or(cmp.Compare(a.Syscall, b.Syscall), cmp.Compare(a.Errno, b.Errno))
+	})
+	slices.SortFunc(t.Ports, func(a, b PortCounts) int { return cmp.Compare(a.Port, b.Port) })
+	return t, nil
+}

@@ -55,7 +55,11 @@ type Event struct {
 	FDLimit  uint64
 	Path     []byte
 	Counters *Counters // EventExit: the process's final counters
-	Raw      *RawStack // EventRawStack
+	// EventExit: the error counts the exit took out of the errors map;
+	// with ErrorsLeft, TakeErrors has the rest.
+	ExitErrors []ErrorCount
+	ErrorsLeft bool
+	Raw        *RawStack // EventRawStack
 }
 
 // RawStack is a stack the kernel could not unwind (struct raw_stack).
@@ -90,13 +94,21 @@ func (b *batch) keep(p []byte) []byte {
 }
 
 // Read hands the ring buffer's records to fn in batches, in kernel order,
-// until ctx is done, then what is left. An error from fn stops it.
+// until ctx is done, then what is left. A poll that finds none hands fn an
+// empty batch, for work of its own that waits (at most PollInterval). An
+// error from fn stops it.
 func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
 	b := newBatch()
 	for ctx.Err() == nil {
 		k.reader.SetDeadline(time.Now().Add(k.cfg.PollInterval))
 		if err := k.fill(b); err != nil {
 			return err
+		}
+		if len(b.events) == 0 {
+			if err := fn(nil); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := k.hand(b, fn); err != nil {
 			return err
@@ -178,8 +190,9 @@ func (k *Kernel) decode(b *batch, raw []byte) error {
 			return fmt.Errorf("decoding exit event: %w", err)
 		}
 		b.counters[i] = countersOf(int(e.Pid), &e.Proc)
+		errs, more := exitErrors(&e)
 		b.events = append(b.events, Event{Kind: EventExit, Time: e.Ts, PID: int(e.Pid),
-			FDLimit: e.FdLimit, Counters: &b.counters[i]})
+			FDLimit: e.FdLimit, Counters: &b.counters[i], ExitErrors: errs, ErrorsLeft: more})
 	case EventRawStack:
 		var e rawStackEvent
 		if err := decodeRawStack(raw, &e); err != nil {

@@ -46,8 +46,8 @@ func TestCommittedMetricsDocsListTheMetrics(t *testing.T) {
 func TestEveryListedMetricIsServedWithItsTypeAndLabels(t *testing.T) {
 	src := &fakeSource{
 		procs: []loader.Counters{proc(10, "busy", 900), proc(11, "quiet", 5)},
-		errs:  []loader.ErrorCount{errCount(10, 10000, "openat", "EMFILE", 3)},
-		ports: []loader.PortCounts{{Port: 8080, Refused: 2, Dropped: 1}},
+		totals: loader.Totals{EMFILE: 3, Refused: 2, Errors: []loader.ErrorCount{errCount("openat", "EMFILE", 3)},
+			Ports: []loader.PortCounts{{Port: 8080, Refused: 2, Dropped: 1}}},
 		stats: events.Stats{LostEvents: 1},
 	}
 	sys := newSystem()

@@ -52,28 +52,28 @@ func grepLines(text, prefix string) string {
 	return strings.Join(out, "\n")
 }
 
-// EMFILE and ENFILE come from each process's own counters in the kernel:
-// exact when the per-errno map is full or an exit record was lost, and
-// monotonic as processes exit.
-func TestFdLimitFailuresAreCountedFromTheProcessCountersEvenWithTheErrorMapFull(t *testing.T) {
+// EMFILE and ENFILE come from the kernel's host-wide counts of their own:
+// exact when the per-errno maps are full, and monotonic as processes
+// leave the maps, exit records read or lost.
+func TestFdLimitFailuresComeFromTheKernelsTotalsEvenWithTheErrorMapsFull(t *testing.T) {
 	a, b := proc(10, "a", 3), proc(11, "b", 1)
-	a.EMFILE, b.EMFILE, b.ENFILE = 4, 1, 2
-	src := &fakeSource{procs: []loader.Counters{a, b}, stats: events.Stats{ErrorsMapFull: 9}} // no per-errno counts at all
-	sys := newSystem()
+	a.EMFILE, b.EMFILE, b.ENFILE = 1, 1, 1 // the per-process counts are not summed
+	src := &fakeSource{procs: []loader.Counters{a, b}, totals: loader.Totals{EMFILE: 5, ENFILE: 2},
+		stats: events.Stats{ErrorsMapFull: 9}} // no per-errno counts at all
 	clk := &clock{time.Unix(1000, 0)}
-	c := New(src, Options{System: sys, Now: clk.now})
-	check := func(when string, emfile, enfile float64) {
+	c := New(src, Options{System: newSystem(), Now: clk.now})
+	check := func(when string) {
 		t.Helper()
-		got := scrape(t, c)["fdtrace_fd_limit_failures_total"]
-		if got["errno=EMFILE"] != emfile || got["errno=ENFILE"] != enfile {
-			t.Errorf("%s: %v, want EMFILE %v, ENFILE %v", when, got, emfile, enfile)
+		got := scrape(t, c)
+		if lf := got["fdtrace_fd_limit_failures_total"]; lf["errno=EMFILE"] != 5 || lf["errno=ENFILE"] != 2 {
+			t.Errorf("%s: %v, want EMFILE 5, ENFILE 2", when, lf)
+		}
+		if errs, ok := got["fdtrace_fd_errors_total"]; ok {
+			t.Errorf("%s: per-errno series %v from a full map", when, errs)
 		}
 		clk.add(time.Minute)
 	}
-	check("live", 5, 2)
-	// b exits: it leaves the maps, then its record is observed.
-	src.procs = src.procs[:1]
-	check("between b's exit and its record", 5, 2)
-	c.Observe(events.Process{Type: "process", PID: 11, Exited: true, EMFILE: 1, ENFILE: 2})
-	check("after b's record", 5, 2)
+	check("live")
+	src.procs = src.procs[:1] // b leaves the maps; its record is lost
+	check("after b's exit")
 }

@@ -4,11 +4,9 @@ package metrics
 
 import (
 	"cmp"
-	"maps"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,12 +20,11 @@ import (
 	"github.com/fdtrace/fdtrace/internal/sanitize"
 )
 
-// Source is what the collector reads: the kernel's counters (a
-// *loader.Kernel) and the tracer's stats.
+// Source is what the collector reads: the kernel's per-process counters
+// and host-wide totals (a *loader.Kernel), and the tracer's stats.
 type Source interface {
 	EachCounters(fn func(c *loader.Counters)) error
-	Errors() ([]loader.ErrorCount, error)
-	Ports() ([]loader.PortCounts, error)
+	Totals() (loader.Totals, error)
 	Stats() (events.Stats, error)
 }
 
@@ -62,8 +59,9 @@ const (
 	cgroupTTL = 10 * time.Second
 )
 
-// Collector is a prometheus.Collector over the tracer's maps. Counters
-// of exited processes, which leave the maps, come from Observe.
+// Collector is a prometheus.Collector over the tracer's maps: the gauges
+// from the live processes' counters, the counters from the kernel's
+// host-wide totals and the tracer's stats.
 type Collector struct {
 	src      Source
 	sys      System
@@ -71,36 +69,12 @@ type Collector struct {
 	cacheFor time.Duration
 	now      func() time.Time
 
-	mu     sync.Mutex // guards exited
-	exited exitedTotals
-
 	scrape   sync.Mutex // guards the fields below
 	cached   []prometheus.Metric
 	cachedAt time.Time
 	seeds    map[int]Seed
 	limits   map[loader.ProcKey]stamped[uint64]
 	cgroups  map[loader.ProcKey]stamped[string]
-	// high is the highest value each counter series was exported with:
-	// an exit leaves the maps a moment before Observe adds it.
-	high map[string]*series
-}
-
-type exitedTotals struct {
-	errors        map[errKey]uint64
-	emfile        uint64
-	enfile        uint64
-	refused       uint64
-	refusedByPort map[uint16]uint64
-	droppedByPort map[uint16]uint64
-}
-
-type errKey struct{ syscall, errno string }
-
-type series struct {
-	desc   *prometheus.Desc
-	labels []string
-	v      float64
-	seen   bool // exported in the current reading
 }
 
 type stamped[T any] struct {
@@ -112,10 +86,8 @@ type stamped[T any] struct {
 func New(src Source, o Options) *Collector {
 	c := &Collector{src: src, sys: o.System, top: max(o.Top, 0),
 		cacheFor: cmp.Or(o.CacheFor, DefaultCacheFor), now: o.Now,
-		exited: exitedTotals{errors: map[errKey]uint64{}, refusedByPort: map[uint16]uint64{},
-			droppedByPort: map[uint16]uint64{}},
 		seeds: map[int]Seed{}, limits: map[loader.ProcKey]stamped[uint64]{},
-		cgroups: map[loader.ProcKey]stamped[string]{}, high: map[string]*series{}}
+		cgroups: map[loader.ProcKey]stamped[string]{}}
 	if c.sys == nil {
 		c.sys = Proc{}
 	}
@@ -126,31 +98,6 @@ func New(src Source, o Options) *Collector {
 		c.seeds[s.PID] = s
 	}
 	return c
-}
-
-// Observe takes the final counters of exited processes from the records
-// the tracer reads; other records are ignored.
-func (c *Collector) Observe(r events.Record) {
-	p, ok := r.(events.Process)
-	if !ok || !p.Exited {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for sc, byErrno := range p.Errors {
-		for errno, n := range byErrno {
-			c.exited.errors[errKey{sc, errno}] += n
-		}
-	}
-	c.exited.refused += p.RefusedConnections
-	c.exited.emfile += p.EMFILE
-	c.exited.enfile += p.ENFILE
-	for port, n := range p.RefusedByPort {
-		c.exited.refusedByPort[port] += n
-	}
-	for port, n := range p.DroppedByPort {
-		c.exited.droppedByPort[port] += n
-	}
 }
 
 // Handler serves the collector, with the Go runtime's and fdtrace's own
@@ -164,6 +111,16 @@ func Handler(c *Collector, errorLog promhttp.Logger) http.Handler {
 }
 
 var processLabels = []string{"pid", "comm", "cgroup", "container"}
+
+// The counters of failures are the kernel's host-wide totals. Those by
+// port are counted only for the processes in the kernel's maps: a refused
+// accept needs its process's entry to find its port, a dropped connection
+// its port's per-process entry (the drain it ends).
+const (
+	hostWide      = "host-wide totals since fdtrace attached, exact even when per-process maps are full or exit records are lost."
+	hostWidePorts = "host-wide totals since fdtrace attached, exact even when exit records are lost; " +
+		"the accepts of processes missing from full maps are not counted (fdtrace_map_full_total)."
+)
 
 // Metric describes one of the metrics fdtrace serves.
 type Metric struct {
@@ -214,16 +171,18 @@ var (
 	descOthersUtil = describe(gaugeType, "fdtrace_other_processes_max_fd_utilization_ratio",
 		"The highest utilization among the processes without series of their own.", nil)
 	descErrors = describe(counterType, "fdtrace_fd_errors_total",
-		"Failed fd-creating syscalls of every traced process, by syscall and errno (every errno, not only EMFILE and ENFILE).", []string{"syscall", "errno"})
+		"Failed fd-creating syscalls of the traced processes, by syscall and errno (every errno, not only EMFILE and ENFILE): "+hostWide,
+		[]string{"syscall", "errno"})
 	descLimitFailures = describe(counterType, "fdtrace_fd_limit_failures_total",
-		"fd-creating syscalls that failed for lack of fds: EMFILE (a process's limit) and ENFILE (the system's), from each process's own counters: exact even when fdtrace_fd_errors_total's map is full.",
+		"fd-creating syscalls of the traced processes that failed for lack of fds: EMFILE (a process's limit) and ENFILE (the system's): "+hostWide,
 		[]string{"errno"})
 	descRefused = describe(counterType, "fdtrace_refused_connections_total",
-		"Accepts that failed for lack of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).", nil)
+		"Accepts that failed for lack of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): "+hostWide, nil)
 	descPortRefused = describe(counterType, "fdtrace_listen_port_refused_connections_total",
-		"Refused connections by listening port.", []string{"port"})
+		"Refused connections by listening port: "+hostWidePorts, []string{"port"})
 	descPortDropped = describe(counterType, "fdtrace_listen_port_dropped_connections_total",
-		"Connections accepted after a refusal and closed untouched (a runtime draining its listen queue), by listening port.", []string{"port"})
+		"Connections accepted after a refusal and closed untouched (a runtime draining its listen queue), by listening port: "+hostWidePorts,
+		[]string{"port"})
 	descLost = describe(counterType, "fdtrace_lost_events_total",
 		"Records the kernel could not write because the ring buffer was full.", nil)
 	descMapFull = describe(counterType, "fdtrace_map_full_total",
@@ -269,18 +228,15 @@ func (c *Collector) reading() []prometheus.Metric {
 }
 
 type row struct {
-	key            loader.ProcKey
-	comm           string
-	open           int64
-	limit          uint64
-	util           float64
-	refuse         uint64
-	emfile, enfile uint64
+	key   loader.ProcKey
+	comm  string
+	open  int64
+	limit uint64
+	util  float64
 }
 
 // metricSet gathers one reading's metrics.
 type metricSet struct {
-	c  *Collector
 	ms []prometheus.Metric
 }
 
@@ -298,26 +254,13 @@ func (s *metricSet) add(d *prometheus.Desc, t prometheus.ValueType, v float64, l
 	s.ms = append(s.ms, m)
 }
 
+// counter exports a counter as read, with no guard against it going
+// down: none needs one. Each comes from a count that only grows while
+// fdtrace runs and that no exit takes away: the kernel's host-wide totals
+// (per-CPU sums, and map entries never deleted), its stats and fdtrace's
+// own.
 func (s *metricSet) counter(d *prometheus.Desc, v float64, labels ...string) {
-	id := d.String() + "\x00" + strings.Join(labels, "\x00")
-	h := s.c.high[id]
-	if h == nil {
-		h = &series{desc: d, labels: labels}
-		s.c.high[id] = h
-	}
-	h.v, h.seen = max(h.v, v), true
-	s.add(d, prometheus.CounterValue, h.v, labels)
-}
-
-// counted exports again the counters missing from this reading (their
-// process left the maps and was not observed yet), and clears the marks.
-func (s *metricSet) counted() {
-	for _, h := range s.c.high {
-		if !h.seen {
-			s.add(h.desc, prometheus.CounterValue, h.v, h.labels)
-		}
-		h.seen = false
-	}
+	s.add(d, prometheus.CounterValue, v, labels)
 }
 
 func (s *metricSet) fail(d *prometheus.Desc, err error) {
@@ -325,22 +268,14 @@ func (s *metricSet) fail(d *prometheus.Desc, err error) {
 }
 
 func (c *Collector) read(now time.Time) []prometheus.Metric {
-	s := &metricSet{c: c}
-	// The exits first, then the maps: an exit leaves the maps before it
-	// is observed, so read in this order nothing counts twice.
-	c.mu.Lock()
-	exited := exitedTotals{errors: maps.Clone(c.exited.errors), refused: c.exited.refused,
-		emfile: c.exited.emfile, enfile: c.exited.enfile,
-		refusedByPort: maps.Clone(c.exited.refusedByPort), droppedByPort: maps.Clone(c.exited.droppedByPort)}
-	c.mu.Unlock()
-
+	s := &metricSet{}
 	rows, err := c.rows(now)
 	if err != nil {
 		s.fail(descOpen, err)
 	} else {
 		c.processes(s, rows, now)
 	}
-	c.errors(s, exited, rows, err == nil)
+	c.totals(s)
 
 	if st, err := c.src.Stats(); err != nil {
 		s.fail(descLost, err)
@@ -361,7 +296,6 @@ func (c *Collector) read(now time.Time) []prometheus.Metric {
 		s.gauge(descFilesAlloc, float64(alloc))
 		s.gauge(descFilesMax, float64(maxFiles))
 	}
-	s.counted()
 	return s.ms
 }
 
@@ -373,7 +307,7 @@ func (c *Collector) rows(now time.Time) ([]row, error) {
 	err := c.src.EachCounters(func(k *loader.Counters) {
 		counted[k.PID] = true
 		rows = append(rows, row{key: loader.ProcKey{PID: k.PID, StartNs: k.StartNs}, comm: k.Comm,
-			open: k.OpenFDs, refuse: k.Refused, emfile: k.EMFILE, enfile: k.ENFILE})
+			open: k.OpenFDs})
 	})
 	if err != nil {
 		return nil, err
@@ -466,46 +400,29 @@ func (c *Collector) cgroup(k loader.ProcKey, now time.Time) string {
 	return cg
 }
 
-// errors exports the host-wide counters: those of the exited processes
-// plus those of the live ones.
-func (c *Collector) errors(s *metricSet, exited exitedTotals, rows []row, rowsOK bool) {
-	errs, err := c.src.Errors()
+// totals exports the host-wide counters: the kernel's totals since it
+// attached, which exits do not take away, exit records read or lost.
+func (c *Collector) totals(s *metricSet) {
+	t, err := c.src.Totals()
 	if err != nil {
-		s.fail(descErrors, err)
-	} else {
-		for _, e := range errs {
-			exited.errors[errKey{e.Syscall.String(), events.ErrnoName(e.Errno)}] += e.Count
+		for _, d := range []*prometheus.Desc{descErrors, descLimitFailures, descRefused, descPortRefused, descPortDropped} {
+			s.fail(d, err)
 		}
-		for k, n := range exited.errors {
-			s.counter(descErrors, float64(n), k.syscall, k.errno)
-		}
-	}
-	if rowsOK {
-		refused, emfile, enfile := exited.refused, exited.emfile, exited.enfile
-		for _, r := range rows {
-			refused, emfile, enfile = refused+r.refuse, emfile+r.emfile, enfile+r.enfile
-		}
-		s.counter(descRefused, float64(refused))
-		s.counter(descLimitFailures, float64(emfile), "EMFILE")
-		s.counter(descLimitFailures, float64(enfile), "ENFILE")
-	}
-	ports, err := c.src.Ports()
-	if err != nil {
-		s.fail(descPortRefused, err)
 		return
 	}
-	for _, p := range ports {
-		exited.refusedByPort[p.Port] += p.Refused
-		exited.droppedByPort[p.Port] += p.Dropped
+	for _, e := range t.Errors {
+		s.counter(descErrors, float64(e.Count), e.Syscall.String(), events.ErrnoName(e.Errno))
 	}
-	for port, n := range exited.refusedByPort {
-		if n > 0 {
-			s.counter(descPortRefused, float64(n), strconv.Itoa(int(port)))
+	s.counter(descLimitFailures, float64(t.EMFILE), "EMFILE")
+	s.counter(descLimitFailures, float64(t.ENFILE), "ENFILE")
+	s.counter(descRefused, float64(t.Refused))
+	for _, p := range t.Ports {
+		port := strconv.Itoa(int(p.Port))
+		if p.Refused > 0 {
+			s.counter(descPortRefused, float64(p.Refused), port)
 		}
-	}
-	for port, n := range exited.droppedByPort {
-		if n > 0 {
-			s.counter(descPortDropped, float64(n), strconv.Itoa(int(port)))
+		if p.Dropped > 0 {
+			s.counter(descPortDropped, float64(p.Dropped), port)
 		}
 	}
 }

@@ -18,12 +18,12 @@ import (
 )
 
 type fakeSource struct {
-	procs  []loader.Counters
-	errs   []loader.ErrorCount
-	ports  []loader.PortCounts
-	stats  events.Stats
-	reads  int
-	broken error
+	procs     []loader.Counters
+	totals    loader.Totals
+	stats     events.Stats
+	reads     int
+	broken    error // of EachCounters
+	totalsErr error
 }
 
 func (f *fakeSource) EachCounters(fn func(*loader.Counters)) error {
@@ -38,11 +38,12 @@ func (f *fakeSource) EachCounters(fn func(*loader.Counters)) error {
 	return nil
 }
 
-func (f *fakeSource) Errors() ([]loader.ErrorCount, error) { return f.errs, nil }
+func (f *fakeSource) Totals() (loader.Totals, error) { return f.totals, f.totalsErr }
 
-// errCount is a count of a syscall's failures with an errno, by name.
-func errCount(pid int, startNs uint64, syscall, errno string, n uint64) loader.ErrorCount {
-	e := loader.ErrorCount{Proc: loader.ProcKey{PID: pid, StartNs: startNs}, Count: n}
+// errCount is a host-wide count of a syscall's failures with an errno, by
+// name.
+func errCount(syscall, errno string, n uint64) loader.ErrorCount {
+	e := loader.ErrorCount{Count: n}
 	for i := range events.NumSyscalls {
 		if events.Syscall(i).String() == syscall {
 			e.Syscall = events.Syscall(i)
@@ -56,8 +57,7 @@ func errCount(pid int, startNs uint64, syscall, errno string, n uint64) loader.E
 	return e
 }
 
-func (f *fakeSource) Ports() ([]loader.PortCounts, error) { return f.ports, nil }
-func (f *fakeSource) Stats() (events.Stats, error)        { return f.stats, nil }
+func (f *fakeSource) Stats() (events.Stats, error) { return f.stats, nil }
 
 type fakeSystem struct {
 	limits     map[int]uint64
@@ -195,28 +195,34 @@ func TestScrapesWithinTheCacheTimeReadTheMapsOnce(t *testing.T) {
 	}
 }
 
-func TestCountersKeepTheExitedProcessesAndNeverGoDown(t *testing.T) {
-	key := loader.ProcKey{PID: 10, StartNs: 10000}
-	a := proc(10, "a", 3)
-	a.Refused = 2
-	src := &fakeSource{procs: []loader.Counters{a, proc(11, "b", 1)},
-		errs: []loader.ErrorCount{errCount(key.PID, key.StartNs, "accept4", "EMFILE", 2),
-			errCount(key.PID, key.StartNs, "openat", "ENOENT", 7), errCount(11, 11000, "accept4", "EMFILE", 1)},
-		ports: []loader.PortCounts{{Proc: loader.ProcKey{PID: 10, StartNs: 10000}, Port: 8080, Refused: 2, Dropped: 1}},
-		stats: events.Stats{LostEvents: 4, ProcsMapFull: 1, KernelDrift: 3}}
+// The counters are the kernel's host-wide totals, not a sum over the
+// processes in the maps: a process that leaves the maps without an exit
+// record (the ring buffer was full) takes nothing away from them.
+func TestCountersAreTheKernelsTotalsAndStayWhenProcessesLeaveTheMapsWithoutAnExitRecord(t *testing.T) {
+	a, b := proc(10, "a", 3), proc(11, "b", 1)
+	a.Refused, a.EMFILE, b.EMFILE = 2, 2, 1 // what the maps still hold of them
+	src := &fakeSource{procs: []loader.Counters{a, b},
+		totals: loader.Totals{EMFILE: 7, ENFILE: 1, Refused: 4,
+			Errors: []loader.ErrorCount{errCount("accept4", "EMFILE", 4), errCount("openat", "EMFILE", 3),
+				errCount("openat", "ENFILE", 1), errCount("openat", "ENOENT", 9)},
+			Ports: []loader.PortCounts{{Port: 8080, Refused: 4, Dropped: 1}, {Port: 9090, Refused: 0, Dropped: 0}}},
+		stats: events.Stats{LostEvents: 5, ProcsMapFull: 1, KernelDrift: 3}}
 	clk := &clock{time.Unix(1000, 0)}
 	c := New(src, Options{System: newSystem(), Now: clk.now})
+	want := map[string]map[string]float64{
+		"fdtrace_fd_errors_total": {"errno=EMFILE,syscall=accept4": 4, "errno=EMFILE,syscall=openat": 3,
+			"errno=ENFILE,syscall=openat": 1, "errno=ENOENT,syscall=openat": 9},
+		"fdtrace_fd_limit_failures_total":               {"errno=EMFILE": 7, "errno=ENFILE": 1},
+		"fdtrace_refused_connections_total":             {"": 4},
+		"fdtrace_listen_port_refused_connections_total": {"port=8080": 4},
+		"fdtrace_listen_port_dropped_connections_total": {"port=8080": 1},
+		"fdtrace_lost_events_total":                     {"": 5},
+		"fdtrace_kernel_drift_total":                    {"": 3},
+		"fdtrace_processes":                             {"": 2},
+	}
 	check := func(when string) {
 		t.Helper()
 		got := scrape(t, c)
-		want := map[string]map[string]float64{
-			"fdtrace_fd_errors_total":                       {"errno=EMFILE,syscall=accept4": 3, "errno=ENOENT,syscall=openat": 7},
-			"fdtrace_refused_connections_total":             {"": 2},
-			"fdtrace_listen_port_refused_connections_total": {"port=8080": 2},
-			"fdtrace_listen_port_dropped_connections_total": {"port=8080": 1},
-			"fdtrace_lost_events_total":                     {"": 4},
-			"fdtrace_kernel_drift_total":                    {"": 3},
-		}
 		for name, series := range want {
 			if !maps.Equal(got[name], series) {
 				t.Errorf("%s: %s = %v, want %v", when, name, got[name], series)
@@ -229,15 +235,40 @@ func TestCountersKeepTheExitedProcessesAndNeverGoDown(t *testing.T) {
 	}
 	check("live")
 
-	// pid 10 exits: it leaves the maps before its record is observed.
-	src.procs = src.procs[1:]
-	src.errs = slices.DeleteFunc(src.errs, func(e loader.ErrorCount) bool { return e.Proc == key })
-	src.ports = nil
-	check("between the exit and its record")
-	c.Observe(events.Process{Type: "process", PID: 10, Exited: true, RefusedConnections: 2,
-		Errors:        map[string]map[string]uint64{"accept4": {"EMFILE": 2}, "openat": {"ENOENT": 7}},
-		RefusedByPort: map[uint16]uint64{8080: 2}, DroppedByPort: map[uint16]uint64{8080: 1}})
-	check("after its record")
+	// Both exit and their records are lost: they leave the maps, and
+	// nothing is observed.
+	src.procs = nil
+	want["fdtrace_processes"][""] = 0
+	check("after the exits")
+
+	// The kernel counts on: the counters follow its totals.
+	src.totals.EMFILE++
+	src.totals.Errors[1].Count++
+	want["fdtrace_fd_limit_failures_total"]["errno=EMFILE"] = 8
+	want["fdtrace_fd_errors_total"]["errno=EMFILE,syscall=openat"] = 4
+	check("after one more failure")
+}
+
+func TestAFailedTotalsReadFailsOnlyTheCounters(t *testing.T) {
+	src := &fakeSource{procs: []loader.Counters{proc(10, "a", 3)}, totalsErr: errors.New("reading totals map: boom")}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(New(src, Options{System: newSystem()}))
+	families, err := reg.Gather()
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("gather error %v, want the map's", err)
+	}
+	var names []string
+	for _, mf := range families {
+		names = append(names, mf.GetName())
+	}
+	for _, name := range []string{"fdtrace_open_fds", "fdtrace_lost_events_total"} {
+		if !slices.Contains(names, name) {
+			t.Errorf("%s went too: %v", name, names)
+		}
+	}
+	if slices.Contains(names, "fdtrace_fd_limit_failures_total") {
+		t.Errorf("limit failures served without the totals: %v", names)
+	}
 }
 
 func TestASeedStandsForAnIdleProcessUntilTheKernelCountsIt(t *testing.T) {
@@ -281,8 +312,8 @@ func TestAFailedMapReadFailsOnlyItsMetrics(t *testing.T) {
 
 func TestTheMetricsFollowPrometheusNamingRules(t *testing.T) {
 	src := &fakeSource{procs: []loader.Counters{proc(10, "a", 3)},
-		errs:  []loader.ErrorCount{errCount(10, 10000, "socket", "EMFILE", 1)},
-		ports: []loader.PortCounts{{Proc: loader.ProcKey{PID: 10, StartNs: 10000}, Port: 80, Refused: 1, Dropped: 1}}}
+		totals: loader.Totals{EMFILE: 1, Errors: []loader.ErrorCount{errCount("socket", "EMFILE", 1)},
+			Ports: []loader.PortCounts{{Port: 80, Refused: 1, Dropped: 1}}}}
 	sys := newSystem()
 	sys.limits[10] = 10
 	problems, err := testutil.CollectAndLint(New(src, Options{System: sys}))

@@ -6,7 +6,8 @@ import (
 )
 
 // /proc/net tables carry names processes chose (unix sockets'): any text
-// parses without a panic, and no inode two rows claim is believed.
+// parses without a panic, and no inode two rows claim is believed. So do
+// sock_diag's messages of unix sockets.
 func FuzzSocketTable(f *testing.F) {
 	f.Add("unix", "Num RefCount Protocol Flags Type St Inode Path\n0000000000000000: 00000002 00000000 00010000 0001 01 1234 @name\n")
 	f.Add("tcp", "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5678 1 0000000000000000 100 0 0 10 0\n")
@@ -14,6 +15,7 @@ func FuzzSocketTable(f *testing.F) {
 	f.Fuzz(func(t *testing.T, table, text string) {
 		out := map[uint64]Socket{}
 		parseSocketTable(strings.NewReader(text), table, out)
+		parseUnixDiag([]byte(text))
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,7 +22,8 @@ type Socket struct {
 	Inode uint64
 	// Table is the /proc/PID/net file it came from: "tcp", "tcp6",
 	// "udp", "udp6", "udplite", "udplite6", "raw", "raw6", "icmp",
-	// "icmp6", "unix", "netlink" or "packet".
+	// "icmp6", "unix", "netlink" or "packet" ("unix" too for the unix
+	// sockets of sock_diag).
 	Table string
 	// Family is "AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK" or
 	// "AF_PACKET".
@@ -39,8 +41,9 @@ type Socket struct {
 	// Local and Remote are the endpoints of internet sockets (an invalid
 	// Remote or port 0: not connected).
 	Local, Remote netip.AddrPort
-	// RxQueue is the receive queue; for a TCP listener, the connections
-	// waiting in its accept queue.
+	// RxQueue is the receive queue; for a listener, the connections
+	// waiting in its accept queue. Of unix sockets, only sock_diag gives
+	// the queues: a unix listener's TxQueue is its backlog.
 	RxQueue, TxQueue uint64
 	// Path is the bound path of a unix socket ("@name" if abstract).
 	Path string
@@ -53,6 +56,8 @@ var SocketTables = []string{"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6",
 // Sockets reads the given /proc/PID/net tables (all of SocketTables when
 // none are given), which list the sockets of pid's network namespace, and
 // maps socket inodes to them. A table the kernel does not have is skipped.
+// Rows of unix sockets may be forged by a socket's name (see UnixSockets):
+// one is not believed for an inode that another row claims.
 func Sockets(pid int, tables ...string) (map[uint64]Socket, error) {
 	if len(tables) == 0 {
 		tables = SocketTables
@@ -60,6 +65,7 @@ func Sockets(pid int, tables ...string) (map[uint64]Socket, error) {
 	base := filepath.Join(Root, strconv.Itoa(pid), "net")
 	out := map[uint64]Socket{}
 	for _, table := range tables {
+		rows := map[uint64]Socket{}
 		f, err := os.Open(filepath.Join(base, table))
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -70,13 +76,68 @@ func Sockets(pid int, tables ...string) (map[uint64]Socket, error) {
 			}
 			return nil, err
 		}
-		err = parseSocketTable(f, table, out)
+		err = parseSocketTable(f, table, rows)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("reading /proc/%d/net/%s: %w", pid, table, err)
 		}
+		for ino, s := range rows {
+			// Only unix rows carry names, and so only they can be
+			// forged: another table's row stands.
+			if prev, ok := out[ino]; ok && (s.Table == "unix" || prev.Table != "unix") {
+				continue
+			}
+			out[ino] = s
+		}
 	}
 	return out, nil
+}
+
+// Where UnixSockets found the unix sockets of a network namespace.
+const (
+	UnixFromSockDiag = "sock_diag"
+	// UnixFromProc is /proc/PID/net/unix, its rows checked against the
+	// process's fds.
+	UnixFromProc = "proc"
+)
+
+// forceFallbackEnv forces fallbacks on a kernel that does not need them,
+// for tests (comma-separated; internal/loader reads the others):
+// "no-unix-diag" reads unix sockets as where the kernel has no unix_diag.
+const forceFallbackEnv = "FDTRACE_FORCE_FALLBACK"
+
+// UnixSockets lists the unix sockets of pid's network namespace, by inode,
+// and says where from: sock_diag (UnixDiag), or where that cannot list
+// them, /proc/PID/net/unix. A socket's name is printed raw in that file,
+// newlines and all, so a process can add rows of its making there, with
+// any state, path and inode. Of that file, a row is believed only for an
+// inode of own (the inodes of pid's socket fds, each to an fd holding it)
+// that no other row claims, and whose fd the kernel names a unix socket
+// of the row's type.
+func UnixSockets(pid int, own map[uint64]int) (map[uint64]Socket, string, error) {
+	if !slices.Contains(strings.Split(os.Getenv(forceFallbackEnv), ","), "no-unix-diag") {
+		if socks, err := UnixDiag(pid); err == nil {
+			return socks, UnixFromSockDiag, nil
+		}
+	}
+	socks, err := Sockets(pid, "unix")
+	if err != nil {
+		return nil, "", err
+	}
+	for ino, s := range socks {
+		fd, ok := own[ino]
+		if !ok || !unixProtoName(SockProtoName(pid, fd), s.Protocol) {
+			delete(socks, ino)
+		}
+	}
+	return socks, UnixFromProc, nil
+}
+
+// unixProtoName says whether the kernel's protocol name of a socket fits
+// a unix socket of this type: "UNIX-STREAM" for stream sockets (since
+// 5.15), "UNIX" for the others (and for every type before 5.15).
+func unixProtoName(name, typ string) bool {
+	return name == "UNIX" || (name == "UNIX-STREAM" && typ == "stream")
 }
 
 var tcpStates = [...]string{1: "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
@@ -203,16 +264,7 @@ func parseUnix(f []string, s *Socket) bool {
 	if len(f) > 7 {
 		s.Path = f[7]
 	}
-	switch typ {
-	case unix.SOCK_STREAM:
-		s.Protocol = "stream"
-	case unix.SOCK_DGRAM:
-		s.Protocol = "dgram"
-	case unix.SOCK_SEQPACKET:
-		s.Protocol = "seqpacket"
-	default:
-		s.Protocol = "type" + strconv.FormatUint(typ, 10)
-	}
+	s.Protocol = unixType(typ)
 	const acceptCon = 1 << 16 // __SO_ACCEPTCON: a listener
 	switch {
 	case flags&acceptCon != 0:
@@ -227,6 +279,19 @@ func parseUnix(f []string, s *Socket) bool {
 		s.State = "UNCONNECTED"
 	}
 	return true
+}
+
+// unixType names a unix socket's type.
+func unixType(typ uint64) string {
+	switch typ {
+	case unix.SOCK_STREAM:
+		return "stream"
+	case unix.SOCK_DGRAM:
+		return "dgram"
+	case unix.SOCK_SEQPACKET:
+		return "seqpacket"
+	}
+	return "type" + strconv.FormatUint(typ, 10)
 }
 
 // parseHexAddr turns /proc/net/tcp's "0100007F:1F90" into 127.0.0.1:8080.

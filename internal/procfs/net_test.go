@@ -137,3 +137,22 @@ func TestLimitsAreReadFromProcWhenPrlimitIsRefused(t *testing.T) {
 		t.Error("no open files row, yet ok")
 	}
 }
+
+// Only unix rows carry names, so a row another table has for the same
+// inode stands, whichever table is read first.
+func TestAUnixRowCannotClaimASocketAnotherTableLists(t *testing.T) {
+	fakeProc(t)
+	writeNet(t, "tcp", tcpHeader+
+		"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0\n")
+	writeNet(t, "unix", "Num       RefCount Protocol Flags    Type St Inode Path\n"+
+		"0000000000000000: 00000002 00000000 00010000 0001 01 111 /forged\n")
+	for _, tables := range [][]string{{"tcp", "unix"}, {"unix", "tcp"}} {
+		socks, err := Sockets(42, tables...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := socks[111]; len(socks) != 1 || s.Table != "tcp" || s.Path != "" {
+			t.Errorf("Sockets(42, %q) = %+v; want the tcp row", tables, socks)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/sanitize"
 )
 
@@ -33,6 +34,12 @@ func WriteText(w io.Writer, s events.Snapshot) error {
 		if t == "socket" {
 			writeSockets(tw, s.Sockets)
 		}
+	}
+	switch s.UnixSocketsFrom {
+	case procfs.UnixFromSockDiag:
+		fmt.Fprintf(tw, "  unix sockets from sock_diag\n")
+	case procfs.UnixFromProc:
+		fmt.Fprintf(tw, "  unix sockets from /proc/%d/net/unix (sock_diag unavailable): rows checked against the process's fds\n", s.PID)
 	}
 
 	if len(s.Listening) > 0 {

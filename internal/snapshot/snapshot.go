@@ -79,19 +79,57 @@ func describe(pid int, err error) error {
 }
 
 // ClassifySockets fills in the socket fields of fds from the given
-// /proc/PID/net tables (all when none are given). A connected TCP socket
-// is inbound when its local port is one that a listener of the network
-// namespace has (whichever process holds it), outbound otherwise. A socket
-// no table lists that was closed since fds were read is dropped: fds
-// comes back shorter. With all tables, one that no table lists is named
-// by the kernel's name of its protocol.
+// /proc/PID/net tables (all when none are given), the unix sockets from
+// procfs.UnixSockets. A connected TCP socket is inbound when its local
+// port is one that a listener of the network namespace has (whichever
+// process holds it), outbound otherwise. A socket no table lists that was
+// closed since fds were read is dropped: fds comes back shorter. With all
+// tables, one that no table lists is named by the kernel's name of its
+// protocol.
 func ClassifySockets(pid int, fds []FD, tables ...string) ([]FD, error) {
+	fds, _, err := classifySockets(pid, fds, tables...)
+	return fds, err
+}
+
+// classifySockets is ClassifySockets, saying where the unix sockets came
+// from (procfs.UnixFromSockDiag or UnixFromProc; "" when none were read).
+func classifySockets(pid int, fds []FD, tables ...string) ([]FD, string, error) {
 	if !slices.ContainsFunc(fds, func(fd FD) bool { return fd.Type == "socket" }) {
-		return fds, nil
+		return fds, "", nil
 	}
-	socks, err := procfs.Sockets(pid, tables...)
-	if err != nil {
-		return nil, err
+	all := len(tables) == 0
+	if all {
+		tables = procfs.SocketTables
+	}
+	socks := map[uint64]procfs.Socket{}
+	if others := slices.DeleteFunc(slices.Clone(tables), func(t string) bool { return t == "unix" }); len(others) > 0 {
+		var err error
+		if socks, err = procfs.Sockets(pid, others...); err != nil {
+			return nil, "", err
+		}
+	}
+	var unixFrom string
+	if slices.Contains(tables, "unix") {
+		// The socket fds no other table lists: from /proc/PID/net/unix,
+		// only their rows are believed.
+		own := map[uint64]int{}
+		for _, fd := range fds {
+			if ino := procfs.SocketInode(fd.Target); fd.Type == "socket" && ino != 0 {
+				if _, listed := socks[ino]; !listed {
+					own[ino] = fd.Num
+				}
+			}
+		}
+		unixSocks, from, err := procfs.UnixSockets(pid, own)
+		if err != nil {
+			return nil, "", err
+		}
+		unixFrom = from
+		for ino, s := range unixSocks {
+			if _, listed := socks[ino]; !listed {
+				socks[ino] = s
+			}
+		}
 	}
 	listening := map[uint16]bool{}
 	for _, s := range socks {
@@ -110,7 +148,7 @@ func ClassifySockets(pid int, fds []FD, tables ...string) ([]FD, error) {
 			if target, err := procfs.FDTarget(pid, fd.Num); err != nil || target != fd.Target {
 				continue
 			}
-			if len(tables) == 0 { // with some tables only, the rest is expected
+			if all { // with some tables only, the rest is expected
 				fd.Family, fd.Protocol = protoName(procfs.SockProtoName(pid, fd.Num))
 			}
 			out = append(out, fd)
@@ -126,7 +164,7 @@ func ClassifySockets(pid int, fds []FD, tables ...string) ([]FD, error) {
 		}
 		out = append(out, fd)
 	}
-	return out, nil
+	return out, unixFrom, nil
 }
 
 // protoName turns the kernel's protocol name of a socket into a family
@@ -185,11 +223,12 @@ func Take(pid int) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pid %d: reading its fd limit: %w", pid, err)
 	}
-	if fds, err = ClassifySockets(pid, fds); err != nil {
+	fds, unixFrom, err := classifySockets(pid, fds)
+	if err != nil {
 		return nil, err
 	}
 	s := &Snapshot{FDs: fds, Snapshot: events.Snapshot{
-		Type: "snapshot", Time: events.Time(now), PID: pid, Comm: comm,
+		Type: "snapshot", Time: events.Time(now), PID: pid, Comm: comm, UnixSocketsFrom: unixFrom,
 		OpenFDs: int64(len(fds)), FDLimit: soft, FDLimitHard: hard,
 		ByType: map[string]int{}, FileKinds: map[string]int{},
 		Sockets: []events.SocketCount{}, Listening: []events.Listener{}, Inbound: []events.PortCount{},
@@ -266,6 +305,10 @@ func (s *Snapshot) listeners(pid int, inbound map[int]int) {
 		l := events.Listener{Protocol: fd.Sock.Protocol, FD: fd.Num}
 		if fd.Sock.Family == "AF_UNIX" {
 			l.Protocol, l.Address = "unix", fd.Sock.Path
+			if s.UnixSocketsFrom == procfs.UnixFromSockDiag {
+				q, backlog := fd.Sock.RxQueue, fd.Sock.TxQueue
+				l.Queue, l.QueueMax = &q, &backlog
+			}
 		} else {
 			l.Address, l.Port = unmap(fd.Sock.Local), int(fd.Sock.Local.Port())
 			l.Accepted = inbound[l.Port]
@@ -274,10 +317,10 @@ func (s *Snapshot) listeners(pid int, inbound map[int]int) {
 		}
 		s.Listening = append(s.Listening, l)
 	}
-	if len(s.Listening) == 0 {
+	if !slices.ContainsFunc(s.Listening, func(l events.Listener) bool { return l.Protocol == "tcp" }) {
 		return
 	}
-	// The backlogs come from sock_diag only; without it (in another
+	// The TCP backlogs come from sock_diag only; without it (in another
 	// network namespace, without the right to enter it) they stay unknown.
 	queues, err := listenQueues(pid)
 	if err != nil {

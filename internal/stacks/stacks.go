@@ -9,9 +9,16 @@
 // top (AddCopy) under a provisional id (an even number): it is unwound
 // here, filed under the key the kernel would have given it, and the
 // provisional id becomes an alias of that key (Resolve).
+//
+// What a stack needs parsed (the files its process maps, their unwind
+// tables: all of it the traced process's to craft) is parsed by a worker
+// of the store's, in the order the reader met the stacks, never on the
+// reader's path: Add, AddCopy, LoadTablesLater and Exited queue their
+// work, and Ready says when a stack is done.
 package stacks
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"time"
@@ -45,7 +52,29 @@ type Store struct {
 	// that exited since the last collection.
 	perPID  map[int]int
 	orphans int
+	collect bool // a collection is due
+	// waiting: the stacks (keys, provisional ids) with work queued;
+	// queued: the work queued and not done; dropped: the stacks whose
+	// work found the queue full.
+	waiting map[uint64]int
+	queued  int
+	dropped uint64
+
+	jobs chan job
+	done chan struct{} // closed when the worker has stopped
 }
+
+// job is a piece of the worker's work, for the stack id (0: none).
+type job struct {
+	id uint64
+	fn func()
+}
+
+// queueLength bounds the work waiting for the worker: when it is full
+// (the worker being far behind, on files a process crafted to be slow),
+// stacks go unsymbolized and are counted (Stats), and the reader never
+// waits.
+const queueLength = 1 << 14
 
 // meta is whose a symbolized stack is, and since when it is known. A
 // stack's key hashes its process in: no two processes share one.
@@ -57,24 +86,154 @@ type meta struct {
 // New makes the store of the kernel's stacks; sym symbolizes them.
 func New(m Maps, sym *symbolize.Symbolizer) *Store {
 	s := &Store{stacks: m.Stacks, sym: sym, frames: map[uint64][]symbolize.Frame{},
-		meta: map[uint64]meta{}, aliases: map[uint64]uint64{}, perPID: map[int]int{}}
+		meta: map[uint64]meta{}, aliases: map[uint64]uint64{}, perPID: map[int]int{},
+		waiting: map[uint64]int{}, jobs: make(chan job, queueLength), done: make(chan struct{})}
 	if m.ExecMaps != nil && m.UnwindTables != nil {
 		s.tables = newTables(m.UnwindTables, m.ExecMaps, sym)
 	}
+	go s.work()
 	return s
 }
 
-// Close releases the unwind tables kept for unwinding copies.
+// closeWait bounds how long Close waits for the work under way.
+const closeWait = 5 * time.Second
+
+// Close stops the worker and releases the unwind tables kept for
+// unwinding copies. Work still queued is not done.
 func (s *Store) Close() {
-	if s != nil && s.tables != nil {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.jobs == nil {
+		s.mu.Unlock()
+		return
+	}
+	close(s.jobs)
+	s.jobs = nil
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+	case <-time.After(closeWait):
+		return // still parsing: the tables stay with it
+	}
+	if s.tables != nil {
 		s.tables.close()
 	}
 }
 
-// Add symbolizes a new stack of the kernel's while its process lives.
-// parent and comm are for a process gone already: a forked child that did
-// not exec has its parent's memory layout.
+// work does the queued work in order until Close.
+func (s *Store) work() {
+	defer close(s.done)
+	for j := range s.jobsChan() {
+		if s.isClosed() {
+			s.finish(j)
+			continue // drain without doing: Close does not wait for it
+		}
+		j.fn()
+		s.finish(j)
+	}
+}
+
+func (s *Store) jobsChan() chan job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.jobs
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.jobs == nil
+}
+
+func (s *Store) finish(j job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queued--
+	if j.id != 0 {
+		if s.waiting[j.id]--; s.waiting[j.id] <= 0 {
+			delete(s.waiting, j.id)
+		}
+	}
+}
+
+// enqueue queues fn for the worker, for the stack id (0: none). It never
+// waits: with the queue full, the work is not done and the stack counted.
+func (s *Store) enqueue(id uint64, fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jobs == nil {
+		return
+	}
+	select {
+	case s.jobs <- job{id, fn}:
+		s.queued++
+		if id != 0 {
+			s.waiting[id]++
+		}
+	default:
+		if id != 0 {
+			s.dropped++
+		}
+	}
+}
+
+// Ready says whether the stack id (a key or a provisional id) has no work
+// queued: its frames are known, or will never be.
+func (s *Store) Ready(id uint64) bool {
+	if s == nil || id == 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting[id] == 0
+}
+
+// Settle waits, at most timeout, until the queued work is done, and says
+// whether it is.
+func (s *Store) Settle(timeout time.Duration) bool {
+	if s == nil {
+		return true
+	}
+	for deadline := time.Now().Add(timeout); ; time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		idle := s.queued == 0
+		s.mu.Unlock()
+		if idle || !time.Now().Before(deadline) {
+			return idle
+		}
+	}
+}
+
+// Pause holds the worker, until resume, as a file that takes long to
+// parse does: for tests.
+func (s *Store) Pause() (resume func()) {
+	ch := make(chan struct{})
+	s.enqueue(0, func() { <-ch })
+	return sync.OnceFunc(func() { close(ch) })
+}
+
+// Dropped is how many stacks went unsymbolized for a full queue.
+func (s *Store) Dropped() uint64 {
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
+}
+
+// Add queues the symbolization of a new stack of the kernel's, to be done
+// while its process lives. parent and comm are for a process gone
+// already: a forked child that did not exec has its parent's memory
+// layout.
 func (s *Store) Add(pid, parent int, comm string, key uint64) {
+	s.enqueue(key, func() { s.add(pid, parent, comm, key) })
+}
+
+// add symbolizes a stack of the kernel's now.
+func (s *Store) add(pid, parent int, comm string, key uint64) {
 	ips, ok := s.kernelStack(key)
 	if !ok {
 		return // collected already: records keep the key only
@@ -132,14 +291,19 @@ type Copy struct {
 	Data        []byte // from SP up
 }
 
-// AddCopy unwinds a stack the kernel could not, its process's unwind
-// tables not being loaded yet: it loads them, unwinds the copy, and files
-// the result under the key the kernel would have given it, so that it is
-// one stack with those the kernel walks later.
+// AddCopy queues the unwinding of a stack the kernel could not, its
+// process's unwind tables not being loaded yet: the worker loads them,
+// unwinds the copy, and files the result under the key the kernel would
+// have given it, so that it is one stack with those the kernel walks later.
 func (s *Store) AddCopy(c Copy) {
 	if s.tables == nil {
 		return
 	}
+	c.Data = bytes.Clone(c.Data)
+	s.enqueue(c.ID, func() { s.addCopy(c) })
+}
+
+func (s *Store) addCopy(c Copy) {
 	// A backlog of copies from one process needs its mappings read once:
 	// again only when the copy runs into code they do not hold.
 	ips, unknown := s.tables.unwindCopy(c)
@@ -165,14 +329,23 @@ func (s *Store) AddCopy(c Copy) {
 	}
 }
 
-// LoadTables loads the unwind tables of the files pid maps now, with DWARF
-// unwinding: for a process that has not run yet, or that asked (its stack
-// ran into code no mapping it has holds: after exec, dlopen, new JIT code).
+// LoadTables loads, now, the unwind tables of the files pid maps, with
+// DWARF unwinding: for a process that has not run yet.
 func (s *Store) LoadTables(pid int) error {
 	if s == nil || s.tables == nil {
 		return nil
 	}
 	return s.tables.refresh(pid)
+}
+
+// LoadTablesLater queues the loading of pid's unwind tables: for a process
+// that asked (its stack ran into code no mapping it has holds: after exec,
+// dlopen, new JIT code).
+func (s *Store) LoadTablesLater(pid int) {
+	if s == nil || s.tables == nil {
+		return
+	}
+	s.enqueue(0, func() { s.tables.refresh(pid) })
 }
 
 // UnwindsCopies says whether stacks may come as copies (DWARF unwinding):
@@ -220,7 +393,7 @@ func (s *Store) SymbolizeMissing(pid int, keys []uint64) {
 	s.NameJITFrames(pid)
 	for _, key := range keys {
 		if key != 0 && s.Frames(key) == nil {
-			s.Add(pid, 0, "", key)
+			s.add(pid, 0, "", key)
 		}
 	}
 }
@@ -277,29 +450,43 @@ func unnamedJIT(frames []symbolize.Frame) bool {
 // up before the stacks no fd refers to are collected.
 const OrphansBeforeCollection = 1024
 
-// Exited notes that pid exited: its stacks may be garbage now (children
-// may still hold fds it created). It says when enough piled up for a
-// collection (DropExcept) to be due, so that a long run without reports
-// stays within the stack store.
-func (s *Store) Exited(pid int) (collect bool) {
+// Exited notes that pid exited, once its stacks queued before are done:
+// its stacks may be garbage now (children may still hold fds it created).
+// When enough piled up, a collection (DropExcept) is due (CollectionDue),
+// so that a long run without reports stays within the stack store.
+func (s *Store) Exited(pid int) {
+	if s == nil {
+		return
+	}
+	s.enqueue(0, func() {
+		// What was read of it would only grow (and name a reused
+		// pid's addresses wrongly).
+		if s.tables != nil {
+			s.tables.forget(pid)
+		}
+		s.sym.Forget(pid)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.orphans += s.perPID[pid]
+		delete(s.perPID, pid)
+		if s.orphans >= OrphansBeforeCollection {
+			s.orphans = 0
+			s.collect = true
+		}
+	})
+}
+
+// CollectionDue says, once, that enough stacks of exited processes piled
+// up for a collection (DropExcept) to be due.
+func (s *Store) CollectionDue() bool {
 	if s == nil {
 		return false
 	}
-	if s.tables != nil {
-		s.tables.forget(pid)
-	}
-	// Its stacks are symbolized; what was read of it would only grow
-	// (and name a reused pid's addresses wrongly).
-	s.sym.Forget(pid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.orphans += s.perPID[pid]
-	delete(s.perPID, pid)
-	if s.orphans < OrphansBeforeCollection {
-		return false
-	}
-	s.orphans = 0
-	return true
+	due := s.collect
+	s.collect = false
+	return due
 }
 
 // DropExcept forgets, in the kernel and here, the stacks symbolized before
@@ -341,6 +528,16 @@ func (s *Store) TableUse() (bytes, refused uint64) {
 	s.tables.mu.Lock()
 	defer s.tables.mu.Unlock()
 	return uint64(s.tables.bytes), uint64(s.tables.overBudget)
+}
+
+// SymbolUse is what the symbolizer's parsed files take, in bytes
+// (estimated), and how many files were too large for its budget.
+func (s *Store) SymbolUse() (bytes, refused uint64) {
+	if s == nil {
+		return 0, 0
+	}
+	b, r := s.sym.Usage()
+	return uint64(b), r
 }
 
 // Len is how many stacks are symbolized.

@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"debug/gosym"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -21,6 +22,7 @@ import (
 // module is what is kept of one ELF file: enough to symbolize without
 // keeping it open. It is shared by every process that maps the file.
 type module struct {
+	bytes   int64 // what it holds, estimated (cost)
 	buildID string
 	loads   []elf.ProgHeader // PT_LOAD
 	syms    []symbol         // function symbols by address
@@ -33,10 +35,16 @@ type symbol struct {
 	name      string // mangled
 }
 
+// errOverBudget: a file whose symbols and DWARF would take more than the
+// symbol caches' budget.
+var errOverBudget = errors.New("over the symbol caches' budget")
+
 // loadModule reads f. debugDir, if not empty, is searched for a separate
 // debug file by build ID (debugDir/.build-id/ab/cdef….debug) when f has no
-// DWARF of its own.
-func loadModule(f io.ReaderAt, debugDir string) (_ *module, err error) {
+// DWARF of its own. room is the memory it may take (cost): of a file that
+// would take more, only the program headers and build ID are read
+// (errOverBudget).
+func loadModule(f io.ReaderAt, debugDir string, room int64) (_ *module, err error) {
 	// debug/elf and debug/dwarf may panic on a malformed file, which a
 	// traced process can map: then it is a file without symbols.
 	defer func() {
@@ -48,32 +56,60 @@ func loadModule(f io.ReaderAt, debugDir string) (_ *module, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &module{buildID: buildID(ef), syms: symbols(ef)}
+	m := &module{buildID: buildID(ef)}
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {
 			m.loads = append(m.loads, p.ProgHeader)
 		}
 	}
+	if cost(ef) > room {
+		// Offsets and the build ID only, for symbolizing elsewhere.
+		return m, errOverBudget
+	}
+	m.bytes, m.syms = cost(ef), symbols(ef)
 	m.gotab = goTable(ef)
 	m.dw = newDWARF(ef)
 	if m.dw == nil && debugDir != "" && len(m.buildID) > 2 && isHex(m.buildID) {
-		m.loadDebugFile(filepath.Join(debugDir, ".build-id", m.buildID[:2], m.buildID[2:]+".debug"))
+		m.loadDebugFile(filepath.Join(debugDir, ".build-id", m.buildID[:2], m.buildID[2:]+".debug"), room-m.bytes)
 	}
 	return m, nil
 }
 
+// cost estimates the memory a module of ef holds: its symbols (an entry
+// and a name each), Go's line table and the DWARF sections, which it reads
+// whole, with twice their size for the tables made of them as they are
+// used. What a traced process maps may be crafted to be huge.
+func cost(ef *elf.File) int64 {
+	var n int64
+	for _, sec := range ef.Sections {
+		size := int64(min(sec.Size, math.MaxInt64/4))
+		switch {
+		case sec.Type == elf.SHT_SYMTAB || sec.Type == elf.SHT_DYNSYM:
+			n += size / 24 * 40
+		case sec.Name == ".strtab" || sec.Name == ".dynstr":
+			n += size
+		case strings.HasSuffix(sec.Name, "gopclntab"):
+			n += 2 * size
+		case strings.HasPrefix(sec.Name, ".debug_") || strings.HasPrefix(sec.Name, ".zdebug_"):
+			n += 2 * size
+		}
+	}
+	return n
+}
+
 // loadDebugFile takes DWARF, and symbols if f had none, from a separate
 // debug file (objcopy --only-keep-debug) with the same build ID.
-func (m *module) loadDebugFile(path string) {
+func (m *module) loadDebugFile(path string, room int64) {
 	f, err := os.Open(path)
 	if err != nil {
 		return
 	}
 	defer f.Close()
 	ef, err := elf.NewFile(f)
-	if err != nil || buildID(ef) != m.buildID {
+	if err != nil || buildID(ef) != m.buildID || cost(ef) > room {
 		return
 	}
+	m.bytes += cost(ef)
 	m.dw = newDWARF(ef)
 	if syms := symbols(ef); len(syms) > len(m.syms) {
 		m.syms = syms
@@ -170,9 +206,11 @@ func buildID(ef *elf.File) string {
 		}
 		return ""
 	}
+	// Notes are small; a huge one is crafted.
+	const maxNote = 64 << 10
 	var notes [][]byte
 	for _, s := range ef.Sections {
-		if s.Type == elf.SHT_NOTE {
+		if s.Type == elf.SHT_NOTE && s.Size <= maxNote {
 			if data, err := s.Data(); err == nil {
 				notes = append(notes, data)
 			}
@@ -180,7 +218,7 @@ func buildID(ef *elf.File) string {
 	}
 	if len(notes) == 0 { // no section headers: read the segments
 		for _, p := range ef.Progs {
-			if p.Type == elf.PT_NOTE {
+			if p.Type == elf.PT_NOTE && p.Filesz <= maxNote {
 				if data, err := io.ReadAll(p.Open()); err == nil {
 					notes = append(notes, data)
 				}

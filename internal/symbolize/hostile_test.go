@@ -165,7 +165,6 @@ func TestTheCacheOfParsedFilesStaysBounded(t *testing.T) {
 	s := New(Options{})
 	for i := range 3 * maxModules {
 		s.cache(fmt.Sprintf("fd:01:%d", i), &module{buildID: fmt.Sprintf("%040x", i)})
-		s.modules[fmt.Sprintf("build-id:%040x", i)] = s.modules[fmt.Sprintf("fd:01:%d", i)]
 	}
 	if n := len(s.modules); n > 2*maxModules {
 		t.Errorf("%d cache entries for %d files, want at most %d", n, 3*maxModules, 2*maxModules)
@@ -175,5 +174,49 @@ func TestTheCacheOfParsedFilesStaysBounded(t *testing.T) {
 	}
 	if s.modules["fd:01:0"] != nil || s.modules[fmt.Sprintf("build-id:%040x", 0)] != nil {
 		t.Error("the oldest file (or its build-id alias) is still kept")
+	}
+}
+
+// Processes that map many files, or files crafted to be huge, keep the
+// parsed files within the budget: the oldest go (and are read again when
+// needed), one over the budget alone is not read.
+func TestTheParsedFilesStayWithinTheBudgetAcrossProcessesAndFiles(t *testing.T) {
+	const files = 4
+	procRoot := t.TempDir()
+	bins := make([]string, files)
+	var each int64
+	for i := range bins {
+		bins[i] = buildC(t, fmt.Sprintf("fixture%d", i), fmt.Sprintf("b0d9e7%02x", i), "-no-pie")
+		proc{pid: 100 + i, comm: "fixture", maps: mapELF(t, bins[i], 0), root: "/"}.write(t, procRoot)
+		each = max(each, cost(openELF(t, bins[i])))
+	}
+	lo, _ := symbolRange(t, bins[0], "open_config") // the same in each
+	budget := 2*each + each/2                       // two files at a time
+	s := New(Options{ProcRoot: procRoot, DebugDir: t.TempDir(), Budget: budget})
+	for round := range 2 {
+		for i := range bins {
+			f := s.Symbolize(100+i, []uint64{lo + 1})
+			if len(f) == 0 || f[0].Func != "open_config" {
+				t.Fatalf("round %d, file %d: %s, want open_config", round, i, dump(f))
+			}
+			if used, _ := s.Usage(); used > budget {
+				t.Fatalf("the parsed files take %d bytes, over the budget of %d", used, budget)
+			}
+		}
+	}
+	if n := len(s.order); n != 2 {
+		t.Errorf("%d files kept, want the 2 the budget holds", n)
+	}
+
+	small := New(Options{ProcRoot: procRoot, DebugDir: t.TempDir(), Budget: each / 2})
+	f := small.Symbolize(100, []uint64{lo + 1})
+	if len(f) != 1 || f[0].Func != "" || f[0].Module != bins[0] || f[0].Offset != lo+1 || f[0].BuildID != "b0d9e700" {
+		t.Errorf("a file over the budget gave %s, want its path, offset and build ID only", dump(f))
+	}
+	if used, refused := small.Usage(); used != 0 || refused != 1 {
+		t.Errorf("usage %d bytes, %d refused; want 0 and 1", used, refused)
+	}
+	if w := small.Warnings(); len(w) != 1 || !strings.Contains(w[0], "budget") {
+		t.Errorf("warnings %q, want one on the budget", w)
 	}
 }

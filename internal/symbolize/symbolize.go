@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +39,11 @@ type Frame struct {
 // Options configure a Symbolizer.
 type Options struct {
 	ProcRoot string // default "/proc"
+	// Budget bounds the memory the parsed files take (estimated): past
+	// it the oldest go, and a file that alone would take more is not
+	// read (its frames name the file and offset only). Default
+	// DefaultBudget.
+	Budget int64
 	// DebugDir holds separate debug files by build ID
 	// (DebugDir/.build-id/ab/cdef….debug); default "/usr/lib/debug".
 	DebugDir string
@@ -46,13 +53,20 @@ type Options struct {
 // maps per pid and parsed ELF files across pids. It is safe for concurrent use.
 type Symbolizer struct {
 	procRoot, debugDir string
+	budget             int64
 
 	mu       sync.Mutex
 	procs    map[int]*process
 	modules  map[string]*module // by "dev:inode" and by "build-id:ID"
-	order    []string           // the "dev:inode" keys, oldest first
+	order    []*module          // oldest first
+	bytes    int64              // the modules' cost
+	refused  uint64             // files over the budget
 	warnings []string
 }
+
+// DefaultBudget is the parsed files' default budget: a host's libraries
+// and a few large binaries with DWARF.
+const DefaultBudget = 256 << 20
 
 // process is what is known of one pid, kept after it exits.
 type process struct {
@@ -73,9 +87,13 @@ func New(opts Options) *Symbolizer {
 	if opts.DebugDir == "" {
 		opts.DebugDir = "/usr/lib/debug"
 	}
+	if opts.Budget == 0 {
+		opts.Budget = DefaultBudget
+	}
 	return &Symbolizer{
 		procRoot: opts.ProcRoot,
 		debugDir: opts.DebugDir,
+		budget:   opts.Budget,
 		procs:    map[int]*process{},
 		modules:  map[string]*module{},
 	}
@@ -344,8 +362,11 @@ func (s *Symbolizer) module(pid int, m *mapping) *module {
 		return nil
 	}
 	defer f.Close()
-	mod, err := loadModule(f, s.debugDir)
-	if err != nil {
+	mod, err := loadModule(f, s.debugDir, s.budget)
+	if errors.Is(err, errOverBudget) {
+		s.refused++
+		s.warnf("%s is too large to symbolize within the symbol caches' budget (%d MiB): its frames name the file, offset and build ID only", m.path, s.budget>>20)
+	} else if err != nil {
 		return nil
 	}
 	if mod.buildID != "" {
@@ -353,33 +374,54 @@ func (s *Symbolizer) module(pid int, m *mapping) *module {
 		if known := s.modules["build-id:"+mod.buildID]; known != nil {
 			mod = known
 		}
-		s.modules["build-id:"+mod.buildID] = mod
 	}
 	s.cache(m.key(), mod)
 	m.mod = mod
 	return mod
 }
 
-// maxModules bounds the parsed files kept for processes to come: a
-// host's distinct binaries and libraries, a few hundred. Those the
-// mappings of known processes hold stay with them (until Forget).
+// maxModules bounds the parsed files kept: a host's distinct binaries and
+// libraries, a few hundred.
 const maxModules = 512
 
-// cache keeps mod under key, forgetting the oldest file (and its build-id
-// alias) past maxModules.
+// cache keeps mod under key (and its build ID), forgetting the oldest
+// files past maxModules or the budget.
 func (s *Symbolizer) cache(key string, mod *module) {
-	if _, ok := s.modules[key]; !ok {
-		s.order = append(s.order, key)
-	}
 	s.modules[key] = mod
-	for len(s.order) > maxModules {
-		old := s.modules[s.order[0]]
-		delete(s.modules, s.order[0])
-		if old != nil && old.buildID != "" && s.modules["build-id:"+old.buildID] == old {
-			delete(s.modules, "build-id:"+old.buildID)
-		}
+	if slices.Contains(s.order, mod) {
+		return // known by its build ID
+	}
+	if mod.buildID != "" {
+		s.modules["build-id:"+mod.buildID] = mod
+	}
+	s.order = append(s.order, mod)
+	s.bytes += mod.bytes
+	for len(s.order) > 1 && (len(s.order) > maxModules || s.bytes > s.budget) {
+		s.evict(s.order[0])
 		s.order = s.order[1:]
 	}
+}
+
+// evict forgets mod, in the mappings of the known processes too, so that
+// the budget holds: one still needed is read again.
+func (s *Symbolizer) evict(mod *module) {
+	s.bytes -= mod.bytes
+	maps.DeleteFunc(s.modules, func(_ string, m *module) bool { return m == mod })
+	for _, p := range s.procs {
+		for _, m := range p.maps {
+			if m.mod == mod {
+				m.mod, m.opened = nil, false
+			}
+		}
+	}
+}
+
+// Usage is what the parsed files take (estimated), and how many files
+// were not read for the budget.
+func (s *Symbolizer) Usage() (bytes int64, refused uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes, s.refused
 }
 
 // open opens the file behind a mapping: through map_files, which works

@@ -18,7 +18,10 @@ type Handler func(events.Record) error
 // left, and hands h the records they make.
 func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	c := comms{}
-	return t.k.Read(ctx, func(batch []loader.Event) error { return t.handle(batch, h, c) })
+	if err := t.k.Read(ctx, func(batch []loader.Event) error { return t.handle(batch, h, c) }); err != nil {
+		return err
+	}
+	return t.settle(h)
 }
 
 // Drain hands h the records of what the kernel has written already and
@@ -27,17 +30,104 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 // returned.
 func (t *Tracer) Drain(h Handler) error {
 	c := comms{}
-	return t.k.Drain(func(batch []loader.Event) error { return t.handle(batch, h, c) })
+	if err := t.k.Drain(func(batch []loader.Event) error { return t.handle(batch, h, c) }); err != nil {
+		return err
+	}
+	return t.settle(h)
 }
 
+// settle waits (at most StackWait) for the stacks read so far to be
+// symbolized, and hands h every record held for them.
+func (t *Tracer) settle(h Handler) error {
+	t.stacks.Settle(t.stackWait)
+	if err := t.flushHeld(h, true); err != nil {
+		return err
+	}
+	if t.stacks.CollectionDue() {
+		t.collectStacks()
+	}
+	return nil
+}
+
+// handle makes the batch's records; Read calls it with no events too,
+// when a poll found none.
 func (t *Tracer) handle(batch []loader.Event, h Handler, c comms) error {
 	for i := range batch {
 		if err := t.handleOne(&batch[i], h, c); err != nil {
 			return err
 		}
 	}
+	if err := t.flushHeld(h, false); err != nil {
+		return err
+	}
+	if len(t.held) == 0 && t.stacks.CollectionDue() {
+		t.collectStacks()
+	}
 	t.pruneGone()
 	return nil
+}
+
+// StackWait is how long a record waits for its stack to be symbolized
+// (which parses files the traced process maps, off the reader's path)
+// before it goes out without it (tests set Tracer.stackWait); maxHeld,
+// how many records may wait.
+const (
+	StackWait = 5 * time.Second
+	maxHeld   = 1 << 16
+)
+
+// held is a record waiting, with those after it, for its stack.
+type held struct {
+	rec   events.Record
+	stack uint64 // 0: none
+	at    time.Time
+}
+
+// emit hands h the record, or holds it: while its stack is being
+// symbolized, or behind one that is, so that records stay in order.
+func (t *Tracer) emit(rec events.Record, stack uint64, h Handler) error {
+	if len(t.held) == 0 && t.stacks.Ready(stack) {
+		return h(withStack(rec, t.stacks.Frames(stack)))
+	}
+	t.held = append(t.held, held{rec, stack, time.Now()})
+	return nil
+}
+
+// flushHeld hands h the held records whose stacks are ready, in order;
+// past StackWait (or maxHeld records, or with all set) without theirs.
+func (t *Tracer) flushHeld(h Handler, all bool) error {
+	if len(t.held) == 0 {
+		return nil
+	}
+	n := 0
+	for _, r := range t.held {
+		if !t.stacks.Ready(r.stack) {
+			if !all && time.Since(r.at) < t.stackWait && len(t.held)-n <= maxHeld {
+				break
+			}
+			t.late.Add(1)
+		}
+		if err := h(withStack(r.rec, t.stacks.Frames(r.stack))); err != nil {
+			return err
+		}
+		n++
+	}
+	clear(t.held[:n])
+	t.held = append(t.held[:0], t.held[n:]...)
+	return nil
+}
+
+// withStack is rec with its stack's frames.
+func withStack(rec events.Record, frames []symbolize.Frame) events.Record {
+	switch r := rec.(type) {
+	case events.Open:
+		r.Stack = frames
+		return r
+	case events.Error:
+		r.Stack = frames
+		return r
+	}
+	return rec
 }
 
 // pruneEvery is how often the counts of processes gone unseen are pruned.
@@ -62,27 +152,27 @@ func (t *Tracer) pruneGone() {
 func (t *Tracer) handleOne(e *loader.Event, h Handler, c comms) error {
 	switch e.Kind {
 	case loader.EventOpen:
-		return h(events.Open{Type: "open", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
+		return t.emit(events.Open{Type: "open", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
 			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String(),
 			Cloexec: e.Cloexec, Path: string(e.Path),
-			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType)),
-			Stack: t.stacks.Frames(e.StackID)})
+			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType))},
+			e.StackID, h)
 	case loader.EventClose:
-		return h(events.Close{Type: "close", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
-			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String()})
+		return t.emit(events.Close{Type: "close", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
+			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String()}, 0, h)
 	case loader.EventError:
-		return h(events.Error{Type: "error", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
+		return t.emit(events.Error{Type: "error", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
 			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), Errno: events.ErrnoName(e.Errno),
-			OpenFDs: e.OpenFDs, FDLimit: e.FDLimit, Path: string(e.Path), ListenPort: e.Port,
-			Stack: t.stacks.Frames(e.StackID)})
+			OpenFDs: e.OpenFDs, FDLimit: e.FDLimit, Path: string(e.Path), ListenPort: e.Port},
+			e.StackID, h)
 	case loader.EventExit:
-		return h(t.exited(e))
+		return t.emit(t.exited(e), 0, h)
 	case loader.EventSeed:
 		t.seedChild(e.PID, e.Parent)
 	case loader.EventStack:
 		t.stacks.Add(e.PID, e.Parent, c.intern(e.Comm), e.StackID)
 	case loader.EventMaps:
-		t.stacks.LoadTables(e.PID)
+		t.stacks.LoadTablesLater(e.PID)
 	case loader.EventRawStack:
 		t.stacks.AddCopy(stacks.Copy{PID: e.PID, Parent: e.Parent, Comm: c.intern(e.Comm),
 			ID: e.StackID, IP: e.Raw.IP, SP: e.Raw.SP, BP: e.Raw.BP, Data: e.Raw.Data})
@@ -102,9 +192,9 @@ func (t *Tracer) exited(e *loader.Event) events.Process {
 	if p.Refused > 0 {
 		ports = t.k.TakePorts(key)
 	}
-	var errs []loader.ErrorCount
-	if p.Errors > 0 {
-		errs = t.k.TakeErrors(key)
+	errs := e.ExitErrors
+	if e.ErrorsLeft {
+		errs = append(errs, t.k.TakeErrors(key)...)
 	}
 	rec := process(p, e.FDLimit, errs, ports)
 	rec.Time = t.time(e.Time)
@@ -112,9 +202,7 @@ func (t *Tracer) exited(e *loader.Event) events.Process {
 	if t.cfg.KeepRecordsAtExit {
 		t.collectExited(p.PID)
 	}
-	if t.stacks.Exited(p.PID) {
-		t.collectStacks()
-	}
+	t.stacks.Exited(p.PID)
 	return rec
 }
 
@@ -124,10 +212,9 @@ func (t *Tracer) SymbolizeStacksOf(pid int) {
 	if t.stacks == nil {
 		return
 	}
-	if t.stacks.UnwindsCopies() {
-		// Stacks the kernel could not unwind are in the ring buffer.
-		t.k.WaitCaughtUp(2 * time.Second)
-	}
+	// Its stacks the reader has met are queued, or being symbolized.
+	t.k.WaitCaughtUp(2 * time.Second)
+	t.stacks.Settle(t.stackWait)
 	var keys []uint64
 	t.k.EachFD(func(fd loader.FD) {
 		if fd.PID == pid {
@@ -152,10 +239,14 @@ func (t *Tracer) DropStacksExcept(keep map[uint64]bool, before time.Time) {
 	t.stacks.DropExcept(keep, before)
 }
 
-// collectStacks drops the stacks no record holds any more.
+// collectStacks drops the stacks no record holds any more (nor one held
+// for its stack).
 func (t *Tracer) collectStacks() {
 	read := time.Now()
 	live := map[uint64]bool{}
+	for _, r := range t.held {
+		live[t.stacks.Resolve(r.stack)] = true
+	}
 	if err := t.k.EachFD(func(fd loader.FD) { live[t.stacks.Resolve(fd.StackID)] = true }); err == nil {
 		t.DropStacksExcept(live, read)
 	}

@@ -263,8 +263,10 @@ func (t *Tracer) Stats() (events.Stats, error) {
 		return s, err
 	}
 	mem.UnwindTableBytes, mem.UnwindTablesRefused = t.stacks.TableUse()
+	mem.SymbolCacheBytes, mem.SymbolFilesRefused = t.stacks.SymbolUse()
 	s.Memory = &mem
 	s.SeededFDs, s.ReconciledFDs, s.EventsDelivered = t.seeded.Load(), t.reconciled.Load(), t.k.Delivered()
+	s.StacksLate, s.StacksQueueFull = t.late.Load(), t.stacks.Dropped()
 	s.Type, s.Time = "stats", events.Time(time.Now())
 	return s, nil
 }

@@ -23,8 +23,13 @@ type Tracer struct {
 	stacks *stacks.Store          // with CaptureStacks
 	wall   func(uint64) time.Time // the kernel's clock to wall-clock time
 	// prunedAt: when the counts of processes gone unseen were last
-	// pruned (by the reader).
+	// pruned; held: records waiting for their stacks (the reader's).
 	prunedAt time.Time
+	held     []held
+	// late: records that went out before their stack was symbolized,
+	// which they wait for at most stackWait.
+	late      atomic.Uint64
+	stackWait time.Duration
 
 	// fds recorded from /proc: at start (seeded), and for children the
 	// kernel could not copy the records of (reconciled).
@@ -41,7 +46,8 @@ func Start(cfg loader.Config) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{k: k, cfg: k.Config(), wall: k.Wall, exitedFDs: map[int][]FD{}, prunedAt: time.Now()}
+	t := &Tracer{k: k, cfg: k.Config(), wall: k.Wall, exitedFDs: map[int][]FD{}, prunedAt: time.Now(),
+		stackWait: StackWait}
 	defer func() {
 		if err != nil {
 			t.Close()
