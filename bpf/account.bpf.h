@@ -198,6 +198,38 @@ count:
 	submit(e, sizeof(*e));
 }
 
+/*
+ * An fd a syscall installed and wrote to user memory (a control message, a
+ * fanotify or userfaultfd event, getsockopt's value): a racing thread may
+ * have rewritten that memory, so the fd counts only if it is open in the
+ * table and, with records, not recorded already.
+ */
+static __always_inline void open_user_fd(__u32 tgid, struct proc *p,
+					 struct fdtable *fdt, int fd, __u16 sc,
+					 __u64 stack_id)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+
+	if (!fdt || !fd_is_open(fdt, fd) || !fd_file(fdt, fd))
+		return;
+	if (cfg.fd_records && bpf_map_lookup_elem(&fds, &key))
+		return;
+	open_fd(tgid, p, fdt, fd, sc, NULL, NULL, stack_id);
+}
+
+/*
+ * open_user_fd for the loops over control messages and events: a global
+ * function, so that the verifier checks it once, not in every loop.
+ */
+__noinline int record_user_fd(__u32 tgid, int fd, __u16 sc, __u64 stack_id)
+{
+	struct task_struct *task = current_task();
+
+	open_user_fd(tgid, get_proc(tgid, task, 0), task_fdt(task), fd, sc,
+		     stack_id);
+	return 0;
+}
+
 struct sweep_ctx {
 	__u32 tgid;
 	__u32 first;

@@ -17,6 +17,7 @@
  *   stack.bpf.h       user stacks (stack_fp.bpf.h, stack_dwarf.bpf.h)
  *   failures.bpf.h    failed syscalls by errno
  *   scm.bpf.h         fds received in control messages
+ *   events_read.bpf.h fds installed by reads of fanotify and userfaultfd
  */
 #include "../vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -34,6 +35,7 @@
 #include "stack.bpf.h"
 #include "failures.bpf.h"
 #include "scm.bpf.h"
+#include "events_read.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -56,7 +58,6 @@ const struct unwind_page *unused_unwind_page __attribute__((unused));
 const struct unwind_row *unused_unwind_row __attribute__((unused));
 const struct raw_stack *unused_raw_stack __attribute__((unused));
 
-#define MAX_CMSGS 4 /* control messages read from one recvmsg */
 #define SMALL_TABLE 4096
 
 /*
@@ -117,6 +118,10 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 		if ((int)SYSCALL_ARG(1, regs) != -1)
 			return 0;
 		break;
+	case SYS_BPF:
+		if (!bpf_cmd_makes_fd(SYSCALL_ARG(1, regs)))
+			return 0;
+		break;
 	}
 	if (is_accept(sc) && drain_pending)
 		accept_after_pending(tgid);
@@ -138,6 +143,8 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 		return 0;
 	}
 	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id);
+	if (sc == SYS_FANOTIFY_INIT || sc == SYS_USERFAULTFD)
+		note_event_file(sc, fdt, ret);
 	if (is_accept(sc) && drains)
 		accepted(tgid, p, fdt, SYSCALL_ARG(1, regs), ret);
 	return 0;
@@ -215,6 +222,61 @@ EXIT_ONE(fsopen, SYS_FSOPEN)
 EXIT_ONE(fsmount, SYS_FSMOUNT)
 EXIT_ONE(fspick, SYS_FSPICK)
 EXIT_ONE(mq_open, SYS_MQ_OPEN)
+EXIT_ONE(bpf, SYS_BPF)
+
+/*
+ * ioctl(TIOCGPTPEER) opens a pseudo-terminal's peer. Every ioctl gets here:
+ * the command is looked at first.
+ */
+SEC("tracepoint/syscalls/sys_exit_ioctl")
+int tracepoint__syscalls__sys_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
+{
+	if ((__u32)SYSCALL_ARG(2, user_regs(current_task())) != TIOCGPTPEER)
+		return 0;
+	return on_exit_one(ctx, SYS_IOCTL, ctx->ret);
+}
+
+/*
+ * read of a fanotify group or a userfaultfd (attached once a traced process
+ * made one: see events_read.bpf.h).
+ */
+SEC("tracepoint/syscalls/sys_exit_read")
+int tracepoint__syscalls__sys_exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct pt_regs *regs;
+
+	if (ctx->ret <= 0 || !trace_allowed(tgid))
+		return 0;
+	task = current_task();
+	regs = user_regs(task);
+	return read_events(tgid, task, SYSCALL_ARG(1, regs),
+			   (void *)SYSCALL_ARG(2, regs), ctx->ret);
+}
+
+/* getsockopt(SO_PEERPIDFD) writes a new pidfd to user memory. */
+SEC("tracepoint/syscalls/sys_exit_getsockopt")
+int tracepoint__syscalls__sys_exit_getsockopt(
+	struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct pt_regs *regs;
+	int fd;
+
+	if (ctx->ret != 0 || !trace_allowed(tgid))
+		return 0;
+	task = current_task();
+	regs = user_regs(task);
+	if ((int)SYSCALL_ARG(2, regs) != SOL_SOCKET ||
+	    (int)SYSCALL_ARG(3, regs) != SO_PEERPIDFD ||
+	    bpf_probe_read_user(&fd, sizeof(fd), (void *)SYSCALL_ARG(4, regs)))
+		return 0;
+	open_user_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), fd,
+		     SYS_GETSOCKOPT, capture_stack(tgid));
+	return 0;
+}
 
 /* clone/clone3 with CLONE_PIDFD: the parent gets a pidfd in user memory. */
 static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
@@ -438,56 +500,23 @@ int tracepoint__syscalls__sys_exit_dup3(struct trace_event_raw_sys_exit *ctx)
 	return dup_exit(ctx, SYS_DUP3, ctx->ret);
 }
 
-/*
- * recvmsg: fds passed with SCM_RIGHTS, and pidfds with SCM_PIDFD, in the
- * first MAX_CMSGS control messages (credentials often come first).
- */
+/* recvmsg, recvmmsg: fds passed with SCM_RIGHTS, pidfds with SCM_PIDFD. */
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int tracepoint__syscalls__sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct scm_ctx c = { .tgid = tgid };
-	struct task_struct *task;
-	struct user_msghdr msg;
-	struct cmsg_hdr cmsg;
-	__u64 off = 0;
+	if (ctx->ret < 0)
+		return 0;
+	return received_fds(SYS_RECVMSG,
+			    (void *)SYSCALL_ARG(2, user_regs(current_task())),
+			    1);
+}
 
-	if (ctx->ret < 0 || !trace_allowed(tgid))
-		return 0;
-	task = current_task();
-	if (bpf_probe_read_user(&msg, sizeof(msg),
-				(void *)SYSCALL_ARG(2, user_regs(task))))
-		return 0;
-	if (msg.msg_controllen < sizeof(cmsg) + sizeof(int))
-		return 0;
-	for (int i = 0; i < MAX_CMSGS; i++) {
-		__u32 n;
-
-		if (off + sizeof(cmsg) > msg.msg_controllen ||
-		    bpf_probe_read_user(&cmsg, sizeof(cmsg),
-					msg.msg_control + off))
-			break;
-		if (cmsg.len < sizeof(cmsg))
-			break;
-		if (cmsg.level == SOL_SOCKET &&
-		    (cmsg.type == SCM_RIGHTS || cmsg.type == SCM_PIDFD)) {
-			n = (cmsg.len - sizeof(cmsg)) / sizeof(int);
-			if (!c.fdt) {
-				c.stack_id = capture_stack(tgid);
-				c.fdt = task_fdt(task);
-				c.p = get_proc(tgid, task, 0);
-			}
-			c.fds = msg.msg_control + off + sizeof(cmsg);
-#ifdef FDTRACE_COMPAT
-			compat_received_fds(tgid, (unsigned long)c.fds, n);
-#else
-			bpf_loop(n > MAX_SCM_FDS ? MAX_SCM_FDS : n, scm_fd, &c,
-				 0);
-#endif
-		}
-		off += (cmsg.len + 7) & ~7ULL; /* CMSG_ALIGN */
-	}
-	return 0;
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int tracepoint__syscalls__sys_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return received_fds(SYS_RECVMMSG,
+			    (void *)SYSCALL_ARG(2, user_regs(current_task())),
+			    ctx->ret);
 }
 
 /*

@@ -56,6 +56,11 @@ enum syscall_id {
 	SYS_FSMOUNT,
 	SYS_FSPICK,
 	SYS_MQ_OPEN,
+	SYS_RECVMMSG,
+	SYS_BPF,
+	SYS_GETSOCKOPT, /* SO_PEERPIDFD */
+	SYS_IOCTL,	/* TIOCGPTPEER */
+	SYS_READ,	/* of a fanotify group or a userfaultfd: their events */
 	SYS_MAX,
 };
 

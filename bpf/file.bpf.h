@@ -123,11 +123,33 @@ static __always_inline __u8 type_of_syscall(__u16 sc)
 	case SYS_PIDFD_OPEN:
 	case SYS_CLONE:
 	case SYS_CLONE3:
+	case SYS_GETSOCKOPT:
 		return FD_PIDFD;
 	case SYS_OPEN_BY_HANDLE_AT:
 		return FD_FILE;
 	}
 	return FD_OTHER; /* dup family, recvmsg: look at the file */
+}
+
+/* The bpf() commands that return a new fd. */
+static __always_inline bool bpf_cmd_makes_fd(long cmd)
+{
+	switch (cmd) {
+	case BPF_MAP_CREATE:
+	case BPF_PROG_LOAD:
+	case BPF_OBJ_GET:
+	case BPF_PROG_GET_FD_BY_ID:
+	case BPF_MAP_GET_FD_BY_ID:
+	case BPF_RAW_TRACEPOINT_OPEN:
+	case BPF_BTF_LOAD:
+	case BPF_BTF_GET_FD_BY_ID:
+	case BPF_LINK_CREATE:
+	case BPF_LINK_GET_FD_BY_ID:
+	case BPF_ITER_CREATE:
+	case BPF_TOKEN_CREATE:
+		return true;
+	}
+	return false;
 }
 
 #endif /* FDTRACE_FILE_BPF_H */

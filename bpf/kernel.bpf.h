@@ -70,6 +70,8 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 #define SOL_SOCKET 1
 #define SCM_RIGHTS 1
 #define SCM_PIDFD 4
+#define SO_PEERPIDFD 77
+#define TIOCGPTPEER 0x5441
 #define AF_INET 2
 #define AF_INET6 10
 #define S_IFMT 00170000

@@ -357,7 +357,12 @@ const (
 	FdtraceSyscallIdSYS_FSMOUNT           FdtraceSyscallId = 41
 	FdtraceSyscallIdSYS_FSPICK            FdtraceSyscallId = 42
 	FdtraceSyscallIdSYS_MQ_OPEN           FdtraceSyscallId = 43
-	FdtraceSyscallIdSYS_MAX               FdtraceSyscallId = 44
+	FdtraceSyscallIdSYS_RECVMMSG          FdtraceSyscallId = 44
+	FdtraceSyscallIdSYS_BPF               FdtraceSyscallId = 45
+	FdtraceSyscallIdSYS_GETSOCKOPT        FdtraceSyscallId = 46
+	FdtraceSyscallIdSYS_IOCTL             FdtraceSyscallId = 47
+	FdtraceSyscallIdSYS_READ              FdtraceSyscallId = 48
+	FdtraceSyscallIdSYS_MAX               FdtraceSyscallId = 49
 )
 
 type FdtraceTotalId uint32
@@ -450,6 +455,7 @@ const (
 	FdtraceProgTracepointSyscallsSysEnterDup3          = "tracepoint__syscalls__sys_enter_dup3"
 	FdtraceProgTracepointSyscallsSysExitAccept         = "tracepoint__syscalls__sys_exit_accept"
 	FdtraceProgTracepointSyscallsSysExitAccept4        = "tracepoint__syscalls__sys_exit_accept4"
+	FdtraceProgTracepointSyscallsSysExitBpf            = "tracepoint__syscalls__sys_exit_bpf"
 	FdtraceProgTracepointSyscallsSysExitClone          = "tracepoint__syscalls__sys_exit_clone"
 	FdtraceProgTracepointSyscallsSysExitClone3         = "tracepoint__syscalls__sys_exit_clone3"
 	FdtraceProgTracepointSyscallsSysExitCreat          = "tracepoint__syscalls__sys_exit_creat"
@@ -465,9 +471,11 @@ const (
 	FdtraceProgTracepointSyscallsSysExitFsmount        = "tracepoint__syscalls__sys_exit_fsmount"
 	FdtraceProgTracepointSyscallsSysExitFsopen         = "tracepoint__syscalls__sys_exit_fsopen"
 	FdtraceProgTracepointSyscallsSysExitFspick         = "tracepoint__syscalls__sys_exit_fspick"
+	FdtraceProgTracepointSyscallsSysExitGetsockopt     = "tracepoint__syscalls__sys_exit_getsockopt"
 	FdtraceProgTracepointSyscallsSysExitInotifyInit    = "tracepoint__syscalls__sys_exit_inotify_init"
 	FdtraceProgTracepointSyscallsSysExitInotifyInit1   = "tracepoint__syscalls__sys_exit_inotify_init1"
 	FdtraceProgTracepointSyscallsSysExitIoUringSetup   = "tracepoint__syscalls__sys_exit_io_uring_setup"
+	FdtraceProgTracepointSyscallsSysExitIoctl          = "tracepoint__syscalls__sys_exit_ioctl"
 	FdtraceProgTracepointSyscallsSysExitMemfdCreate    = "tracepoint__syscalls__sys_exit_memfd_create"
 	FdtraceProgTracepointSyscallsSysExitMqOpen         = "tracepoint__syscalls__sys_exit_mq_open"
 	FdtraceProgTracepointSyscallsSysExitOpen           = "tracepoint__syscalls__sys_exit_open"
@@ -480,6 +488,8 @@ const (
 	FdtraceProgTracepointSyscallsSysExitPidfdOpen      = "tracepoint__syscalls__sys_exit_pidfd_open"
 	FdtraceProgTracepointSyscallsSysExitPipe           = "tracepoint__syscalls__sys_exit_pipe"
 	FdtraceProgTracepointSyscallsSysExitPipe2          = "tracepoint__syscalls__sys_exit_pipe2"
+	FdtraceProgTracepointSyscallsSysExitRead           = "tracepoint__syscalls__sys_exit_read"
+	FdtraceProgTracepointSyscallsSysExitRecvmmsg       = "tracepoint__syscalls__sys_exit_recvmmsg"
 	FdtraceProgTracepointSyscallsSysExitRecvmsg        = "tracepoint__syscalls__sys_exit_recvmsg"
 	FdtraceProgTracepointSyscallsSysExitSignalfd       = "tracepoint__syscalls__sys_exit_signalfd"
 	FdtraceProgTracepointSyscallsSysExitSignalfd4      = "tracepoint__syscalls__sys_exit_signalfd4"
@@ -491,6 +501,9 @@ const (
 	FdtraceVarCfg                                      = "cfg"
 	FdtraceVarDrainPending                             = "drain_pending"
 	FdtraceVarDrains                                   = "drains"
+	FdtraceVarFanotifyFops                             = "fanotify_fops"
+	FdtraceVarReadHookWanted                           = "read_hook_wanted"
+	FdtraceVarUffdFops                                 = "uffd_fops"
 	FdtraceVarUnusedCfaRule                            = "unused_cfa_rule"
 	FdtraceVarUnusedCompatBounds                       = "unused_compat_bounds"
 	FdtraceVarUnusedEventKind                          = "unused_event_kind"
@@ -561,6 +574,7 @@ type FdtraceProgramSpecs struct {
 	TracepointSyscallsSysEnterDup3          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
 	TracepointSyscallsSysExitAccept         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept"`
 	TracepointSyscallsSysExitAccept4        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
+	TracepointSyscallsSysExitBpf            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitCreat          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
@@ -576,9 +590,11 @@ type FdtraceProgramSpecs struct {
 	TracepointSyscallsSysExitFsmount        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fsmount"`
 	TracepointSyscallsSysExitFsopen         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fsopen"`
 	TracepointSyscallsSysExitFspick         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fspick"`
+	TracepointSyscallsSysExitGetsockopt     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_getsockopt"`
 	TracepointSyscallsSysExitInotifyInit    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
 	TracepointSyscallsSysExitInotifyInit1   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
 	TracepointSyscallsSysExitIoUringSetup   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_io_uring_setup"`
+	TracepointSyscallsSysExitIoctl          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_ioctl"`
 	TracepointSyscallsSysExitMemfdCreate    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
 	TracepointSyscallsSysExitMqOpen         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_mq_open"`
 	TracepointSyscallsSysExitOpen           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_open"`
@@ -591,6 +607,8 @@ type FdtraceProgramSpecs struct {
 	TracepointSyscallsSysExitPidfdOpen      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
 	TracepointSyscallsSysExitPipe           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
 	TracepointSyscallsSysExitPipe2          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
+	TracepointSyscallsSysExitRead           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_read"`
+	TracepointSyscallsSysExitRecvmmsg       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_recvmmsg"`
 	TracepointSyscallsSysExitRecvmsg        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
 	TracepointSyscallsSysExitSignalfd       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
 	TracepointSyscallsSysExitSignalfd4      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
@@ -635,6 +653,9 @@ type FdtraceVariableSpecs struct {
 	Cfg                *ebpf.VariableSpec `ebpf:"cfg"`
 	DrainPending       *ebpf.VariableSpec `ebpf:"drain_pending"`
 	Drains             *ebpf.VariableSpec `ebpf:"drains"`
+	FanotifyFops       *ebpf.VariableSpec `ebpf:"fanotify_fops"`
+	ReadHookWanted     *ebpf.VariableSpec `ebpf:"read_hook_wanted"`
+	UffdFops           *ebpf.VariableSpec `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.VariableSpec `ebpf:"unused_compat_bounds"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -731,6 +752,9 @@ type FdtraceVariables struct {
 	Cfg                *ebpf.Variable `ebpf:"cfg"`
 	DrainPending       *ebpf.Variable `ebpf:"drain_pending"`
 	Drains             *ebpf.Variable `ebpf:"drains"`
+	FanotifyFops       *ebpf.Variable `ebpf:"fanotify_fops"`
+	ReadHookWanted     *ebpf.Variable `ebpf:"read_hook_wanted"`
+	UffdFops           *ebpf.Variable `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.Variable `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.Variable `ebpf:"unused_compat_bounds"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
@@ -763,6 +787,7 @@ type FdtracePrograms struct {
 	TracepointSyscallsSysEnterDup3          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
 	TracepointSyscallsSysExitAccept         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept"`
 	TracepointSyscallsSysExitAccept4        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
+	TracepointSyscallsSysExitBpf            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitCreat          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
@@ -778,9 +803,11 @@ type FdtracePrograms struct {
 	TracepointSyscallsSysExitFsmount        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fsmount"`
 	TracepointSyscallsSysExitFsopen         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fsopen"`
 	TracepointSyscallsSysExitFspick         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fspick"`
+	TracepointSyscallsSysExitGetsockopt     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_getsockopt"`
 	TracepointSyscallsSysExitInotifyInit    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
 	TracepointSyscallsSysExitInotifyInit1   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
 	TracepointSyscallsSysExitIoUringSetup   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_io_uring_setup"`
+	TracepointSyscallsSysExitIoctl          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_ioctl"`
 	TracepointSyscallsSysExitMemfdCreate    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
 	TracepointSyscallsSysExitMqOpen         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_mq_open"`
 	TracepointSyscallsSysExitOpen           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_open"`
@@ -793,6 +820,8 @@ type FdtracePrograms struct {
 	TracepointSyscallsSysExitPidfdOpen      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
 	TracepointSyscallsSysExitPipe           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
 	TracepointSyscallsSysExitPipe2          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
+	TracepointSyscallsSysExitRead           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_read"`
+	TracepointSyscallsSysExitRecvmmsg       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_recvmmsg"`
 	TracepointSyscallsSysExitRecvmsg        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
 	TracepointSyscallsSysExitSignalfd       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
 	TracepointSyscallsSysExitSignalfd4      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
@@ -813,6 +842,7 @@ func (p *FdtracePrograms) Close() error {
 		p.TracepointSyscallsSysEnterDup3,
 		p.TracepointSyscallsSysExitAccept,
 		p.TracepointSyscallsSysExitAccept4,
+		p.TracepointSyscallsSysExitBpf,
 		p.TracepointSyscallsSysExitClone,
 		p.TracepointSyscallsSysExitClone3,
 		p.TracepointSyscallsSysExitCreat,
@@ -828,9 +858,11 @@ func (p *FdtracePrograms) Close() error {
 		p.TracepointSyscallsSysExitFsmount,
 		p.TracepointSyscallsSysExitFsopen,
 		p.TracepointSyscallsSysExitFspick,
+		p.TracepointSyscallsSysExitGetsockopt,
 		p.TracepointSyscallsSysExitInotifyInit,
 		p.TracepointSyscallsSysExitInotifyInit1,
 		p.TracepointSyscallsSysExitIoUringSetup,
+		p.TracepointSyscallsSysExitIoctl,
 		p.TracepointSyscallsSysExitMemfdCreate,
 		p.TracepointSyscallsSysExitMqOpen,
 		p.TracepointSyscallsSysExitOpen,
@@ -843,6 +875,8 @@ func (p *FdtracePrograms) Close() error {
 		p.TracepointSyscallsSysExitPidfdOpen,
 		p.TracepointSyscallsSysExitPipe,
 		p.TracepointSyscallsSysExitPipe2,
+		p.TracepointSyscallsSysExitRead,
+		p.TracepointSyscallsSysExitRecvmmsg,
 		p.TracepointSyscallsSysExitRecvmsg,
 		p.TracepointSyscallsSysExitSignalfd,
 		p.TracepointSyscallsSysExitSignalfd4,

@@ -251,6 +251,7 @@ const (
 	FdtraceCompatProgTracepointSyscallsSysEnterDup3          = "tracepoint__syscalls__sys_enter_dup3"
 	FdtraceCompatProgTracepointSyscallsSysExitAccept         = "tracepoint__syscalls__sys_exit_accept"
 	FdtraceCompatProgTracepointSyscallsSysExitAccept4        = "tracepoint__syscalls__sys_exit_accept4"
+	FdtraceCompatProgTracepointSyscallsSysExitBpf            = "tracepoint__syscalls__sys_exit_bpf"
 	FdtraceCompatProgTracepointSyscallsSysExitClone          = "tracepoint__syscalls__sys_exit_clone"
 	FdtraceCompatProgTracepointSyscallsSysExitClone3         = "tracepoint__syscalls__sys_exit_clone3"
 	FdtraceCompatProgTracepointSyscallsSysExitCreat          = "tracepoint__syscalls__sys_exit_creat"
@@ -266,9 +267,11 @@ const (
 	FdtraceCompatProgTracepointSyscallsSysExitFsmount        = "tracepoint__syscalls__sys_exit_fsmount"
 	FdtraceCompatProgTracepointSyscallsSysExitFsopen         = "tracepoint__syscalls__sys_exit_fsopen"
 	FdtraceCompatProgTracepointSyscallsSysExitFspick         = "tracepoint__syscalls__sys_exit_fspick"
+	FdtraceCompatProgTracepointSyscallsSysExitGetsockopt     = "tracepoint__syscalls__sys_exit_getsockopt"
 	FdtraceCompatProgTracepointSyscallsSysExitInotifyInit    = "tracepoint__syscalls__sys_exit_inotify_init"
 	FdtraceCompatProgTracepointSyscallsSysExitInotifyInit1   = "tracepoint__syscalls__sys_exit_inotify_init1"
 	FdtraceCompatProgTracepointSyscallsSysExitIoUringSetup   = "tracepoint__syscalls__sys_exit_io_uring_setup"
+	FdtraceCompatProgTracepointSyscallsSysExitIoctl          = "tracepoint__syscalls__sys_exit_ioctl"
 	FdtraceCompatProgTracepointSyscallsSysExitMemfdCreate    = "tracepoint__syscalls__sys_exit_memfd_create"
 	FdtraceCompatProgTracepointSyscallsSysExitMqOpen         = "tracepoint__syscalls__sys_exit_mq_open"
 	FdtraceCompatProgTracepointSyscallsSysExitOpen           = "tracepoint__syscalls__sys_exit_open"
@@ -281,6 +284,8 @@ const (
 	FdtraceCompatProgTracepointSyscallsSysExitPidfdOpen      = "tracepoint__syscalls__sys_exit_pidfd_open"
 	FdtraceCompatProgTracepointSyscallsSysExitPipe           = "tracepoint__syscalls__sys_exit_pipe"
 	FdtraceCompatProgTracepointSyscallsSysExitPipe2          = "tracepoint__syscalls__sys_exit_pipe2"
+	FdtraceCompatProgTracepointSyscallsSysExitRead           = "tracepoint__syscalls__sys_exit_read"
+	FdtraceCompatProgTracepointSyscallsSysExitRecvmmsg       = "tracepoint__syscalls__sys_exit_recvmmsg"
 	FdtraceCompatProgTracepointSyscallsSysExitRecvmsg        = "tracepoint__syscalls__sys_exit_recvmsg"
 	FdtraceCompatProgTracepointSyscallsSysExitSignalfd       = "tracepoint__syscalls__sys_exit_signalfd"
 	FdtraceCompatProgTracepointSyscallsSysExitSignalfd4      = "tracepoint__syscalls__sys_exit_signalfd4"
@@ -292,6 +297,9 @@ const (
 	FdtraceCompatVarCfg                                      = "cfg"
 	FdtraceCompatVarDrainPending                             = "drain_pending"
 	FdtraceCompatVarDrains                                   = "drains"
+	FdtraceCompatVarFanotifyFops                             = "fanotify_fops"
+	FdtraceCompatVarReadHookWanted                           = "read_hook_wanted"
+	FdtraceCompatVarUffdFops                                 = "uffd_fops"
 	FdtraceCompatVarUnusedCfaRule                            = "unused_cfa_rule"
 	FdtraceCompatVarUnusedCompatBounds                       = "unused_compat_bounds"
 	FdtraceCompatVarUnusedEventKind                          = "unused_event_kind"
@@ -362,6 +370,7 @@ type FdtraceCompatProgramSpecs struct {
 	TracepointSyscallsSysEnterDup3          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
 	TracepointSyscallsSysExitAccept         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept"`
 	TracepointSyscallsSysExitAccept4        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
+	TracepointSyscallsSysExitBpf            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitCreat          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
@@ -377,9 +386,11 @@ type FdtraceCompatProgramSpecs struct {
 	TracepointSyscallsSysExitFsmount        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fsmount"`
 	TracepointSyscallsSysExitFsopen         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fsopen"`
 	TracepointSyscallsSysExitFspick         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_fspick"`
+	TracepointSyscallsSysExitGetsockopt     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_getsockopt"`
 	TracepointSyscallsSysExitInotifyInit    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
 	TracepointSyscallsSysExitInotifyInit1   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
 	TracepointSyscallsSysExitIoUringSetup   *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_io_uring_setup"`
+	TracepointSyscallsSysExitIoctl          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_ioctl"`
 	TracepointSyscallsSysExitMemfdCreate    *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
 	TracepointSyscallsSysExitMqOpen         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_mq_open"`
 	TracepointSyscallsSysExitOpen           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_open"`
@@ -392,6 +403,8 @@ type FdtraceCompatProgramSpecs struct {
 	TracepointSyscallsSysExitPidfdOpen      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
 	TracepointSyscallsSysExitPipe           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
 	TracepointSyscallsSysExitPipe2          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
+	TracepointSyscallsSysExitRead           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_read"`
+	TracepointSyscallsSysExitRecvmmsg       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_recvmmsg"`
 	TracepointSyscallsSysExitRecvmsg        *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
 	TracepointSyscallsSysExitSignalfd       *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
 	TracepointSyscallsSysExitSignalfd4      *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
@@ -436,6 +449,9 @@ type FdtraceCompatVariableSpecs struct {
 	Cfg                *ebpf.VariableSpec `ebpf:"cfg"`
 	DrainPending       *ebpf.VariableSpec `ebpf:"drain_pending"`
 	Drains             *ebpf.VariableSpec `ebpf:"drains"`
+	FanotifyFops       *ebpf.VariableSpec `ebpf:"fanotify_fops"`
+	ReadHookWanted     *ebpf.VariableSpec `ebpf:"read_hook_wanted"`
+	UffdFops           *ebpf.VariableSpec `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.VariableSpec `ebpf:"unused_compat_bounds"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -532,6 +548,9 @@ type FdtraceCompatVariables struct {
 	Cfg                *ebpf.Variable `ebpf:"cfg"`
 	DrainPending       *ebpf.Variable `ebpf:"drain_pending"`
 	Drains             *ebpf.Variable `ebpf:"drains"`
+	FanotifyFops       *ebpf.Variable `ebpf:"fanotify_fops"`
+	ReadHookWanted     *ebpf.Variable `ebpf:"read_hook_wanted"`
+	UffdFops           *ebpf.Variable `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.Variable `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.Variable `ebpf:"unused_compat_bounds"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
@@ -564,6 +583,7 @@ type FdtraceCompatPrograms struct {
 	TracepointSyscallsSysEnterDup3          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_enter_dup3"`
 	TracepointSyscallsSysExitAccept         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept"`
 	TracepointSyscallsSysExitAccept4        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_accept4"`
+	TracepointSyscallsSysExitBpf            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitCreat          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
@@ -579,9 +599,11 @@ type FdtraceCompatPrograms struct {
 	TracepointSyscallsSysExitFsmount        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fsmount"`
 	TracepointSyscallsSysExitFsopen         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fsopen"`
 	TracepointSyscallsSysExitFspick         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_fspick"`
+	TracepointSyscallsSysExitGetsockopt     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_getsockopt"`
 	TracepointSyscallsSysExitInotifyInit    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init"`
 	TracepointSyscallsSysExitInotifyInit1   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_inotify_init1"`
 	TracepointSyscallsSysExitIoUringSetup   *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_io_uring_setup"`
+	TracepointSyscallsSysExitIoctl          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_ioctl"`
 	TracepointSyscallsSysExitMemfdCreate    *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_memfd_create"`
 	TracepointSyscallsSysExitMqOpen         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_mq_open"`
 	TracepointSyscallsSysExitOpen           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_open"`
@@ -594,6 +616,8 @@ type FdtraceCompatPrograms struct {
 	TracepointSyscallsSysExitPidfdOpen      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pidfd_open"`
 	TracepointSyscallsSysExitPipe           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe"`
 	TracepointSyscallsSysExitPipe2          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_pipe2"`
+	TracepointSyscallsSysExitRead           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_read"`
+	TracepointSyscallsSysExitRecvmmsg       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_recvmmsg"`
 	TracepointSyscallsSysExitRecvmsg        *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_recvmsg"`
 	TracepointSyscallsSysExitSignalfd       *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd"`
 	TracepointSyscallsSysExitSignalfd4      *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_signalfd4"`
@@ -614,6 +638,7 @@ func (p *FdtraceCompatPrograms) Close() error {
 		p.TracepointSyscallsSysEnterDup3,
 		p.TracepointSyscallsSysExitAccept,
 		p.TracepointSyscallsSysExitAccept4,
+		p.TracepointSyscallsSysExitBpf,
 		p.TracepointSyscallsSysExitClone,
 		p.TracepointSyscallsSysExitClone3,
 		p.TracepointSyscallsSysExitCreat,
@@ -629,9 +654,11 @@ func (p *FdtraceCompatPrograms) Close() error {
 		p.TracepointSyscallsSysExitFsmount,
 		p.TracepointSyscallsSysExitFsopen,
 		p.TracepointSyscallsSysExitFspick,
+		p.TracepointSyscallsSysExitGetsockopt,
 		p.TracepointSyscallsSysExitInotifyInit,
 		p.TracepointSyscallsSysExitInotifyInit1,
 		p.TracepointSyscallsSysExitIoUringSetup,
+		p.TracepointSyscallsSysExitIoctl,
 		p.TracepointSyscallsSysExitMemfdCreate,
 		p.TracepointSyscallsSysExitMqOpen,
 		p.TracepointSyscallsSysExitOpen,
@@ -644,6 +671,8 @@ func (p *FdtraceCompatPrograms) Close() error {
 		p.TracepointSyscallsSysExitPidfdOpen,
 		p.TracepointSyscallsSysExitPipe,
 		p.TracepointSyscallsSysExitPipe2,
+		p.TracepointSyscallsSysExitRead,
+		p.TracepointSyscallsSysExitRecvmmsg,
 		p.TracepointSyscallsSysExitRecvmsg,
 		p.TracepointSyscallsSysExitSignalfd,
 		p.TracepointSyscallsSysExitSignalfd4,

@@ -6,7 +6,7 @@ package events
 type Syscall uint16
 
 // NumSyscalls is how many there are (SYS_MAX).
-const NumSyscalls = 44
+const NumSyscalls = 49
 
 var syscallNames = [NumSyscalls]string{
 	"preexisting",
@@ -53,6 +53,11 @@ var syscallNames = [NumSyscalls]string{
 	"fsmount",
 	"fspick",
 	"mq_open",
+	"recvmmsg",
+	"bpf",
+	"getsockopt",
+	"ioctl",
+	"read",
 }
 
 // FDType is the kind of file an fd refers to (enum fd_type).

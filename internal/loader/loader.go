@@ -112,14 +112,18 @@ type Kernel struct {
 	cfg      Config
 	feat     Features
 	objs     bpfobj.FdtraceObjects
+	linksMu  sync.Mutex // guards links, detached
 	links    []link.Link
-	reader   *ringbuf.Reader
-	notes    []string
-	skipped  int
-	clock    clock
-	closeErr error
-	once     sync.Once
-	spec     *ebpf.CollectionSpec // what Attach attaches
+	detached bool
+	// readHooked: the read hook is attached (attachWanted).
+	readHooked atomic.Bool
+	reader     *ringbuf.Reader
+	notes      []string
+	skipped    int
+	clock      clock
+	closeErr   error
+	once       sync.Once
+	spec       *ebpf.CollectionSpec // what Attach attaches
 	// limitBefore: RLIMIT_NOFILE before Load raised it, or nil.
 	limitBefore *unix.Rlimit
 
@@ -362,32 +366,73 @@ func (k *Kernel) fillTraced() error {
 func (k *Kernel) attach(spec *ebpf.CollectionSpec) error {
 	progs := programsByName(&k.objs.FdtracePrograms)
 	for name, ps := range spec.Programs {
-		prog := progs[name]
-		var l link.Link
-		var err error
-		section := ps.SectionName
-		switch {
-		case strings.HasPrefix(section, "tracepoint/"):
-			group, tp, _ := strings.Cut(strings.TrimPrefix(section, "tracepoint/"), "/")
-			l, err = link.Tracepoint(group, tp, prog, nil)
-		case strings.HasPrefix(section, "raw_tracepoint/"):
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{
-				Name: strings.TrimPrefix(section, "raw_tracepoint/"), Program: prog})
-		default:
-			return fmt.Errorf("program %s: unknown section %s", name, section)
+		if name == readHook {
+			continue // attached when wanted: attachWanted
 		}
-		if errors.Is(err, os.ErrNotExist) {
-			k.skipped++
-			k.notes = append(k.notes, fmt.Sprintf("tracepoint %s missing in this kernel: skipped", strings.SplitN(section, "/", 2)[1]))
-			continue
+		if err := k.attachOne(progs[name], ps.SectionName); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("attaching %s: %w", section, err)
-		}
-		k.links = append(k.links, l)
 	}
 	return nil
 }
+
+// readHook is the program on read's exit: every read of the host would
+// run it, so it is attached only once a traced process made a fanotify
+// group or a userfaultfd, whose reads install fds.
+const readHook = "tracepoint__syscalls__sys_exit_read"
+
+// attachOne attaches prog where its section says; a tracepoint this
+// kernel lacks is skipped, with a note.
+func (k *Kernel) attachOne(prog *ebpf.Program, section string) error {
+	var l link.Link
+	var err error
+	switch {
+	case strings.HasPrefix(section, "tracepoint/"):
+		group, tp, _ := strings.Cut(strings.TrimPrefix(section, "tracepoint/"), "/")
+		l, err = link.Tracepoint(group, tp, prog, nil)
+	case strings.HasPrefix(section, "raw_tracepoint/"):
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{
+			Name: strings.TrimPrefix(section, "raw_tracepoint/"), Program: prog})
+	default:
+		return fmt.Errorf("unknown section %s", section)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		k.skipped++
+		k.notes = append(k.notes, fmt.Sprintf("tracepoint %s missing in this kernel: skipped", strings.SplitN(section, "/", 2)[1]))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("attaching %s: %w", section, err)
+	}
+	k.linksMu.Lock()
+	defer k.linksMu.Unlock()
+	if k.detached {
+		return l.Close()
+	}
+	k.links = append(k.links, l)
+	return nil
+}
+
+// attachWanted attaches the read hook once the programs want it (see
+// readHook); until then, and where it fails, the fds reads install are
+// counted by the recount at their close.
+func (k *Kernel) attachWanted() {
+	if k.readHooked.Load() || k.spec.Programs[readHook] == nil {
+		return
+	}
+	var wanted uint32
+	if k.objs.ReadHookWanted.Get(&wanted) != nil || wanted == 0 {
+		return
+	}
+	k.readHooked.Store(true)
+	prog := programsByName(&k.objs.FdtracePrograms)[readHook]
+	if err := k.attachOne(prog, k.spec.Programs[readHook].SectionName); err != nil {
+		k.notes = append(k.notes, fmt.Sprintf("reads of fanotify groups and userfaultfds are not hooked: %v", err))
+	}
+}
+
+// ReadHooked says whether the read hook is attached (attachWanted).
+func (k *Kernel) ReadHooked() bool { return k.readHooked.Load() }
 
 // Notes are things the user should know: a mounted tracefs, skipped hooks.
 func (k *Kernel) Notes() []string { return k.notes }
@@ -397,10 +442,14 @@ func (k *Kernel) Notes() []string { return k.notes }
 // more than once.
 func (k *Kernel) Detach() error {
 	k.detachOnce.Do(func() {
+		k.linksMu.Lock()
+		links := k.links
+		k.detached = true
+		k.linksMu.Unlock()
 		// Each detach waits out an RCU grace period (~40 ms): do them at once.
-		errs := make([]error, len(k.links))
+		errs := make([]error, len(links))
 		var wg sync.WaitGroup
-		for i, l := range k.links {
+		for i, l := range links {
 			wg.Go(func() { errs[i] = l.Close() })
 		}
 		wg.Wait()

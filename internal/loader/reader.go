@@ -99,7 +99,12 @@ func (b *batch) keep(p []byte) []byte {
 // error from fn stops it.
 func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
 	b := newBatch()
+	checked := time.Now()
 	for ctx.Err() == nil {
+		if time.Since(checked) >= k.cfg.PollInterval {
+			k.attachWanted()
+			checked = time.Now()
+		}
 		k.reader.SetDeadline(time.Now().Add(k.cfg.PollInterval))
 		if err := k.fill(b); err != nil {
 			return err
@@ -121,6 +126,7 @@ func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
 // a traced process has done something, a Drain makes the view of it
 // complete: the kernel wrote its records before the syscalls returned.
 func (k *Kernel) Drain(fn func([]Event) error) error {
+	k.attachWanted()
 	return k.drain(newBatch(), fn)
 }
 

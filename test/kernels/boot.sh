@@ -54,6 +54,7 @@ exec </dev/console >/dev/console 2>&1 # in case the initramfs had no /dev/consol
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t bpf bpf /sys/fs/bpf
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts # pseudo-terminals
 # No tracefs on /sys/kernel/tracing: the tool under test mounts it, as on a fresh host.
 hostname -F /etc/hostname
 ip link set lo up

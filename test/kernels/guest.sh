@@ -28,7 +28,8 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestLibuvsDrainOfItsListenQueueCountsEveryDroppedClientPerPort \
 	TestABTFFileCanStandInForTheKernelsOwn \
 	TestExecDropsCloseOnExecFDsWithARecordEach \
-	TestForkedChildInheritsTheTableAndCountsOnItsOwn
+	TestForkedChildInheritsTheTableAndCountsOnItsOwn \
+	TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords
 run cmd.test TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus \
 	TestErrorsOnlyHostWideReportsEMFILEAndNoOpens \
 	TestLeaksOfACProgramNameTheFunctionsThatLeaked

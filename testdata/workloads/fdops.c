@@ -17,9 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/bpf.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <linux/userfaultfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -93,25 +97,147 @@ static void fill(void)
 	reply("ok %d %d", n, errno);
 }
 
+/* Sends fd in a message of its own over socket s (SCM_RIGHTS). */
+static int send_fd(int s, int fd)
+{
+	char data = 'x', cbuf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
+	struct iovec iov = { .iov_base = &data, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(s, &msg, 0);
+}
+
+/* recvmmsg of two messages sent with an fd each: the fds received. */
+static void recv_two(int fd)
+{
+	char data[2], cbuf[2][64] __attribute__((aligned(8)));
+	struct iovec iov[2] = { { &data[0], 1 }, { &data[1], 1 } };
+	struct mmsghdr mm[2] = {};
+	int s[2], got[2] = { -1, -1 };
+
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, s) || send_fd(s[0], fd) < 0 ||
+	    send_fd(s[0], fd) < 0) {
+		result(-1);
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+		mm[i].msg_hdr.msg_control = cbuf[i];
+		mm[i].msg_hdr.msg_controllen = sizeof(cbuf[i]);
+	}
+	if (recvmmsg(s[1], mm, 2, 0, NULL) != 2) {
+		result(-1);
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mm[i].msg_hdr);
+
+		if (c && c->cmsg_type == SCM_RIGHTS)
+			memcpy(&got[i], CMSG_DATA(c), sizeof(int));
+	}
+	close(s[0]);
+	close(s[1]);
+	reply("ok %d %d %d %d", got[0], got[1], s[0], s[1]);
+}
+
+/* Opens path (an event for group g), reads g's events: their fds. */
+static void fanotify_read(int g, const char *path)
+{
+	char buf[4096] __attribute__((aligned(8)));
+	struct fanotify_event_metadata *m;
+	char out[256] = "ok";
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0) {
+		result(-1);
+		return;
+	}
+	close(fd);
+	n = read(g, buf, sizeof(buf));
+	if (n < 0) {
+		result(-1);
+		return;
+	}
+	for (m = (void *)buf; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n))
+		snprintf(out + strlen(out), sizeof(out) - strlen(out), " %d",
+			 m->fd);
+	reply("%s", out);
+}
+
+static void *fork_main(void *p)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	return NULL;
+}
+
+/*
+ * A userfaultfd told of forks, a thread that forks, and the fork event
+ * read: the new userfaultfd it carries (the fork waits for the read).
+ */
+static void uffd_fork(void)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_EVENT_FORK };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffd_msg msg;
+	pthread_t t;
+	void *page;
+	int u = syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	page = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	reg.range.start = (unsigned long)page;
+	reg.range.len = 4096;
+	if (u < 0 || page == MAP_FAILED || ioctl(u, UFFDIO_API, &api) ||
+	    ioctl(u, UFFDIO_REGISTER, &reg)) {
+		result(-1);
+		return;
+	}
+	pthread_create(&t, NULL, fork_main, NULL);
+	if (read(u, &msg, sizeof(msg)) != sizeof(msg) ||
+	    msg.event != UFFD_EVENT_FORK) {
+		result(-1);
+		return;
+	}
+	pthread_join(t, NULL);
+	munmap(page, 4096);
+	reply("ok %d %d", u, (int)msg.arg.fork.ufd);
+}
+
 static void command(char *line, char **argv)
 {
-	char a[64] = "", b[64] = "";
+	char a[256] = "", b[256] = "";
 	int x = 0, y = 0, fds[2];
 	char cmd[32] = "";
 
 	sscanf(line, "%31s", cmd);
 	if (!strcmp(cmd, "open")) {
-		sscanf(line, "%*s %63s %63s", a, b);
+		sscanf(line, "%*s %255s %255s", a, b);
 		result(open(a, O_RDONLY | (strcmp(b, "cloexec") ? 0 : O_CLOEXEC)));
 	} else if (!strcmp(cmd, "sysopen")) {
 		/* glibc's open() is openat: make the old syscalls directly. */
-		sscanf(line, "%*s %63s", a);
+		sscanf(line, "%*s %255s", a);
 		result(syscall(SYS_open, a, O_RDONLY));
 	} else if (!strcmp(cmd, "creat")) {
-		sscanf(line, "%*s %63s", a);
+		sscanf(line, "%*s %255s", a);
 		result(syscall(SYS_creat, a, 0600));
 	} else if (!strcmp(cmd, "socket")) {
-		sscanf(line, "%*s %63s %63s", a, b);
+		sscanf(line, "%*s %255s %255s", a, b);
 		result(socket(domain_of(a),
 			      strcmp(b, "dgram") ? SOCK_STREAM : SOCK_DGRAM, 0));
 	} else if (!strcmp(cmd, "pipe") || !strcmp(cmd, "pipe0") ||
@@ -228,6 +354,55 @@ static void command(char *line, char **argv)
 			if (c->cmsg_type == SCM_RIGHTS)
 				memcpy(&fd, CMSG_DATA(c), sizeof(int));
 		result(fd);
+	} else if (!strcmp(cmd, "recvmmsg")) {
+		/* Pass fd X twice, in two messages received at once. */
+		sscanf(line, "%*s %d", &x);
+		recv_two(x);
+	} else if (!strcmp(cmd, "bpfmap")) {
+		union bpf_attr attr = { .map_type = BPF_MAP_TYPE_ARRAY,
+					.key_size = 4, .value_size = 4,
+					.max_entries = 1 };
+
+		result(syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr)));
+	} else if (!strcmp(cmd, "peerpidfd")) {
+		/* The pidfd of socket X's peer (Linux 6.5). */
+		int pidfd = -1;
+		socklen_t len = sizeof(pidfd);
+
+		sscanf(line, "%*s %d", &x);
+		if (getsockopt(x, SOL_SOCKET, 77 /* SO_PEERPIDFD */, &pidfd,
+			       &len) < 0)
+			result(-1);
+		else
+			result(pidfd);
+	} else if (!strcmp(cmd, "ptpeer")) {
+		/* A pseudo-terminal and its peer, opened from it. */
+		int m = posix_openpt(O_RDWR | O_NOCTTY);
+
+		if (m < 0 || grantpt(m) || unlockpt(m)) {
+			result(-1);
+			return;
+		}
+		y = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+		if (y < 0)
+			result(-1);
+		else
+			reply("ok %d %d", m, y);
+	} else if (!strcmp(cmd, "fanotify")) {
+		/* A group told of the opens of files in directory A. */
+		sscanf(line, "%*s %255s", a);
+		x = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
+		if (x < 0 || fanotify_mark(x, FAN_MARK_ADD, FAN_OPEN | FAN_EVENT_ON_CHILD, AT_FDCWD,
+					   a)) {
+			result(-1);
+			return;
+		}
+		result(x);
+	} else if (!strcmp(cmd, "fanread")) {
+		sscanf(line, "%*s %d %255s", &x, a);
+		fanotify_read(x, a);
+	} else if (!strcmp(cmd, "uffdfork")) {
+		uffd_fork();
 	} else if (!strcmp(cmd, "fill")) {
 		fill();
 	} else if (!strcmp(cmd, "thread")) {
@@ -307,7 +482,7 @@ static void command(char *line, char **argv)
 
 int main(int argc, char **argv)
 {
-	char line[256];
+	char line[1024];
 
 	signal(SIGPIPE, SIG_IGN);
 	if (argc > 1 && !strcmp(argv[1], "--after-exec"))
