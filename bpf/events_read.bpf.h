@@ -30,6 +30,7 @@ static __always_inline void note_event_file(__u16 sc, struct fdtable *fdt,
 					    int fd)
 {
 	struct file *f = fd_file(fdt, fd);
+	struct fd_event *e;
 	__u64 ops;
 
 	if (!f)
@@ -39,7 +40,14 @@ static __always_inline void note_event_file(__u16 sc, struct fdtable *fdt,
 		fanotify_fops = ops;
 	else
 		uffd_fops = ops;
-	read_hook_wanted = 1;
+	if (!read_hook_wanted) {
+		read_hook_wanted = 1;
+		/* Errors-only too: the reader attaches at once. */
+		e = new_event(EV_HOOK, sc, bpf_get_current_pid_tgid() >> 32,
+			      fd);
+		if (e)
+			submit(e, sizeof(*e));
+	}
 }
 
 struct read_ctx {

@@ -94,6 +94,11 @@ enum event_kind {
 	EV_MAPS,
 	/* A stack to unwind in user space (struct raw_stack). */
 	EV_RAW_STACK,
+	/*
+	 * A traced process made the first fanotify group or userfaultfd:
+	 * attach the read hook (events_read.bpf.h) now.
+	 */
+	EV_HOOK,
 };
 
 /* Flags of struct fd_info and struct fd_event. */

@@ -164,11 +164,21 @@ static long step_record(__u32 i, struct scm_ctx *c)
 /* Steps enough for MAX_MMSGS messages of a few control messages each. */
 #define MAX_SCM_STEPS 1024
 
+/*
+ * Zero, as far as the verifier knows. Before 6.7 it checks a bpf_loop
+ * callback once, in the state of the first call: a step whose branch is
+ * dead there (no fd yet, no control message yet) would be removed as dead
+ * code. The walk starts from this zero.
+ */
+volatile __u32 unknown_zero = 0;
+
 static __always_inline void walk_msgs(struct scm_ctx *c, bool record)
 {
-	c->msg = 0;
-	c->control = NULL;
-	c->nfds = c->fd = 0;
+	__u32 zero = unknown_zero;
+
+	c->msg = zero;
+	c->control = (void *)(unsigned long)zero;
+	c->nfds = c->fd = zero;
 	bpf_loop(MAX_SCM_STEPS, record ? step_record : step_find, c, 0);
 }
 #endif

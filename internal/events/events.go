@@ -222,6 +222,9 @@ type Leak struct {
 	Preexisting bool `json:"preexisting,omitempty"`
 	// Unattributed: fds whose stack could not be kept (stack store full).
 	Unattributed bool `json:"unattributed,omitempty"`
+	// OutsideTracedSyscalls: fds /proc shows that have no record, created
+	// where fdtrace does not hook (io_uring, an ia32 syscall, ...).
+	OutsideTracedSyscalls bool `json:"outside_traced_syscalls,omitempty"`
 	// AtExit: fds the process still held when it exited.
 	AtExit bool `json:"at_exit,omitempty"`
 }

@@ -150,6 +150,9 @@ func records() []Record {
 			Samples: []string{"tcp 127.0.0.1:5000 -> 127.0.0.1:5432"}, Stack: []symbolize.Frame{{Addr: 0x401136, Func: "connect_db"}}},
 		Leak{Type: "leak", Time: ts, PID: 7, Comm: "leaky", Count: 3, FDTypes: map[string]int{"pipe": 3},
 			Syscalls: map[string]int{"preexisting": 3}, FDs: []int{0, 1, 2}, Stack: []symbolize.Frame{}, Preexisting: true, AtExit: true},
+		Leak{Type: "leak", Time: ts, PID: 7, Comm: "leaky", Count: 1, FDTypes: map[string]int{"file": 1},
+			Syscalls: map[string]int{}, FDs: []int{5}, Samples: []string{"/etc/hosts"}, Stack: []symbolize.Frame{},
+			OutsideTracedSyscalls: true},
 	}
 }
 

@@ -115,7 +115,7 @@ type Kernel struct {
 	linksMu  sync.Mutex // guards links, detached
 	links    []link.Link
 	detached bool
-	// readHooked: the read hook is attached (attachWanted).
+	// readHooked: the read hook is attached (AttachWanted).
 	readHooked atomic.Bool
 	reader     *ringbuf.Reader
 	notes      []string
@@ -367,7 +367,7 @@ func (k *Kernel) attach(spec *ebpf.CollectionSpec) error {
 	progs := programsByName(&k.objs.FdtracePrograms)
 	for name, ps := range spec.Programs {
 		if name == readHook {
-			continue // attached when wanted: attachWanted
+			continue // attached when wanted: AttachWanted
 		}
 		if err := k.attachOne(progs[name], ps.SectionName); err != nil {
 			return err
@@ -413,10 +413,12 @@ func (k *Kernel) attachOne(prog *ebpf.Program, section string) error {
 	return nil
 }
 
-// attachWanted attaches the read hook once the programs want it (see
+// AttachWanted attaches the read hook once the programs want it (see
 // readHook); until then, and where it fails, the fds reads install are
-// counted by the recount at their close.
-func (k *Kernel) attachWanted() {
+// counted by the recount at their close. The reader calls it as soon as
+// it reads that the programs want it (EV_HOOK), and every poll interval.
+// Only the reader's goroutine may call it.
+func (k *Kernel) AttachWanted() {
 	if k.readHooked.Load() || k.spec.Programs[readHook] == nil {
 		return
 	}
@@ -431,7 +433,7 @@ func (k *Kernel) attachWanted() {
 	}
 }
 
-// ReadHooked says whether the read hook is attached (attachWanted).
+// ReadHooked says whether the read hook is attached (AttachWanted).
 func (k *Kernel) ReadHooked() bool { return k.readHooked.Load() }
 
 // Notes are things the user should know: a mounted tracefs, skipped hooks.

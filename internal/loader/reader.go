@@ -31,6 +31,9 @@ const (
 	EventMaps = EventKind(bpfobj.FdtraceEventKindEV_MAPS)
 	// EventRawStack: a stack to unwind in user space (Raw).
 	EventRawStack = EventKind(bpfobj.FdtraceEventKindEV_RAW_STACK)
+	// eventHook: the read hook is wanted now (AttachWanted); not handed
+	// out.
+	eventHook = EventKind(bpfobj.FdtraceEventKindEV_HOOK)
 )
 
 // Event is one ring buffer record, decoded. Its slices (Comm, Path, Raw)
@@ -102,7 +105,7 @@ func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
 	checked := time.Now()
 	for ctx.Err() == nil {
 		if time.Since(checked) >= k.cfg.PollInterval {
-			k.attachWanted()
+			k.AttachWanted()
 			checked = time.Now()
 		}
 		k.reader.SetDeadline(time.Now().Add(k.cfg.PollInterval))
@@ -126,7 +129,7 @@ func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
 // a traced process has done something, a Drain makes the view of it
 // complete: the kernel wrote its records before the syscalls returned.
 func (k *Kernel) Drain(fn func([]Event) error) error {
-	k.attachWanted()
+	k.AttachWanted()
 	return k.drain(newBatch(), fn)
 }
 
@@ -217,8 +220,12 @@ func (k *Kernel) decode(b *batch, raw []byte) error {
 			FDType: events.FDType(e.FdType), Cloexec: e.Flags&uint16(bpfobj.FdtraceFdFlagsFDF_CLOEXEC) != 0,
 			Family: e.Family, SockType: e.SockType, Errno: int(e.Err), Port: e.Port, Parent: int(e.Ppid),
 			StackID: e.StackId, OpenFDs: e.OpenFds, FDLimit: e.FdLimit, Path: b.keep(e.Path)})
-		if kind := EventKind(e.Kind); kind < EventOpen || kind > EventRawStack {
+		if kind := EventKind(e.Kind); kind < EventOpen || kind > eventHook {
 			return fmt.Errorf("unknown event kind %d", e.Kind)
+		}
+		if EventKind(e.Kind) == eventHook {
+			b.events = b.events[:i] // the loader's own
+			k.AttachWanted()
 		}
 	}
 	return nil
