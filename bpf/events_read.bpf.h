@@ -22,7 +22,7 @@ volatile __u64 uffd_fops = 0;
 #ifdef FDTRACE_COMPAT
 #define MAX_READ_EVENTS 8
 #else
-#define MAX_READ_EVENTS 256 /* events read from one read() */
+#define MAX_READ_EVENTS 4096 /* events read from one read() */
 #endif
 
 /* A fanotify group or a userfaultfd was made: what its reads look like. */

@@ -29,9 +29,17 @@ as each command would and reports what fdtrace can do here:
 each ok, degraded (works, with the limits given) or unavailable (with the
 reason and the kernel that has what is missing). The kernel features
 behind them, and the distributions that have them, are in the README's
-requirements; docs/design.md has what the programs do without them. It
-mounts tracefs if it is not mounted. --json writes one JSON object per
-row. It exits non-zero only when nothing can be traced.`,
+requirements; docs/design.md has what the programs do without them.
+
+Last, the "fds from" rows say which ways of making fds besides the
+creating syscalls fdtrace sees: recvmmsg, getsockopt, ioctl, bpf and read
+are hooked (ok), or not where this kernel lacks the tracepoint (warn);
+io_uring, seccomp's ADDFD, /dev/userfaultfd and 32-bit processes are not
+seen. Such fds have no record: a process's count is corrected by a recount
+when one is closed, and leaks lists them apart (docs/limitations.md).
+
+check mounts tracefs if it is not mounted. --json writes one JSON object
+per row. It exits non-zero only when nothing can be traced.`,
 		Example: `  # what works on this host
   fdtrace check
 
@@ -39,7 +47,7 @@ row. It exits non-zero only when nothing can be traced.`,
   fdtrace check --json | jq -c 'select(.status != "ok")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return renderCheck(cmd.OutOrStdout(), loader.Check(), asJSON)
+			return renderCheck(cmd.OutOrStdout(), withFDPaths(loader.Check()), asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per check")
@@ -76,4 +84,62 @@ func renderCheck(w io.Writer, results []loader.CheckResult, asJSON bool) error {
 		}
 	}
 	return fmt.Errorf("tracing cannot work on this host: %s failed", strings.Join(failed, ", "))
+}
+
+// statusNotSeen is the status of a way of making fds that fdtrace never
+// sees.
+const statusNotSeen = "not seen"
+
+// noRecord is what becomes of the fds fdtrace does not see made.
+const noRecord = "no record: the process's count is corrected by a recount when one is " +
+	"closed (by top and serve later: docs/limitations.md); leaks lists them apart"
+
+// hookedFDPaths are the ways of making fds, besides the creating syscalls,
+// that fdtrace hooks: each by the tracepoint of a syscall's exit.
+var hookedFDPaths = []struct{ name, tracepoint, what string }{
+	{"recvmmsg", "syscalls/sys_exit_recvmmsg", "fds received with SCM_RIGHTS, pidfds with SCM_PIDFD"},
+	{"getsockopt", "syscalls/sys_exit_getsockopt", "SO_PEERPIDFD's pidfd"},
+	{"ioctl", "syscalls/sys_exit_ioctl", "TIOCGPTPEER's pseudo-terminal peer"},
+	{"bpf", "syscalls/sys_exit_bpf", "the fds of maps, programs, links, BTF... that bpf() returns"},
+	{"read", "syscalls/sys_exit_read", "the fds of fanotify events and userfaultfd fork events; " +
+		"attached once a traced process makes a fanotify group or a userfaultfd"},
+}
+
+// unseenFDPaths are the ways of making fds that fdtrace does not hook.
+var unseenFDPaths = []struct{ name, what string }{
+	{"io_uring", "IORING_OP_OPENAT, OPENAT2, ACCEPT, SOCKET and fixed-file installs"},
+	{"seccomp ADDFD", "the fd a seccomp supervisor installs with SECCOMP_IOCTL_NOTIF_ADDFD"},
+	{"/dev/userfaultfd", "the userfaultfd its ioctl makes"},
+	{"ia32 syscalls", "every fd of a 32-bit process: the syscall tracepoints do not fire for its syscalls"},
+}
+
+// withFDPaths adds to check's results a row per way of making fds besides
+// the creating syscalls: hooked (ok) when its tracepoint's row is ok, not
+// (warn) when that is missing in this kernel, and the ways never seen.
+func withFDPaths(results []loader.CheckResult) []loader.CheckResult {
+	tracepoints := map[string]string{} // name -> status
+	for _, r := range results {
+		if tp, ok := strings.CutPrefix(r.Name, "tracepoint "); ok {
+			tracepoints[tp] = r.Status
+		}
+	}
+	for _, p := range hookedFDPaths {
+		r := loader.CheckResult{Name: "fds from " + p.name, Status: loader.StatusWarn}
+		switch st, ok := tracepoints[p.tracepoint]; {
+		case ok && st == loader.StatusOK:
+			r.Status, r.Detail = loader.StatusOK, "hooked: "+p.what
+		case ok:
+			r.Detail = fmt.Sprintf("not hooked: tracepoint %s missing in this kernel: %s: %s", p.tracepoint, p.what, noRecord)
+		case len(tracepoints) == 0:
+			r.Detail = "unknown: the tracepoints could not be looked at (tracefs)"
+		default:
+			r.Detail = fmt.Sprintf("not hooked: the programs for this kernel have no %s: %s: %s", p.tracepoint, p.what, noRecord)
+		}
+		results = append(results, r)
+	}
+	for _, p := range unseenFDPaths {
+		results = append(results, loader.CheckResult{Name: "fds from " + p.name, Status: statusNotSeen,
+			Detail: p.what + ": " + noRecord})
+	}
+	return results
 }

@@ -55,6 +55,12 @@ by the time fdtrace reads the report, the fds are closed.
 
 fds that existed before fdtrace attached have no stack. They are reported
 apart, as "pre-existing (no stack)", and never mixed with attributed ones.
+So are the fds /proc shows that no traced syscall created (io_uring's
+OPENAT, ACCEPT or SOCKET, seccomp's ADDFD, any syscall of a 32-bit process:
+see docs/limitations.md): "created outside the traced syscalls", whatever
+their age, with what /proc says they point at ("outside_traced_syscalls"
+in JSON). At exit, those are the command's, read while it is held at its
+exit, and those of its descendants still running.
 The stack store holds 16,384 distinct stacks. When it is full, fds go into
 a "no stack (stack store full)" group, and fdtrace reports the count on
 stderr (and in stacks_full of trace's stats record).
@@ -123,13 +129,22 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	var mu sync.Mutex          // guards exited, held and the builder
+	exited := map[int]string{} // pid -> comm
+	// held: the command's fds with no record, read while it was held at
+	// its exit, for the at-exit report.
+	var held []outsideFD
+	spec.atExit = func(tr *tracer.Tracer, pid int) {
+		fds := outsideFDs(tr.Kernel(), pid, nil, describer())
+		mu.Lock()
+		held = append(held, fds...)
+		mu.Unlock()
+	}
 	s, err := startSession(parent, spec)
 	if err != nil {
 		return err
 	}
 	defer closeInto(&err, s.close)
-	var mu sync.Mutex          // guards exited and the builder
-	exited := map[int]string{} // pid -> comm
 	b := &leaks.Builder{Since: time.Now(), MinAge: o.minAge, Top: o.top, Stack: s.tracer.Stack,
 		Comm: func(pid int) string {
 			if c, ok := exited[pid]; ok {
@@ -147,8 +162,9 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		return nil
 	}
 	// report reads the fds walk hands it one at a time: with a million
-	// live fds a list of them all would be most of fdtrace's memory.
-	report := func(heading string, atExit bool, walk func(add func(tracer.FD)) error) error {
+	// live fds a list of them all would be most of fdtrace's memory. Then
+	// the fds /proc shows that have no record, of the processes alive.
+	report := func(heading string, atExit bool, walk fdWalk) error {
 		if !atExit {
 			s.tracer.Stacks().NameJITFrames(0)
 		}
@@ -157,22 +173,40 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		t := b.NewTally(read)
 		mu.Unlock()
 		stacks := map[uint64]bool{}
+		recorded := fdSets{}
 		err := walk(func(fd tracer.FD) {
 			stacks[fd.StackID] = true
 			t.Add(fd)
-		})
+		}, recorded)
 		if err != nil {
 			return err
 		}
+		describe := describer()
+		for pid, seen := range recorded {
+			for _, f := range outsideFDs(s.tracer.Kernel(), pid, seen, describe) {
+				t.AddOutside(f.pid, f.fd, f.typ, f.target)
+			}
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		b.Describe = describer()
+		if atExit {
+			for _, f := range held {
+				t.AddOutside(f.pid, f.fd, f.typ, f.target)
+			}
+			held = nil
+		}
+		b.Describe = describe
 		err = writeReport(s.out, t.Report(), heading, o.json, atExit)
 		// Stacks no live fd refers to any more make room for new ones.
 		s.tracer.DropStacksExcept(stacks, read)
 		return err
 	}
-	live := func(add func(tracer.FD)) error { return s.tracer.EachFD(add) }
+	live := func(add func(tracer.FD), recorded fdSets) error {
+		return s.tracer.EachFD(func(fd tracer.FD) {
+			recorded.add(fd.PID, fd.FD)
+			add(fd)
+		})
+	}
 	stopReports := every(o.interval, func() {
 		if err := report("outstanding fds", false, live); err != nil {
 			fmt.Fprintf(os.Stderr, "fdtrace: report: %v\n", err)
@@ -191,13 +225,17 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 		mu.Lock()
 		b.MinAge = 0
 		mu.Unlock()
-		ownFDs := func(add func(tracer.FD)) error {
+		ownFDs := func(add func(tracer.FD), recorded fdSets) error {
 			keep := func(fd tracer.FD) {
 				if !fd.Inherited || fd.PID == s.child.pid {
 					add(fd)
 				}
 			}
-			if err := s.tracer.EachFD(keep); err != nil {
+			err := s.tracer.EachFD(func(fd tracer.FD) {
+				recorded.add(fd.PID, fd.FD)
+				keep(fd)
+			})
+			if err != nil {
 				return err
 			}
 			mu.Lock()
@@ -256,4 +294,71 @@ func describer() func(pid, fd int) string {
 		}
 		return target
 	}
+}
+
+// A fdWalk hands a report the records of the fds to report (add), and
+// notes in recorded every record of the processes alive, whose other fds
+// in /proc then go into the outside group.
+type fdWalk func(add func(tracer.FD), recorded fdSets) error
+
+// fdSets are, per process, the fd numbers that have a record: bit sets,
+// 128 KiB for a million fds.
+type fdSets map[int][]uint64
+
+func (s fdSets) add(pid, fd int) {
+	if fd < 0 {
+		return
+	}
+	bits := s[pid]
+	if w := fd / 64; w >= len(bits) {
+		bits = append(bits, make([]uint64, w+1-len(bits))...)
+	}
+	bits[fd/64] |= 1 << (fd % 64)
+	s[pid] = bits
+}
+
+// has says whether fd is in bits, a process's set.
+func has(bits []uint64, fd int) bool {
+	return fd >= 0 && fd/64 < len(bits) && bits[fd/64]&(1<<(fd%64)) != 0
+}
+
+// outsideFD is an fd /proc shows that has no record: created outside the
+// traced syscalls (io_uring, seccomp's ADDFD, an ia32 syscall, ...).
+type outsideFD struct {
+	pid, fd     int
+	typ, target string // from /proc
+}
+
+// outsideFDs lists the fds of pid that /proc shows and that have no
+// record: neither in recorded (pid's fds with a record when the kernel's
+// were walked; nil: look each up) nor in the kernel now (created by a
+// traced syscall since the walk). A process gone has none.
+func outsideFDs(k *loader.Kernel, pid int, recorded []uint64, describe func(pid, fd int) string) []outsideFD {
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return nil
+	}
+	var out []outsideFD
+	for _, fd := range fds {
+		if has(recorded, fd) {
+			continue
+		}
+		if _, ok := k.LookupFD(pid, fd); ok {
+			continue
+		}
+		target, err := procfs.FDTarget(pid, fd)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		// A traced syscall's fd is in the table just before its record.
+		if _, ok := k.LookupFD(pid, fd); ok {
+			continue
+		}
+		f := outsideFD{pid: pid, fd: fd, typ: events.ParseFDType(procfs.TargetType(target)).String(), target: target}
+		if d := describe(pid, fd); d != "" {
+			f.target = d
+		}
+		out = append(out, f)
+	}
+	return out
 }

@@ -2,14 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fdtrace/fdtrace/internal/events"
 	"github.com/fdtrace/fdtrace/internal/loader"
@@ -54,7 +59,8 @@ type leaksRun struct {
 	stdin  io.WriteCloser
 	stderr *testutil.LockedBuffer
 	out    string
-	first  string // the workload's first line
+	first  string        // the workload's first line
+	stdout *bufio.Reader // the rest of what it says
 }
 
 // startLeaks starts fdtrace leaks in dir ("": the test's) and reads the
@@ -71,7 +77,8 @@ func startLeaks(t *testing.T, dir string, args ...string) *leaksRun {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.cmd.Process.Kill() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	r.stdout = bufio.NewReader(stdout)
+	line, err := r.stdout.ReadString('\n')
 	if err != nil {
 		t.Fatalf("workload said %q (%v); stderr:\n%s", line, err, r.stderr.String())
 	}
@@ -315,4 +322,189 @@ func firstKey(m map[string]int) string {
 		return k
 	}
 	return ""
+}
+
+// An fd made by io_uring's IORING_OP_OPENAT has no syscall of its own, so
+// no record: leaks lists it apart, with its type and path from /proc, in
+// the reports made while the workload runs and in the one at its exit
+// (read while it is held there); the fds fdtrace saw created keep their
+// groups and stacks.
+func TestLeaksListsAnFDNoTracedSyscallCreatedApart(t *testing.T) {
+	if !stacksHere(t) {
+		return
+	}
+	bin := testutil.BuildC(t, "uring_open", "-static")
+	path := filepath.Join(t.TempDir(), "opened-by-io_uring")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := startLeaks(t, "", "--min-age", "0", "-i", "100ms", "--", bin, path)
+	if strings.HasPrefix(r.first, "no io_uring") {
+		t.Skipf("io_uring is not available here (%s): see /proc/sys/kernel/io_uring_disabled", strings.TrimSpace(r.first))
+	}
+	started := time.Now()
+	var w uringFDs
+	if _, err := fmt.Sscanf(r.first, "started %d %d %d\n", &w.pid, &w.ring, &w.plain); err != nil {
+		t.Fatalf("workload said %q; stderr:\n%s", r.first, r.stderr.String())
+	}
+	w.path = path
+	// The fds a command has at its exec are recorded from /proc when the
+	// reader reads that it exec'd, a moment later: an fd made before then
+	// that has no record is taken for one of those (pre-existing). The
+	// stacks named in a report came after in the ring buffer: once they
+	// are, the io_uring fd is made.
+	r.waitReport(t, started, func(report []events.Leak) bool { return len(report) == 3 && symbolized(report) })
+	io.WriteString(r.stdin, "go\n")
+	line, err := r.stdout.ReadString('\n')
+	if _, err2 := fmt.Sscanf(line, "ready %d\n", &w.uring); err != nil || err2 != nil {
+		t.Fatalf("workload said %q (%v); stderr:\n%s", line, err, r.stderr.String())
+	}
+	ready := time.Now()
+
+	w.check(t, "a report while it runs", r.waitReport(t, ready, symbolized), false)
+	var atExit []events.Leak
+	for _, l := range r.finish(t) {
+		if l.AtExit {
+			atExit = append(atExit, l)
+		}
+	}
+	w.check(t, "the report at its exit", atExit, true)
+}
+
+// waitReport waits for a whole report made after t that satisfies ok.
+func (r *leaksRun) waitReport(t *testing.T, after time.Time, ok func([]events.Leak) bool) []events.Leak {
+	t.Helper()
+	var report []events.Leak
+	for deadline := time.Now().Add(10 * time.Second); !ok(report); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no report as wanted after %s: the last is %+v; stderr:\n%s",
+				after.Format(time.TimeOnly), report, r.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+		report = lastReportAfter(leaksSoFar(t, r.out), after)
+	}
+	return report
+}
+
+// uringFDs are the fds uring_open made, and the path it opened by io_uring.
+type uringFDs struct {
+	pid, ring, plain, uring int
+	path                    string
+}
+
+// check asserts that report has exactly the workload's four groups: its
+// ring and /dev/null with their stacks, its stdio as pre-existing, and the
+// io_uring fd as outside the traced syscalls.
+func (w uringFDs) check(t *testing.T, name string, report []events.Leak, atExit bool) {
+	t.Helper()
+	want := []struct {
+		what         string
+		match        func(l events.Leak) bool
+		fds          []int
+		types        map[string]int
+		syscalls     map[string]int
+		samples      []string // nil: not checked
+		fn           string   // a function of its stack ("": no stack)
+		pre, outside bool
+	}{
+		{"the ring", func(l events.Leak) bool { return l.Syscalls["io_uring_setup"] > 0 },
+			[]int{w.ring}, map[string]int{"other": 1}, map[string]int{"io_uring_setup": 1}, nil, "setup_ring", false, false},
+		{"/dev/null", func(l events.Leak) bool { return l.Syscalls["openat"] > 0 },
+			[]int{w.plain}, map[string]int{"file": 1}, map[string]int{"openat": 1}, nil, "open_plain", false, false},
+		{"stdio", func(l events.Leak) bool { return l.Preexisting },
+			[]int{0, 1, 2}, map[string]int{"pipe": 3}, map[string]int{"preexisting": 3}, nil, "", true, false},
+		{"the io_uring fd", func(l events.Leak) bool { return l.OutsideTracedSyscalls },
+			[]int{w.uring}, map[string]int{"file": 1}, map[string]int{}, []string{w.path}, "", false, true},
+	}
+	if len(report) != len(want) {
+		t.Errorf("%s: %d groups, want %d: %+v", name, len(report), len(want), report)
+	}
+	for _, g := range want {
+		var found []events.Leak
+		for _, l := range report {
+			if g.match(l) {
+				found = append(found, l)
+			}
+		}
+		if len(found) != 1 {
+			t.Errorf("%s: %d groups of %s, want 1: %+v", name, len(found), g.what, report)
+			continue
+		}
+		l := found[0]
+		count := len(g.fds)
+		if g.pre && l.Count > 3 && len(l.FDs) > 3 && slices.Equal(l.FDs[:3], g.fds) && l.FDTypes["pipe"] >= 3 {
+			// More than stdio: what the test inherited from whatever
+			// started it, which the workload inherits too.
+			count, g.fds, g.types, g.syscalls = l.Count, l.FDs, l.FDTypes, map[string]int{"preexisting": l.Count}
+		}
+		if l.PID != w.pid || l.Count != count || !slices.Equal(l.FDs, g.fds) ||
+			!maps.Equal(l.FDTypes, g.types) || !maps.Equal(l.Syscalls, g.syscalls) ||
+			l.Preexisting != g.pre || l.OutsideTracedSyscalls != g.outside || l.Unattributed || l.AtExit != atExit ||
+			(g.samples != nil && !slices.Equal(l.Samples, g.samples)) {
+			t.Errorf("%s: %s: %+v; want pid %d, fds %v, types %v, syscalls %v, samples %q, pre-existing %v, outside %v, at exit %v",
+				name, g.what, l, w.pid, g.fds, g.types, g.syscalls, g.samples, g.pre, g.outside, atExit)
+		}
+		if g.fn == "" && len(l.Stack) != 0 || g.fn != "" && !hasFunc(l.Stack, g.fn) {
+			t.Errorf("%s: %s: stack %+v, want %q in it", name, g.what, l.Stack, g.fn)
+		}
+		if g.outside && l.OldestAgeS != 0 {
+			t.Errorf("%s: %s: oldest %vs, want 0 (unknown)", name, g.what, l.OldestAgeS)
+		}
+	}
+}
+
+// symbolized says whether report has groups, and every one with a stack
+// has its functions named.
+func symbolized(report []events.Leak) bool {
+	for _, l := range report {
+		if !l.Preexisting && !l.OutsideTracedSyscalls && (len(l.Stack) == 0 || !slices.ContainsFunc(l.Stack, func(f symbolize.Frame) bool { return f.Func != "" })) {
+			return false
+		}
+	}
+	return len(report) > 0
+}
+
+// leaksSoFar reads the whole lines of a leaks --json output still being
+// written.
+func leaksSoFar(t *testing.T, path string) []events.Leak {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var out []events.Leak
+	for {
+		line, rest, ok := bytes.Cut(b, []byte("\n"))
+		if !ok {
+			return out
+		}
+		var l events.Leak
+		if err := json.Unmarshal(line, &l); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		out = append(out, l)
+		b = rest
+	}
+}
+
+// lastReportAfter is the groups of the last report made after t (its
+// records share a time), nil if none; a report is whole once the next
+// has begun.
+func lastReportAfter(leaks []events.Leak, t time.Time) []events.Leak {
+	var times []time.Time
+	for _, l := range leaks {
+		if lt := time.Time(l.Time); lt.After(t) && !slices.ContainsFunc(times, lt.Equal) {
+			times = append(times, lt)
+		}
+	}
+	if len(times) < 2 {
+		return nil
+	}
+	var out []events.Leak
+	for _, l := range leaks {
+		if time.Time(l.Time).Equal(times[len(times)-2]) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -38,6 +38,9 @@ type sessionSpec struct {
 	// dropReading gives up reading other processes' fds and maps once
 	// started (dropProcessReading): for modes that never do it again.
 	dropReading bool
+	// atExit, if set, runs while the command is held at its exit (its fd
+	// table still whole), after its stacks are symbolized.
+	atExit func(t *tracer.Tracer, pid int)
 }
 
 func (sp sessionSpec) validate() error {
@@ -192,7 +195,12 @@ func (s *session) startCommand(path string) (err error) {
 	limit := s.tracer.Kernel().FDLimitBefore()
 	// Held at its exit, the command's stacks are symbolized while its
 	// memory map still exists.
-	atExit := func(pid int) { s.tracer.SymbolizeStacksOf(pid) }
+	atExit := func(pid int) {
+		s.tracer.SymbolizeStacksOf(pid)
+		if s.spec.atExit != nil {
+			s.spec.atExit(s.tracer, pid)
+		}
+	}
 	// Stopped after exec, its unwind tables are loaded before it runs.
 	atExec := func(pid int) { s.tracer.Stacks().LoadTables(pid) }
 	if s.child, err = spawn(path, s.spec.command, limit, atExec, atExit); err != nil {

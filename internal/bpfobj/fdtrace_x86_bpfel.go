@@ -505,7 +505,6 @@ const (
 	FdtraceVarFanotifyFops                             = "fanotify_fops"
 	FdtraceVarReadHookWanted                           = "read_hook_wanted"
 	FdtraceVarUffdFops                                 = "uffd_fops"
-	FdtraceVarUnknownZero                              = "unknown_zero"
 	FdtraceVarUnusedCfaRule                            = "unused_cfa_rule"
 	FdtraceVarUnusedCompatBounds                       = "unused_compat_bounds"
 	FdtraceVarUnusedEventKind                          = "unused_event_kind"
@@ -658,7 +657,6 @@ type FdtraceVariableSpecs struct {
 	FanotifyFops       *ebpf.VariableSpec `ebpf:"fanotify_fops"`
 	ReadHookWanted     *ebpf.VariableSpec `ebpf:"read_hook_wanted"`
 	UffdFops           *ebpf.VariableSpec `ebpf:"uffd_fops"`
-	UnknownZero        *ebpf.VariableSpec `ebpf:"unknown_zero"`
 	UnusedCfaRule      *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.VariableSpec `ebpf:"unused_compat_bounds"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -758,7 +756,6 @@ type FdtraceVariables struct {
 	FanotifyFops       *ebpf.Variable `ebpf:"fanotify_fops"`
 	ReadHookWanted     *ebpf.Variable `ebpf:"read_hook_wanted"`
 	UffdFops           *ebpf.Variable `ebpf:"uffd_fops"`
-	UnknownZero        *ebpf.Variable `ebpf:"unknown_zero"`
 	UnusedCfaRule      *ebpf.Variable `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.Variable `ebpf:"unused_compat_bounds"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`

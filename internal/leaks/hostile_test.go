@@ -16,7 +16,9 @@ func TestATextReportCarriesNoControlCharacterFromTheProcess(t *testing.T) {
 		FDTypes: map[string]int{"file": 2}, Syscalls: map[string]int{"openat": 2}, SampleFDs: []int{3, 4},
 		Samples: []string{"/tmp/" + evil, ""},
 		Stack:   []symbolize.Frame{{Func: evil, File: "/src/" + evil + ".c", Line: 3, Module: "/lib/" + evil}}}},
-		Preexisting: []Group{{PID: 7, Comm: evil, Count: 1, FDTypes: map[string]int{"pipe": 1}}}}
+		Preexisting: []Group{{PID: 7, Comm: evil, Count: 1, FDTypes: map[string]int{"pipe": 1}}},
+		Outside: []Group{{PID: 7, Comm: evil, Count: 1, FDTypes: map[string]int{"file": 1}, SampleFDs: []int{5},
+			Samples: []string{"/tmp/" + evil}}}}
 	var b strings.Builder
 	r.WriteText(&b, "leaks")
 	if i := strings.IndexFunc(b.String(), func(r rune) bool {
@@ -32,7 +34,8 @@ func TestATextReportCarriesNoControlCharacterFromTheProcess(t *testing.T) {
 // cleanReport is the report of r with harmless names: the lines it has.
 func cleanReport(t *testing.T, r Report) string {
 	t.Helper()
-	r.Groups[0].Comm, r.Preexisting[0].Comm = "x", "x"
+	r.Groups[0].Comm, r.Preexisting[0].Comm, r.Outside[0].Comm = "x", "x", "x"
+	r.Outside[0].Samples[0] = "/tmp/x"
 	r.Groups[0].Samples[0] = "/tmp/x"
 	r.Groups[0].Stack[0] = symbolize.Frame{Func: "x", File: "/src/x.c", Line: 3, Module: "/lib/x"}
 	var b strings.Builder

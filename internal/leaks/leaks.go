@@ -40,6 +40,11 @@ type Report struct {
 	// Unattributed are, per process, fds created while tracing whose stack
 	// could not be kept (the stack store was full).
 	Unattributed []Group
+	// Outside are, per process, the fds /proc shows that have no record:
+	// created outside the traced syscalls (io_uring, seccomp's ADDFD, an
+	// ia32 syscall, ...). No stack, no syscall, no age; Samples are what
+	// /proc said they point at.
+	Outside []Group
 }
 
 // Builder makes reports and remembers the last one, for growth rates.
@@ -70,6 +75,7 @@ const (
 	attributed = iota
 	preexisting
 	unattributed
+	outside
 )
 
 // A Tally groups fds one at a time, for one report, keeping per group
@@ -88,6 +94,9 @@ type groupTally struct {
 	merged      []groupKey
 	counts      []int
 	mergedCount int
+	// targets: what the sample fds of an outside group point at, read
+	// when they were added (the process may be gone by the report).
+	targets map[int]string
 }
 
 // fdType is what FDTypes counts, as "type family" when there is a family.
@@ -135,6 +144,31 @@ func (t *Tally) Add(fd tracer.FD) {
 	g.Syscalls[fd.Syscall]++
 	g.Oldest = max(g.Oldest, age)
 	g.SampleFDs = addSample(g.SampleFDs, fd.FD)
+}
+
+// AddOutside counts an fd that /proc shows and that has no record: created
+// outside the traced syscalls. typ is its type and target what it points
+// at, both from /proc; its age is unknown, so --min-age does not apply.
+func (t *Tally) AddOutside(pid, fd int, typ, target string) {
+	key := groupKey{pid: pid, kind: outside}
+	g := t.groups[key]
+	if g == nil {
+		g = &groupTally{Group: Group{PID: pid, Syscalls: map[string]int{}},
+			types: map[fdType]int{}, targets: map[int]string{}}
+		t.groups[key] = g
+	}
+	g.Count++
+	g.types[fdType{typ: typ}]++
+	g.SampleFDs = addSample(g.SampleFDs, fd)
+	if slices.Contains(g.SampleFDs, fd) {
+		g.targets[fd] = target
+		// Only the samples' targets are kept.
+		for n := range g.targets {
+			if !slices.Contains(g.SampleFDs, n) {
+				delete(g.targets, n)
+			}
+		}
+	}
 }
 
 // mergeSameCallSites merges the groups of one process whose stacks differ
@@ -245,6 +279,12 @@ func (t *Tally) Report() Report {
 		case unattributed:
 			r.Unattributed = append(r.Unattributed, g.Group)
 			continue
+		case outside:
+			for _, fd := range g.SampleFDs {
+				g.Samples = append(g.Samples, g.targets[fd])
+			}
+			r.Outside = append(r.Outside, g.Group)
+			continue
 		}
 		if minutes > 0 {
 			last := b.last[key]
@@ -277,7 +317,8 @@ func (t *Tally) Report() Report {
 	byPID := func(x, y Group) int { return cmp.Compare(x.PID, y.PID) }
 	slices.SortFunc(r.Preexisting, byPID)
 	slices.SortFunc(r.Unattributed, byPID)
-	for _, groups := range [][]Group{r.Groups, r.Preexisting, r.Unattributed} {
+	slices.SortFunc(r.Outside, byPID)
+	for _, groups := range [][]Group{r.Groups, r.Preexisting, r.Unattributed, r.Outside} {
 		for i := range groups {
 			b.describe(&groups[i])
 		}
@@ -292,7 +333,7 @@ func (b *Builder) describe(g *Group) {
 	if b.Comm != nil {
 		g.Comm = b.Comm(g.PID)
 	}
-	if b.Describe != nil {
+	if b.Describe != nil && g.Samples == nil { // outside groups have theirs
 		for _, fd := range g.SampleFDs {
 			g.Samples = append(g.Samples, b.Describe(g.PID, fd))
 		}

@@ -2,6 +2,7 @@ package leaks
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -63,6 +64,57 @@ func TestPreexistingAndStacklessFDsAreNeverMixedWithAttributedOnes(t *testing.T)
 	var text bytes.Buffer
 	r.WriteText(&text, "outstanding fds")
 	for _, want := range []string{"pre-existing (no stack): 1 fds in pid 10", "no stack (stack store full): 1 fds in pid 10"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+// fds /proc shows with no record (io_uring's, an ia32 process's) are a
+// group of their own per process, whatever their age, with the targets
+// read when they were added: the process may be gone by the report.
+func TestFDsWithNoRecordAreTheirOwnGroupWithWhatProcSaid(t *testing.T) {
+	b := &Builder{Since: t0, MinAge: time.Hour,
+		Describe: func(pid, fd int) string { return "described later" }}
+	tally := b.NewTally(t0)
+	tally.Add(fd(10, 3, 7, "file", 2*time.Hour))
+	for _, n := range []int{9, 8, 7, 6, 5, 4} {
+		tally.AddOutside(10, n, "file", fmt.Sprintf("/data/%d", n))
+	}
+	tally.AddOutside(10, 12, "socket", "socket:[77]")
+	tally.AddOutside(11, 5, "other", "anon_inode:[io_uring]")
+	r := tally.Report()
+	if len(r.Groups) != 1 || len(r.Preexisting) != 0 || len(r.Unattributed) != 0 || len(r.Outside) != 2 {
+		t.Fatalf("groups %d, pre-existing %d, unattributed %d, outside %d; want 1, 0, 0, 2",
+			len(r.Groups), len(r.Preexisting), len(r.Unattributed), len(r.Outside))
+	}
+	g := r.Outside[0]
+	if g.PID != 10 || g.Count != 7 || !maps.Equal(g.FDTypes, map[string]int{"file": 6, "socket": 1}) ||
+		len(g.Syscalls) != 0 || g.Oldest != 0 || g.StackID != 0 || g.Stack != nil ||
+		!slices.Equal(g.SampleFDs, []int{4, 5, 6, 7, 8}) ||
+		!slices.Equal(g.Samples, []string{"/data/4", "/data/5", "/data/6", "/data/7", "/data/8"}) {
+		t.Errorf("outside group of pid 10: %+v", g)
+	}
+	if g := r.Outside[1]; g.PID != 11 || g.Count != 1 || !slices.Equal(g.Samples, []string{"anon_inode:[io_uring]"}) {
+		t.Errorf("outside group of pid 11: %+v", g)
+	}
+	if g := r.Groups[0]; !slices.Equal(g.Samples, []string{"described later"}) {
+		t.Errorf("an attributed group's samples are described at the report: %v", g.Samples)
+	}
+	recs := r.Records(true)
+	if len(recs) != 3 || recs[0].OutsideTracedSyscalls || !recs[1].OutsideTracedSyscalls || !recs[2].OutsideTracedSyscalls ||
+		recs[1].Preexisting || recs[1].Unattributed || recs[1].Stack == nil || recs[1].Syscalls == nil || !recs[1].AtExit {
+		t.Errorf("records %+v", recs)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text, "fds still open at exit")
+	for _, want := range []string{
+		"\n  created outside the traced syscalls (io_uring, ia32 syscalls, ...; no stack): 7 fds in pid 10 (): file 6, socket 1\n" +
+			"      fds 4 /data/4, 5 /data/5, 6 /data/6, 7 /data/7, 8 /data/8, ... (7 in all)\n",
+		"\n  created outside the traced syscalls (io_uring, ia32 syscalls, ...; no stack): 1 fds in pid 11 (): other 1\n" +
+			"      fds 5 anon_inode:[io_uring]\n",
+		": 1 fds from 1 call sites\n",
+	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

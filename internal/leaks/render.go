@@ -15,10 +15,10 @@ import (
 )
 
 // Records turns a report into "leak" records: attributed groups first,
-// then the pre-existing and unattributed ones.
+// then the pre-existing, unattributed and outside ones.
 func (r Report) Records(atExit bool) []events.Leak {
 	var out []events.Leak
-	add := func(g Group, pre, unattr bool) {
+	add := func(g Group, pre, unattr, outside bool) {
 		stack := g.Stack
 		if stack == nil {
 			stack = []symbolize.Frame{}
@@ -26,19 +26,27 @@ func (r Report) Records(atExit bool) []events.Leak {
 		out = append(out, events.Leak{Type: "leak", Time: events.Time(r.Time), PID: g.PID,
 			Comm: g.Comm, Count: g.Count, FDTypes: g.FDTypes, Syscalls: g.Syscalls,
 			OldestAgeS: g.Oldest.Seconds(), GrowthPerMin: g.GrowthPerMin, FDs: g.SampleFDs,
-			Samples: g.Samples, Stack: stack, Preexisting: pre, Unattributed: unattr, AtExit: atExit})
+			Samples: g.Samples, Stack: stack, Preexisting: pre, Unattributed: unattr,
+			OutsideTracedSyscalls: outside, AtExit: atExit})
 	}
 	for _, g := range r.Groups {
-		add(g, false, false)
+		add(g, false, false, false)
 	}
 	for _, g := range r.Preexisting {
-		add(g, true, false)
+		add(g, true, false, false)
 	}
 	for _, g := range r.Unattributed {
-		add(g, false, true)
+		add(g, false, true, false)
+	}
+	for _, g := range r.Outside {
+		add(g, false, false, true)
 	}
 	return out
 }
+
+// OutsideHeading names the group of fds that have no record in the text
+// report.
+const OutsideHeading = "created outside the traced syscalls (io_uring, ia32 syscalls, ...; no stack)"
 
 // WriteText prints a report for people, like memleak: the groups by count,
 // each with its stack, innermost frame first.
@@ -69,6 +77,10 @@ func (r Report) WriteText(w io.Writer, heading string) {
 	}
 	for _, g := range r.Preexisting {
 		fmt.Fprintf(w, "\n  pre-existing (no stack): %d fds in pid %d (%s): %s\n", g.Count, g.PID, sanitize.Text(g.Comm), counts(g.FDTypes))
+		writeSamples(w, g)
+	}
+	for _, g := range r.Outside {
+		fmt.Fprintf(w, "\n  %s: %d fds in pid %d (%s): %s\n", OutsideHeading, g.Count, g.PID, sanitize.Text(g.Comm), counts(g.FDTypes))
 		writeSamples(w, g)
 	}
 	fmt.Fprintln(w)

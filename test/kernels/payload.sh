@@ -32,6 +32,7 @@ workload acceptor -static
 workload leaky -fno-omit-frame-pointer -pthread
 workload leaky -O2 -fomit-frame-pointer -pthread
 workload leaky -O2 -fomit-frame-pointer -pthread -static
+workload uring_open -static
 
 # The dynamic workloads' libraries, at the paths their ld.so looks in, and
 # their detached debug symbols where this host has them (libc6-dbg): the
