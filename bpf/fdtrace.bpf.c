@@ -18,6 +18,7 @@
  *   failures.bpf.h    failed syscalls by errno
  *   scm.bpf.h         fds received in control messages
  *   events_read.bpf.h fds installed by reads of fanotify and userfaultfd
+ *   uring.bpf.h       fds io_uring installs and closes
  */
 #include "../vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -36,6 +37,7 @@
 #include "failures.bpf.h"
 #include "scm.bpf.h"
 #include "events_read.bpf.h"
+#include "uring.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

@@ -61,6 +61,7 @@ enum syscall_id {
 	SYS_GETSOCKOPT, /* SO_PEERPIDFD */
 	SYS_IOCTL,	/* TIOCGPTPEER */
 	SYS_READ,	/* of a fanotify group or a userfaultfd: their events */
+	SYS_IO_URING,	/* a request's completion */
 	SYS_MAX,
 };
 

@@ -32,11 +32,12 @@ behind them, and the distributions that have them, are in the README's
 requirements; docs/design.md has what the programs do without them.
 
 Last, the "fds from" rows say which ways of making fds besides the
-creating syscalls fdtrace sees: recvmmsg, getsockopt, ioctl, bpf and read
-are hooked (ok), or not where this kernel lacks the tracepoint (warn);
-io_uring, seccomp's ADDFD, /dev/userfaultfd and 32-bit processes are not
-seen. Such fds have no record: a process's count is corrected by a recount
-when one is closed, and leaks lists them apart (docs/limitations.md).
+creating syscalls fdtrace sees: recvmmsg, getsockopt, ioctl, bpf, read and
+io_uring are hooked (ok), or not where this kernel lacks the tracepoint
+(warn; io_uring before 6.1); seccomp's ADDFD, /dev/userfaultfd and 32-bit
+processes are not seen. Such fds have no record: a process's count is
+corrected by a recount when one is closed, and leaks lists them apart
+(docs/limitations.md).
 
 check mounts tracefs if it is not mounted. --json writes one JSON object
 per row. It exits non-zero only when nothing can be traced.`,
@@ -47,7 +48,7 @@ per row. It exits non-zero only when nothing can be traced.`,
   fdtrace check --json | jq -c 'select(.status != "ok")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return renderCheck(cmd.OutOrStdout(), withFDPaths(loader.Check()), asJSON)
+			return renderCheck(cmd.OutOrStdout(), withFDPaths(loader.Check(), loader.ProbeFeatures().UringComplete), asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per check")
@@ -105,9 +106,12 @@ var hookedFDPaths = []struct{ name, tracepoint, what string }{
 		"attached once a traced process makes a fanotify group or a userfaultfd"},
 }
 
+// uringFDPath is io_uring's requests that make and close fds, hooked at
+// their completion where the kernel's tracepoints give the request (6.1).
+const uringFDPath = "IORING_OP_OPENAT, OPENAT2, ACCEPT, SOCKET, FIXED_FD_INSTALL and CLOSE"
+
 // unseenFDPaths are the ways of making fds that fdtrace does not hook.
 var unseenFDPaths = []struct{ name, what string }{
-	{"io_uring", "IORING_OP_OPENAT, OPENAT2, ACCEPT, SOCKET and fixed-file installs"},
 	{"seccomp ADDFD", "the fd a seccomp supervisor installs with SECCOMP_IOCTL_NOTIF_ADDFD"},
 	{"/dev/userfaultfd", "the userfaultfd its ioctl makes"},
 	{"ia32 syscalls", "every fd of a 32-bit process: the syscall tracepoints do not fire for its syscalls"},
@@ -115,8 +119,9 @@ var unseenFDPaths = []struct{ name, what string }{
 
 // withFDPaths adds to check's results a row per way of making fds besides
 // the creating syscalls: hooked (ok) when its tracepoint's row is ok, not
-// (warn) when that is missing in this kernel, and the ways never seen.
-func withFDPaths(results []loader.CheckResult) []loader.CheckResult {
+// (warn) when that is missing in this kernel, io_uring's (hooked where
+// uring), and the ways never seen.
+func withFDPaths(results []loader.CheckResult, uring bool) []loader.CheckResult {
 	tracepoints := map[string]string{} // name -> status
 	for _, r := range results {
 		if tp, ok := strings.CutPrefix(r.Name, "tracepoint "); ok {
@@ -137,6 +142,13 @@ func withFDPaths(results []loader.CheckResult) []loader.CheckResult {
 		}
 		results = append(results, r)
 	}
+	r := loader.CheckResult{Name: "fds from io_uring", Status: loader.StatusOK,
+		Detail: "hooked: " + uringFDPath + ", at their completion, with the submitter's stack"}
+	if !uring {
+		r.Status, r.Detail = loader.StatusWarn, "not hooked: this kernel's io_uring tracepoints do not give the request "+
+			"(before 6.1): "+uringFDPath+": "+noRecord
+	}
+	results = append(results, r)
 	for _, p := range unseenFDPaths {
 		results = append(results, loader.CheckResult{Name: "fds from " + p.name, Status: statusNotSeen,
 			Detail: p.what + ": " + noRecord})

@@ -92,13 +92,13 @@ func TestCheckSaysWhichWaysOfMakingFDsItSees(t *testing.T) {
 			map[string]string{"read": "warn: unknown: the tracepoints could not be looked at (tracefs)"}},
 	}
 	unseen := map[string]string{
-		"io_uring":         "IORING_OP_OPENAT, OPENAT2, ACCEPT, SOCKET and fixed-file installs",
 		"seccomp ADDFD":    "the fd a seccomp supervisor installs with SECCOMP_IOCTL_NOTIF_ADDFD",
 		"/dev/userfaultfd": "the userfaultfd its ioctl makes",
 		"ia32 syscalls":    "every fd of a 32-bit process: the syscall tracepoints do not fire for its syscalls",
 	}
 	for _, tt := range tests {
-		rows := withFDPaths(slices.Clone(tt.results))
+		uring := tt.name == "every tracepoint there"
+		rows := withFDPaths(slices.Clone(tt.results), uring)
 		if !slices.Equal(rows[:len(tt.results)], tt.results) {
 			t.Errorf("%s: the rows of check changed", tt.name)
 		}
@@ -127,6 +127,13 @@ func TestCheckSaysWhichWaysOfMakingFDsItSees(t *testing.T) {
 				t.Errorf("%s: fds from %s: %q, want %q", tt.name, name, got[name], want)
 			}
 		}
+		wantUring := "warn: not hooked: this kernel's io_uring tracepoints do not give the request (before 6.1): "
+		if uring {
+			wantUring = "ok: hooked: IORING_OP_OPENAT, OPENAT2, ACCEPT, SOCKET, FIXED_FD_INSTALL and CLOSE, at their completion"
+		}
+		if !strings.HasPrefix(got["io_uring"], wantUring) {
+			t.Errorf("%s: fds from io_uring: %q, want it to begin %q", tt.name, got["io_uring"], wantUring)
+		}
 		// Not seen is no failure.
 		if err := renderCheck(io.Discard, rows, false); err != nil && tt.name != "no tracefs" {
 			t.Errorf("%s: %v", tt.name, err)
@@ -134,13 +141,14 @@ func TestCheckSaysWhichWaysOfMakingFDsItSees(t *testing.T) {
 	}
 }
 
-// On this kernel (every one fdtrace supports has these tracepoints), the
-// ways of making fds fdtrace hooks are hooked, and check says so after the
+// On this kernel (every one fdtrace supports has these tracepoints, and
+// this one's io_uring tracepoints give the request), the ways of making
+// fds fdtrace hooks are hooked, and check says so after the
 // rows it had, in both formats.
 func TestCheckOnThisKernelSaysWhichWaysOfMakingFDsAreHooked(t *testing.T) {
 	testutil.RequireRoot(t)
 	var text, lines bytes.Buffer
-	results := withFDPaths(loader.Check())
+	results := withFDPaths(loader.Check(), loader.ProbeFeatures().UringComplete)
 	if err := renderCheck(&text, results, false); err != nil {
 		t.Fatal(err)
 	}
@@ -160,13 +168,13 @@ func TestCheckOnThisKernelSaysWhichWaysOfMakingFDsAreHooked(t *testing.T) {
 		}
 	}
 	want := []string{"fds from recvmmsg | ok", "fds from getsockopt | ok", "fds from ioctl | ok", "fds from bpf | ok",
-		"fds from read | ok", "fds from io_uring | not seen", "fds from seccomp ADDFD | not seen",
+		"fds from read | ok", "fds from io_uring | ok", "fds from seccomp ADDFD | not seen",
 		"fds from /dev/userfaultfd | not seen", "fds from ia32 syscalls | not seen"}
 	if !slices.Equal(got, want) {
 		t.Errorf("fds from rows:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	for _, re := range []string{`(?m)^fds from recvmmsg +ok +hooked: fds received with SCM_RIGHTS, pidfds with SCM_PIDFD$`,
-		`(?m)^fds from io_uring +not seen +IORING_OP_OPENAT, OPENAT2, ACCEPT, SOCKET and fixed-file installs: no record: .* leaks lists them apart$`} {
+		`(?m)^fds from seccomp ADDFD +not seen +the fd a seccomp supervisor installs with SECCOMP_IOCTL_NOTIF_ADDFD: no record: .* leaks lists them apart$`} {
 		if !regexp.MustCompile(re).MatchString(text.String()) {
 			t.Errorf("the table has no line matching %s:\n%s", re, text.String())
 		}

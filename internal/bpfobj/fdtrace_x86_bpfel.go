@@ -363,7 +363,8 @@ const (
 	FdtraceSyscallIdSYS_GETSOCKOPT        FdtraceSyscallId = 46
 	FdtraceSyscallIdSYS_IOCTL             FdtraceSyscallId = 47
 	FdtraceSyscallIdSYS_READ              FdtraceSyscallId = 48
-	FdtraceSyscallIdSYS_MAX               FdtraceSyscallId = 49
+	FdtraceSyscallIdSYS_IO_URING          FdtraceSyscallId = 49
+	FdtraceSyscallIdSYS_MAX               FdtraceSyscallId = 50
 )
 
 type FdtraceTotalId uint32
@@ -446,7 +447,11 @@ const (
 	FdtraceMapTraced                                   = "traced"
 	FdtraceMapUnwindMemos                              = "unwind_memos"
 	FdtraceMapUnwindTables                             = "unwind_tables"
+	FdtraceMapUringStacks                              = "uring_stacks"
 	FdtraceMapWalkMemos                                = "walk_memos"
+	FdtraceProgRawTracepointIoUringComplete            = "raw_tracepoint__io_uring_complete"
+	FdtraceProgRawTracepointIoUringSubmitReq           = "raw_tracepoint__io_uring_submit_req"
+	FdtraceProgRawTracepointIoUringSubmitSqe           = "raw_tracepoint__io_uring_submit_sqe"
 	FdtraceProgRawTracepointSchedProcessExec           = "raw_tracepoint__sched_process_exec"
 	FdtraceProgRawTracepointSchedProcessExit           = "raw_tracepoint__sched_process_exit"
 	FdtraceProgRawTracepointSchedProcessFork           = "raw_tracepoint__sched_process_fork"
@@ -566,6 +571,9 @@ type FdtraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FdtraceProgramSpecs struct {
+	RawTracepointIoUringComplete            *ebpf.ProgramSpec `ebpf:"raw_tracepoint__io_uring_complete"`
+	RawTracepointIoUringSubmitReq           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__io_uring_submit_req"`
+	RawTracepointIoUringSubmitSqe           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__io_uring_submit_sqe"`
 	RawTracepointSchedProcessExec           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exec"`
 	RawTracepointSchedProcessExit           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exit"`
 	RawTracepointSchedProcessFork           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_fork"`
@@ -643,6 +651,7 @@ type FdtraceMapSpecs struct {
 	Traced       *ebpf.MapSpec `ebpf:"traced"`
 	UnwindMemos  *ebpf.MapSpec `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.MapSpec `ebpf:"unwind_tables"`
+	UringStacks  *ebpf.MapSpec `ebpf:"uring_stacks"`
 	WalkMemos    *ebpf.MapSpec `ebpf:"walk_memos"`
 }
 
@@ -716,6 +725,7 @@ type FdtraceMaps struct {
 	Traced       *ebpf.Map `ebpf:"traced"`
 	UnwindMemos  *ebpf.Map `ebpf:"unwind_memos"`
 	UnwindTables *ebpf.Map `ebpf:"unwind_tables"`
+	UringStacks  *ebpf.Map `ebpf:"uring_stacks"`
 	WalkMemos    *ebpf.Map `ebpf:"walk_memos"`
 }
 
@@ -741,6 +751,7 @@ func (m *FdtraceMaps) Close() error {
 		m.Traced,
 		m.UnwindMemos,
 		m.UnwindTables,
+		m.UringStacks,
 		m.WalkMemos,
 	)
 }
@@ -779,6 +790,9 @@ type FdtraceVariables struct {
 //
 // It can be passed to LoadFdtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FdtracePrograms struct {
+	RawTracepointIoUringComplete            *ebpf.Program `ebpf:"raw_tracepoint__io_uring_complete"`
+	RawTracepointIoUringSubmitReq           *ebpf.Program `ebpf:"raw_tracepoint__io_uring_submit_req"`
+	RawTracepointIoUringSubmitSqe           *ebpf.Program `ebpf:"raw_tracepoint__io_uring_submit_sqe"`
 	RawTracepointSchedProcessExec           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exec"`
 	RawTracepointSchedProcessExit           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exit"`
 	RawTracepointSchedProcessFork           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_fork"`
@@ -834,6 +848,9 @@ type FdtracePrograms struct {
 
 func (p *FdtracePrograms) Close() error {
 	return _FdtraceClose(
+		p.RawTracepointIoUringComplete,
+		p.RawTracepointIoUringSubmitReq,
+		p.RawTracepointIoUringSubmitSqe,
 		p.RawTracepointSchedProcessExec,
 		p.RawTracepointSchedProcessExit,
 		p.RawTracepointSchedProcessFork,

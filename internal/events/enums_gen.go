@@ -6,7 +6,7 @@ package events
 type Syscall uint16
 
 // NumSyscalls is how many there are (SYS_MAX).
-const NumSyscalls = 49
+const NumSyscalls = 50
 
 var syscallNames = [NumSyscalls]string{
 	"preexisting",
@@ -58,6 +58,7 @@ var syscallNames = [NumSyscalls]string{
 	"getsockopt",
 	"ioctl",
 	"read",
+	"io_uring",
 }
 
 // FDType is the kind of file an fd refers to (enum fd_type).

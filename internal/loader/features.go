@@ -25,6 +25,11 @@ type Features struct {
 	// programs may use maps that allocate at run time. Before, the kernel
 	// WARNs (tainting itself) when such a program loads.
 	MemAlloc bool
+	// UringRequest: io_uring's tracepoints give the request itself where
+	// the programs read it (io_uring_complete's second argument, 6.1;
+	// io_uring_submit_sqe's first, 6.1 only). Before, the fds io_uring
+	// makes are not seen.
+	UringComplete, UringSubmitSqe bool
 }
 
 // feature is one probed facility: what it is and the first kernel with it.
@@ -61,6 +66,8 @@ func ProbeFeatures() Features {
 		RdonlyCast: haveKernelType[*btf.Func]("bpf_rdonly_cast"),
 		MemAlloc:   haveKernelType[*btf.Struct]("bpf_mem_alloc"),
 	}
+	f.UringComplete = tracepointArgIsPointer("io_uring_complete", 1, "")
+	f.UringSubmitSqe = tracepointArgIsPointer("io_uring_submit_sqe", 0, "io_kiocb")
 	for _, force := range strings.Split(os.Getenv(fallbackEnv), ",") {
 		switch force {
 		case "compat":
@@ -69,6 +76,8 @@ func ProbeFeatures() Features {
 			f.RdonlyCast = false
 		case "prealloc":
 			f.MemAlloc = false
+		case "no-uring": // as before 6.1: io_uring's fds not seen
+			f.UringComplete, f.UringSubmitSqe = false, false
 		}
 	}
 	return f
@@ -83,6 +92,38 @@ func haveKernelType[T btf.Type](name string) bool {
 	}
 	var typ T
 	return kernel.TypeByName(name, &typ) == nil
+}
+
+// tracepointArgIsPointer says whether argument i of the kernel's raw
+// tracepoint tp is a pointer (to a struct of that name, unless it is "").
+// The arguments of a tracepoint change with the kernel: its BTF says
+// which there are (btf_trace_TP, whose first parameter is the probe's).
+func tracepointArgIsPointer(tp string, i int, to string) bool {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var td *btf.Typedef
+	if kernel.TypeByName("btf_trace_"+tp, &td) != nil {
+		return false
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return false
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok || len(proto.Params) < i+2 {
+		return false
+	}
+	arg, ok := btf.UnderlyingType(proto.Params[i+1].Type).(*btf.Pointer)
+	if !ok {
+		return false
+	}
+	if to == "" {
+		return true
+	}
+	st, ok := btf.UnderlyingType(arg.Target).(*btf.Struct)
+	return ok && st.Name == to
 }
 
 // Compat is whether the programs must be the compat object: bounded

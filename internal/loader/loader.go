@@ -117,13 +117,15 @@ type Kernel struct {
 	detached bool
 	// readHooked: the read hook is attached (AttachWanted).
 	readHooked atomic.Bool
-	reader     *ringbuf.Reader
-	notes      []string
-	skipped    int
-	clock      clock
-	closeErr   error
-	once       sync.Once
-	spec       *ebpf.CollectionSpec // what Attach attaches
+	// uringHooked: io_uring's completions are hooked.
+	uringHooked bool
+	reader      *ringbuf.Reader
+	notes       []string
+	skipped     int
+	clock       clock
+	closeErr    error
+	once        sync.Once
+	spec        *ebpf.CollectionSpec // what Attach attaches
 	// limitBefore: RLIMIT_NOFILE before Load raised it, or nil.
 	limitBefore *unix.Rlimit
 
@@ -369,12 +371,44 @@ func (k *Kernel) attach(spec *ebpf.CollectionSpec) error {
 		if name == readHook {
 			continue // attached when wanted: AttachWanted
 		}
+		if optional, ok := uringHooks[name]; ok {
+			if optional(k.feat) {
+				// io_uring may be built out: no note when missing.
+				k.attachOptional(progs[name], ps.SectionName)
+			}
+			continue
+		}
 		if err := k.attachOne(progs[name], ps.SectionName); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// uringHooks are the io_uring programs, each attached where the kernel's
+// tracepoint gives the request where the program reads it.
+var uringHooks = map[string]func(Features) bool{
+	"raw_tracepoint__io_uring_complete":   func(f Features) bool { return f.UringComplete },
+	"raw_tracepoint__io_uring_submit_sqe": func(f Features) bool { return f.UringSubmitSqe },
+	"raw_tracepoint__io_uring_submit_req": func(f Features) bool { return f.UringComplete },
+}
+
+// attachOptional attaches prog if the kernel has its tracepoint, silently
+// not otherwise.
+func (k *Kernel) attachOptional(prog *ebpf.Program, section string) {
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{
+		Name: strings.TrimPrefix(section, "raw_tracepoint/"), Program: prog})
+	if err != nil {
+		return
+	}
+	k.linksMu.Lock()
+	defer k.linksMu.Unlock()
+	k.links = append(k.links, l)
+	k.uringHooked = k.uringHooked || strings.HasSuffix(section, "complete")
+}
+
+// UringHooked says whether the fds io_uring makes and closes are seen.
+func (k *Kernel) UringHooked() bool { return k.uringHooked }
 
 // readHook is the program on read's exit: every read of the host would
 // run it, so it is attached only once a traced process made a fanotify

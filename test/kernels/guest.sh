@@ -29,7 +29,8 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestABTFFileCanStandInForTheKernelsOwn \
 	TestExecDropsCloseOnExecFDsWithARecordEach \
 	TestForkedChildInheritsTheTableAndCountsOnItsOwn \
-	TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords
+	TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords \
+	TestAnIOUringOpenHasItsRecordWithTheSubmittersStack
 run cmd.test TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus \
 	TestErrorsOnlyHostWideReportsEMFILEAndNoOpens \
 	TestLeaksOfACProgramNameTheFunctionsThatLeaked
