@@ -36,16 +36,27 @@ static __always_inline bool uring_makes_fd(__u8 op)
 /* The direct descriptor slot a request fills instead of an fd, if any. */
 static __always_inline __u32 uring_file_slot(struct io_kiocb *req, __u8 op)
 {
+	/* Kernels without these types (before 5.19) are not hooked. */
 	switch (op) {
 	case IORING_OP_OPENAT:
 	case IORING_OP_OPENAT2:
-		return BPF_CORE_READ((struct io_open *)req, file_slot);
+		if (bpf_core_type_exists(struct io_open))
+			return BPF_CORE_READ((struct io_open *)req, file_slot);
+		break;
 	case IORING_OP_ACCEPT:
-		return BPF_CORE_READ((struct io_accept *)req, file_slot);
+		if (bpf_core_type_exists(struct io_accept))
+			return BPF_CORE_READ((struct io_accept *)req,
+					     file_slot);
+		break;
 	case IORING_OP_SOCKET:
-		return BPF_CORE_READ((struct io_socket *)req, file_slot);
+		if (bpf_core_type_exists(struct io_socket))
+			return BPF_CORE_READ((struct io_socket *)req,
+					     file_slot);
+		break;
 	case IORING_OP_CLOSE:
-		return BPF_CORE_READ((struct io_close *)req, file_slot);
+		if (bpf_core_type_exists(struct io_close))
+			return BPF_CORE_READ((struct io_close *)req, file_slot);
+		break;
 	}
 	return 0;
 }
@@ -82,7 +93,8 @@ static __always_inline int uring_completed(struct io_kiocb *req)
 	__u8 op;
 	int res;
 
-	if (!trace_allowed(tgid))
+	if (!bpf_core_field_exists(req->cqe) ||
+	    !bpf_core_type_exists(struct io_close) || !trace_allowed(tgid))
 		return 0;
 	op = BPF_CORE_READ(req, opcode);
 	if (op != IORING_OP_CLOSE && !uring_makes_fd(op))
