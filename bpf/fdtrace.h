@@ -126,6 +126,9 @@ struct config {
 	bool exit_keeps_records;       /* user space collects them */
 	bool all_errors;	       /* error events for every errno */
 	bool have_rdonly_cast;	       /* the kernel has bpf_rdonly_cast */
+	/* io_uring_complete's third argument is the CQE (6.13 on), not the
+	 * user data and result (6.1 to 6.12). */
+	bool uring_cqe_arg;
 };
 
 /* Key of the fds map: one live fd of one process. */

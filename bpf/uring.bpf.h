@@ -13,10 +13,26 @@
 #ifndef FDTRACE_URING_BPF_H
 #define FDTRACE_URING_BPF_H
 
-#ifndef FDTRACE_COMPAT
-
+/* In the compat object too, whose programs the loader assigns alike. */
 #define PF_IO_WORKER 0x00000010
 #define PF_KTHREAD 0x00200000
+
+/*
+ * Multishot requests in flight (accepts: each connection a completion
+ * without the request, only its ring and user data): (ring, user data) ->
+ * submitter's stack.
+ */
+struct uring_key {
+	__u64 ctx;
+	__u64 user_data;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 12);
+	__type(key, struct uring_key);
+	__type(value, __u64);
+} uring_multishot SEC(".maps");
 
 /* Requests in flight that will make an fd: request -> submitter's stack. */
 struct {
@@ -61,23 +77,63 @@ static __always_inline __u32 uring_file_slot(struct io_kiocb *req, __u8 op)
 	return 0;
 }
 
-/* A request submitted: its submitter's stack, if it will make an fd. */
+/*
+ * A request submitted: its submitter's stack, if it will make an fd; an
+ * accept is noted by its ring and user data, for the completions of a
+ * multishot one.
+ */
 static __always_inline int uring_submitted(struct io_kiocb *req)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 key = (__u64)req, stack_id;
+	__u64 key = (__u64)req, stack_id = 0;
+	struct uring_key mk = {};
 	struct task_struct *task;
+	__u8 op;
 
-	if (!cfg.capture_stacks || !trace_allowed(tgid) ||
-	    !uring_makes_fd(BPF_CORE_READ(req, opcode)))
+	if (!trace_allowed(tgid))
+		return 0;
+	op = BPF_CORE_READ(req, opcode);
+	if (!uring_makes_fd(op))
 		return 0;
 	task = current_task();
 	/* The SQPOLL thread, an io-wq worker: no user stack of theirs. */
-	if (BPF_CORE_READ(task, flags) & (PF_IO_WORKER | PF_KTHREAD))
-		return 0;
-	stack_id = capture_stack(tgid);
+	if (cfg.capture_stacks &&
+	    !(BPF_CORE_READ(task, flags) & (PF_IO_WORKER | PF_KTHREAD)))
+		stack_id = capture_stack(tgid);
 	if (stack_id)
 		bpf_map_update_elem(&uring_stacks, &key, &stack_id, BPF_ANY);
+	/*
+	 * Every accept: which are multishot the kernels say in flags whose
+	 * bits move from version to version. A single one's completion has
+	 * its request and takes the entry out.
+	 */
+	if (op == IORING_OP_ACCEPT && bpf_core_field_exists(req->cqe) &&
+	    !uring_file_slot(req, op)) {
+		mk.ctx = (__u64)BPF_CORE_READ(req, ctx);
+		mk.user_data = BPF_CORE_READ(req, cqe.user_data);
+		bpf_map_update_elem(&uring_multishot, &mk, &stack_id, BPF_ANY);
+	}
+	return 0;
+}
+
+/*
+ * A completion without its request (a multishot accept's connection): an
+ * fd if it is one of a multishot accept's.
+ */
+static __always_inline int uring_aux_completed(struct uring_key *mk, int res)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	__u64 *stack_id;
+
+	if (res < 0 || !trace_allowed(tgid))
+		return 0;
+	stack_id = bpf_map_lookup_elem(&uring_multishot, mk);
+	if (!stack_id)
+		return 0;
+	task = current_task();
+	open_user_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), res,
+		     SYS_IO_URING, *stack_id);
 	return 0;
 }
 
@@ -103,6 +159,13 @@ static __always_inline int uring_completed(struct io_kiocb *req)
 	if (s) {
 		stack_id = *s;
 		bpf_map_delete_elem(&uring_stacks, &key);
+	}
+	if (op == IORING_OP_ACCEPT) { /* a multishot accept's last */
+		struct uring_key mk = { .ctx = (__u64)BPF_CORE_READ(req, ctx),
+					.user_data = BPF_CORE_READ(
+						req, cqe.user_data) };
+
+		bpf_map_delete_elem(&uring_multishot, &mk);
 	}
 	res = BPF_CORE_READ(req, cqe.res);
 	if (res < 0 || uring_file_slot(req, op))
@@ -145,8 +208,22 @@ int raw_tracepoint__io_uring_submit_sqe(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/io_uring_complete")
 int raw_tracepoint__io_uring_complete(struct bpf_raw_tracepoint_args *ctx)
 {
-	return uring_completed((struct io_kiocb *)ctx->args[1]);
+	struct uring_key mk = { .ctx = ctx->args[0] };
+	struct io_uring_cqe *cqe;
+	int res;
+
+	if (ctx->args[1])
+		return uring_completed((struct io_kiocb *)ctx->args[1]);
+	/* (ctx, NULL, cqe) from 6.13, (ctx, NULL, user_data, res...) before */
+	if (cfg.uring_cqe_arg) {
+		cqe = (struct io_uring_cqe *)ctx->args[2];
+		mk.user_data = BPF_CORE_READ(cqe, user_data);
+		res = BPF_CORE_READ(cqe, res);
+	} else {
+		mk.user_data = ctx->args[2];
+		res = ctx->args[3];
+	}
+	return uring_aux_completed(&mk, res);
 }
 
-#endif /* FDTRACE_COMPAT */
 #endif /* FDTRACE_URING_BPF_H */

@@ -44,7 +44,8 @@ type FdtraceConfig struct {
 	ExitKeepsRecords bool
 	AllErrors        bool
 	HaveRdonlyCast   bool
-	_                [3]byte
+	UringCqeArg      bool
+	_                [2]byte
 }
 
 type FdtraceDrainFd struct {
@@ -412,6 +413,12 @@ type FdtraceUnwindRow struct {
 	Rule   uint8
 }
 
+type FdtraceUringKey struct {
+	_        structs.HostLayout
+	Ctx      uint64
+	UserData uint64
+}
+
 type FdtraceWalkMemo struct {
 	_        structs.HostLayout
 	Ret      [15]uint64
@@ -447,6 +454,7 @@ const (
 	FdtraceMapTraced                                   = "traced"
 	FdtraceMapUnwindMemos                              = "unwind_memos"
 	FdtraceMapUnwindTables                             = "unwind_tables"
+	FdtraceMapUringMultishot                           = "uring_multishot"
 	FdtraceMapUringStacks                              = "uring_stacks"
 	FdtraceMapWalkMemos                                = "walk_memos"
 	FdtraceProgRawTracepointIoUringComplete            = "raw_tracepoint__io_uring_complete"
@@ -631,28 +639,29 @@ type FdtraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FdtraceMapSpecs struct {
-	DrainFds     *ebpf.MapSpec `ebpf:"drain_fds"`
-	DupStart     *ebpf.MapSpec `ebpf:"dup_start"`
-	ErrorTotals  *ebpf.MapSpec `ebpf:"error_totals"`
-	Errors       *ebpf.MapSpec `ebpf:"errors"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	ExecMaps     *ebpf.MapSpec `ebpf:"exec_maps"`
-	Fds          *ebpf.MapSpec `ebpf:"fds"`
-	MapsAsked    *ebpf.MapSpec `ebpf:"maps_asked"`
-	PortTotals   *ebpf.MapSpec `ebpf:"port_totals"`
-	Ports        *ebpf.MapSpec `ebpf:"ports"`
-	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
-	Procs        *ebpf.MapSpec `ebpf:"procs"`
-	RawSent      *ebpf.MapSpec `ebpf:"raw_sent"`
-	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	Totals       *ebpf.MapSpec `ebpf:"totals"`
-	Traced       *ebpf.MapSpec `ebpf:"traced"`
-	UnwindMemos  *ebpf.MapSpec `ebpf:"unwind_memos"`
-	UnwindTables *ebpf.MapSpec `ebpf:"unwind_tables"`
-	UringStacks  *ebpf.MapSpec `ebpf:"uring_stacks"`
-	WalkMemos    *ebpf.MapSpec `ebpf:"walk_memos"`
+	DrainFds       *ebpf.MapSpec `ebpf:"drain_fds"`
+	DupStart       *ebpf.MapSpec `ebpf:"dup_start"`
+	ErrorTotals    *ebpf.MapSpec `ebpf:"error_totals"`
+	Errors         *ebpf.MapSpec `ebpf:"errors"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecMaps       *ebpf.MapSpec `ebpf:"exec_maps"`
+	Fds            *ebpf.MapSpec `ebpf:"fds"`
+	MapsAsked      *ebpf.MapSpec `ebpf:"maps_asked"`
+	PortTotals     *ebpf.MapSpec `ebpf:"port_totals"`
+	Ports          *ebpf.MapSpec `ebpf:"ports"`
+	ProcScratch    *ebpf.MapSpec `ebpf:"proc_scratch"`
+	Procs          *ebpf.MapSpec `ebpf:"procs"`
+	RawSent        *ebpf.MapSpec `ebpf:"raw_sent"`
+	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	Totals         *ebpf.MapSpec `ebpf:"totals"`
+	Traced         *ebpf.MapSpec `ebpf:"traced"`
+	UnwindMemos    *ebpf.MapSpec `ebpf:"unwind_memos"`
+	UnwindTables   *ebpf.MapSpec `ebpf:"unwind_tables"`
+	UringMultishot *ebpf.MapSpec `ebpf:"uring_multishot"`
+	UringStacks    *ebpf.MapSpec `ebpf:"uring_stacks"`
+	WalkMemos      *ebpf.MapSpec `ebpf:"walk_memos"`
 }
 
 // FdtraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -705,28 +714,29 @@ func (o *FdtraceObjects) Close() error {
 //
 // It can be passed to LoadFdtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FdtraceMaps struct {
-	DrainFds     *ebpf.Map `ebpf:"drain_fds"`
-	DupStart     *ebpf.Map `ebpf:"dup_start"`
-	ErrorTotals  *ebpf.Map `ebpf:"error_totals"`
-	Errors       *ebpf.Map `ebpf:"errors"`
-	Events       *ebpf.Map `ebpf:"events"`
-	ExecMaps     *ebpf.Map `ebpf:"exec_maps"`
-	Fds          *ebpf.Map `ebpf:"fds"`
-	MapsAsked    *ebpf.Map `ebpf:"maps_asked"`
-	PortTotals   *ebpf.Map `ebpf:"port_totals"`
-	Ports        *ebpf.Map `ebpf:"ports"`
-	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
-	Procs        *ebpf.Map `ebpf:"procs"`
-	RawSent      *ebpf.Map `ebpf:"raw_sent"`
-	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks       *ebpf.Map `ebpf:"stacks"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	Totals       *ebpf.Map `ebpf:"totals"`
-	Traced       *ebpf.Map `ebpf:"traced"`
-	UnwindMemos  *ebpf.Map `ebpf:"unwind_memos"`
-	UnwindTables *ebpf.Map `ebpf:"unwind_tables"`
-	UringStacks  *ebpf.Map `ebpf:"uring_stacks"`
-	WalkMemos    *ebpf.Map `ebpf:"walk_memos"`
+	DrainFds       *ebpf.Map `ebpf:"drain_fds"`
+	DupStart       *ebpf.Map `ebpf:"dup_start"`
+	ErrorTotals    *ebpf.Map `ebpf:"error_totals"`
+	Errors         *ebpf.Map `ebpf:"errors"`
+	Events         *ebpf.Map `ebpf:"events"`
+	ExecMaps       *ebpf.Map `ebpf:"exec_maps"`
+	Fds            *ebpf.Map `ebpf:"fds"`
+	MapsAsked      *ebpf.Map `ebpf:"maps_asked"`
+	PortTotals     *ebpf.Map `ebpf:"port_totals"`
+	Ports          *ebpf.Map `ebpf:"ports"`
+	ProcScratch    *ebpf.Map `ebpf:"proc_scratch"`
+	Procs          *ebpf.Map `ebpf:"procs"`
+	RawSent        *ebpf.Map `ebpf:"raw_sent"`
+	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks         *ebpf.Map `ebpf:"stacks"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	Totals         *ebpf.Map `ebpf:"totals"`
+	Traced         *ebpf.Map `ebpf:"traced"`
+	UnwindMemos    *ebpf.Map `ebpf:"unwind_memos"`
+	UnwindTables   *ebpf.Map `ebpf:"unwind_tables"`
+	UringMultishot *ebpf.Map `ebpf:"uring_multishot"`
+	UringStacks    *ebpf.Map `ebpf:"uring_stacks"`
+	WalkMemos      *ebpf.Map `ebpf:"walk_memos"`
 }
 
 func (m *FdtraceMaps) Close() error {
@@ -751,6 +761,7 @@ func (m *FdtraceMaps) Close() error {
 		m.Traced,
 		m.UnwindMemos,
 		m.UnwindTables,
+		m.UringMultishot,
 		m.UringStacks,
 		m.WalkMemos,
 	)

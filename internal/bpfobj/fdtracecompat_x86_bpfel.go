@@ -27,7 +27,8 @@ type FdtraceCompatConfig struct {
 	ExitKeepsRecords bool
 	AllErrors        bool
 	HaveRdonlyCast   bool
-	_                [3]byte
+	UringCqeArg      bool
+	_                [2]byte
 }
 
 type FdtraceCompatDrainFd struct {
@@ -206,6 +207,12 @@ type FdtraceCompatUnwindMemoKey struct {
 	Sp   uint64
 }
 
+type FdtraceCompatUringKey struct {
+	_        structs.HostLayout
+	Ctx      uint64
+	UserData uint64
+}
+
 type FdtraceCompatWalkMemo struct {
 	_        structs.HostLayout
 	Ret      [15]uint64
@@ -241,7 +248,12 @@ const (
 	FdtraceCompatMapTraced                                   = "traced"
 	FdtraceCompatMapUnwindMemos                              = "unwind_memos"
 	FdtraceCompatMapUnwindTables                             = "unwind_tables"
+	FdtraceCompatMapUringMultishot                           = "uring_multishot"
+	FdtraceCompatMapUringStacks                              = "uring_stacks"
 	FdtraceCompatMapWalkMemos                                = "walk_memos"
+	FdtraceCompatProgRawTracepointIoUringComplete            = "raw_tracepoint__io_uring_complete"
+	FdtraceCompatProgRawTracepointIoUringSubmitReq           = "raw_tracepoint__io_uring_submit_req"
+	FdtraceCompatProgRawTracepointIoUringSubmitSqe           = "raw_tracepoint__io_uring_submit_sqe"
 	FdtraceCompatProgRawTracepointSchedProcessExec           = "raw_tracepoint__sched_process_exec"
 	FdtraceCompatProgRawTracepointSchedProcessExit           = "raw_tracepoint__sched_process_exit"
 	FdtraceCompatProgRawTracepointSchedProcessFork           = "raw_tracepoint__sched_process_fork"
@@ -361,6 +373,9 @@ type FdtraceCompatSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FdtraceCompatProgramSpecs struct {
+	RawTracepointIoUringComplete            *ebpf.ProgramSpec `ebpf:"raw_tracepoint__io_uring_complete"`
+	RawTracepointIoUringSubmitReq           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__io_uring_submit_req"`
+	RawTracepointIoUringSubmitSqe           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__io_uring_submit_sqe"`
 	RawTracepointSchedProcessExec           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exec"`
 	RawTracepointSchedProcessExit           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_exit"`
 	RawTracepointSchedProcessFork           *ebpf.ProgramSpec `ebpf:"raw_tracepoint__sched_process_fork"`
@@ -418,27 +433,29 @@ type FdtraceCompatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FdtraceCompatMapSpecs struct {
-	DrainFds     *ebpf.MapSpec `ebpf:"drain_fds"`
-	DupStart     *ebpf.MapSpec `ebpf:"dup_start"`
-	ErrorTotals  *ebpf.MapSpec `ebpf:"error_totals"`
-	Errors       *ebpf.MapSpec `ebpf:"errors"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	ExecMaps     *ebpf.MapSpec `ebpf:"exec_maps"`
-	Fds          *ebpf.MapSpec `ebpf:"fds"`
-	MapsAsked    *ebpf.MapSpec `ebpf:"maps_asked"`
-	PortTotals   *ebpf.MapSpec `ebpf:"port_totals"`
-	Ports        *ebpf.MapSpec `ebpf:"ports"`
-	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
-	Procs        *ebpf.MapSpec `ebpf:"procs"`
-	RawSent      *ebpf.MapSpec `ebpf:"raw_sent"`
-	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	Totals       *ebpf.MapSpec `ebpf:"totals"`
-	Traced       *ebpf.MapSpec `ebpf:"traced"`
-	UnwindMemos  *ebpf.MapSpec `ebpf:"unwind_memos"`
-	UnwindTables *ebpf.MapSpec `ebpf:"unwind_tables"`
-	WalkMemos    *ebpf.MapSpec `ebpf:"walk_memos"`
+	DrainFds       *ebpf.MapSpec `ebpf:"drain_fds"`
+	DupStart       *ebpf.MapSpec `ebpf:"dup_start"`
+	ErrorTotals    *ebpf.MapSpec `ebpf:"error_totals"`
+	Errors         *ebpf.MapSpec `ebpf:"errors"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecMaps       *ebpf.MapSpec `ebpf:"exec_maps"`
+	Fds            *ebpf.MapSpec `ebpf:"fds"`
+	MapsAsked      *ebpf.MapSpec `ebpf:"maps_asked"`
+	PortTotals     *ebpf.MapSpec `ebpf:"port_totals"`
+	Ports          *ebpf.MapSpec `ebpf:"ports"`
+	ProcScratch    *ebpf.MapSpec `ebpf:"proc_scratch"`
+	Procs          *ebpf.MapSpec `ebpf:"procs"`
+	RawSent        *ebpf.MapSpec `ebpf:"raw_sent"`
+	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	Totals         *ebpf.MapSpec `ebpf:"totals"`
+	Traced         *ebpf.MapSpec `ebpf:"traced"`
+	UnwindMemos    *ebpf.MapSpec `ebpf:"unwind_memos"`
+	UnwindTables   *ebpf.MapSpec `ebpf:"unwind_tables"`
+	UringMultishot *ebpf.MapSpec `ebpf:"uring_multishot"`
+	UringStacks    *ebpf.MapSpec `ebpf:"uring_stacks"`
+	WalkMemos      *ebpf.MapSpec `ebpf:"walk_memos"`
 }
 
 // FdtraceCompatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -491,27 +508,29 @@ func (o *FdtraceCompatObjects) Close() error {
 //
 // It can be passed to LoadFdtraceCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FdtraceCompatMaps struct {
-	DrainFds     *ebpf.Map `ebpf:"drain_fds"`
-	DupStart     *ebpf.Map `ebpf:"dup_start"`
-	ErrorTotals  *ebpf.Map `ebpf:"error_totals"`
-	Errors       *ebpf.Map `ebpf:"errors"`
-	Events       *ebpf.Map `ebpf:"events"`
-	ExecMaps     *ebpf.Map `ebpf:"exec_maps"`
-	Fds          *ebpf.Map `ebpf:"fds"`
-	MapsAsked    *ebpf.Map `ebpf:"maps_asked"`
-	PortTotals   *ebpf.Map `ebpf:"port_totals"`
-	Ports        *ebpf.Map `ebpf:"ports"`
-	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
-	Procs        *ebpf.Map `ebpf:"procs"`
-	RawSent      *ebpf.Map `ebpf:"raw_sent"`
-	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks       *ebpf.Map `ebpf:"stacks"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	Totals       *ebpf.Map `ebpf:"totals"`
-	Traced       *ebpf.Map `ebpf:"traced"`
-	UnwindMemos  *ebpf.Map `ebpf:"unwind_memos"`
-	UnwindTables *ebpf.Map `ebpf:"unwind_tables"`
-	WalkMemos    *ebpf.Map `ebpf:"walk_memos"`
+	DrainFds       *ebpf.Map `ebpf:"drain_fds"`
+	DupStart       *ebpf.Map `ebpf:"dup_start"`
+	ErrorTotals    *ebpf.Map `ebpf:"error_totals"`
+	Errors         *ebpf.Map `ebpf:"errors"`
+	Events         *ebpf.Map `ebpf:"events"`
+	ExecMaps       *ebpf.Map `ebpf:"exec_maps"`
+	Fds            *ebpf.Map `ebpf:"fds"`
+	MapsAsked      *ebpf.Map `ebpf:"maps_asked"`
+	PortTotals     *ebpf.Map `ebpf:"port_totals"`
+	Ports          *ebpf.Map `ebpf:"ports"`
+	ProcScratch    *ebpf.Map `ebpf:"proc_scratch"`
+	Procs          *ebpf.Map `ebpf:"procs"`
+	RawSent        *ebpf.Map `ebpf:"raw_sent"`
+	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks         *ebpf.Map `ebpf:"stacks"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	Totals         *ebpf.Map `ebpf:"totals"`
+	Traced         *ebpf.Map `ebpf:"traced"`
+	UnwindMemos    *ebpf.Map `ebpf:"unwind_memos"`
+	UnwindTables   *ebpf.Map `ebpf:"unwind_tables"`
+	UringMultishot *ebpf.Map `ebpf:"uring_multishot"`
+	UringStacks    *ebpf.Map `ebpf:"uring_stacks"`
+	WalkMemos      *ebpf.Map `ebpf:"walk_memos"`
 }
 
 func (m *FdtraceCompatMaps) Close() error {
@@ -536,6 +555,8 @@ func (m *FdtraceCompatMaps) Close() error {
 		m.Traced,
 		m.UnwindMemos,
 		m.UnwindTables,
+		m.UringMultishot,
+		m.UringStacks,
 		m.WalkMemos,
 	)
 }
@@ -574,6 +595,9 @@ type FdtraceCompatVariables struct {
 //
 // It can be passed to LoadFdtraceCompatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FdtraceCompatPrograms struct {
+	RawTracepointIoUringComplete            *ebpf.Program `ebpf:"raw_tracepoint__io_uring_complete"`
+	RawTracepointIoUringSubmitReq           *ebpf.Program `ebpf:"raw_tracepoint__io_uring_submit_req"`
+	RawTracepointIoUringSubmitSqe           *ebpf.Program `ebpf:"raw_tracepoint__io_uring_submit_sqe"`
 	RawTracepointSchedProcessExec           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exec"`
 	RawTracepointSchedProcessExit           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_exit"`
 	RawTracepointSchedProcessFork           *ebpf.Program `ebpf:"raw_tracepoint__sched_process_fork"`
@@ -629,6 +653,9 @@ type FdtraceCompatPrograms struct {
 
 func (p *FdtraceCompatPrograms) Close() error {
 	return _FdtraceCompatClose(
+		p.RawTracepointIoUringComplete,
+		p.RawTracepointIoUringSubmitReq,
+		p.RawTracepointIoUringSubmitSqe,
 		p.RawTracepointSchedProcessExec,
 		p.RawTracepointSchedProcessExit,
 		p.RawTracepointSchedProcessFork,

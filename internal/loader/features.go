@@ -30,6 +30,9 @@ type Features struct {
 	// io_uring_submit_sqe's first, 6.1 only). Before, the fds io_uring
 	// makes are not seen.
 	UringComplete, UringSubmitSqe bool
+	// UringCQE: io_uring_complete's third argument is the CQE (6.13),
+	// not the user data and result.
+	UringCQE bool
 }
 
 // feature is one probed facility: what it is and the first kernel with it.
@@ -68,6 +71,7 @@ func ProbeFeatures() Features {
 	}
 	f.UringComplete = tracepointArgIsPointer("io_uring_complete", 1, "")
 	f.UringSubmitSqe = tracepointArgIsPointer("io_uring_submit_sqe", 0, "io_kiocb")
+	f.UringCQE = tracepointArgIsPointer("io_uring_complete", 2, "io_uring_cqe")
 	for _, force := range strings.Split(os.Getenv(fallbackEnv), ",") {
 		switch force {
 		case "compat":

@@ -255,6 +255,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 		ExitKeepsRecords: cfg.KeepRecordsAtExit,
 		AllErrors:        cfg.AllErrors,
 		HaveRdonlyCast:   feat.RdonlyCast && !feat.Compat(),
+		UringCqeArg:      feat.UringCQE,
 	}
 	for i := 0; i < len(cfg.Comm) && i < len(kc.TargComm); i++ {
 		kc.TargComm[i] = int8(cfg.Comm[i])

@@ -87,3 +87,58 @@ func TestAnIOUringOpenHasItsRecordWithTheSubmittersStack(t *testing.T) {
 		t.Errorf("kernel_drift %d, want 0", st.KernelDrift)
 	}
 }
+
+// Connections io_uring accepts have their records, with the stack of the
+// io_uring_enter that submitted the accepts, whether completed inline, by
+// an io-wq worker (IOSQE_ASYNC) or as the completions of one multishot
+// accept, which come without their request.
+func TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "uring_accept", "-static")
+	stacks := loader.ProbeFeatures().StacksError() == nil
+	for _, mode := range []string{"single", "async", "multi"} {
+		t.Run(mode, func(t *testing.T) {
+			tr := load(t, Config{FollowChildrenOf: os.Getpid(), CaptureStacks: stacks})
+			cmd := exec.Command(bin, mode)
+			stdin, _ := cmd.StdinPipe()
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Wait()
+			defer stdin.Close()
+			line, _ := bufio.NewReader(out).ReadString('\n')
+			if strings.HasPrefix(line, "no io_uring") {
+				t.Skipf("io_uring cannot do this here (%s)", strings.TrimSpace(line))
+			}
+			var fds [3]int
+			if _, err := fmt.Sscanf(line, "accepted %d %d %d\n", &fds[0], &fds[1], &fds[2]); err != nil {
+				t.Fatalf("workload said %q", line)
+			}
+			rec := &recorder{}
+			rec.drain(t, tr)
+			var got []int
+			for _, x := range rec.records {
+				if o, ok := x.(events.Open); ok && o.PID == cmd.Process.Pid && o.Syscall == "io_uring" {
+					got = append(got, o.FD)
+					if stacks && !slices.ContainsFunc(o.Stack, func(f symbolize.Frame) bool { return f.Func == "submit_accepts" }) {
+						t.Errorf("fd %d's stack %v does not name the submitting function submit_accepts", o.FD, o.Stack)
+					}
+				}
+			}
+			if !tr.Kernel().UringHooked() {
+				if len(got) != 0 {
+					t.Errorf("io_uring records %v where io_uring is not hooked", got)
+				}
+				return
+			}
+			if !slices.Equal(got, fds[:]) {
+				t.Errorf("io_uring records of fds %v, want the accepted %v", got, fds)
+			}
+			assertMatchesProc(t, tr, cmd.Process.Pid)
+			if st, err := tr.Stats(); err != nil || st.KernelDrift != 0 {
+				t.Errorf("kernel_drift %d (%v), want 0", st.KernelDrift, err)
+			}
+		})
+	}
+}

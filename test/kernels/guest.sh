@@ -30,7 +30,8 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestExecDropsCloseOnExecFDsWithARecordEach \
 	TestForkedChildInheritsTheTableAndCountsOnItsOwn \
 	TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords \
-	TestAnIOUringOpenHasItsRecordWithTheSubmittersStack
+	TestAnIOUringOpenHasItsRecordWithTheSubmittersStack \
+	TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot
 run cmd.test TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus \
 	TestErrorsOnlyHostWideReportsEMFILEAndNoOpens \
 	TestLeaksOfACProgramNameTheFunctionsThatLeaked

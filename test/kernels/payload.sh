@@ -33,6 +33,7 @@ workload leaky -fno-omit-frame-pointer -pthread
 workload leaky -O2 -fomit-frame-pointer -pthread
 workload leaky -O2 -fomit-frame-pointer -pthread -static
 workload uring_open -static
+workload uring_accept -static
 
 # The dynamic workloads' libraries, at the paths their ld.so looks in, and
 # their detached debug symbols where this host has them (libc6-dbg): the
