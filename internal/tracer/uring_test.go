@@ -17,6 +17,26 @@ import (
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
+// startUringWorkload starts an io_uring workload, reads its first line,
+// and skips the test when it says io_uring cannot do what it asks here.
+// Its stdin is closed, and it is waited for, when the test ends.
+func startUringWorkload(t *testing.T, bin string, args ...string) (*exec.Cmd, io.Writer, *bufio.Reader, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	r := bufio.NewReader(out)
+	first, _ := r.ReadString('\n')
+	if strings.HasPrefix(first, "no io_uring") {
+		t.Skipf("io_uring cannot do this here (%s)", strings.TrimSpace(first))
+	}
+	return cmd, stdin, r, first
+}
+
 // An fd io_uring's IORING_OP_OPENAT makes has its record, from the
 // request's completion, with the stack of the io_uring_enter call that
 // submitted it; the process's count needs no recount. Before 6.1, whose
@@ -34,19 +54,7 @@ func TestAnIOUringOpenHasItsRecordWithTheSubmittersStack(t *testing.T) {
 	if hooked != loader.ProbeFeatures().UringComplete {
 		t.Fatalf("io_uring hooked %v, but its tracepoints give the request: %v", hooked, !hooked)
 	}
-	cmd := exec.Command(bin, path)
-	stdin, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer stdin.Close()
-	r := bufio.NewReader(out)
-	first, _ := r.ReadString('\n')
-	if strings.HasPrefix(first, "no io_uring") {
-		t.Skipf("io_uring is not available here (%s)", strings.TrimSpace(first))
-	}
+	_, stdin, r, first := startUringWorkload(t, bin, path)
 	var pid, ring, plain, fd int
 	if _, err := fmt.Sscanf(first, "started %d %d %d\n", &pid, &ring, &plain); err != nil {
 		t.Fatalf("workload said %q", first)
@@ -99,18 +107,7 @@ func TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot(t *testing.T) {
 	for _, mode := range []string{"single", "async", "multi"} {
 		t.Run(mode, func(t *testing.T) {
 			tr := load(t, Config{FollowChildrenOf: os.Getpid(), CaptureStacks: stacks})
-			cmd := exec.Command(bin, mode)
-			stdin, _ := cmd.StdinPipe()
-			out, _ := cmd.StdoutPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Wait()
-			defer stdin.Close()
-			line, _ := bufio.NewReader(out).ReadString('\n')
-			if strings.HasPrefix(line, "no io_uring") {
-				t.Skipf("io_uring cannot do this here (%s)", strings.TrimSpace(line))
-			}
+			cmd, _, _, line := startUringWorkload(t, bin, mode)
 			var fds [3]int
 			if _, err := fmt.Sscanf(line, "accepted %d %d %d\n", &fds[0], &fds[1], &fds[2]); err != nil {
 				t.Fatalf("workload said %q", line)
