@@ -4,6 +4,16 @@
  * record per live fd (fds), kept exact by asking the task's own fd table.
  * A close counts only when its fd is open in the table, and a process seen
  * for the first time starts from a count of the table's open fds.
+ *
+ * With records, a count moves with its records: +1 when a record goes in,
+ * -1 when one comes out, and a close is accounted after it happened, so
+ * that threads racing on one fd number count each fd once: two closes of
+ * it (one record to delete), a close before its creating syscall returned
+ * (which then finds its fd gone), a close whose exit comes after the next
+ * fd of that number was recorded (the record holds its struct file). The
+ * fds counted without a record of their own (a process's table at first
+ * sight) are its table_counted: a close of an fd with no record takes one
+ * of them, or counts nothing (its creation was never counted either).
  */
 #ifndef FDTRACE_ACCOUNT_BPF_H
 #define FDTRACE_ACCOUNT_BPF_H
@@ -49,7 +59,7 @@ static __noinline struct proc *new_proc(struct task_struct *task)
 		return NULL;
 	__builtin_memset(p, 0, sizeof(*p));
 	if (fdt)
-		p->open_fds = count_open_fds(fdt);
+		p->open_fds = p->table_counted = count_open_fds(fdt);
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 
 	p->start_ns = BPF_CORE_READ(leader, start_time);
@@ -73,6 +83,7 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 	if (!init)
 		return NULL;
 	init->open_fds -= pending;
+	init->table_counted -= pending;
 	p = lookup_or_try_init(&procs, &tgid, init);
 	if (!p)
 		stat_add(STAT_PROCS_FULL, 1);
@@ -100,33 +111,57 @@ static __always_inline __u8 type_of_fd(int fd)
 	return info.fd_type;
 }
 
-/*
- * Account an fd that was open and is going away, and report it. Counting
- * only, its type is `type`, or its file's when that is TYPE_UNKNOWN.
- */
-#define TYPE_UNKNOWN 0xff
-static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
-				     __u16 sc, __u8 type)
+/* Take one of p's table_counted fds, if it has any left. */
+static __always_inline bool take_table_counted(struct proc *p)
 {
-	struct fd_key key = { .tgid = tgid, .fd = fd };
-	struct fd_info *info;
+	if (p->table_counted <= 0)
+		return false;
+#ifdef FDTRACE_COMPAT
+	/* No fetching atomics before 5.12: two takers may take one. */
+	__sync_fetch_and_add(&p->table_counted, -1);
+	return true;
+#else
+	if (__sync_fetch_and_add(&p->table_counted, -1) > 0)
+		return true;
+	__sync_fetch_and_add(&p->table_counted, 1);
+	return false;
+#endif
+}
+
+/* The struct file at fd now, or 0 when the fd is not open. */
+static __always_inline __u64 file_at(struct fdtable *fdt, int fd)
+{
+	if (!fdt || !fd_is_open(fdt, fd))
+		return 0;
+	return (__u64)fd_file(fdt, fd);
+}
+
+/*
+ * A record's file is its owner word too: a creator that takes over a stale
+ * record swaps its file in, a close marks it FILE_DEAD before deleting it,
+ * so that of the threads racing on one record one acts, and no close
+ * deletes a record its fd's next creator took over.
+ */
+#define FILE_DEAD 1
+
+static __always_inline bool file_cas(__u64 *file, __u64 old, __u64 new)
+{
+#ifdef FDTRACE_COMPAT
+	/* No cmpxchg before 5.12: racing threads may both act. */
+	if (*file != old)
+		return false;
+	*file = new;
+	return true;
+#else
+	return __sync_val_compare_and_swap(file, old, new) == old;
+#endif
+}
+
+/* Out of line: a frame of its own rather than a larger caller's. */
+static __noinline void report_close(__u32 tgid, int fd, __u16 sc, __u8 type)
+{
 	struct fd_event *e;
 
-	if (!cfg.fd_records) {
-		if (type == TYPE_UNKNOWN)
-			type = type_of_fd(fd);
-	} else if ((info = bpf_map_lookup_elem(&fds, &key))) {
-		type = info->fd_type;
-		bpf_map_delete_elem(&fds, &key);
-	} else {
-		type = FD_OTHER;
-	}
-	if (p) {
-		barrier_var(p); /* keep p+off below the check */
-		__sync_fetch_and_add(&p->open_fds, -1);
-		__sync_fetch_and_add(&p->closed, 1);
-		count_type(p->closed_by_type, type);
-	}
 	if (cfg.errors_only)
 		return;
 	e = new_event(EV_CLOSE, sc, tgid, fd);
@@ -136,22 +171,162 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p, int fd,
 	submit(e, sizeof(*e));
 }
 
-/* Record and report an fd the current syscall created. */
+/*
+ * Account an fd that is going away, and report it. Counting only, its type
+ * is `type`, or its file's when that is TYPE_UNKNOWN. With records, `gone`
+ * says the close happened already: a record of the file now at fd is the
+ * next fd's, and stays.
+ */
+#define TYPE_UNKNOWN 0xff
+static __always_inline void close_fd(__u32 tgid, struct proc *p,
+				     struct fdtable *fdt, int fd, __u16 sc,
+				     __u8 type, bool gone)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	bool table, counted = true;
+	struct fd_info *info;
+	__u64 f;
+
+	if (!cfg.fd_records) {
+		if (type == TYPE_UNKNOWN)
+			type = type_of_fd(fd);
+	} else if ((info = bpf_map_lookup_elem(&fds, &key))) {
+		f = info->file;
+		if (f == FILE_DEAD || (gone && f && f == file_at(fdt, fd)))
+			return; /* another close has it, or it is the next fd's
+				 */
+		type = info->fd_type;
+		table = info->flags & FDF_TABLE_COUNTED;
+		/* (The compat programs' races are settled by the delete.) */
+		if (!file_cas(&info->file, f, FILE_DEAD) ||
+		    bpf_map_delete_elem(&fds, &key))
+			return; /* another close, or the next fd's creator */
+		/*
+		 * A record seeded from /proc holds one of table_counted: none
+		 * left, its fd's count went with a close that came first.
+		 */
+		if (table && !(p && take_table_counted(p)))
+			counted = false;
+	} else if (p && take_table_counted(p)) {
+		type = FD_OTHER;
+	} else {
+		/*
+		 * Never counted: another thread's close of this fd took its
+		 * record, its creating syscall has not returned yet (and then
+		 * finds it gone), or its creator is not traced.
+		 */
+		return;
+	}
+	if (p && counted) {
+		barrier_var(p); /* keep p+off below the check */
+		__sync_fetch_and_add(&p->open_fds, -1);
+		__sync_fetch_and_add(&p->closed, 1);
+		count_type(p->closed_by_type, type);
+	}
+	report_close(tgid, fd, sc, type);
+}
+
+/* What record_fd did with an fd's record: how the fd counts. */
+enum recorded {
+	RECORDED,	  /* in: the fd counts */
+	RECORDED_BEFORE,  /* it was in already: nothing to count */
+	RECORDED_CLOSED,  /* the fd was closed before it went in: opened and
+			     closed, counted neither way */
+	RECORDED_REPLACED /* | the type of the record it replaced << 8 */
+};
+
+/*
+ * Put in the record of an fd the current syscall made (see the top of this
+ * file for the races). Out of line: the exit programs' frames stay small.
+ */
+static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
+				struct proc *p, struct fdtable *fdt)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_info *old;
+	int err, type;
+	bool table;
+	__u64 f;
+
+	info->file = file_at(fdt, fd);
+	if (!info->file)
+		return RECORDED_CLOSED; /* by a close that found no record */
+	if (fd_bit(KREAD(fdt, close_on_exec), KREAD(fdt, max_fds), fd))
+		info->flags |= FDF_CLOEXEC;
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		err = map_insert(&fds, &key, info);
+		if (!err) {
+			if (file_at(fdt, fd) == info->file)
+				return RECORDED;
+			/*
+			 * Closed while the record went in, by a close that
+			 * found none: taken back, unless a close has it.
+			 */
+			old = bpf_map_lookup_elem(&fds, &key);
+			if (!old ||
+			    !file_cas(&old->file, info->file, FILE_DEAD) ||
+			    bpf_map_delete_elem(&fds, &key))
+				return RECORDED;
+			return RECORDED_CLOSED;
+		}
+		if (err != -EEXIST) {
+			stat_add(STAT_FDS_FULL, 1);
+			break;
+		}
+		old = bpf_map_lookup_elem(&fds, &key);
+		if (!old)
+			continue; /* deleted meanwhile */
+		f = old->file;
+		if (f == info->file)
+			return RECORDED_BEFORE;
+		if (f == FILE_DEAD)
+			continue; /* its close is deleting it */
+		/*
+		 * The record of the fd this number had: its close did not get
+		 * to it yet, or went unseen. Taken over, with its count.
+		 */
+		type = old->fd_type;
+		table = old->flags & FDF_TABLE_COUNTED;
+		if (!file_cas(&old->file, f, info->file))
+			continue;
+		old->open_ns = info->open_ns;
+		old->stack_id = info->stack_id;
+		old->syscall = info->syscall;
+		old->fd_type = info->fd_type;
+		old->flags = info->flags;
+		old->family = info->family;
+		old->sock_type = info->sock_type;
+		/* Seeded from /proc, with its count spent: this fd counts. */
+		if (table && !(p && take_table_counted(p)))
+			return RECORDED;
+		return RECORDED_REPLACED | type << 8;
+	}
+	/* No room, or every race lost: counted without a record. */
+	if (p)
+		__sync_fetch_and_add(&p->table_counted, 1);
+	return RECORDED;
+}
+
+/*
+ * Record and report an fd the current syscall created (user_data: an
+ * io_uring request's, for its report).
+ */
 static __always_inline void open_fd(__u32 tgid, struct proc *p,
 				    struct fdtable *fdt, int fd, __u16 sc,
 				    const struct fd_info *src,
-				    const char *upath, __u64 stack_id)
+				    const char *upath, __u64 stack_id,
+				    __u64 user_data)
 {
-	struct fd_key key = { .tgid = tgid, .fd = fd };
 	struct fd_info info = {
 		.open_ns = bpf_ktime_get_ns(),
 		.stack_id = stack_id,
 		.syscall = sc,
 		.fd_type = type_of_syscall(sc),
 	};
+	int how = RECORDED;
 	struct fd_event *e;
 	struct file *f;
-	int err;
 
 	if (src) {
 		info.fd_type = src->fd_type;
@@ -163,26 +338,27 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 		if (f)
 			inspect_file(f, &info);
 	}
-	if (!cfg.fd_records)
-		goto count;
-	if (fd_bit(KREAD(fdt, close_on_exec), KREAD(fdt, max_fds), fd))
-		info.flags |= FDF_CLOEXEC;
-
-	err = map_insert(&fds, &key, &info);
-	if (err == -EEXIST) {
-		/* A record whose close we never saw. */
-		stat_add(STAT_DRIFT, 1);
-		bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
-	} else if (err) {
-		stat_add(STAT_FDS_FULL, 1);
+	if (cfg.fd_records) {
+		how = record_fd(tgid, fd, &info, p, fdt);
+		if (how == RECORDED_BEFORE)
+			return;
 	}
-count:
 	if (p) {
 		barrier_var(p);
-		__sync_fetch_and_add(&p->open_fds, 1);
+		if (how == RECORDED)
+			__sync_fetch_and_add(&p->open_fds, 1);
 		__sync_fetch_and_add(&p->opened, 1);
 		count_type(p->opened_by_type, info.fd_type);
+		if (how != RECORDED) {
+			__sync_fetch_and_add(&p->closed, 1);
+			count_type(p->closed_by_type, how == RECORDED_CLOSED ?
+							      info.fd_type :
+							      how >> 8);
+		}
 	}
+	/* A close that did not get to report: which call, is not known. */
+	if ((how & 0xff) == RECORDED_REPLACED)
+		report_close(tgid, fd, SYS_CLOSE, how >> 8);
 	if (cfg.errors_only)
 		return;
 	e = new_event(EV_OPEN, sc, tgid, fd);
@@ -193,28 +369,27 @@ count:
 	e->sock_type = info.sock_type;
 	e->flags = info.flags;
 	e->stack_id = stack_id;
+	e->user_data = user_data;
 	if (upath)
 		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
 	submit(e, sizeof(*e));
+	if (how == RECORDED_CLOSED)
+		report_close(tgid, fd, SYS_CLOSE, info.fd_type);
 }
 
 /*
  * An fd a syscall installed and wrote to user memory (a control message, a
  * fanotify or userfaultfd event, getsockopt's value): a racing thread may
  * have rewritten that memory, so the fd counts only if it is open in the
- * table and, with records, not recorded already.
+ * table and, with records, not recorded already (record_fd tells).
  */
 static __always_inline void open_user_fd(__u32 tgid, struct proc *p,
 					 struct fdtable *fdt, int fd, __u16 sc,
-					 __u64 stack_id)
+					 __u64 stack_id, __u64 user_data)
 {
-	struct fd_key key = { .tgid = tgid, .fd = fd };
-
 	if (!fdt || !fd_is_open(fdt, fd) || !fd_file(fdt, fd))
 		return;
-	if (cfg.fd_records && bpf_map_lookup_elem(&fds, &key))
-		return;
-	open_fd(tgid, p, fdt, fd, sc, NULL, NULL, stack_id);
+	open_fd(tgid, p, fdt, fd, sc, NULL, NULL, stack_id, user_data);
 }
 
 /*
@@ -226,7 +401,7 @@ __noinline int record_user_fd(__u32 tgid, int fd, __u16 sc, __u64 stack_id)
 	struct task_struct *task = current_task();
 
 	open_user_fd(tgid, get_proc(tgid, task, 0), task_fdt(task), fd, sc,
-		     stack_id);
+		     stack_id, 0);
 	return 0;
 }
 
@@ -240,8 +415,28 @@ struct sweep_ctx {
 	bool want_open; /* close fds whose bit is set (true) or clear (false) */
 	bool any_bit;	/* ... or whatever their bit */
 	bool delete_only; /* drop records without accounting (process exit) */
+	bool seed;	  /* record open fds as there before (first sight) */
 	__u64 n;
 };
+
+/*
+ * A record for an fd open when its process was first counted (at exec):
+ * it stops being one of the table_counted.
+ */
+static __always_inline void seed_fd(__u32 tgid, struct proc *p, int fd)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_info info = { .syscall = SYS_PREEXISTING,
+				.flags = FDF_SEEDED };
+	struct file *f = fd_file(task_fdt(current_task()), fd);
+
+	if (!f)
+		return;
+	info.file = (__u64)f;
+	inspect_file(f, &info);
+	if (!map_insert(&fds, &key, &info) && p)
+		take_table_counted(p);
+}
 
 static long sweep_fd(__u32 i, struct sweep_ctx *c)
 {
@@ -258,9 +453,14 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 		bpf_map_delete_elem(&fds, &key);
 		return 0;
 	}
+	if (c->seed) {
+		seed_fd(c->tgid, c->p, fd);
+		return 0;
+	}
 	if (!c->want_open && !bpf_map_lookup_elem(&fds, &key))
 		return 0;
-	close_fd(c->tgid, c->p, fd, c->sc, TYPE_UNKNOWN);
+	/* Open fds close at close_range's entry; exec's are gone already. */
+	close_fd(c->tgid, c->p, NULL, fd, c->sc, TYPE_UNKNOWN, !c->want_open);
 	c->n++;
 	return 0;
 }
@@ -269,6 +469,7 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 #define SWEEP_WANT_OPEN (1 << 16)
 #define SWEEP_ANY_BIT (1 << 17)
 #define SWEEP_DELETE_ONLY (1 << 18)
+#define SWEEP_SEED (1 << 19)
 
 /*
  * One fd of a sweep by the compat programs' bounded loop. Global, so that
@@ -286,6 +487,7 @@ __noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
 		.want_open = how & SWEEP_WANT_OPEN,
 		.any_bit = how & SWEEP_ANY_BIT,
 		.delete_only = how & SWEEP_DELETE_ONLY,
+		.seed = how & SWEEP_SEED,
 	};
 
 	if (!c.delete_only)
@@ -317,7 +519,8 @@ static __always_inline void sweep(__u32 n, struct sweep_ctx *c)
 #ifdef FDTRACE_COMPAT
 	__u32 how = c->sc | (c->want_open ? SWEEP_WANT_OPEN : 0) |
 		    (c->any_bit ? SWEEP_ANY_BIT : 0) |
-		    (c->delete_only ? SWEEP_DELETE_ONLY : 0);
+		    (c->delete_only ? SWEEP_DELETE_ONLY : 0) |
+		    (c->seed ? SWEEP_SEED : 0);
 
 	c->n += compat_sweep(c->tgid, c->first, n, (unsigned long)c->bits, how);
 #else
@@ -347,7 +550,8 @@ static long copy_fd(__u32 fd, struct copy_ctx *c)
 	if (!info)
 		return 0;
 	struct fd_info copy = *info;
-	copy.flags |= FDF_INHERITED;
+	/* The child counts it as a record, not from its table. */
+	copy.flags = (copy.flags | FDF_INHERITED) & ~FDF_TABLE_COUNTED;
 	if (bpf_map_update_elem(&fds, &to, &copy, BPF_ANY))
 		stat_add(STAT_FDS_FULL, 1);
 	else

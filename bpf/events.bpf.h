@@ -55,6 +55,7 @@ static __always_inline struct fd_event *new_event(__u8 kind, __u16 sc,
 	e->stack_id = 0;
 	e->open_fds = 0;
 	e->fd_limit = 0;
+	e->user_data = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->path[0] = 0;
 	return e;

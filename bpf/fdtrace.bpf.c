@@ -141,10 +141,10 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 				      .fd = SYSCALL_ARG(1, regs) };
 
 		open_fd(tgid, p, fdt, ret, sc, bpf_map_lookup_elem(&fds, &src),
-			NULL, stack_id);
+			NULL, stack_id, 0);
 		return 0;
 	}
-	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id);
+	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id, 0);
 	if (sc == SYS_FANOTIFY_INIT || sc == SYS_USERFAULTFD)
 		note_event_file(sc, fdt, ret);
 	if (is_accept(sc) && drains)
@@ -180,8 +180,8 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 		return 0;
 	fdt = task_fdt(task);
 	p = get_proc(tgid, task, 2);
-	open_fd(tgid, p, fdt, pair[0], sc, NULL, NULL, stack_id);
-	open_fd(tgid, p, fdt, pair[1], sc, NULL, NULL, stack_id);
+	open_fd(tgid, p, fdt, pair[0], sc, NULL, NULL, stack_id, 0);
+	open_fd(tgid, p, fdt, pair[1], sc, NULL, NULL, stack_id, 0);
 	return 0;
 }
 
@@ -227,15 +227,20 @@ EXIT_ONE(mq_open, SYS_MQ_OPEN)
 EXIT_ONE(bpf, SYS_BPF)
 
 /*
- * ioctl(TIOCGPTPEER) opens a pseudo-terminal's peer. Every ioctl gets here:
- * the command is looked at first.
+ * ioctl(TIOCGPTPEER) opens a pseudo-terminal's peer; USERFAULTFD_IOC_NEW
+ * on /dev/userfaultfd makes a userfaultfd (its record says userfaultfd).
+ * Every ioctl gets here: the command is looked at first.
  */
 SEC("tracepoint/syscalls/sys_exit_ioctl")
 int tracepoint__syscalls__sys_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
 {
-	if ((__u32)SYSCALL_ARG(2, user_regs(current_task())) != TIOCGPTPEER)
+	__u32 cmd = SYSCALL_ARG(2, user_regs(current_task()));
+
+	if (cmd != TIOCGPTPEER && cmd != USERFAULTFD_IOC_NEW)
 		return 0;
-	return on_exit_one(ctx, SYS_IOCTL, ctx->ret);
+	return on_exit_one(ctx,
+			   cmd == TIOCGPTPEER ? SYS_IOCTL : SYS_USERFAULTFD,
+			   ctx->ret);
 }
 
 /*
@@ -276,7 +281,7 @@ int tracepoint__syscalls__sys_exit_getsockopt(
 	    bpf_probe_read_user(&fd, sizeof(fd), (void *)SYSCALL_ARG(4, regs)))
 		return 0;
 	open_user_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), fd,
-		     SYS_GETSOCKOPT, capture_stack(tgid));
+		     SYS_GETSOCKOPT, capture_stack(tgid), 0);
 	return 0;
 }
 
@@ -313,7 +318,7 @@ static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 	    bpf_probe_read_user(&fd, sizeof(fd), upidfd))
 		return 0;
 	open_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), fd, sc, NULL,
-		NULL, capture_stack(tgid));
+		NULL, capture_stack(tgid), 0);
 	return 0;
 }
 
@@ -341,18 +346,21 @@ EXIT_PAIR(pipe, SYS_PIPE)
 EXIT_PAIR(pipe2, SYS_PIPE2)
 EXIT_PAIR(socketpair, SYS_SOCKETPAIR)
 
-/* close: counted at entry, where the fd is still in the table. */
+/*
+ * close, counting only: counted at entry, where the fd is still in the
+ * table to tell its type. With records, only a drain's listener is seen
+ * here.
+ */
 SEC("tracepoint/syscalls/sys_enter_close")
 int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	int fd = ctx->args[0];
-	struct fd_key key = { .tgid = tgid, .fd = fd };
 	struct task_struct *task;
 	struct fdtable *fdt;
 	struct proc *p;
 
-	if (!trace_allowed(tgid))
+	if ((cfg.fd_records && !drain_pending) || !trace_allowed(tgid))
 		return 0;
 	task = current_task();
 	fdt = task_fdt(task);
@@ -360,12 +368,11 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 		return 0; /* EBADF */
 	p = get_proc(tgid, task, 0);
 	/*
-	 * An fd we never saw created (io_uring, SCM_RIGHTS beyond what we
-	 * read, a creator we do not hook): recount the table. Counting only,
-	 * that shows only when the count would fall below this open fd.
+	 * Counting only, an fd we never saw created (a creator we do not
+	 * hook) shows when the count would fall below this open fd: recount
+	 * the table. With records, close_fd tells.
 	 */
-	if (p && (cfg.fd_records ? !bpf_map_lookup_elem(&fds, &key) :
-				   p->open_fds <= 0)) {
+	if (p && !cfg.fd_records && p->open_fds <= 0) {
 		__s64 n = count_open_fds(fdt);
 
 		if (n != p->open_fds) {
@@ -375,7 +382,27 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	}
 	if (drain_pending)
 		close_pending(tgid, p, fdt, fd);
-	close_fd(tgid, p, fd, SYS_CLOSE, TYPE_UNKNOWN);
+	if (!cfg.fd_records)
+		close_fd(tgid, p, fdt, fd, SYS_CLOSE, TYPE_UNKNOWN, false);
+	return 0;
+}
+
+/*
+ * close, with records: accounted after it happened (see account.bpf.h).
+ * Whatever it returns but EBADF, the fd is gone.
+ */
+SEC("tracepoint/syscalls/sys_exit_close")
+int tracepoint__syscalls__sys_exit_close(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+
+	if (!cfg.fd_records || ctx->ret == -EBADF || !trace_allowed(tgid))
+		return 0;
+	task = current_task();
+	close_fd(tgid, bpf_map_lookup_elem(&procs, &tgid), task_fdt(task),
+		 SYSCALL_ARG(1, user_regs(task)), SYS_CLOSE, TYPE_UNKNOWN,
+		 true);
 	return 0;
 }
 
@@ -428,7 +455,8 @@ static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
 	/* Counting only, the type of what is replaced is known only now. */
 	if (oldfd != newfd && fd_is_open(task_fdt(task), newfd))
 		was_open = cfg.fd_records ? 1 : 1 + type_of_fd(newfd);
-	if (bpf_map_update_elem(&dup_start, &tid, &was_open, BPF_ANY))
+	if (bpf_map_update_elem(&dup_start, &tid, &was_open, BPF_ANY) &&
+	    !cfg.fd_records)
 		stat_add(STAT_DRIFT, 1); /* this dup goes unseen */
 	return 0;
 }
@@ -448,10 +476,14 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 	__u8 replaced;
 
 	was_open = bpf_map_lookup_elem(&dup_start, &tid);
-	if (!was_open)
+	if (was_open) {
+		replaced = *was_open; /* 1 + its type, counting only */
+		bpf_map_delete_elem(&dup_start, &tid);
+	} else if (cfg.fd_records && trace_allowed(tgid)) {
+		replaced = 0; /* its entry found no room: the records tell */
+	} else {
 		return 0;
-	replaced = *was_open; /* 1 + its type, counting only */
-	bpf_map_delete_elem(&dup_start, &tid);
+	}
 	task = current_task();
 	if (ret < 0) {
 		syscall_failed(sc, -ret, NULL, -1,
@@ -464,16 +496,24 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 	key.fd = SYSCALL_ARG(1, regs);
 	if (key.fd == ret)
 		return 0; /* dup2(fd, fd) changes nothing */
+	/* With records, what it replaced is the record there. */
+	if (!replaced && cfg.fd_records) {
+		struct fd_key newkey = { .tgid = tgid, .fd = ret };
+
+		replaced = !!bpf_map_lookup_elem(&fds, &newkey);
+	}
 	p = get_proc(tgid, task, replaced ? 0 : 1);
 	if (replaced)
-		close_fd(tgid, p, ret, sc, replaced - 1);
+		close_fd(tgid, p, task_fdt(task), ret, sc, replaced - 1, true);
 	/* Copy first: the source record may be the one just closed. */
 	struct fd_info *srcp = bpf_map_lookup_elem(&fds, &key);
 	if (srcp) {
 		src = *srcp;
-		open_fd(tgid, p, task_fdt(task), ret, sc, &src, NULL, stack_id);
+		open_fd(tgid, p, task_fdt(task), ret, sc, &src, NULL, stack_id,
+			0);
 	} else {
-		open_fd(tgid, p, task_fdt(task), ret, sc, NULL, NULL, stack_id);
+		open_fd(tgid, p, task_fdt(task), ret, sc, NULL, NULL, stack_id,
+			0);
 	}
 	return 0;
 }
@@ -620,14 +660,16 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	init = new_proc(child);
 	if (!init)
 		return 0;
+	if (cfg.fd_records) {
+		c.bits = BPF_CORE_READ(fdt, open_fds);
+		copy_fds(sweep_size(fdt), &c);
+		/* Those without a copied record are counted from the table. */
+		init->table_counted = init->open_fds - c.copied;
+	}
 	/* BPF_ANY: a stale entry of a reused pid is replaced. */
 	if (bpf_map_update_elem(&procs, &ctgid, init, BPF_ANY))
 		stat_add(STAT_PROCS_FULL, 1);
-	if (!cfg.fd_records)
-		return 0;
-	c.bits = BPF_CORE_READ(fdt, open_fds);
-	copy_fds(sweep_size(fdt), &c);
-	if (c.copied >= init->open_fds)
+	if (!cfg.fd_records || c.copied >= init->open_fds)
 		return 0;
 	/* Some inherited fds had no record in the parent: ask for a seed. */
 	e = new_event(EV_SEED, SYS_PREEXISTING, ctgid, -1);
@@ -677,12 +719,22 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	}
 	if (!p) {
 		/*
-		 * First sight (-c matched the new name): count the table as it
-		 * is now, and have its fds recorded from /proc.
+		 * First sight (a command fdtrace started, or -c matched the
+		 * new name): count the table as it is now and record its fds
+		 * here, before the process can fork; what the sweep cannot
+		 * reach is recorded from /proc.
 		 */
 		struct fd_event *e;
 
-		get_proc(tgid, task, 0);
+		p = get_proc(tgid, task, 0);
+		if (!p || !cfg.fd_records)
+			return 0;
+		c.p = p;
+		c.bits = BPF_CORE_READ(fdt, open_fds);
+		c.want_open = c.seed = true;
+		sweep(sweep_size(fdt), &c);
+		if (p->table_counted <= 0)
+			return 0;
 		e = new_event(EV_SEED, SYS_PREEXISTING, tgid, -1);
 		if (e)
 			submit(e, sizeof(*e));
@@ -700,6 +752,10 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	else
 		__sync_fetch_and_add(&p->closed, left);
 	__sync_fetch_and_add(&p->open_fds, -left);
+	/* Its other threads are gone: plain arithmetic is safe. */
+	p->table_counted -= left;
+	if (p->table_counted < 0)
+		p->table_counted = 0;
 	return 0;
 }
 

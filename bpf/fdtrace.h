@@ -107,6 +107,11 @@ enum fd_flags {
 	FDF_CLOEXEC = 1 << 0,
 	FDF_SEEDED = 1 << 1, /* recorded from /proc, not seen being created */
 	FDF_INHERITED = 1 << 2, /* copied from the parent at fork */
+	/*
+	 * Counted in its process's table_counted, not at its creation: it
+	 * was open when the process was first counted (seeded records).
+	 */
+	FDF_TABLE_COUNTED = 1 << 3,
 };
 
 /*
@@ -141,6 +146,11 @@ struct fd_key {
 struct fd_info {
 	__u64 open_ns;	/* bpf_ktime_get_ns() when created; 0 when seeded */
 	__u64 stack_id; /* key in the stacks map; 0: none */
+	/*
+	 * The struct file it was made with (0 when seeded): a record of an
+	 * fd closed since is told from the record of its number's next fd.
+	 */
+	__u64 file;
 	__u16 syscall;
 	__u8 fd_type;
 	__u8 flags;
@@ -169,7 +179,12 @@ struct proc {
 	 */
 	__u32 err_kind[PROC_ERR_KINDS];
 	__u32 err_kinds;
-	__u32 pad;
+	/*
+	 * Of open_fds, those counted from the fd table (first sight, fork,
+	 * no room for a record) rather than at their creation: a close of
+	 * an fd with no record is one of them, or was never counted.
+	 */
+	__s32 table_counted;
 };
 
 /* Key of the error_totals map: failed syscalls by errno, host-wide. */
@@ -240,7 +255,7 @@ enum stat_id {
 	STAT_FDS_FULL,	      /* fds map full: an fd went unrecorded */
 	STAT_PROCS_FULL,      /* procs map full: a process went uncounted */
 	STAT_ERRORS_FULL,     /* errors map full */
-	STAT_DRIFT,	      /* recount at exec/close_range disagreed */
+	STAT_DRIFT,	      /* a count corrected from the fd table */
 	STAT_STACKS_FULL,     /* stacks map full: an fd went without a stack */
 	STAT_PORTS_FULL,      /* ports or drain_fds map full */
 	/*
@@ -288,6 +303,7 @@ struct fd_event {
 	__u64 stack_id;
 	__s64 open_fds;
 	__u64 fd_limit;
+	__u64 user_data; /* EV_OPEN by io_uring: the request's user_data */
 	char comm[TASK_COMM_LEN];
 	char path[PATH_LEN];
 };

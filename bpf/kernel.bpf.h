@@ -53,6 +53,7 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 		 BPF_CORE_READ((type *)(src), a, ##__VA_ARGS__))
 
 /* Errors: positive, as the kernel's headers have them. */
+#define EBADF 9
 #define ENOMEM 12
 #define EAGAIN 11
 #define EEXIST 17
@@ -72,6 +73,7 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 #define SCM_PIDFD 4
 #define SO_PEERPIDFD 77
 #define TIOCGPTPEER 0x5441
+#define USERFAULTFD_IOC_NEW 0xaa00 /* _IO(0xAA, 0x00), on /dev/userfaultfd */
 #define AF_INET 2
 #define AF_INET6 10
 #define S_IFMT 00170000

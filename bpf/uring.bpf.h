@@ -133,7 +133,7 @@ static __always_inline int uring_aux_completed(struct uring_key *mk, int res)
 		return 0;
 	task = current_task();
 	open_user_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), res,
-		     SYS_IO_URING, *stack_id);
+		     SYS_IO_URING, *stack_id, mk->user_data);
 	return 0;
 }
 
@@ -142,7 +142,6 @@ static __always_inline int uring_completed(struct io_kiocb *req)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 key = (__u64)req, stack_id = 0, *s;
-	struct fd_key fk = { .tgid = tgid };
 	struct task_struct *task;
 	struct fdtable *fdt;
 	struct proc *p;
@@ -174,21 +173,13 @@ static __always_inline int uring_completed(struct io_kiocb *req)
 	fdt = task_fdt(task);
 	p = get_proc(tgid, task, op == IORING_OP_CLOSE ? 0 : 1);
 	if (op != IORING_OP_CLOSE) {
-		open_user_fd(tgid, p, fdt, res, SYS_IO_URING, stack_id);
+		open_user_fd(tgid, p, fdt, res, SYS_IO_URING, stack_id,
+			     BPF_CORE_READ(req, cqe.user_data));
 		return 0;
 	}
-	/* Closed already: with a record, it goes; else recount. */
-	fk.fd = BPF_CORE_READ((struct io_close *)req, fd);
-	if (!cfg.fd_records || bpf_map_lookup_elem(&fds, &fk)) {
-		close_fd(tgid, p, fk.fd, SYS_IO_URING, FD_OTHER);
-	} else if (p) {
-		__s64 n = count_open_fds(fdt);
-
-		if (n != p->open_fds) {
-			stat_add(STAT_DRIFT, 1);
-			p->open_fds = n;
-		}
-	}
+	/* Closed already: close_fd tells by its record. */
+	close_fd(tgid, p, fdt, BPF_CORE_READ((struct io_close *)req, fd),
+		 SYS_IO_URING, FD_OTHER, true);
 	return 0;
 }
 

@@ -34,10 +34,10 @@ requirements; docs/design.md has what the programs do without them.
 Last, the "fds from" rows say which ways of making fds besides the
 creating syscalls fdtrace sees: recvmmsg, getsockopt, ioctl, bpf, read and
 io_uring are hooked (ok), or not where this kernel lacks the tracepoint
-(warn; io_uring before 6.1); seccomp's ADDFD, /dev/userfaultfd and 32-bit
-processes are not seen. Such fds have no record: a process's count is
-corrected by a recount when one is closed, and leaks lists them apart
-(docs/limitations.md).
+(warn; io_uring before 6.1); seccomp's ADDFD and 32-bit processes are
+not seen. Such fds have no record and are not counted (counting only, a
+recount corrects the count when one is closed), and leaks lists them
+apart (docs/limitations.md).
 
 check mounts tracefs if it is not mounted. --json writes one JSON object
 per row. It exits non-zero only when nothing can be traced.`,
@@ -100,7 +100,7 @@ const noRecord = "no record: the process's count is corrected by a recount when 
 var hookedFDPaths = []struct{ name, tracepoint, what string }{
 	{"recvmmsg", "syscalls/sys_exit_recvmmsg", "fds received with SCM_RIGHTS, pidfds with SCM_PIDFD"},
 	{"getsockopt", "syscalls/sys_exit_getsockopt", "SO_PEERPIDFD's pidfd"},
-	{"ioctl", "syscalls/sys_exit_ioctl", "TIOCGPTPEER's pseudo-terminal peer"},
+	{"ioctl", "syscalls/sys_exit_ioctl", "TIOCGPTPEER's pseudo-terminal peer, the userfaultfd of /dev/userfaultfd"},
 	{"bpf", "syscalls/sys_exit_bpf", "the fds of maps, programs, links, BTF... that bpf() returns"},
 	{"read", "syscalls/sys_exit_read", "the fds of fanotify events and userfaultfd fork events; " +
 		"attached once a traced process makes a fanotify group or a userfaultfd"},
@@ -113,7 +113,6 @@ const uringFDPath = "IORING_OP_OPENAT, OPENAT2, ACCEPT, SOCKET, FIXED_FD_INSTALL
 // unseenFDPaths are the ways of making fds that fdtrace does not hook.
 var unseenFDPaths = []struct{ name, what string }{
 	{"seccomp ADDFD", "the fd a seccomp supervisor installs with SECCOMP_IOCTL_NOTIF_ADDFD"},
-	{"/dev/userfaultfd", "the userfaultfd its ioctl makes"},
 	{"ia32 syscalls", "every fd of a 32-bit process: the syscall tracepoints do not fire for its syscalls"},
 }
 

@@ -130,6 +130,7 @@ type FdtraceFdEvent struct {
 	StackId  uint64
 	OpenFds  int64
 	FdLimit  uint64
+	UserData uint64
 	Comm     [16]int8
 	Path     [256]int8
 }
@@ -137,15 +138,17 @@ type FdtraceFdEvent struct {
 type FdtraceFdFlags uint32
 
 const (
-	FdtraceFdFlagsFDF_CLOEXEC   FdtraceFdFlags = 1
-	FdtraceFdFlagsFDF_SEEDED    FdtraceFdFlags = 2
-	FdtraceFdFlagsFDF_INHERITED FdtraceFdFlags = 4
+	FdtraceFdFlagsFDF_CLOEXEC       FdtraceFdFlags = 1
+	FdtraceFdFlagsFDF_SEEDED        FdtraceFdFlags = 2
+	FdtraceFdFlagsFDF_INHERITED     FdtraceFdFlags = 4
+	FdtraceFdFlagsFDF_TABLE_COUNTED FdtraceFdFlags = 8
 )
 
 type FdtraceFdInfo struct {
 	_        structs.HostLayout
 	OpenNs   uint64
 	StackId  uint64
+	File     uint64
 	Syscall  uint16
 	FdType   uint8
 	Flags    uint8
@@ -222,7 +225,7 @@ type FdtraceProc struct {
 	Comm         [16]int8
 	ErrKind      [8]uint32
 	ErrKinds     uint32
-	Pad          uint32
+	TableCounted int32
 }
 
 type FdtraceRawKey struct {
@@ -472,6 +475,7 @@ const (
 	FdtraceProgTracepointSyscallsSysExitBpf            = "tracepoint__syscalls__sys_exit_bpf"
 	FdtraceProgTracepointSyscallsSysExitClone          = "tracepoint__syscalls__sys_exit_clone"
 	FdtraceProgTracepointSyscallsSysExitClone3         = "tracepoint__syscalls__sys_exit_clone3"
+	FdtraceProgTracepointSyscallsSysExitClose          = "tracepoint__syscalls__sys_exit_close"
 	FdtraceProgTracepointSyscallsSysExitCreat          = "tracepoint__syscalls__sys_exit_creat"
 	FdtraceProgTracepointSyscallsSysExitDup            = "tracepoint__syscalls__sys_exit_dup"
 	FdtraceProgTracepointSyscallsSysExitDup2           = "tracepoint__syscalls__sys_exit_dup2"
@@ -594,6 +598,7 @@ type FdtraceProgramSpecs struct {
 	TracepointSyscallsSysExitBpf            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
+	TracepointSyscallsSysExitClose          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_close"`
 	TracepointSyscallsSysExitCreat          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -816,6 +821,7 @@ type FdtracePrograms struct {
 	TracepointSyscallsSysExitBpf            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
+	TracepointSyscallsSysExitClose          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_close"`
 	TracepointSyscallsSysExitCreat          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -874,6 +880,7 @@ func (p *FdtracePrograms) Close() error {
 		p.TracepointSyscallsSysExitBpf,
 		p.TracepointSyscallsSysExitClone,
 		p.TracepointSyscallsSysExitClone3,
+		p.TracepointSyscallsSysExitClose,
 		p.TracepointSyscallsSysExitCreat,
 		p.TracepointSyscallsSysExitDup,
 		p.TracepointSyscallsSysExitDup2,

@@ -72,6 +72,7 @@ type FdtraceCompatFdInfo struct {
 	_        structs.HostLayout
 	OpenNs   uint64
 	StackId  uint64
+	File     uint64
 	Syscall  uint16
 	FdType   uint8
 	Flags    uint8
@@ -131,7 +132,7 @@ type FdtraceCompatProc struct {
 	Comm         [16]int8
 	ErrKind      [8]uint32
 	ErrKinds     uint32
-	Pad          uint32
+	TableCounted int32
 }
 
 type FdtraceCompatRawKey struct {
@@ -266,6 +267,7 @@ const (
 	FdtraceCompatProgTracepointSyscallsSysExitBpf            = "tracepoint__syscalls__sys_exit_bpf"
 	FdtraceCompatProgTracepointSyscallsSysExitClone          = "tracepoint__syscalls__sys_exit_clone"
 	FdtraceCompatProgTracepointSyscallsSysExitClone3         = "tracepoint__syscalls__sys_exit_clone3"
+	FdtraceCompatProgTracepointSyscallsSysExitClose          = "tracepoint__syscalls__sys_exit_close"
 	FdtraceCompatProgTracepointSyscallsSysExitCreat          = "tracepoint__syscalls__sys_exit_creat"
 	FdtraceCompatProgTracepointSyscallsSysExitDup            = "tracepoint__syscalls__sys_exit_dup"
 	FdtraceCompatProgTracepointSyscallsSysExitDup2           = "tracepoint__syscalls__sys_exit_dup2"
@@ -388,6 +390,7 @@ type FdtraceCompatProgramSpecs struct {
 	TracepointSyscallsSysExitBpf            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
+	TracepointSyscallsSysExitClose          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_close"`
 	TracepointSyscallsSysExitCreat          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -610,6 +613,7 @@ type FdtraceCompatPrograms struct {
 	TracepointSyscallsSysExitBpf            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_bpf"`
 	TracepointSyscallsSysExitClone          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
+	TracepointSyscallsSysExitClose          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_close"`
 	TracepointSyscallsSysExitCreat          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -668,6 +672,7 @@ func (p *FdtraceCompatPrograms) Close() error {
 		p.TracepointSyscallsSysExitBpf,
 		p.TracepointSyscallsSysExitClone,
 		p.TracepointSyscallsSysExitClone3,
+		p.TracepointSyscallsSysExitClose,
 		p.TracepointSyscallsSysExitCreat,
 		p.TracepointSyscallsSysExitDup,
 		p.TracepointSyscallsSysExitDup2,

@@ -50,6 +50,8 @@ type Open struct {
 	Path     string `json:"path,omitempty"`
 	Family   string `json:"family,omitempty"`
 	SockType string `json:"sock_type,omitempty"`
+	// UserData: made by io_uring, its request's user_data (0: absent).
+	UserData uint64 `json:"user_data,omitempty"`
 	// Stack is the allocating user stack, innermost first (trace --stacks).
 	Stack []symbolize.Frame `json:"stack,omitempty"`
 }

@@ -33,6 +33,10 @@ func (o Open) AppendJSON(b []byte) []byte {
 		b = append(b, `,"sock_type":`...)
 		b = appendString(b, o.SockType)
 	}
+	if o.UserData != 0 {
+		b = append(b, `,"user_data":`...)
+		b = strconv.AppendUint(b, o.UserData, 10)
+	}
 	b = appendStack(b, o.Stack)
 	return append(b, '}')
 }

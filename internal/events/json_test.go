@@ -52,7 +52,7 @@ func appenders() []JSONAppender {
 			}
 			out = append(out,
 				Open{Type: "open", Time: t, PID: i, TID: -j, Comm: s, Syscall: "openat",
-					FD: i - 3, FDType: "file", Cloexec: j%2 == 0, Path: s, Family: s, SockType: s, Stack: st},
+					FD: i - 3, FDType: "file", Cloexec: j%2 == 0, Path: s, Family: s, SockType: s, UserData: uint64(i * j), Stack: st},
 				Open{Type: s, Time: t, PID: math.MaxInt, TID: math.MinInt, FD: math.MaxInt32,
 					Stack: []symbolize.Frame{}},
 				Close{Type: "close", Time: t, PID: i, TID: j, Comm: s, Syscall: s, FD: -1, FDType: s},

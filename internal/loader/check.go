@@ -248,7 +248,7 @@ func tryLoad(feat Features, cfg Config) error {
 func checkTracepoints(spec *ebpf.CollectionSpec) []CheckResult {
 	var rs []CheckResult
 	for name, p := range spec.Programs {
-		if _, ok := uringHooks[name]; ok {
+		if h, ok := hooks[name]; ok && h.quiet {
 			continue // optional: check's "fds from io_uring" row
 		}
 		kind, tp, _ := strings.Cut(p.SectionName, "/")

@@ -30,6 +30,7 @@ const (
 	fdStackID   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.StackId)
 	fdOpenFds   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.OpenFds)
 	fdFdLimit   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.FdLimit)
+	fdUserData  = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.UserData)
 	fdComm      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Comm)
 	fdPath      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Path)
 
@@ -76,6 +77,7 @@ type rawFdEvent struct {
 	StackId  uint64
 	OpenFds  int64
 	FdLimit  uint64
+	UserData uint64
 	Comm     []byte
 	Path     []byte
 }
@@ -103,6 +105,7 @@ func decodeFdEvent(raw []byte, e *rawFdEvent) error {
 		StackId:  ne.Uint64(raw[fdStackID:]),
 		OpenFds:  int64(ne.Uint64(raw[fdOpenFds:])),
 		FdLimit:  ne.Uint64(raw[fdFdLimit:]),
+		UserData: ne.Uint64(raw[fdUserData:]),
 		Comm:     cBytes(raw[fdComm : fdComm+uintptr(len(bpfobj.FdtraceFdEvent{}.Comm))]),
 		Path:     cBytes(raw[fdPath : fdPath+uintptr(len(bpfobj.FdtraceFdEvent{}.Path))]),
 	}

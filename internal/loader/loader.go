@@ -242,6 +242,9 @@ func (k *Kernel) StackMaps() stacks.Maps {
 // Config is what the kernel was loaded with, defaults filled in.
 func (k *Kernel) Config() Config { return k.cfg }
 
+// Features are what the kernel offers, as the programs were loaded for it.
+func (k *Kernel) Features() Features { return k.feat }
+
 func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 	kc := bpfobj.FdtraceConfig{
 		WakeupBytes:      uint64(cfg.WakeupBytes),
@@ -372,40 +375,34 @@ func (k *Kernel) attach(spec *ebpf.CollectionSpec) error {
 		if name == readHook {
 			continue // attached when wanted: AttachWanted
 		}
-		if optional, ok := uringHooks[name]; ok {
-			if optional(k.feat) {
-				// io_uring may be built out: no note when missing.
-				k.attachOptional(progs[name], ps.SectionName)
-			}
+		h, listed := hooks[name]
+		if listed && !h.wanted(k.cfg, k.feat) {
 			continue
 		}
-		if err := k.attachOne(progs[name], ps.SectionName); err != nil {
+		attached, err := k.attachOne(progs[name], ps.SectionName, h.quiet)
+		if err != nil {
 			return err
+		}
+		if name == "raw_tracepoint__io_uring_complete" {
+			k.uringHooked = attached
 		}
 	}
 	return nil
 }
 
-// uringHooks are the io_uring programs, each attached where the kernel's
-// tracepoint gives the request where the program reads it.
-var uringHooks = map[string]func(Features) bool{
-	"raw_tracepoint__io_uring_complete":   func(f Features) bool { return f.UringComplete },
-	"raw_tracepoint__io_uring_submit_sqe": func(f Features) bool { return f.UringSubmitSqe },
-	"raw_tracepoint__io_uring_submit_req": func(f Features) bool { return f.UringComplete },
-}
-
-// attachOptional attaches prog if the kernel has its tracepoint, silently
-// not otherwise.
-func (k *Kernel) attachOptional(prog *ebpf.Program, section string) {
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{
-		Name: strings.TrimPrefix(section, "raw_tracepoint/"), Program: prog})
-	if err != nil {
-		return
-	}
-	k.linksMu.Lock()
-	defer k.linksMu.Unlock()
-	k.links = append(k.links, l)
-	k.uringHooked = k.uringHooked || strings.HasSuffix(section, "complete")
+// hooks are the programs attached only in some runs or on some kernels;
+// the others always are.
+var hooks = map[string]struct {
+	wanted func(Config, Features) bool
+	quiet  bool // a missing tracepoint is no news: io_uring may be built out
+}{
+	// Each io_uring program where the kernel's tracepoint gives the
+	// request where the program reads it.
+	"raw_tracepoint__io_uring_complete":   {func(_ Config, f Features) bool { return f.UringComplete }, true},
+	"raw_tracepoint__io_uring_submit_sqe": {func(_ Config, f Features) bool { return f.UringSubmitSqe }, true},
+	"raw_tracepoint__io_uring_submit_req": {func(_ Config, f Features) bool { return f.UringComplete }, true},
+	// Closes are accounted at their exit with records only.
+	"tracepoint__syscalls__sys_exit_close": {func(c Config, _ Features) bool { return !c.CountOnly }, false},
 }
 
 // UringHooked says whether the fds io_uring makes and closes are seen.
@@ -416,9 +413,9 @@ func (k *Kernel) UringHooked() bool { return k.uringHooked }
 // group or a userfaultfd, whose reads install fds.
 const readHook = "tracepoint__syscalls__sys_exit_read"
 
-// attachOne attaches prog where its section says; a tracepoint this
-// kernel lacks is skipped, with a note.
-func (k *Kernel) attachOne(prog *ebpf.Program, section string) error {
+// attachOne attaches prog where its section says. A tracepoint this kernel
+// lacks is skipped (false), with a note unless quiet.
+func (k *Kernel) attachOne(prog *ebpf.Program, section string, quiet bool) (bool, error) {
 	var l link.Link
 	var err error
 	switch {
@@ -429,23 +426,25 @@ func (k *Kernel) attachOne(prog *ebpf.Program, section string) error {
 		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{
 			Name: strings.TrimPrefix(section, "raw_tracepoint/"), Program: prog})
 	default:
-		return fmt.Errorf("unknown section %s", section)
+		return false, fmt.Errorf("unknown section %s", section)
 	}
-	if errors.Is(err, os.ErrNotExist) {
-		k.skipped++
-		k.notes = append(k.notes, fmt.Sprintf("tracepoint %s missing in this kernel: skipped", strings.SplitN(section, "/", 2)[1]))
-		return nil
+	if errors.Is(err, os.ErrNotExist) || (quiet && err != nil) {
+		if !quiet {
+			k.skipped++
+			k.notes = append(k.notes, fmt.Sprintf("tracepoint %s missing in this kernel: skipped", strings.SplitN(section, "/", 2)[1]))
+		}
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("attaching %s: %w", section, err)
+		return false, fmt.Errorf("attaching %s: %w", section, err)
 	}
 	k.linksMu.Lock()
 	defer k.linksMu.Unlock()
 	if k.detached {
-		return l.Close()
+		return false, l.Close()
 	}
 	k.links = append(k.links, l)
-	return nil
+	return true, nil
 }
 
 // AttachWanted attaches the read hook once the programs want it (see
@@ -463,7 +462,7 @@ func (k *Kernel) AttachWanted() {
 	}
 	k.readHooked.Store(true)
 	prog := programsByName(&k.objs.FdtracePrograms)[readHook]
-	if err := k.attachOne(prog, k.spec.Programs[readHook].SectionName); err != nil {
+	if _, err := k.attachOne(prog, k.spec.Programs[readHook].SectionName, false); err != nil {
 		k.notes = append(k.notes, fmt.Sprintf("reads of fanotify groups and userfaultfds are not hooked: %v", err))
 	}
 }

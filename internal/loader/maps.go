@@ -96,10 +96,14 @@ func (k *Kernel) LookupFD(pid, fd int) (FD, bool) {
 	return fdOf(&key, &info), true
 }
 
-// InsertFD adds the record of an fd unless it has one: false then.
+// InsertFD adds the record of an fd unless it has one: false then. The fd
+// was open when the kernel first counted its process, so the record says it
+// is one of the process's fds counted from the table (see account.bpf.h).
 func (k *Kernel) InsertFD(fd FD) (bool, error) {
 	key := bpfobj.FdtraceFdKey{Tgid: uint32(fd.PID), Fd: int32(fd.FD)}
-	err := k.objs.Fds.Update(key, fdInfoOf(fd), ebpf.UpdateNoExist)
+	info := fdInfoOf(fd)
+	info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_TABLE_COUNTED)
+	err := k.objs.Fds.Update(key, info, ebpf.UpdateNoExist)
 	if errors.Is(err, ebpf.ErrKeyExist) {
 		return false, nil
 	}

@@ -56,6 +56,7 @@ type Event struct {
 	StackID  uint64
 	OpenFDs  int64
 	FDLimit  uint64
+	UserData uint64 // EventOpen by io_uring: the request's user_data
 	Path     []byte
 	Counters *Counters // EventExit: the process's final counters
 	// EventExit: the error counts the exit took out of the errors map;
@@ -219,7 +220,7 @@ func (k *Kernel) decode(b *batch, raw []byte) error {
 			Comm: b.keep(e.Comm), Syscall: events.Syscall(e.Syscall), FD: int(e.Fd),
 			FDType: events.FDType(e.FdType), Cloexec: e.Flags&uint16(bpfobj.FdtraceFdFlagsFDF_CLOEXEC) != 0,
 			Family: e.Family, SockType: e.SockType, Errno: int(e.Err), Port: e.Port, Parent: int(e.Ppid),
-			StackID: e.StackId, OpenFDs: e.OpenFds, FDLimit: e.FdLimit, Path: b.keep(e.Path)})
+			StackID: e.StackId, OpenFDs: e.OpenFds, FDLimit: e.FdLimit, UserData: e.UserData, Path: b.keep(e.Path)})
 		if kind := EventKind(e.Kind); kind < EventOpen || kind > eventHook {
 			return fmt.Errorf("unknown event kind %d", e.Kind)
 		}

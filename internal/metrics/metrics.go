@@ -188,7 +188,7 @@ var (
 	descMapFull = describe(counterType, "fdtrace_map_full_total",
 		"Times a kernel map was full, by map: its counts are incomplete from then on.", []string{"map"})
 	descDrift = describe(counterType, "fdtrace_kernel_drift_total",
-		"Times a recount of a process's fd table disagreed with the running count, which was then corrected.", nil)
+		"fds by which a count was corrected from its process's fd table (fds whose creation or close fdtrace did not see).", nil)
 	descReconciled = describe(counterType, "fdtrace_reconciled_fds_total",
 		"Inherited fds of forked children read from /proc because the kernel could not copy them.", nil)
 	descUnswept = describe(counterType, "fdtrace_unswept_fds_total",

@@ -35,14 +35,26 @@ func RequireRoot(t testing.TB) {
 // fails: CI installs Node.js).
 func RequireNode(t testing.TB) string {
 	t.Helper()
-	node, err := exec.LookPath("node")
+	return requireTool(t, "node", "Node.js")
+}
+
+// RequireStressNG is the path of stress-ng, or skips the test off CI
+// (where it fails: .ci/run installs it, and the kernel matrix carries it).
+func RequireStressNG(t testing.TB) string {
+	t.Helper()
+	return requireTool(t, "stress-ng", "stress-ng")
+}
+
+func requireTool(t testing.TB, name, what string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
 	if err == nil {
-		return node
+		return path
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true but node is not installed: the Node.js tests must run on CI")
+		t.Fatalf("CI=true but %s is not installed: the %s tests must run on CI", name, what)
 	}
-	t.Skip("node is not installed")
+	t.Skipf("%s is not installed", name)
 	return ""
 }
 

@@ -5,6 +5,11 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/loader"
+	"github.com/fdtrace/fdtrace/internal/symbolize"
+	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
 // fds a syscall installs besides its return value, or by a call that is no
@@ -61,6 +66,12 @@ func TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords(t *testing.T) {
 	u := w.Do(t, "uffdfork")
 	open("userfaultfd", u[0], "other", "")
 	open("read", u[1], "other", "")
+	if fds, errno := w.Try(t, "uffddev"); errno == 0 {
+		open("openat", fds[0], "file", "")
+		open("userfaultfd", fds[1], "other", "")
+	} else {
+		t.Logf("/dev/userfaultfd: errno %d (Linux 6.1): not tried", errno)
+	}
 
 	rec.drain(t, tr)
 	if got := rec.fdEvents(w.PID); !slices.Equal(got, want) {
@@ -74,4 +85,48 @@ func TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords(t *testing.T) {
 	if st.KernelDrift != 0 {
 		t.Errorf("kernel_drift %d, want 0", st.KernelDrift)
 	}
+}
+
+// A fanotify listener that keeps the fds its events bring: each is
+// recorded as made by its read, with the stack of the function that read.
+func TestAFanotifyListenersEventFDsAreAttributedToItsRead(t *testing.T) {
+	testutil.RequireRoot(t)
+	stacks := loader.ProbeFeatures().StacksError() == nil
+	tr, w, rec := followFdops(t, Config{CaptureStacks: stacks})
+	dir := t.TempDir()
+	watched := filepath.Join(dir, "watched")
+	if err := os.WriteFile(watched, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := w.Do(t, "fanotify %s", dir)[0]
+	rec.drain(t, tr) // the group asks for the read hook
+	var leaked []int
+	for range 3 {
+		leaked = append(leaked, w.Do(t, "fanread %d %s", g, watched)[0])
+	}
+	rec.drain(t, tr)
+	live, err := tr.LiveFDs(w.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range leaked {
+		if live[fd].Syscall != "read" {
+			t.Errorf("event fd %d: made by %q, want read", fd, live[fd].Syscall)
+		}
+	}
+	var opens int
+	for _, r := range rec.records {
+		o, ok := r.(events.Open)
+		if !ok || o.PID != w.PID || o.Syscall != "read" {
+			continue
+		}
+		opens++
+		if stacks && !slices.ContainsFunc(o.Stack, func(f symbolize.Frame) bool { return f.Func == "fanotify_read" }) {
+			t.Errorf("event fd %d's stack %v does not name the reading function fanotify_read", o.FD, o.Stack)
+		}
+	}
+	if opens != len(leaked) {
+		t.Errorf("%d records of fds made by read, want %d", opens, len(leaked))
+	}
+	assertMatchesProc(t, tr, w.PID)
 }

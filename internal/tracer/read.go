@@ -154,7 +154,7 @@ func (t *Tracer) handleOne(e *loader.Event, h Handler, c comms) error {
 	case loader.EventOpen:
 		return t.emit(events.Open{Type: "open", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
 			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String(),
-			Cloexec: e.Cloexec, Path: string(e.Path),
+			Cloexec: e.Cloexec, Path: string(e.Path), UserData: e.UserData,
 			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType))},
 			e.StackID, h)
 	case loader.EventClose:

@@ -83,6 +83,9 @@ func TestAnIOUringOpenHasItsRecordWithTheSubmittersStack(t *testing.T) {
 			open = o
 		}
 	}
+	if open.UserData != 7 {
+		t.Errorf("the io_uring open's user_data is %d, want the request's 7", open.UserData)
+	}
 	if stacks && !slices.ContainsFunc(open.Stack, func(f symbolize.Frame) bool { return f.Func == "uring_openat" }) {
 		t.Errorf("the io_uring open's stack %v does not name the submitting function uring_openat", open.Stack)
 	}
@@ -115,9 +118,11 @@ func TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot(t *testing.T) {
 			rec := &recorder{}
 			rec.drain(t, tr)
 			var got []int
+			var userData []uint64
 			for _, x := range rec.records {
 				if o, ok := x.(events.Open); ok && o.PID == cmd.Process.Pid && o.Syscall == "io_uring" {
 					got = append(got, o.FD)
+					userData = append(userData, o.UserData)
 					if stacks && !slices.ContainsFunc(o.Stack, func(f symbolize.Frame) bool { return f.Func == "submit_accepts" }) {
 						t.Errorf("fd %d's stack %v does not name the submitting function submit_accepts", o.FD, o.Stack)
 					}
@@ -131,6 +136,16 @@ func TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot(t *testing.T) {
 			}
 			if !slices.Equal(got, fds[:]) {
 				t.Errorf("io_uring records of fds %v, want the accepted %v", got, fds)
+			}
+			// The workload's requests carry user_data 42, 43, 44; a
+			// multishot accept is one request.
+			wantData := []uint64{42, 43, 44}
+			if mode == "multi" {
+				wantData = []uint64{42, 42, 42}
+			}
+			slices.Sort(userData)
+			if !slices.Equal(userData, wantData) {
+				t.Errorf("io_uring records' user_data %v, want %v", userData, wantData)
 			}
 			assertMatchesProc(t, tr, cmd.Process.Pid)
 			if st, err := tr.Stats(); err != nil || st.KernelDrift != 0 {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the kernel matrix's payload in OUT_DIR (see boot.sh): fdtrace, the
 # kernel tests compiled as static binaries, the C workloads they drive
-# (static, and dynamic with the distribution's libc copied in), and
-# test/kernels/guest.sh as /payload/run.
+# (static, and dynamic with the distribution's libc copied in), stress-ng
+# with its libraries, and test/kernels/guest.sh as /payload/run.
 #
 # Usage: payload.sh OUT_DIR   (from the repository's top directory)
 set -euo pipefail
@@ -35,10 +35,14 @@ workload leaky -O2 -fomit-frame-pointer -pthread -static
 workload uring_open -static
 workload uring_accept -static
 
+# stress-ng, whose fd stressors the tracer's tests run, at its own path.
+stress_ng=$(command -v stress-ng)
+cp --parents "$stress_ng" "$out"
+
 # The dynamic workloads' libraries, at the paths their ld.so looks in, and
 # their detached debug symbols where this host has them (libc6-dbg): the
 # symbolizer names libc's thread start code from them, as on the host.
-for bin in "$out"/payload/workloads/*; do
+for bin in "$out"/payload/workloads/* "$out$stress_ng"; do
 	ldd "$bin" 2>/dev/null | grep -oE '/[^ ]+' || true
 done | sort -u | while read -r lib; do
 	cp -L --parents "$lib" "$out"

@@ -403,6 +403,18 @@ static void command(char *line, char **argv)
 		fanotify_read(x, a);
 	} else if (!strcmp(cmd, "uffdfork")) {
 		uffd_fork();
+	} else if (!strcmp(cmd, "uffddev")) {
+		/* A userfaultfd from /dev/userfaultfd (Linux 6.1). */
+		x = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (x < 0) {
+			result(-1);
+			return;
+		}
+		y = ioctl(x, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+		if (y < 0)
+			result(-1);
+		else
+			reply("ok %d %d", x, y);
 	} else if (!strcmp(cmd, "fill")) {
 		fill();
 	} else if (!strcmp(cmd, "thread")) {

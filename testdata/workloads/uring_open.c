@@ -83,6 +83,7 @@ __attribute__((noipa)) int uring_openat(int ring, const char *path)
 	sqe->fd = AT_FDCWD;
 	sqe->addr = (unsigned long)path;
 	sqe->open_flags = O_RDONLY;
+	sqe->user_data = 7;
 	sq_array[idx] = idx;
 	__atomic_store_n(sq_tail, tail + 1, __ATOMIC_RELEASE);
 	if (syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS,

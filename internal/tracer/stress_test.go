@@ -1,0 +1,266 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
+	"github.com/fdtrace/fdtrace/internal/procfs"
+	"github.com/fdtrace/fdtrace/internal/testutil"
+)
+
+// stressors are stress-ng's fd stressors.
+var stressors = []string{"dup", "pipe", "eventfd", "sockfd", "sockpair", "open", "inotify",
+	"memfd", "timerfd", "sigfd", "userfaultfd", "io-uring", "close", "fanotify"}
+
+// naturalType is the type of the fds a creating syscall makes, for those
+// that make one type only.
+var naturalType = map[string]string{
+	"open": "file", "creat": "file", "openat": "file", "openat2": "file",
+	"socket": "socket", "socketpair": "socket", "accept": "socket", "accept4": "socket",
+	"pipe": "pipe", "pipe2": "pipe", "epoll_create": "epoll", "epoll_create1": "epoll",
+	"eventfd": "eventfd", "eventfd2": "eventfd", "timerfd_create": "timerfd",
+	"signalfd": "signalfd", "signalfd4": "signalfd", "inotify_init": "inotify",
+	"inotify_init1": "inotify", "memfd_create": "memfd", "pidfd_open": "pidfd",
+}
+
+// stress-ng's fd stressors, each stopped in the middle of its run: every fd
+// /proc shows in each of its processes has its record, with the type /proc
+// says and a creating call that makes that type, and the counts are
+// /proc's. After the run, nothing was recounted or lost.
+func TestStressNgsFDsAllHaveRecordsAtQuietPoints(t *testing.T) {
+	stressNG := testutil.RequireStressNG(t)
+	// Records without the stream of opens and closes: the stressors make
+	// them faster than a test would read them.
+	tr := load(t, Config{FollowChildrenOf: os.Getpid(), ErrorsOnly: true})
+	for _, stressor := range stressors {
+		t.Run(stressor, func(t *testing.T) {
+			if stressor == "io-uring" && !tr.Kernel().UringHooked() {
+				t.Skip("io_uring's fds are not seen on this kernel (check says why)")
+			}
+			rec := &recorder{}
+			// Killed, it leaves its files: in a directory of the test's.
+			dir := t.TempDir()
+			cmd := exec.Command(stressNG, "--"+stressor, "1", "-t", "60s", "--quiet", "--temp-path", dir)
+			cmd.Dir = dir
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pgid := cmd.Process.Pid
+			defer func() {
+				syscall.Kill(-pgid, syscall.SIGKILL)
+				cmd.Wait()
+			}()
+			waitForWork(t, tr, rec, pgid, 20, 10)
+			stopGroup(t, pgid)
+			// io_uring's workers and the kernel finish what was
+			// submitted before the stop: check until it settles.
+			var err error
+			for try := 0; try < 100; try++ {
+				rec.drain(t, tr)
+				if err = groupMatchesProc(tr, pgid); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	st, err := tr.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.KernelDrift != 0 || st.LostEvents != 0 {
+		t.Errorf("kernel_drift %d, lost_events %d: want 0 each", st.KernelDrift, st.LostEvents)
+	}
+	// Without bpf_loop, a fork copies the records of the first 4096 fds
+	// only: the rest are recorded from /proc, and counted as unswept.
+	if st.ReconciledFDs != 0 && st.Unswept == 0 {
+		t.Errorf("reconciled_fds %d, want 0", st.ReconciledFDs)
+	}
+}
+
+// waitForWork reads records until the processes of group pgid opened n
+// fds and ran for ticks clock ticks between them: every stressor's workers
+// are at work by then, those that open fds once and those that open many.
+func waitForWork(t *testing.T, tr *Tracer, rec *recorder, pgid int, n uint64, ticks int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rec.drain(t, tr)
+		var opens uint64
+		cpu := 0
+		for _, pid := range processGroup(pgid) {
+			if p, ok, _ := tr.Process(pid); ok {
+				opens += p.Opened
+			}
+			if st, err := stat(pid); err == nil {
+				cpu += st.cpu
+			}
+		}
+		if opens >= n && cpu >= ticks {
+			return
+		}
+		if st, err := stat(pgid); err != nil || st.state == 'Z' {
+			// stress-ng leaves out what the kernel cannot do.
+			t.Skip("stress-ng ended at once: this stressor does not run on this kernel")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in 30 s, the stressor opened %d fds (want %d) in %d ticks (want %d)", opens, n, cpu, ticks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// processGroup lists the processes of process group pgid.
+func processGroup(pgid int) []int {
+	pids, _ := procfs.PIDs()
+	var out []int
+	for _, pid := range pids {
+		if st, err := stat(pid); err == nil && st.pgrp == pgid {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+type procStat struct {
+	state byte
+	pgrp  int
+	cpu   int // user and system time, in clock ticks
+}
+
+// stat reads the state and process group of a process or thread from its
+// stat file (the fields after the command's closing parenthesis).
+func stat(pid int, task ...int) (procStat, error) {
+	path := filepath.Join(procfs.Root, strconv.Itoa(pid), "stat")
+	if len(task) > 0 {
+		path = filepath.Join(procfs.Root, strconv.Itoa(pid), "task", strconv.Itoa(task[0]), "stat")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return procStat{}, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("%s: short", path)
+	}
+	pgrp, err := strconv.Atoi(f[2])
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return procStat{state: f[0][0], pgrp: pgrp, cpu: utime + stime}, err
+}
+
+// stopGroup stops every process of a group and waits until each of their
+// threads has stopped (io_uring's workers do not stop, and are skipped).
+func stopGroup(t *testing.T, pgid int) {
+	t.Helper()
+	if err := syscall.Kill(-pgid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !groupStopped(pgid) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stressor's threads did not stop in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func groupStopped(pgid int) bool {
+	for _, pid := range processGroup(pgid) {
+		tids, err := os.ReadDir(filepath.Join(procfs.Root, strconv.Itoa(pid), "task"))
+		if err != nil {
+			continue // exited
+		}
+		for _, d := range tids {
+			tid, _ := strconv.Atoi(d.Name())
+			comm, _ := os.ReadFile(filepath.Join(procfs.Root, strconv.Itoa(pid), "task", d.Name(), "comm"))
+			if strings.HasPrefix(string(comm), "iou-") {
+				continue // an io_uring worker
+			}
+			if st, err := stat(pid, tid); err == nil && st.state != 'T' && st.state != 'Z' && st.state != 'X' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// groupMatchesProc compares the records and counts of each process of a
+// group with /proc.
+func groupMatchesProc(tr *Tracer, pgid int) error {
+	var errs []error
+	compat := tr.Kernel().Features().Compat()
+	for _, pid := range processGroup(pgid) {
+		errs = append(errs, matchesProc(tr, pid, compat))
+	}
+	return errors.Join(errs...)
+}
+
+// matchesProc is assertMatchesProc's check, with the creating call too.
+func matchesProc(tr *Tracer, pid int, compat bool) error {
+	want, err := procfs.FDs(pid)
+	if err != nil {
+		return nil // exited
+	}
+	slices.Sort(want)
+	live, err := tr.LiveFDs(pid)
+	if err != nil {
+		return err
+	}
+	var got []int
+	for fd := range live {
+		got = append(got, fd)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("live fds of %d: fdtrace has %v, /proc has %v", pid, got, want)
+	}
+	p, ok, err := tr.Process(pid)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if len(want) == 0 {
+			return nil // exited, not reaped yet
+		}
+		return fmt.Errorf("no counters for pid %d", pid)
+	}
+	if p.OpenFDs != int64(len(want)) {
+		return fmt.Errorf("open_fds of %d: fdtrace says %d, /proc has %d", pid, p.OpenFDs, len(want))
+	}
+	for fd, rec := range live {
+		target, err := procfs.FDTarget(pid, fd)
+		if err != nil {
+			return err
+		}
+		if typ := procfs.TargetType(target); rec.Type != typ {
+			return fmt.Errorf("pid %d fd %d (%s): fdtrace says %s, /proc says %s", pid, fd, target, rec.Type, typ)
+		}
+		// Seeded: open when the stressor started, its stdio or the
+		// test's own; or past what a fork copies without bpf_loop.
+		mine, _ := procfs.FDTarget(os.Getpid(), fd)
+		beyond := compat && fd >= int(bpfobj.FdtraceCompatBoundsCOMPAT_SWEEP_FDS)
+		if rec.Seeded && fd > 2 && mine != target && !beyond {
+			return fmt.Errorf("pid %d fd %d (%s): there before, its creation unseen", pid, fd, target)
+		}
+		if nt, ok := naturalType[rec.Syscall]; ok && nt != rec.Type {
+			return fmt.Errorf("pid %d fd %d (%s): created by %s, which makes no %s", pid, fd, target, rec.Syscall, rec.Type)
+		}
+	}
+	return nil
+}
