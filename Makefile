@@ -44,11 +44,13 @@ test-host: check-generated check-format
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	@# The fallbacks of older kernels, forced on this one (see docs/design.md, Older kernels).
-	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 ./internal/loader ./internal/tracer
-	FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 -run 'TestTrace|TestErrorsOnly|TestLeaks|TestTop' ./cmd/fdtrace
-	@# As 5.17 to 6.0: no bpf_rdonly_cast, maps preallocated.
-	FDTRACE_FORCE_FALLBACK=no-rdonly-cast,prealloc $(GO) test -count=1 ./internal/loader ./internal/tracer
+	@# The fallbacks of older kernels, forced on this one (see docs/design.md,
+	@# Older kernels), side by side: compat, and as 5.17 to 6.0 (no
+	@# bpf_rdonly_cast, maps preallocated).
+	test/parallel.sh \
+		"FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 ./internal/loader ./internal/tracer" \
+		"FDTRACE_FORCE_FALLBACK=compat $(GO) test -count=1 -run 'TestTrace|TestErrorsOnly|TestLeaks|TestTop' ./cmd/fdtrace" \
+		"FDTRACE_FORCE_FALLBACK=no-rdonly-cast,prealloc $(GO) test -count=1 ./internal/loader ./internal/tracer"
 	$(MAKE) test-fuzz
 
 # The parsers of what traced processes write (perf maps, /proc texts, CFI)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs PAYLOAD_DIR (see boot.sh) on each named kernel of CACHE_DIR (see
-# fetch.sh), two VMs at a time, and prints a summary. Exit 1 if any failed.
+# fetch.sh), all at once, and prints a summary. Exit 1 if any failed.
 #
 # Usage: matrix.sh CACHE_DIR PAYLOAD_DIR [NAMES...]   (default: 5.10 6.1 6.12)
 # Env:   KERNEL_TIMEOUT (seconds per kernel, default 900)
-#        JOBS (VMs at a time, default 2: each TCG VM keeps one core busy)
+#        JOBS (VMs at a time, default: all; each TCG VM keeps a core busy,
+#        so with more VMs than cores they share them, and none waits for
+#        another to end)
 #        LOG_DIR (console logs; default: a new directory under $TMPDIR)
 set -euo pipefail
 
@@ -14,7 +16,7 @@ shift 2
 names=("$@")
 ((${#names[@]})) || names=(5.10 6.1 6.12)
 timeout_s=${KERNEL_TIMEOUT:-900}
-parallel=${JOBS:-2}
+parallel=${JOBS:-${#names[@]}}
 logs=${LOG_DIR:-$(mktemp -d --tmpdir kernel-matrix.XXXXXX)}
 here=$(dirname "$(realpath "$0")")
 mkdir -p "$logs"
