@@ -2,9 +2,10 @@
 /*
  * fdtrace: per-process file descriptor accounting on syscall tracepoints.
  *
- * The programs: the exits of the syscalls that create fds, the entries of
- * those that close them (close, close_range, dup2/dup3 onto an open fd),
- * recvmsg's received fds, and fork, exec and exit. What they share lives
+ * The programs: the exits of the syscalls that create fds, those that
+ * close them (close at its exit with records, at its entry counting only;
+ * close_range at its entry; dup2/dup3 onto an open fd), recvmsg's
+ * received fds, and fork, exec and exit. What they share lives
  * in the headers, one concern each:
  *   kernel.bpf.h      run settings, reading kernel memory, user registers
  *   maps.bpf.h        map idioms, loss counters
@@ -19,6 +20,7 @@
  *   scm.bpf.h         fds received in control messages
  *   events_read.bpf.h fds installed by reads of fanotify and userfaultfd
  *   uring.bpf.h       fds io_uring installs and closes
+ *   dup.bpf.h         dup2/dup3, and the fd they replace
  */
 #include "../vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -38,6 +40,7 @@
 #include "scm.bpf.h"
 #include "events_read.bpf.h"
 #include "uring.bpf.h"
+#include "dup.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -61,17 +64,6 @@ const struct unwind_row *unused_unwind_row __attribute__((unused));
 const struct raw_stack *unused_raw_stack __attribute__((unused));
 
 #define SMALL_TABLE 4096
-
-/*
- * dup2/dup3 in flight: tid -> newfd was open before the call (1; counting
- * only, 1 + its type) or not (0).
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 12);
-	__type(key, __u32);
-	__type(value, __u8);
-} dup_start SEC(".maps");
 
 /* The user pointer to the path of an open-family syscall, NULL otherwise. */
 static __always_inline const char *open_path(__u16 sc, struct pt_regs *regs)
@@ -438,83 +430,6 @@ int tracepoint__syscalls__sys_enter_close_range(
 	c.bits = BPF_CORE_READ(fdt, open_fds);
 	c.p = get_proc(tgid, task, 0);
 	sweep(last - first + 1, &c);
-	return 0;
-}
-
-static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, tid = id;
-	int oldfd = ctx->args[0], newfd = ctx->args[1];
-	struct task_struct *task;
-	__u8 was_open = 0;
-
-	if (!trace_allowed(tgid))
-		return 0;
-	task = current_task();
-	/* Counting only, the type of what is replaced is known only now. */
-	if (oldfd != newfd && fd_is_open(task_fdt(task), newfd))
-		was_open = cfg.fd_records ? 1 : 1 + type_of_fd(newfd);
-	if (bpf_map_update_elem(&dup_start, &tid, &was_open, BPF_ANY) &&
-	    !cfg.fd_records)
-		stat_add(STAT_DRIFT, 1); /* this dup goes unseen */
-	return 0;
-}
-
-/* dup2/dup3 onto an open fd close it first: both must be seen. */
-static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, tid = id;
-	struct task_struct *task;
-	struct pt_regs *regs;
-	struct fd_info src;
-	struct fd_key key;
-	struct proc *p;
-	__u8 *was_open;
-	__u64 stack_id;
-	__u8 replaced;
-
-	was_open = bpf_map_lookup_elem(&dup_start, &tid);
-	if (was_open) {
-		replaced = *was_open; /* 1 + its type, counting only */
-		bpf_map_delete_elem(&dup_start, &tid);
-	} else if (cfg.fd_records && trace_allowed(tgid)) {
-		replaced = 0; /* its entry found no room: the records tell */
-	} else {
-		return 0;
-	}
-	task = current_task();
-	if (ret < 0) {
-		syscall_failed(sc, -ret, NULL, -1,
-			       failure_stack(tgid, sc, -ret));
-		return 0;
-	}
-	stack_id = capture_stack(tgid);
-	regs = user_regs(task);
-	key.tgid = tgid;
-	key.fd = SYSCALL_ARG(1, regs);
-	if (key.fd == ret)
-		return 0; /* dup2(fd, fd) changes nothing */
-	/* With records, what it replaced is the record there. */
-	if (!replaced && cfg.fd_records) {
-		struct fd_key newkey = { .tgid = tgid, .fd = ret };
-
-		replaced = !!bpf_map_lookup_elem(&fds, &newkey);
-	}
-	p = get_proc(tgid, task, replaced ? 0 : 1);
-	if (replaced)
-		close_fd(tgid, p, task_fdt(task), ret, sc, replaced - 1, true);
-	/* Copy first: the source record may be the one just closed. */
-	struct fd_info *srcp = bpf_map_lookup_elem(&fds, &key);
-	if (srcp) {
-		src = *srcp;
-		open_fd(tgid, p, task_fdt(task), ret, sc, &src, NULL, stack_id,
-			0);
-	} else {
-		open_fd(tgid, p, task_fdt(task), ret, sc, NULL, NULL, stack_id,
-			0);
-	}
 	return 0;
 }
 
