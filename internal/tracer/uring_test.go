@@ -107,9 +107,9 @@ func TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "uring_accept", "-static")
 	stacks := loader.ProbeFeatures().StacksError() == nil
+	tr := load(t, Config{FollowChildrenOf: os.Getpid(), CaptureStacks: stacks}) // a load is slow: one for all
 	for _, mode := range []string{"single", "async", "multi"} {
 		t.Run(mode, func(t *testing.T) {
-			tr := load(t, Config{FollowChildrenOf: os.Getpid(), CaptureStacks: stacks})
 			cmd, _, _, line := startUringWorkload(t, bin, mode)
 			var fds [3]int
 			if _, err := fmt.Sscanf(line, "accepted %d %d %d\n", &fds[0], &fds[1], &fds[2]); err != nil {
