@@ -192,9 +192,9 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 			type = type_of_fd(fd);
 	} else if ((info = bpf_map_lookup_elem(&fds, &key))) {
 		f = info->file;
+		/* Another close has it, or it is the next fd's. */
 		if (f == FILE_DEAD || (gone && f && f == file_at(fdt, fd)))
-			return; /* another close has it, or it is the next fd's
-				 */
+			return;
 		type = info->fd_type;
 		table = info->flags & FDF_TABLE_COUNTED;
 		/* (The compat programs' races are settled by the delete.) */

@@ -11,8 +11,8 @@
 
 /* fd-creating and fd-closing syscalls, by fdtrace's own numbering. */
 enum syscall_id {
-	SYS_PREEXISTING = 0, /* fd existed before fdtrace attached; no syscall
-			      */
+	/* An fd open before fdtrace attached: no syscall. */
+	SYS_PREEXISTING = 0,
 	SYS_OPEN,
 	SYS_CREAT,
 	SYS_OPENAT,
@@ -403,8 +403,7 @@ struct exit_event {
 	__u64 ts;
 	__u64 fd_limit;
 	struct proc proc;
-	/* The counts of proc.err_kind's entries, taken out of the errors map.
-	 */
+	/* The counts of proc.err_kind's entries, out of the errors map. */
 	__u64 err_count[PROC_ERR_KINDS];
 };
 
