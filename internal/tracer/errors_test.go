@@ -37,7 +37,9 @@ func errorsLeft(t *testing.T, tr *Tracer, pid int) map[string]uint64 {
 func TestAnExitTakesItsErrorCountsOutOfTheKernelsMap(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	sh := filepath.Join(dir, "errkinds") // a shell of our own name
+	// A shell of a name of our own: no other test run's is traced.
+	name := fmt.Sprintf("errkinds%d", os.Getpid()%100000)
+	sh := filepath.Join(dir, name)
 	b, err := os.ReadFile("/bin/sh")
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +84,7 @@ ulimit -n 3; exec 3</dev/null # openat EMFILE
 		"openat ENAMETOOLONG": 2, "openat EISDIR": 2, "openat ENXIO": 2, "openat EACCES": 2,
 		"openat ETXTBSY": 2, "dup2 EBADF": 2, "openat EMFILE": 1}
 
-	tr := load(t, Config{Comm: "errkinds"})
+	tr := load(t, Config{Comm: name})
 	cmd := exec.Command(sh, "-c", script)
 	cmd.Run() // it fails: the EMFILE
 	pid := cmd.Process.Pid
