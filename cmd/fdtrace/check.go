@@ -92,8 +92,8 @@ func renderCheck(w io.Writer, results []loader.CheckResult, asJSON bool) error {
 const statusNotSeen = "not seen"
 
 // noRecord is what becomes of the fds fdtrace does not see made.
-const noRecord = "no record: the process's count is corrected by a recount when one is " +
-	"closed (by top and serve later: docs/limitations.md); leaks lists them apart"
+const noRecord = "no record: not in the process's count until its next exec (top and serve, " +
+	"which keep no records, recount when one is closed: docs/limitations.md); leaks lists them apart"
 
 // hookedFDPaths are the ways of making fds, besides the creating syscalls,
 // that fdtrace hooks: each by the tracepoint of a syscall's exit.

@@ -120,8 +120,7 @@ func TestCheckSaysWhichWaysOfMakingFDsItSees(t *testing.T) {
 			}
 		}
 		for name, what := range unseen {
-			want := "not seen: " + what + ": no record: the process's count is corrected by a recount when one is closed " +
-				"(by top and serve later: docs/limitations.md); leaks lists them apart"
+			want := "not seen: " + what + ": " + noRecord
 			if got[name] != want {
 				t.Errorf("%s: fds from %s: %q, want %q", tt.name, name, got[name], want)
 			}
