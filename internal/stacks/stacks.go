@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -59,9 +60,11 @@ type Store struct {
 	waiting map[uint64]int
 	queued  int
 	dropped uint64
+	idle    chan struct{} // closed while queued is 0 (Settle waits on it)
 
-	jobs chan job
-	done chan struct{} // closed when the worker has stopped
+	jobs   chan job
+	closed atomic.Bool   // Close was called: the worker drains undone
+	done   chan struct{} // closed when the worker has stopped
 }
 
 // job is a piece of the worker's work, for the stack id (0: none).
@@ -87,7 +90,9 @@ type meta struct {
 func New(m Maps, sym *symbolize.Symbolizer) *Store {
 	s := &Store{stacks: m.Stacks, sym: sym, frames: map[uint64][]symbolize.Frame{},
 		meta: map[uint64]meta{}, aliases: map[uint64]uint64{}, perPID: map[int]int{},
-		waiting: map[uint64]int{}, jobs: make(chan job, queueLength), done: make(chan struct{})}
+		waiting: map[uint64]int{}, idle: make(chan struct{}), jobs: make(chan job, queueLength),
+		done: make(chan struct{})}
+	close(s.idle)
 	if m.ExecMaps != nil && m.UnwindTables != nil {
 		s.tables = newTables(m.UnwindTables, m.ExecMaps, sym)
 	}
@@ -111,6 +116,7 @@ func (s *Store) Close() {
 	}
 	close(s.jobs)
 	s.jobs = nil
+	s.closed.Store(true)
 	s.mu.Unlock()
 	select {
 	case <-s.done:
@@ -122,35 +128,27 @@ func (s *Store) Close() {
 	}
 }
 
-// work does the queued work in order until Close.
+// work does the queued work in order until Close; after Close it drains
+// the queue without doing it (Close does not wait for that).
 func (s *Store) work() {
 	defer close(s.done)
-	for j := range s.jobsChan() {
-		if s.isClosed() {
-			s.finish(j)
-			continue // drain without doing: Close does not wait for it
+	s.mu.Lock()
+	jobs := s.jobs
+	s.mu.Unlock()
+	for j := range jobs {
+		if !s.closed.Load() {
+			j.fn()
 		}
-		j.fn()
 		s.finish(j)
 	}
-}
-
-func (s *Store) jobsChan() chan job {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.jobs
-}
-
-func (s *Store) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.jobs == nil
 }
 
 func (s *Store) finish(j job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.queued--
+	if s.queued--; s.queued == 0 {
+		close(s.idle)
+	}
 	if j.id != 0 {
 		if s.waiting[j.id]--; s.waiting[j.id] <= 0 {
 			delete(s.waiting, j.id)
@@ -168,7 +166,9 @@ func (s *Store) enqueue(id uint64, fn func()) {
 	}
 	select {
 	case s.jobs <- job{id, fn}:
-		s.queued++
+		if s.queued++; s.queued == 1 {
+			s.idle = make(chan struct{})
+		}
 		if id != 0 {
 			s.waiting[id]++
 		}
@@ -196,12 +196,24 @@ func (s *Store) Settle(timeout time.Duration) bool {
 	if s == nil {
 		return true
 	}
-	for deadline := time.Now().Add(timeout); ; time.Sleep(time.Millisecond) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
 		s.mu.Lock()
-		idle := s.queued == 0
+		idle := s.idle
 		s.mu.Unlock()
-		if idle || !time.Now().Before(deadline) {
-			return idle
+		timedOut := false
+		select {
+		case <-idle:
+		case <-timer.C:
+			timedOut = true
+		}
+		// Work queued since has an idle of its own: look again.
+		s.mu.Lock()
+		done := s.queued == 0
+		s.mu.Unlock()
+		if done || timedOut {
+			return done
 		}
 	}
 }
