@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -113,7 +112,7 @@ func waitForWork(t *testing.T, tr *Tracer, rec *recorder, pgid int, n uint64, ti
 		if opens >= n && cpu >= ticks {
 			return
 		}
-		if st, err := stat(pgid); err != nil || st.state == 'Z' {
+		if procfs.Gone(pgid) {
 			// stress-ng leaves out what the kernel cannot do.
 			t.Skip("stress-ng ended at once: this stressor does not run on this kernel")
 		}
@@ -201,58 +200,33 @@ func groupStopped(pgid int) bool {
 }
 
 // groupMatchesProc compares the records and counts of each process of a
-// group with /proc.
+// group with /proc, and checks that each fd was seen being created.
 func groupMatchesProc(tr *Tracer, pgid int) error {
 	var errs []error
 	compat := tr.Kernel().Features().Compat()
 	for _, pid := range processGroup(pgid) {
-		errs = append(errs, matchesProc(tr, pid, compat))
+		if procfs.Gone(pid) {
+			continue // exited, not reaped yet
+		}
+		live, err := matchesProc(tr, pid)
+		if err == nil {
+			err = seenCreated(pid, live, compat)
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// matchesProc is assertMatchesProc's check, with the creating call too.
-func matchesProc(tr *Tracer, pid int, compat bool) error {
-	want, err := procfs.FDs(pid)
-	if err != nil {
-		return nil // exited
-	}
-	slices.Sort(want)
-	live, err := tr.LiveFDs(pid)
-	if err != nil {
-		return err
-	}
-	var got []int
-	for fd := range live {
-		got = append(got, fd)
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		return fmt.Errorf("live fds of %d: fdtrace has %v, /proc has %v", pid, got, want)
-	}
-	p, ok, err := tr.Process(pid)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		if len(want) == 0 {
-			return nil // exited, not reaped yet
-		}
-		return fmt.Errorf("no counters for pid %d", pid)
-	}
-	if p.OpenFDs != int64(len(want)) {
-		return fmt.Errorf("open_fds of %d: fdtrace says %d, /proc has %d", pid, p.OpenFDs, len(want))
-	}
+// seenCreated checks the creating call of each live fd of pid: one that
+// makes its type, not one taken from /proc, except for its stdio and the
+// test's own fds (open when it started) and, without bpf_loop, what a fork
+// copies no record of.
+func seenCreated(pid int, live map[int]FD, compat bool) error {
 	for fd, rec := range live {
 		target, err := procfs.FDTarget(pid, fd)
 		if err != nil {
 			return err
 		}
-		if typ := procfs.TargetType(target); rec.Type != typ {
-			return fmt.Errorf("pid %d fd %d (%s): fdtrace says %s, /proc says %s", pid, fd, target, rec.Type, typ)
-		}
-		// Seeded: open when the stressor started, its stdio or the
-		// test's own; or past what a fork copies without bpf_loop.
 		mine, _ := procfs.FDTarget(os.Getpid(), fd)
 		beyond := compat && fd >= int(bpfobj.FdtraceCompatBoundsCOMPAT_SWEEP_FDS)
 		if rec.Seeded && fd > 2 && mine != target && !beyond {

@@ -3,11 +3,11 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -123,38 +123,47 @@ func (r *recorder) errorsOf(pid int) []events.Error {
 // /proc/PID/fd, and each live fd's type against its /proc link.
 func assertMatchesProc(t *testing.T, tr *Tracer, pid int) {
 	t.Helper()
-	want := testutil.ProcFDs(t, pid)
-	live, err := tr.LiveFDs(pid)
-	if err != nil {
+	if _, err := matchesProc(tr, pid); err != nil {
 		t.Fatal(err)
 	}
-	var got []int
-	for fd := range live {
-		got = append(got, fd)
+}
+
+// matchesProc is assertMatchesProc's check; it returns the live fds.
+func matchesProc(tr *Tracer, pid int) (map[int]FD, error) {
+	want, err := procfs.FDs(pid)
+	if err != nil {
+		return nil, err
 	}
-	sort.Ints(got)
+	slices.Sort(want)
+	live, err := tr.LiveFDs(pid)
+	if err != nil {
+		return nil, err
+	}
+	got := slices.Sorted(maps.Keys(live))
 	if !slices.Equal(got, want) {
-		t.Fatalf("live fds of %d: fdtrace has %v, /proc has %v", pid, got, want)
+		return nil, fmt.Errorf("live fds of %d: fdtrace has %v, /proc has %v", pid, got, want)
 	}
 	p, ok, err := tr.Process(pid)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if !ok {
-		t.Fatalf("no counters for pid %d", pid)
+		return nil, fmt.Errorf("no counters for pid %d", pid)
 	}
 	if p.OpenFDs != int64(len(want)) {
-		t.Fatalf("open_fds of %d: fdtrace says %d, /proc has %d", pid, p.OpenFDs, len(want))
+		return nil, fmt.Errorf("open_fds of %d: fdtrace says %d, /proc has %d", pid, p.OpenFDs, len(want))
 	}
+	var errs []error
 	for fd, rec := range live {
 		target, err := procfs.FDTarget(pid, fd)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if wantType := procfs.TargetType(target); rec.Type != wantType {
-			t.Errorf("fd %d (%s): fdtrace says %s, /proc says %s", fd, target, rec.Type, wantType)
+			errs = append(errs, fmt.Errorf("fd %d (%s): fdtrace says %s, /proc says %s", fd, target, rec.Type, wantType))
 		}
 	}
+	return live, errors.Join(errs...)
 }
 
 func TestEveryFDCreatingSyscallGivesExactlyItsOpenAndCloseRecords(t *testing.T) {
