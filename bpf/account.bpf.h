@@ -297,8 +297,15 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		old->flags = info->flags;
 		old->family = info->family;
 		old->sock_type = info->sock_type;
-		/* Seeded from /proc, with its count spent: this fd counts. */
-		if (table && !(p && take_table_counted(p)))
+		/*
+		 * Seeded from /proc (no file known): most likely this very fd,
+		 * listed after it was installed and before this exit, or one
+		 * whose close, seen, came before its record went in. The table
+		 * count has no unit for either: this fd counts. (After a close
+		 * fdtrace does not see, it counts one too many until the
+		 * process execs or exits.)
+		 */
+		if (table)
 			return RECORDED;
 		return RECORDED_REPLACED | type << 8;
 	}

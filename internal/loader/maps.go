@@ -113,6 +113,20 @@ func (k *Kernel) InsertFD(fd FD) (bool, error) {
 	return true, nil
 }
 
+// DeleteSeededFD removes the record InsertFD added for an fd, unless the
+// kernel has taken it over since (its file is known then): the fd's next
+// creator found it, and it is that fd's record now.
+func (k *Kernel) DeleteSeededFD(pid, fd int) {
+	key := bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)}
+	var info bpfobj.FdtraceFdInfo
+	if k.objs.Fds.Lookup(key, &info) != nil || info.File != 0 {
+		return
+	}
+	// The kernel may still take it over between the lookup and the
+	// delete: a window of two map syscalls, not the whole listing.
+	k.objs.Fds.Delete(key)
+}
+
 // DeleteFD removes the record of an fd.
 func (k *Kernel) DeleteFD(pid, fd int) {
 	k.objs.Fds.Delete(bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)})

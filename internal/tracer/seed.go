@@ -94,7 +94,7 @@ func (t *Tracer) seed(pid, parent int) (int, error) {
 			continue // the kernel saw it first
 		}
 		if !procfs.FDOpen(pid, fd) {
-			t.k.DeleteFD(pid, fd) // closed between listing and recording
+			t.k.DeleteSeededFD(pid, fd) // closed between listing and recording
 			continue
 		}
 		added++
