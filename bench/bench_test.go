@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,6 +26,48 @@ func TestWorkloadOutputIsParsedFromItsLastLine(t *testing.T) {
 		if _, err := parseWorkOutput(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+	r, err = parseWorkOutput("ns_per_op=919.0 ops=100 elapsed_ns=91905 fd_events=19152\n")
+	if err != nil || r.fdEvents != 19152 {
+		t.Errorf("fd_events: got %+v, %v", r, err)
+	}
+}
+
+func TestWrkOutputGivesRequestsAndTheirRate(t *testing.T) {
+	out := `Running 2s test @ http://127.0.0.1:18080/f
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.90ms    8.22ms  81.18ms   96.14%
+    Req/Sec    25.53k     5.07k   28.50k    90.00%
+  51010 requests in 2.02s, 61.25MB read
+Requests/sec:  25194.38
+Transfer/sec:     30.25MB
+`
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ops != 51010 || int(r.nsPerOp) != 39691 {
+		t.Errorf("got %+v", r)
+	}
+	for _, bad := range []string{"", "unable to connect to 127.0.0.1:1 Connection refused",
+		strings.Replace(out, "Transfer", "  Non-2xx or 3xx responses: 51010\nTransfer", 1)} {
+		if _, err := parseWrk(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestRecordsAreCountedByTheirLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out")
+	long := `{"type":"open","comm":"` + strings.Repeat("x", 2<<20) + `"}`
+	lines := []string{`{"type":"open","pid":1}`, `{"type":"close","pid":1}`, long,
+		`{"type":"process","comm":"{\"type\":\"open\","}`, `{"type":"stats"}`}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := countRecords(path); err != nil || n != 3 {
+		t.Errorf("counted %d, %v; want 3", n, err)
 	}
 }
 

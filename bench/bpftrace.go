@@ -47,17 +47,23 @@ func bpftraceProbes(creators bool, closes bool) string {
 	return strings.Join(p, ",")
 }
 
-// The bpftrace programs compared with fdtrace.
-var (
-	// The one-liner an engineer would write to find who opens fds.
-	bpftraceUstack = bpftraceProbes(true, true) +
-		` /comm == "` + workComm + `"/ { @[ustack] = count(); }`
-	// opensnoop-like streaming: one line per event, written to a file.
-	bpftraceStream = bpftraceProbes(true, false) +
-		` /comm == "` + workComm + `"/ { printf("%llu %d %d %s %s %d\n", nsecs, pid, tid, comm, probe, args->ret); }` + "\n" +
+// The bpftrace programs compared with fdtrace, following processes named
+// comm.
+
+// bpftraceUstack is the one-liner an engineer would write to find who opens
+// fds.
+func bpftraceUstack(comm string) string {
+	return bpftraceProbes(true, true) + ` /comm == "` + comm + `"/ { @[ustack] = count(); }`
+}
+
+// bpftraceStream is opensnoop-like streaming: one line per event, written
+// to a file.
+func bpftraceStream(comm string) string {
+	return bpftraceProbes(true, false) +
+		` /comm == "` + comm + `"/ { printf("%llu %d %d %s %s %d\n", nsecs, pid, tid, comm, probe, args->ret); }` + "\n" +
 		bpftraceProbes(false, true) +
-		` /comm == "` + workComm + `"/ { printf("%llu %d %d %s close %d\n", nsecs, pid, tid, comm, args->fd); }`
-)
+		` /comm == "` + comm + `"/ { printf("%llu %d %d %s close %d\n", nsecs, pid, tid, comm, args->fd); }`
+}
 
 // bpftraceLost sums bpftrace's "Lost N events" lines in its output file.
 func bpftraceLost(path string) (int64, error) {

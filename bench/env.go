@@ -19,6 +19,10 @@ var workloadSource []byte
 // tracers' comm filters see only the benchmark.
 const workComm = "fdbench-work"
 
+// workBin is the workload's file, named otherwise: the process takes
+// workComm in main, after the dynamic loader's opens.
+const workBin = "fdbench"
+
 // tool is an external program the suite compares against or relies on.
 type tool struct {
 	name    string // binary name, also the apt package
@@ -66,14 +70,43 @@ func buildFdtrace(root, dir string) (string, error) {
 	return bin, nil
 }
 
-// buildWorkload compiles the embedded workload as dir/fdbench-work, with
+// buildBefore builds the fdtrace of a git revision into the bench's
+// directory: the "before" of a change, measured in the same run.
+func (b *bench) buildBefore(root, rev string) tool {
+	t := tool{name: "fdtrace " + rev}
+	if rev == "" {
+		t.note = "not measured: no -before REVISION"
+		return t
+	}
+	src := filepath.Join(b.tmp, "before")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.note = err.Error()
+		return t
+	}
+	archive := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", root, rev, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.note = fmt.Sprintf("not measured: git archive %s: %v: %s", rev, err, strings.TrimSpace(string(out)))
+		return t
+	}
+	// Beside the source: b.tmp/fdtrace is this tree's.
+	bin, err := buildFdtrace(src, src)
+	if err != nil {
+		t.note = "not measured: " + oneLine(err)
+		return t
+	}
+	version, _ := exec.Command("git", "-C", root, "rev-parse", "--short", rev).Output()
+	t.path, t.version = bin, "commit "+strings.TrimSpace(string(version))
+	return t
+}
+
+// buildWorkload compiles the embedded workload as dir/fdbench, with
 // frame pointers so that stack-walking tracers see whole stacks.
 func buildWorkload(dir string) (string, error) {
 	src := filepath.Join(dir, "workload.c")
 	if err := os.WriteFile(src, workloadSource, 0o644); err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, workComm)
+	bin := filepath.Join(dir, workBin)
 	if _, err := exec.LookPath("gcc"); err != nil {
 		return "", errors.New("building the workload needs gcc and the C library headers (apt-get install gcc libc6-dev)")
 	}

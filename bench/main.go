@@ -33,7 +33,8 @@ type config struct {
 	rounds     int
 	iterations int
 	quick      bool
-	stacksOnly bool // -stacks: only the Stacks section
+	stacksOnly bool   // -stacks: only the Stacks section
+	before     string // -before: a revision whose fdtrace streams side by side
 	out        string
 	flags      string // as given, for the command to reproduce the report
 }
@@ -67,6 +68,7 @@ func parseFlags() config {
 	flag.IntVar(&c.iterations, "iterations", 0, "operations per workload run (default: about 0.4 s untraced, per workload)")
 	flag.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, short runs, fewer fds")
 	flag.BoolVar(&c.stacksOnly, "stacks", false, "measure only the Stacks section (fp and dwarf stack modes); print the report, write it only with -o")
+	flag.StringVar(&c.before, "before", "", "also stream with the fdtrace of this git `REVISION`, side by side (its reader's CPU per event next to this one's)")
 	flag.StringVar(&c.out, "o", "docs/PERFORMANCE.md", "where to write the report (a relative path is relative to the repository)")
 	flag.Parse()
 	c.flags = strings.Join(os.Args[1:], " ")
@@ -111,6 +113,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(b.tmp)
+	defer nginx.stop()
 	res := b.measure(root)
 	res.took = time.Since(start)
 	// Temporary and repository paths say nothing to the reader.
@@ -155,12 +158,19 @@ func setup(cfg config, root string) (*bench, error) {
 	b.tools["bpftool"] = findTool("bpftool", "version")
 	b.tools["gcc"] = findTool("gcc", "--version")
 	b.tools["node"] = findTool("node", "--version")
+	b.tools["before"] = b.buildBefore(root, cfg.before)
 	for _, t := range b.tools {
 		if !t.ok() {
 			logf("%s: %s; its rows say so", t.name, t.note)
 		}
 	}
 	raiseOpenFileLimit()
+	if !cfg.stacksOnly {
+		nginx.start(tmp)
+		if !nginx.ok() {
+			logf("nginx: %s; its rows say so", nginx.note)
+		}
+	}
 	return b, nil
 }
 
@@ -184,7 +194,8 @@ func (b *bench) measure(root string) *results {
 	res.iters = iters
 	res.mx = b.runMatrix(iters)
 	for _, w := range workloads {
-		if c := res.mx.get(w, modeByKey("stream")); c.ok() && c.lost() > 0 {
+		// (A server's load is not paced.)
+		if c := res.mx.get(w, modeByKey("stream")); c.ok() && c.lost() > 0 && w.server == nil {
 			res.loss = append(res.loss, b.findLossOnset(w, c, lossRun))
 		}
 	}
@@ -195,7 +206,19 @@ func (b *bench) measure(root string) *results {
 	logf("symbolization throughput")
 	res.sym = b.measureSymbolize(symTime)
 	logf("per-program BPF costs")
-	res.progs, res.progsErr = b.measureProgCosts(workloads[0], iters[workloads[0].arg])
+	res.progs, res.progsErr = b.measureProgCosts(workloads[0], iters[workloads[0].arg], bpfModes())
+	counting := []mode{modeByKey("floor"), modeByKey("errors")}
+	for _, w := range workloads {
+		if w == workloads[0] {
+			res.countingProgs = append(res.countingProgs, res.progs)
+			continue
+		}
+		pcs, err := b.measureProgCosts(w, iters[w.arg], counting)
+		if err != nil {
+			pcs = []progCosts{{mode: counting[0], err: err}}
+		}
+		res.countingProgs = append(res.countingProgs, pcs)
+	}
 	logf("fdtrace top's own CPU")
 	res.top = b.measureTop()
 	res.stacks = b.measureStacks(root, runTime)

@@ -3,7 +3,13 @@ package main
 import (
 	"errors"
 	"maps"
+	"math"
 	"slices"
+	"time"
+	"unsafe"
+
+	"github.com/fdtrace/fdtrace/internal/bpfobj"
+	"github.com/fdtrace/fdtrace/internal/loader"
 )
 
 // cell holds the runs of one workload in one mode.
@@ -34,6 +40,35 @@ func (c *cell) nsPerOp() float64 {
 
 func (c *cell) ratio() float64 { return median(slices.Collect(maps.Values(c.ratios))) }
 
+// ratioSpread is the lowest and the highest of the rounds' ratios.
+func (c *cell) ratioSpread() (lo, hi float64) {
+	if len(c.ratios) == 0 {
+		return 0, 0
+	}
+	r := slices.Collect(maps.Values(c.ratios))
+	return slices.Min(r), slices.Max(r)
+}
+
+// nsSpread is the lowest and the highest ns/op of the runs.
+func (c *cell) nsSpread() (lo, hi float64) {
+	ns := collect(c.runs, func(r runResult) float64 { return r.nsPerOp })
+	if len(ns) == 0 {
+		return 0, 0
+	}
+	return slices.Min(ns), slices.Max(ns)
+}
+
+// wide says whether the rounds' ratios spread over more than wideSpread
+// of their median.
+func (c *cell) wide() bool {
+	lo, hi := c.ratioSpread()
+	return len(c.ratios) > 1 && (hi-lo) > wideSpread*c.ratio()
+}
+
+// wideSpread is the spread of ratios past which a workload gets more
+// rounds (up to twice as many).
+const wideSpread = 0.10
+
 // addedBeyond is the median, over the rounds where both ran, of c's ratio
 // less other's: what c adds beyond other, as a share of the baseline.
 // Pairing the runs of one round keeps drift between rounds out of it.
@@ -61,6 +96,26 @@ func (c *cell) tracerCPU() float64 {
 	return median(collect(c.runs, func(r runResult) float64 {
 		return float64(r.tracerTicks) / clockTicksPerSec / r.elapsed.Seconds()
 	}))
+}
+
+// cpuPerEvent is the median of the tracer's CPU time per event delivered,
+// from the workload's start until the tracer exited.
+func (c *cell) cpuPerEvent() time.Duration {
+	return time.Duration(median(collect(c.runs, func(r runResult) float64 {
+		return float64(r.tracerCPU) / float64(max(r.delivered, 1))
+	})))
+}
+
+// unwritten is, over all runs, how many of the workload's fd events have
+// no record in the output, or -1 when the records were not counted.
+func (c *cell) unwritten() int64 {
+	total := int64(-1)
+	for _, r := range c.runs {
+		if r.records >= 0 && r.fdEvents > 0 {
+			total = max(total, 0) + r.fdEvents - r.records
+		}
+	}
+	return total
 }
 
 func (c *cell) eventsPerOp() float64 {
@@ -94,7 +149,7 @@ func (b *bench) runMatrix(iters map[string]int64) matrix {
 	for _, w := range workloads {
 		mx[w.arg] = map[string]*cell{}
 		for _, m := range modes {
-			mx[w.arg][m.key] = &cell{skip: b.unavailable(m)}
+			mx[w.arg][m.key] = &cell{skip: b.unavailable(m, w)}
 		}
 	}
 	for round := range b.cfg.rounds {
@@ -102,8 +157,28 @@ func (b *bench) runMatrix(iters map[string]int64) matrix {
 			b.runRound(mx, w, iters[w.arg], round)
 		}
 	}
+	// Where the rounds disagree, more rounds tell a result from noise.
+	for _, w := range workloads {
+		for round := b.cfg.rounds; round < 2*b.cfg.rounds && mx.wide(w); round++ {
+			logf("%s: ratios spread more than %.0f%%: round %d", w.arg, wideSpread*100, round+1)
+			b.runRound(mx, w, iters[w.arg], round)
+		}
+	}
 	return mx
 }
+
+// wide says whether some tracer's ratios on w spread wide.
+func (mx matrix) wide(w workload) bool {
+	for _, c := range mx[w.arg] {
+		if c.ok() && c.wide() {
+			return true
+		}
+	}
+	return false
+}
+
+// rounds is how many rounds w ran (its baseline's runs).
+func (mx matrix) rounds(w workload) int { return len(mx[w.arg]["baseline"].runs) }
 
 // runRound runs w once in each mode and records the ratios to this round's
 // baseline.
@@ -118,7 +193,7 @@ func (b *bench) runRound(mx matrix, w workload, n int64, round int) {
 			c.fail(err)
 			continue
 		}
-		r, err := b.runOnce(m, w, n, 0, nil)
+		r, err := b.runOnce(m, w, b.runLength(m, w, n), 0, nil)
 		if err != nil {
 			logf("round %d, %s, %s: %v", round+1, w.arg, m.key, err)
 			if errors.As(err, new(startError)) {
@@ -143,6 +218,20 @@ func (b *bench) runRound(mx matrix, w workload, n int64, round int) {
 		c.ratios[round] = ns / base
 	}
 }
+
+// runLength is how many ops of w a run in mode m makes: n, but a run that
+// streams every event makes at least ten times the records the ring buffer
+// holds, so that a reader that falls behind cannot hide in it.
+func (b *bench) runLength(m mode, w workload, n int64) int64 {
+	if !m.streams || w.server != nil || w.fdOps == 0 {
+		return n // a server's run is seconds of load
+	}
+	return max(n, int64(math.Ceil(10*float64(ringRecords)/w.fdOps)))
+}
+
+// ringRecords is how many of its smallest records (a close) fdtrace's
+// default ring buffer holds: each has an 8-byte header.
+var ringRecords = loader.DefaultRingBufferBytes / (int(unsafe.Sizeof(bpfobj.FdtraceFdEvent{})) + 8)
 
 // rotate starts the list at position i (mod its length).
 func rotate[T any](s []T, i int) []T {

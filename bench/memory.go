@@ -35,7 +35,7 @@ const fdsPerHolder = 10000
 func (b *bench) measureMemory(total int64) (r memResult) {
 	perProc := min(int64(fdsPerHolder), openFileLimit()-16)
 	r.fds = total
-	if why := b.unavailable(modeByKey("leaks")); why != "" {
+	if why := b.unavailable(modeByKey("leaks"), workloads[0]); why != "" {
 		r.err = errors.New(why)
 		return r
 	}

@@ -13,31 +13,48 @@ type mode struct {
 	// scale divides the iterations: strace is 10-100× slower, and ns/op
 	// does not depend on the count.
 	scale int64
-	// start attaches a tracer before the run (nil: nothing to attach).
-	start func(b *bench) (*tracer, error)
+	// start attaches a tracer of the processes named comm before the run
+	// (nil: nothing to attach).
+	start func(b *bench, comm string) (*tracer, error)
 	// wrap runs the workload under a tool (nil: run it directly).
 	wrap func(b *bench, argv []string) []string
 	// collect reads the tracer's counters once it has stopped.
 	collect func(t *tracer, r *runResult) error
+	// streams: fdtrace writing every event (runs long enough to overrun
+	// its ring buffer, records counted against the workload's).
+	streams bool
 }
 
 // The modes, in the order of the tables.
 var modes = []mode{
 	{key: "baseline", label: "baseline"},
 	{key: "floor", label: "floor (empty program)",
-		start: func(b *bench) (*tracer, error) { return b.startFloor() }},
+		start: func(b *bench, _ string) (*tracer, error) { return b.startFloor() }},
 	{key: "errors", label: "fdtrace trace --errors-only",
-		start:   func(b *bench) (*tracer, error) { return b.startFdtrace("trace", "--errors-only") },
+		start: func(b *bench, comm string) (*tracer, error) {
+			return b.startFdtraceBin(b.fdtrace, comm, "trace", "--errors-only")
+		},
 		collect: collectFdtraceStats},
 	{key: "leaks", label: "fdtrace leaks",
-		start: func(b *bench) (*tracer, error) { return b.startFdtrace("leaks", "--json") }},
-	{key: "stream", label: "fdtrace trace (stream)",
-		start:   func(b *bench) (*tracer, error) { return b.startFdtrace("trace") },
+		start: func(b *bench, comm string) (*tracer, error) {
+			return b.startFdtraceBin(b.fdtrace, comm, "leaks", "--json")
+		}},
+	{key: "stream", label: "fdtrace trace (stream)", streams: true,
+		start:   func(b *bench, comm string) (*tracer, error) { return b.startFdtraceBin(b.fdtrace, comm, "trace") },
+		collect: collectFdtraceStats},
+	{key: "stream-before", label: "fdtrace trace (stream), -before", needs: "before", streams: true,
+		start: func(b *bench, comm string) (*tracer, error) {
+			return b.startFdtraceBin(b.tools["before"].path, comm, "trace")
+		},
 		collect: collectFdtraceStats},
 	{key: "bt-ustack", label: "bpftrace `@[ustack] = count()`", needs: "bpftrace",
-		start: func(b *bench) (*tracer, error) { return b.startBpftrace("bpftrace ustack", bpftraceUstack) }},
+		start: func(b *bench, comm string) (*tracer, error) {
+			return b.startBpftrace("bpftrace ustack", bpftraceUstack(comm))
+		}},
 	{key: "bt-stream", label: "bpftrace printf (stream)", needs: "bpftrace",
-		start:   func(b *bench) (*tracer, error) { return b.startBpftrace("bpftrace stream", bpftraceStream) },
+		start: func(b *bench, comm string) (*tracer, error) {
+			return b.startBpftrace("bpftrace stream", bpftraceStream(comm))
+		},
 		collect: collectBpftraceLost},
 	{key: "strace", label: "strace -f", needs: "strace", scale: 20,
 		wrap: func(b *bench, argv []string) []string {
@@ -58,8 +75,13 @@ func modeByKey(key string) mode {
 type runResult struct {
 	workResult
 	delivered, lost int64 // events, where the tracer reports them
-	hwmKiB          int64 // the tracer's peak RSS, just before it stopped
-	tracerTicks     int64 // the tracer's CPU time while the workload ran, in clock ticks
+	// records: the open and close records fdtrace wrote (-1: not read).
+	records     int64
+	hwmKiB      int64 // the tracer's peak RSS, just before it stopped
+	tracerTicks int64 // the tracer's CPU time while the workload ran, in clock ticks
+	// tracerCPU: the tracer's CPU time from the workload's start until it
+	// exited, the records it wrote after the workload ended included.
+	tracerCPU time.Duration
 }
 
 // startError is a tracer that failed to start: the suite does not try
@@ -74,7 +96,8 @@ func collectFdtraceStats(t *tracer, r *runResult) error {
 		return err
 	}
 	r.delivered, r.lost = st.EventsDelivered, st.LostEvents
-	return nil
+	r.records, err = countRecords(t.out)
+	return err
 }
 
 func collectBpftraceLost(t *tracer, r *runResult) error {
@@ -83,8 +106,17 @@ func collectBpftraceLost(t *tracer, r *runResult) error {
 	return err
 }
 
-// unavailable says why m cannot run here, or "".
-func (b *bench) unavailable(m mode) string {
+// unavailable says why m cannot run w here, or "".
+func (b *bench) unavailable(m mode, w workload) string {
+	if w.server != nil && m.wrap != nil {
+		return "not measured: it wraps the workload's command, and " + w.arg + " runs already"
+	}
+	if w.server != nil && !w.server.ok() {
+		return w.server.note
+	}
+	if w.unseen != "" && (m.needs == "bpftrace" || m.needs == "strace") {
+		return "not measured: " + w.unseen
+	}
 	if m.needs != "" && !b.tools[m.needs].ok() {
 		return "not measured: " + b.tools[m.needs].note
 	}
@@ -100,7 +132,7 @@ func (b *bench) runOnce(m mode, w workload, n int64, rate float64, beforeStop fu
 	var t *tracer
 	if m.start != nil {
 		var err error
-		if t, err = m.start(b); err != nil {
+		if t, err = m.start(b, w.comm()); err != nil {
 			return runResult{}, startError{err}
 		}
 	}
@@ -115,8 +147,14 @@ func (b *bench) runOnce(m mode, w workload, n int64, rate float64, beforeStop fu
 	if t != nil {
 		ticks = cpuTicks(t.pid())
 	}
-	wr, err := runWorkload(argv)
-	r := runResult{workResult: wr, delivered: -1, lost: -1}
+	var wr workResult
+	var err error
+	if w.server != nil {
+		wr, err = w.server.load(n)
+	} else {
+		wr, err = runWorkload(argv)
+	}
+	r := runResult{workResult: wr, delivered: -1, lost: -1, records: -1}
 	if t == nil {
 		return r, err
 	}
@@ -128,6 +166,7 @@ func (b *bench) runOnce(m mode, w workload, n int64, rate float64, beforeStop fu
 	if serr := t.stop(2 * time.Minute); err == nil {
 		err = serr
 	}
+	r.tracerCPU = t.cpuTime() - time.Duration(ticks)*time.Second/clockTicksPerSec
 	if err == nil && m.collect != nil {
 		err = m.collect(t, &r)
 	}

@@ -41,6 +41,17 @@ type progCosts struct {
 	err   error
 }
 
+// hot are the programs that ran for at least 1% of the workload's ops.
+func (p progCosts) hot() []progStat {
+	var hot []progStat
+	for _, s := range p.progs {
+		if s.RunCnt*100 >= p.ops {
+			hot = append(hot, s)
+		}
+	}
+	return hot
+}
+
 func (p progCosts) totalNs() int64 {
 	var t int64
 	for _, s := range p.progs {
@@ -60,18 +71,19 @@ func bpfModes() []mode {
 	return ms
 }
 
-// measureProgCosts runs w once in each BPF mode with kernel.bpf_stats_enabled
-// set, and reads each program's run count and time before the tracer stops.
-// The statistics cost time of their own, so these runs are not timed ones.
-func (b *bench) measureProgCosts(w workload, n int64) ([]progCosts, error) {
+// measureProgCosts runs w once in each of the modes with
+// kernel.bpf_stats_enabled set, and reads each program's run count and time
+// before the tracer stops. The statistics cost time of their own, so these
+// runs are not timed ones.
+func (b *bench) measureProgCosts(w workload, n int64, modes []mode) ([]progCosts, error) {
 	restore, err := enableBPFStats(b.tools["bpftool"])
 	if err != nil {
 		return nil, err
 	}
 	defer restore()
 	var all []progCosts
-	for _, m := range bpfModes() {
-		if why := b.unavailable(m); why != "" {
+	for _, m := range modes {
+		if why := b.unavailable(m, w); why != "" {
 			all = append(all, progCosts{mode: m, err: errors.New(why)})
 			continue
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/fdtrace/fdtrace/internal/loader"
 )
 
 // results is everything one invocation measured.
@@ -18,17 +20,25 @@ type results struct {
 	sym      symResult
 	progs    []progCosts
 	progsErr error
-	top      topResult
-	stacks   *stackResult
-	took     time.Duration
+	// countingProgs: per workload, the floor's and errors-only's programs.
+	countingProgs [][]progCosts
+	top           topResult
+	stacks        *stackResult
+	took          time.Duration
 }
 
-// Targets of issue 4.
+// Targets.
 const (
 	errorsOnlyTarget = 0.25 // of the baseline, beyond the floor
 	streamTarget     = 2.0
 	rssTargetMiB     = 100
 	targetFDs        = 1_000_000
+	// readerCPUTarget: the streaming reader's CPU per event, as a share
+	// of -before's.
+	readerCPUTarget = 0.5
+	// countingProgTarget: errors-only's programs' ns/run, as a multiple
+	// of the empty program's.
+	countingProgTarget = 2.0
 )
 
 // markdown renders the report.
@@ -67,11 +77,14 @@ func (r *results) writeHeader(sb *strings.Builder) {
 		{"Go", m.goVersion},
 		{"fdtrace", m.fdtraceVersion},
 	}
-	for _, name := range []string{"bpftrace", "strace", "bpftool", "gcc", "node"} {
+	for _, name := range []string{"bpftrace", "strace", "bpftool", "gcc", "node", "before"} {
 		t := r.tools[name]
 		v := t.version
 		if !t.ok() {
 			v = t.note
+		}
+		if name == "before" {
+			name = "fdtrace -before"
 		}
 		rows = append(rows, [2]string{name, v})
 	}
@@ -86,7 +99,7 @@ func (r *results) writeHeader(sb *strings.Builder) {
 
 func (r *results) writeOverhead(sb *strings.Builder) {
 	fmt.Fprintf(sb, "## Cost per operation\n\n")
-	fmt.Fprintf(sb, "Median ns per operation of the workload over %d interleaved rounds, and in brackets the median ratio to the untraced baseline of the same round. ", r.cfg.rounds)
+	fmt.Fprintf(sb, "Median ns per operation of the workload over %d interleaved rounds (more where the ratios spread over %.0f%% of their median: up to twice as many), and in brackets the median ratio to the untraced baseline of the same round, then the lowest and highest of the rounds' ratios (the baseline: of its ns/op). ", r.cfg.rounds, wideSpread*100)
 	fmt.Fprintf(sb, "Every tracer follows only the workload's process name (`%s`), except the floor, which runs an empty program for every process. ", workComm)
 	fmt.Fprintf(sb, "strace runs 1/%d of the iterations.\n\n", modeByKey("strace").scale)
 	fmt.Fprintf(sb, "| workload (iterations) |")
@@ -95,7 +108,7 @@ func (r *results) writeOverhead(sb *strings.Builder) {
 	}
 	fmt.Fprintf(sb, "\n| --- |%s\n", strings.Repeat(" ---: |", len(modes)))
 	for _, w := range workloads {
-		fmt.Fprintf(sb, "| %s (%d) |", w.label, r.iters[w.arg])
+		fmt.Fprintf(sb, "| %s (%d; %d rounds) |", w.label, r.iters[w.arg], r.mx.rounds(w))
 		for _, m := range modes {
 			fmt.Fprintf(sb, " %s |", r.cellText(r.mx.get(w, m), m))
 		}
@@ -114,9 +127,11 @@ func (r *results) cellText(c *cell, m mode) string {
 	case !c.ok():
 		return "—"
 	case m.key == "baseline":
-		return fmt.Sprintf("%.0f", c.nsPerOp())
+		lo, hi := c.nsSpread()
+		return fmt.Sprintf("%.0f (%.0f–%.0f)", c.nsPerOp(), lo, hi)
 	}
-	return fmt.Sprintf("%.0f (%.2f×)", c.nsPerOp(), c.ratio())
+	lo, hi := c.ratioSpread()
+	return fmt.Sprintf("%.0f (%.2f×; %.2f–%.2f)", c.nsPerOp(), c.ratio(), lo, hi)
 }
 
 func (r *results) writeErrors(sb *strings.Builder) {
@@ -145,32 +160,89 @@ func verdict(known, pass bool) string {
 }
 
 func (r *results) writeTargets(sb *strings.Builder) {
-	open := workloads[0]
-	get := func(key string) *cell { return r.mx.get(open, modeByKey(key)) }
-	fmt.Fprintf(sb, "## Targets\n\n| target | measured | result |\n| --- | --- | --- |\n")
-
-	leaks, bt := get("leaks"), get("bt-ustack")
-	fmt.Fprintf(sb, "| `fdtrace leaks` adds no more per open+close than bpftrace's `@[ustack] = count()` | leaks %s; bpftrace %s | %s |\n",
-		ratioText(leaks), ratioText(bt), verdict(leaks.ok() && bt.ok(), leaks.addedBeyond(bt) <= 0))
-
-	errs, floor := get("errors"), get("floor")
-	added := errs.addedBeyond(floor)
-	fmt.Fprintf(sb, "| `--errors-only` adds ≤ %.0f%% to an open+close pair beyond the empty-program floor | errors-only %s, floor %s: %s | %s |\n",
-		errorsOnlyTarget*100, ratioText(errs), ratioText(floor), addedText(errs, floor, added),
-		verdict(errs.ok() && floor.ok(), added <= errorsOnlyTarget))
-
-	known, pass, parts := true, true, []string{}
-	for _, w := range workloads {
+	fmt.Fprintf(sb, "## Targets\n\nEach target holds on every workload, or fails.\n\n| target | measured | result |\n| --- | --- | --- |\n")
+	r.writeTarget(sb, "`fdtrace leaks` adds no more than bpftrace's `@[ustack] = count()`", func(w workload) (string, bool, bool) {
+		leaks, bt := r.mx.get(w, modeByKey("leaks")), r.mx.get(w, modeByKey("bt-ustack"))
+		return fmt.Sprintf("leaks %s, bpftrace %s", ratioText(leaks), ratioText(bt)),
+			leaks.ok() && bt.ok(), leaks.addedBeyond(bt) <= 0
+	})
+	r.writeTarget(sb, fmt.Sprintf("`--errors-only` adds ≤ %.0f%% of the baseline beyond the empty-program floor (median of the rounds' differences)", errorsOnlyTarget*100), func(w workload) (string, bool, bool) {
+		errs, floor := r.mx.get(w, modeByKey("errors")), r.mx.get(w, modeByKey("floor"))
+		added := errs.addedBeyond(floor)
+		return fmt.Sprintf("%s vs %s: %+.0f%%", ratioText(errs), ratioText(floor), added*100),
+			errs.ok() && floor.ok(), added <= errorsOnlyTarget
+	})
+	r.writeTarget(sb, fmt.Sprintf("streaming ≤ %.0f×, 0 events lost, a record written for each of the workload's fd events", streamTarget), func(w workload) (string, bool, bool) {
 		c := r.mx.get(w, modeByKey("stream"))
-		known = known && c.ok()
-		pass = pass && c.ok() && c.ratio() <= streamTarget && c.lost() == 0
-		parts = append(parts, fmt.Sprintf("%s %s, %d lost", w.arg, ratioText(c), c.lost()))
-	}
-	fmt.Fprintf(sb, "| streaming every event ≤ %.0f× with 0 lost, every workload | %s | %s |\n",
-		streamTarget, strings.Join(parts, "; "), verdict(known, pass))
-
+		return fmt.Sprintf("%s, %d lost, %s", ratioText(c), c.lost(), unwrittenText(c)),
+			c.ok(), c.ratio() <= streamTarget && c.lost() == 0 && c.unwritten() == 0
+	})
+	r.writeTarget(sb, fmt.Sprintf("the streaming reader's CPU per event ≤ %.0f%% of `-before`'s", readerCPUTarget*100), func(w workload) (string, bool, bool) {
+		now, before := r.mx.get(w, modeByKey("stream")), r.mx.get(w, modeByKey("stream-before"))
+		if !before.ok() {
+			return "no -before", false, false
+		}
+		return fmt.Sprintf("%s vs %s", cpuPerEventText(now), cpuPerEventText(before)),
+			now.ok(), now.cpuPerEvent() <= time.Duration(readerCPUTarget*float64(before.cpuPerEvent()))
+	})
+	r.writeTarget(sb, fmt.Sprintf("`--errors-only`'s programs take ≤ %.0f× the empty program's ns/run", countingProgTarget), func(w workload) (string, bool, bool) {
+		return r.countingProgsText(w)
+	})
 	r.writeRSSTarget(sb)
 	sb.WriteString("\n")
+}
+
+// writeTarget writes a target's row: what each workload measured, and
+// whether it held on all.
+func (r *results) writeTarget(sb *strings.Builder, target string, measure func(w workload) (text string, known, pass bool)) {
+	known, pass := true, true
+	var parts []string
+	for _, w := range workloads {
+		text, k, p := measure(w)
+		known, pass = known && k, pass && (!k || p)
+		parts = append(parts, fmt.Sprintf("%s: %s", w.arg, text))
+	}
+	fmt.Fprintf(sb, "| %s | %s | %s |\n", target, strings.Join(parts, "; "), verdict(known, pass))
+}
+
+// countingProgsText is errors-only's busiest programs' ns/run on w next
+// to the empty program's.
+func (r *results) countingProgsText(w workload) (string, bool, bool) {
+	var floor, errs *progCosts
+	for i, x := range workloads {
+		if x != w || i >= len(r.countingProgs) {
+			continue
+		}
+		for j := range r.countingProgs[i] {
+			switch pc := &r.countingProgs[i][j]; pc.mode.key {
+			case "floor":
+				floor = pc
+			case "errors":
+				errs = pc
+			}
+		}
+	}
+	if floor == nil || errs == nil || floor.err != nil || errs.err != nil || len(floor.hot()) == 0 {
+		return "not measured", false, false
+	}
+	f := floor.hot()[0]
+	empty := float64(f.RunTimeNs) / float64(f.RunCnt)
+	pass := true
+	parts := []string{fmt.Sprintf("empty %.0f ns", empty)}
+	for _, p := range errs.hot() {
+		ns := float64(p.RunTimeNs) / float64(p.RunCnt)
+		pass = pass && ns <= countingProgTarget*empty
+		parts = append(parts, fmt.Sprintf("%s %.0f", shortProgName(p.Name), ns))
+	}
+	return strings.Join(parts, ", "), true, pass
+}
+
+// shortProgName drops the section prefix of fdtrace's program names.
+func shortProgName(name string) string {
+	for _, prefix := range []string{"tracepoint__syscalls__", "raw_tracepoint__"} {
+		name = strings.TrimPrefix(name, prefix)
+	}
+	return name
 }
 
 func (r *results) writeRSSTarget(sb *strings.Builder) {
@@ -194,16 +266,19 @@ func (r *results) writeRSSTarget(sb *strings.Builder) {
 
 func (r *results) writeStreaming(sb *strings.Builder) {
 	fmt.Fprintf(sb, "## Streaming\n\n")
-	fmt.Fprintf(sb, "`fdtrace trace -o FILE` writing every open and close as a JSON line; events and losses from its final `stats` record, over the workload's run time (medians; lost summed over the rounds). bpftrace's losses are its `Lost N events` lines. CPU is the tracer process's user and system time while the workload ran, as a share of one core (100%% is a whole core; the machine has %d cores).\n\n", r.machine.cores)
-	fmt.Fprintf(sb, "| workload | events/op | events/s delivered | lost (fdtrace) | lost (bpftrace printf) | fdtrace CPU while the workload ran | bpftrace CPU | fdtrace peak RSS |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(sb, "`fdtrace trace -o FILE` writing every open and close as a JSON line, with the default ring buffer (%d MiB: %d closes), each run long enough to write ten times that many records. ", loader.DefaultRingBufferBytes>>20, ringRecords)
+	fmt.Fprintf(sb, "Events and losses from its final `stats` record, over the workload's run time (medians; lost summed over the rounds); records written: the open and close lines in the output, next to the fds the workload itself counted creating and closing (summed over the rounds). bpftrace's losses are its `Lost N events` lines. ")
+	fmt.Fprintf(sb, "CPU is the tracer process's user and system time while the workload ran, as a share of one core (100%% is a whole core; the machine has %d cores); CPU per event is its time from the workload's start until it exited (the records it wrote after the workload ended included) over the events it delivered.\n\n", r.machine.cores)
+	fmt.Fprintf(sb, "| workload | events/op | events/s delivered | lost (fdtrace) | records written | lost (bpftrace printf) | fdtrace CPU while the workload ran | fdtrace CPU per event | -before: CPU per event | bpftrace CPU | fdtrace peak RSS |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, w := range workloads {
-		c, bt := r.mx.get(w, modeByKey("stream")), r.mx.get(w, modeByKey("bt-stream"))
+		c, bt, before := r.mx.get(w, modeByKey("stream")), r.mx.get(w, modeByKey("bt-stream")), r.mx.get(w, modeByKey("stream-before"))
 		if !c.ok() {
-			fmt.Fprintf(sb, "| %s | — | — | — | %s | — | %s | — |\n", w.label, lostText(bt), cpuText(bt))
+			fmt.Fprintf(sb, "| %s | — | — | — | — | %s | — | — | %s | %s | — |\n", w.label, lostText(bt), cpuPerEventText(before), cpuText(bt))
 			continue
 		}
-		fmt.Fprintf(sb, "| %s | %.2f | %s | %d | %s | %s | %s | %s |\n",
-			w.label, c.eventsPerOp(), rate(c.eventsPerSec()), c.lost(), lostText(bt), cpuText(c), cpuText(bt), mib(c.peakRSSKiB()))
+		fmt.Fprintf(sb, "| %s | %.2f | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n",
+			w.label, c.eventsPerOp(), rate(c.eventsPerSec()), c.lost(), unwrittenText(c), lostText(bt), cpuText(c),
+			cpuPerEventText(c), cpuPerEventText(before), cpuText(bt), mib(c.peakRSSKiB()))
 	}
 	sb.WriteString("\n")
 	for _, l := range r.loss {
@@ -416,6 +491,11 @@ func (r *results) writeMethod(sb *strings.Builder) {
 	fmt.Fprintf(sb, `- The workload (bench/workload.c, built with gcc -O2 -fno-omit-frame-pointer) times its own loop with CLOCK_MONOTONIC and prints ns per operation; one operation is one iteration of the loop as named in the table (accept: socket, connect, accept4, SO_LINGER 0 so that no TIME_WAIT builds up, two closes; mixed: one of openat/socket/pipe2 in turn, closing the oldest fds of a 64-fd window).
 - Each round runs every workload once in every mode, the modes' order rotating from round to round; a tracer is started fresh for each run, and the workload starts only when it is ready (fdtrace: --ready-file; bpftrace: a file its BEGIN probe creates, which bpftrace fires after attaching every probe). The tracer is stopped with SIGINT after the workload and waited for; start and stop are not in the timed loop.
 - bpftrace programs hook sys_exit of %s and sys_enter_close, as fdtrace does for these syscalls (fdtrace hooks every fd creator, plus sched_process_fork/exec/exit). The floor is a two-instruction program (`+"`r0 = 0; exit`"+`), loaded by the bench itself, on the same tracepoints.
+- uring: fdbench-work opens /dev/null with IORING_OP_OPENAT and closes it with IORING_OP_CLOSE, each request submitted and waited for by its own io_uring_enter (raw syscalls); fdtrace sees them on the io_uring tracepoints (Linux 6.1 on). bpftrace's and strace's syscall probes do not see these fds: their cells say so.
+- read: fdbench-work makes a fanotify group, then reads a byte of /dev/zero at a time (after 300 ms of untimed warm-up, in which fdtrace attaches its read hook, wanted once a group exists). It measures what that hook costs every read(2) on the host.
+- nginx: one nginx process (master_process off, keepalive_timeout 0, open_file_cache off) serving a 1 KiB file on loopback, started once for the whole bench; a run is `+"`wrk -t1 -c16`"+` for as many seconds as the table says, and one operation is a request (accept4, openat of the file, two closes); ns/op is 1/(requests per second). The tracers follow the process name `+"`nginx`"+`. wrk shares the two cores with nginx and the tracer.
+- fdtrace's streaming runs of fdbench-work make at least ten times as many records as its ring buffer holds (their iterations are raised to that), and the records written are counted in the output against the fd events fdbench-work counted itself.
+- `+"`-before REVISION`"+` builds the fdtrace of that revision and streams with it too, in the same rounds: the reader's CPU per event is compared with it, not with numbers of another day.
 - strace: `+"`strace -f -e trace=%s -o /dev/null`"+` running the workload.
 - Other processes on the host share the machine: the floor shows what any syscall tracepoint costs, since enabling one sends every syscall of every task through the slow path.
 `, strings.Join(creatorSyscalls, ", "), straceSyscalls)
@@ -447,6 +527,29 @@ func lostText(c *cell) string {
 		return "—"
 	}
 	return fmt.Sprint(c.lost())
+}
+
+// unwrittenText says how many of the workload's fd events have no record.
+func unwrittenText(c *cell) string {
+	switch n := c.unwritten(); {
+	case !c.ok() || n < 0:
+		return "records not counted"
+	case n == 0:
+		return "every record written"
+	default:
+		return fmt.Sprintf("%d records missing", n)
+	}
+}
+
+// cpuPerEventText is the tracer's CPU per event delivered, in µs.
+func cpuPerEventText(c *cell) string {
+	if !c.ok() {
+		if c.skip != "" {
+			return c.skip
+		}
+		return "—"
+	}
+	return fmt.Sprintf("%.2f µs", c.cpuPerEvent().Seconds()*1e6)
 }
 
 // cpuText is the tracer's CPU use as a share of one core.

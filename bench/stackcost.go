@@ -34,8 +34,8 @@ type stackCost struct {
 
 // The cost workloads: open+close, called from the loop or 33 calls deeper.
 var stackWorkloads = []workload{
-	{"open", "open+close", 2},
-	{"deep", "open+close 33 calls deeper", 2},
+	{arg: "open", label: "open+close", fdOps: 2},
+	{arg: "deep", label: "open+close 33 calls deeper", fdOps: 2},
 }
 
 // deepCalls is how many deep_call frames the deep workload has at its
@@ -48,7 +48,7 @@ func stackCostModes(ready map[string][]time.Duration) []mode {
 	ms := []mode{{key: "baseline", label: "untraced"}}
 	for _, sm := range stackModes {
 		ms = append(ms, mode{key: "leaks-" + sm, label: "`leaks --stack-mode " + sm + "`",
-			start: func(b *bench) (*tracer, error) {
+			start: func(b *bench, _ string) (*tracer, error) {
 				start := time.Now()
 				t, err := b.startFdtrace("leaks", "--json", "--stack-mode", sm)
 				if err == nil {

@@ -95,6 +95,14 @@ func (t *tracer) maxRSSKiB() int64 {
 	return 0
 }
 
+// cpuTime is the user and system time the tracer used, once it exited.
+func (t *tracer) cpuTime() time.Duration {
+	if t.cmd.ProcessState == nil {
+		return 0
+	}
+	return t.cmd.ProcessState.UserTime() + t.cmd.ProcessState.SystemTime()
+}
+
 func (t *tracer) kill() {
 	_ = t.cmd.Process.Signal(syscall.SIGKILL)
 	<-t.exited

@@ -9,19 +9,37 @@ import (
 	"time"
 )
 
-// workload is one loop of bench/workload.c.
+// workload is one loop of bench/workload.c, or a server under load.
 type workload struct {
 	arg   string  // the mode argument of fdbench-work
 	label string  // as shown in the tables
 	fdOps float64 // fd events (creations + closes) per op
+	// server: the server the workload loads, instead of fdbench-work;
+	// its runs last as many seconds as its iterations say.
+	server *server
+	// unseen: why the comparison tracers' syscall probes do not see its
+	// fds ("": they do).
+	unseen string
 }
 
 var workloads = []workload{
-	{"open", "open+close /dev/null", 2},
-	{"socket", "socket+close", 2},
-	{"pipe", "pipe2+close×2", 4},
-	{"accept", "loopback connect+accept4+close×2", 4},
-	{"mixed", "mixed (openat/socket/pipe2, 64-fd window)", 8.0 / 3},
+	{arg: "open", label: "open+close /dev/null", fdOps: 2},
+	{arg: "socket", label: "socket+close", fdOps: 2},
+	{arg: "pipe", label: "pipe2+close×2", fdOps: 4},
+	{arg: "accept", label: "loopback connect+accept4+close×2", fdOps: 4},
+	{arg: "mixed", label: "mixed (openat/socket/pipe2, 64-fd window)", fdOps: 8.0 / 3},
+	{arg: "uring", label: "io_uring openat+close", fdOps: 2,
+		unseen: "its probes are syscalls', and io_uring opens and closes without one"},
+	{arg: "read", label: "read(2) of a byte, a fanotify group open (fdtrace hooks every read then)", fdOps: 0},
+	{arg: "nginx", label: "nginx, wrk -c16, a connection per request (seconds)", fdOps: 4, server: nginx},
+}
+
+// comm is the name of the workload's processes.
+func (w workload) comm() string {
+	if w.server != nil {
+		return w.server.comm
+	}
+	return workComm
 }
 
 // The syscalls every comparison tracer hooks: the fd creators the workloads
@@ -33,9 +51,10 @@ var (
 
 // workResult is what one run of the workload printed.
 type workResult struct {
-	nsPerOp float64
-	ops     int64
-	elapsed time.Duration
+	nsPerOp  float64
+	ops      int64
+	elapsed  time.Duration
+	fdEvents int64 // fds the workload created and closed
 }
 
 // opsPerSec is the workload's rate during its run.
@@ -63,13 +82,17 @@ func parseWorkOutput(out string) (workResult, error) {
 			var ns int64
 			ns, err = strconv.ParseInt(v, 10, 64)
 			r.elapsed = time.Duration(ns)
+		case "fd_events": // not from every workload
+			r.fdEvents, err = strconv.ParseInt(v, 10, 64)
 		default:
 			continue
 		}
 		if err != nil {
 			return r, fmt.Errorf("workload output %q: %w", out, err)
 		}
-		seen++
+		if k != "fd_events" {
+			seen++
+		}
 	}
 	if seen != 3 {
 		return r, fmt.Errorf("workload output %q: want ns_per_op, ops and elapsed_ns", strings.TrimSpace(out))
@@ -104,6 +127,10 @@ func (b *bench) workArgv(w workload, n int64, rate float64) []string {
 func (b *bench) calibrate(target time.Duration) (map[string]int64, error) {
 	iters := map[string]int64{}
 	for _, w := range workloads {
+		if w.server != nil {
+			iters[w.arg] = serverSeconds(b.cfg.quick)
+			continue
+		}
 		if b.cfg.iterations > 0 {
 			iters[w.arg] = int64(b.cfg.iterations)
 			continue
@@ -116,6 +143,14 @@ func (b *bench) calibrate(target time.Duration) (map[string]int64, error) {
 		logf("calibrated %-7s %7.0f ns/op untraced: %d iterations per run", w.arg, r.nsPerOp, iters[w.arg])
 	}
 	return iters, nil
+}
+
+// serverSeconds is how long a server workload's run lasts.
+func serverSeconds(quick bool) int64 {
+	if quick {
+		return 1
+	}
+	return 3
 }
 
 // roundIterations keeps two significant digits, and at least 1000.

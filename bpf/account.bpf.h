@@ -99,16 +99,20 @@ static __always_inline void count_type(__u64 *by_type, __u32 type)
 		__sync_fetch_and_add(&by_type[type], 1);
 }
 
-/* The type of an open fd, from its file. */
-static __always_inline __u8 type_of_fd(int fd)
+/* The type of an fd, from its file. */
+static __always_inline __u8 type_of_file(struct file *f)
 {
 	struct fd_info info = {};
-	struct file *f;
 
-	f = fd_file(task_fdt(current_task()), fd);
 	if (f)
 		inspect_file(f, &info);
 	return info.fd_type;
+}
+
+/* The type of an open fd, from its file. */
+static __always_inline __u8 type_of_fd(int fd)
+{
+	return type_of_file(fd_file(task_fdt(current_task()), fd));
 }
 
 /* Take one of p's table_counted fds, if it has any left. */
@@ -326,14 +330,17 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 				    __u64 user_data)
 {
 	struct fd_info info = {
-		.open_ns = bpf_ktime_get_ns(),
+		/* Only a record keeps it. */
+		.open_ns = cfg.fd_records ? bpf_ktime_get_ns() : 0,
 		.stack_id = stack_id,
 		.syscall = sc,
 		.fd_type = type_of_syscall(sc),
 	};
+	struct fd_path_event *pe = NULL;
 	int how = RECORDED;
 	struct fd_event *e;
 	struct file *f;
+	__u64 now;
 
 	if (src) {
 		info.fd_type = src->fd_type;
@@ -368,7 +375,14 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 		report_close(tgid, fd, SYS_CLOSE, how >> 8);
 	if (cfg.errors_only)
 		return;
-	e = new_event(EV_OPEN, sc, tgid, fd);
+	/* With a record, the time it has: one clock read, not two. */
+	now = info.open_ns ? info.open_ns : bpf_ktime_get_ns();
+	if (upath) {
+		pe = new_path_event_at(EV_OPEN, sc, tgid, fd, now);
+		e = pe ? &pe->e : NULL;
+	} else {
+		e = new_event_at(EV_OPEN, sc, tgid, fd, now);
+	}
 	if (!e)
 		return;
 	e->fd_type = info.fd_type;
@@ -377,9 +391,12 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 	e->flags = info.flags;
 	e->stack_id = stack_id;
 	e->user_data = user_data;
-	if (upath)
-		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
-	submit(e, sizeof(*e));
+	if (pe) {
+		bpf_probe_read_user_str(pe->path, sizeof(pe->path), upath);
+		submit(e, sizeof(*pe));
+	} else {
+		submit(e, sizeof(*e));
+	}
 	if (how == RECORDED_CLOSED)
 		report_close(tgid, fd, SYS_CLOSE, info.fd_type);
 }

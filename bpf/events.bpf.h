@@ -29,23 +29,17 @@ static __always_inline void submit(void *e, __u64 size)
 	bpf_ringbuf_submit(e, flags);
 }
 
-/* A record of the current thread, its fields zeroed but these. */
-static __always_inline struct fd_event *new_event(__u8 kind, __u16 sc,
-						  __u32 tgid, int fd)
+/* Fill a record of the current thread: its fields zeroed but these. */
+static __always_inline void init_event(struct fd_event *e, __u8 kind, __u16 sc,
+				       __u32 tgid, int fd, __u64 ts)
 {
-	struct fd_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		stat_add(STAT_LOST_EVENTS, 1);
-		return NULL;
-	}
 	e->kind = kind;
 	e->fd_type = FD_OTHER;
 	e->syscall = sc;
 	e->fd = fd;
 	e->pid = tgid;
 	e->tid = (__u32)bpf_get_current_pid_tgid();
-	e->ts = bpf_ktime_get_ns();
+	e->ts = ts;
 	e->err = 0;
 	e->family = 0;
 	e->sock_type = 0;
@@ -57,7 +51,45 @@ static __always_inline struct fd_event *new_event(__u8 kind, __u16 sc,
 	e->fd_limit = 0;
 	e->user_data = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	e->path[0] = 0;
+}
+
+/* Room for a record (size: a constant), or NULL, counted as lost. */
+static __always_inline void *reserve_event(__u64 size)
+{
+	void *e = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!e)
+		stat_add(STAT_LOST_EVENTS, 1);
+	return e;
+}
+
+/*
+ * A record of the current thread at ts (bpf_ktime_get_ns(): a clock read
+ * costs, so a caller that has one passes it), its fields zeroed but these.
+ */
+static __always_inline struct fd_event *
+new_event_at(__u8 kind, __u16 sc, __u32 tgid, int fd, __u64 ts)
+{
+	struct fd_event *e = reserve_event(sizeof(*e));
+
+	if (e)
+		init_event(e, kind, sc, tgid, fd, ts);
+	return e;
+}
+
+#define new_event(kind, sc, tgid, fd)                                          \
+	new_event_at(kind, sc, tgid, fd, bpf_ktime_get_ns())
+
+/* new_event_at with room for a path, which it leaves empty. */
+static __always_inline struct fd_path_event *
+new_path_event_at(__u8 kind, __u16 sc, __u32 tgid, int fd, __u64 ts)
+{
+	struct fd_path_event *e = reserve_event(sizeof(*e));
+
+	if (e) {
+		init_event(&e->e, kind, sc, tgid, fd, ts);
+		e->path[0] = 0;
+	}
 	return e;
 }
 

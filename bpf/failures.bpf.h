@@ -129,6 +129,7 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 	struct task_struct *task = current_task();
 	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
 	struct err_total_key total = { .syscall = sc, .err = err };
+	struct fd_path_event *pe = NULL;
 	struct fd_event *e;
 	struct proc *p;
 	__u16 port = 0;
@@ -163,7 +164,13 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 
 	if (!reported_failure(sc, err))
 		return;
-	e = new_event(EV_ERROR, sc, tgid, -1);
+	if (upath) {
+		pe = new_path_event_at(EV_ERROR, sc, tgid, -1,
+				       bpf_ktime_get_ns());
+		e = pe ? &pe->e : NULL;
+	} else {
+		e = new_event(EV_ERROR, sc, tgid, -1);
+	}
 	if (!e)
 		return;
 	e->err = err;
@@ -178,9 +185,12 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 			p->open_fds = e->open_fds;
 	}
 	e->fd_limit = fd_limit(task);
-	if (upath)
-		bpf_probe_read_user_str(e->path, sizeof(e->path), upath);
-	submit(e, sizeof(*e));
+	if (pe) {
+		bpf_probe_read_user_str(pe->path, sizeof(pe->path), upath);
+		submit(e, sizeof(*pe));
+	} else {
+		submit(e, sizeof(*e));
+	}
 }
 
 #endif /* FDTRACE_FAILURES_BPF_H */

@@ -46,6 +46,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Make these types part of BTF so that bpf2go generates their Go twins. */
 const struct fd_event *unused_fd_event __attribute__((unused));
+const struct fd_path_event *unused_fd_path_event __attribute__((unused));
 const struct exit_event *unused_exit_event __attribute__((unused));
 const enum syscall_id *unused_syscall_id __attribute__((unused));
 const enum fd_type *unused_fd_type __attribute__((unused));
@@ -350,14 +351,18 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	int fd = ctx->args[0];
 	struct task_struct *task;
 	struct fdtable *fdt;
+	struct file *f = NULL;
 	struct proc *p;
 
 	if ((cfg.fd_records && !drain_pending) || !trace_allowed(tgid))
 		return 0;
 	task = current_task();
 	fdt = task_fdt(task);
-	if (!fd_is_open(fdt, fd))
-		return 0; /* EBADF */
+	/* No file (a number free, or reserved by an open not done): EBADF. */
+	if (fd >= 0 && fd < KREAD(fdt, max_fds))
+		f = fd_file(fdt, fd);
+	if (!f)
+		return 0;
 	p = get_proc(tgid, task, 0);
 	/*
 	 * Counting only, an fd we never saw created (a creator we do not
@@ -375,7 +380,7 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (drain_pending)
 		close_pending(tgid, p, fdt, fd);
 	if (!cfg.fd_records)
-		close_fd(tgid, p, fdt, fd, SYS_CLOSE, TYPE_UNKNOWN, false);
+		close_fd(tgid, p, fdt, fd, SYS_CLOSE, type_of_file(f), false);
 	return 0;
 }
 

@@ -120,17 +120,22 @@ enum fd_flags {
  */
 struct config {
 	__u64 wakeup_bytes; /* wake the reader past this much queued */
-	__u32 self_tgid;    /* fdtrace itself: never traced */
-	char targ_comm[TASK_COMM_LEN]; /* with filter_comm */
-	bool filter_pids;	       /* only tgids in the traced map */
-	bool filter_comm;	       /* only processes named targ_comm */
-	bool errors_only;	       /* no open/close events */
-	bool fd_records;	       /* a record per live fd */
-	bool capture_stacks;	       /* user stack of each new fd */
-	bool dwarf_stacks;	       /* unwind by DWARF CFI rows */
-	bool exit_keeps_records;       /* user space collects them */
-	bool all_errors;	       /* error events for every errno */
-	bool have_rdonly_cast;	       /* the kernel has bpf_rdonly_cast */
+	/*
+	 * With filter_comm: the name, NUL-padded, and the bytes of a comm
+	 * that must match it (the name and its NUL), as two words each.
+	 */
+	char targ_comm[TASK_COMM_LEN];
+	__u64 targ_comm_mask[2];
+	__u32 self_tgid;	 /* fdtrace itself: never traced */
+	bool filter_pids;	 /* only tgids in the traced map */
+	bool filter_comm;	 /* only processes named targ_comm */
+	bool errors_only;	 /* no open/close events */
+	bool fd_records;	 /* a record per live fd */
+	bool capture_stacks;	 /* user stack of each new fd */
+	bool dwarf_stacks;	 /* unwind by DWARF CFI rows */
+	bool exit_keeps_records; /* user space collects them */
+	bool all_errors;	 /* error events for every errno */
+	bool have_rdonly_cast;	 /* the kernel has bpf_rdonly_cast */
 	/* io_uring_complete's third argument is the CQE (6.13 on), not the
 	 * user data and result (6.1 to 6.12). */
 	bool uring_cqe_arg;
@@ -305,6 +310,15 @@ struct fd_event {
 	__u64 fd_limit;
 	__u64 user_data; /* EV_OPEN by io_uring: the request's user_data */
 	char comm[TASK_COMM_LEN];
+};
+
+/*
+ * An fd_event with the path the syscall was given (opens, failed opens):
+ * the others go without, at a quarter of the size, so that the ring buffer
+ * holds four times as many closes.
+ */
+struct fd_path_event {
+	struct fd_event e;
 	char path[PATH_LEN];
 };
 

@@ -22,15 +22,17 @@ struct {
 	__type(value, __u8);
 } traced SEC(".maps");
 
+/*
+ * A comm is 16 bytes: compared as two words, under a mask that keeps the
+ * name's bytes and its NUL (whatever follows the NUL does not count).
+ */
 static __always_inline bool comm_matches(const char *comm)
 {
-	for (int i = 0; i < TASK_COMM_LEN; i++) {
-		if (comm[i] != cfg.targ_comm[i])
-			return false;
-		if (!comm[i])
-			break;
-	}
-	return true;
+	const __u64 *c = (const __u64 *)comm;
+	const volatile __u64 *want = (const volatile __u64 *)cfg.targ_comm;
+
+	return ((c[0] & cfg.targ_comm_mask[0]) == want[0]) &&
+	       ((c[1] & cfg.targ_comm_mask[1]) == want[1]);
 }
 
 static __always_inline bool trace_allowed(__u32 tgid)
@@ -46,7 +48,7 @@ static __always_inline bool trace_allowed(__u32 tgid)
 	if (cfg.filter_comm) {
 		/* The process's name, as /proc/PID/comm: not the thread's. */
 #ifdef FDTRACE_COMPAT
-		char comm[TASK_COMM_LEN] = {};
+		char comm[TASK_COMM_LEN] __attribute__((aligned(8))) = {};
 
 		BPF_CORE_READ_STR_INTO(&comm, current_task(), group_leader,
 				       comm);

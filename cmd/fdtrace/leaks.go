@@ -154,7 +154,7 @@ func runLeaks(parent context.Context, o leaksOptions) (err error) {
 			return c
 		}}
 	emit := func(r events.Record) error {
-		if p, ok := r.(events.Process); ok && p.Exited {
+		if p, ok := r.(*events.Process); ok && p.Exited {
 			mu.Lock()
 			exited[p.PID] = p.Comm
 			mu.Unlock()

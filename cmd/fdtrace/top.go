@@ -159,7 +159,7 @@ type topSource struct {
 }
 
 func (s *topSource) handle(r events.Record) error {
-	if p, ok := r.(events.Process); ok && p.Exited {
+	if p, ok := r.(*events.Process); ok && p.Exited {
 		e := top.Sample{PID: p.PID, Comm: p.Comm, OpenFDs: p.OpenFDs, Opened: p.Opened, Closed: p.Closed,
 			EMFILE: p.EMFILE, ENFILE: p.ENFILE, Refused: p.RefusedConnections, Limit: p.FDLimit, Errors: p.Errors,
 			RefusedByPort: p.RefusedByPort, DroppedByPort: p.DroppedByPort}

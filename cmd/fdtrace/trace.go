@@ -218,7 +218,7 @@ func runTrace(parent context.Context, o traceOptions) (err error) {
 	emit := func(r events.Record) error {
 		// Host-wide, only processes that ran out of fds are worth a line
 		// at exit.
-		if p, ok := r.(events.Process); ok && hostWide && !ranOut(p) {
+		if p, ok := r.(*events.Process); ok && hostWide && !ranOut(*p) {
 			return nil
 		}
 		return w.Write(r)

@@ -33,8 +33,9 @@ const (
 type FdtraceConfig struct {
 	_                structs.HostLayout
 	WakeupBytes      uint64
-	SelfTgid         uint32
 	TargComm         [16]int8
+	TargCommMask     [2]uint64
+	SelfTgid         uint32
 	FilterPids       bool
 	FilterComm       bool
 	ErrorsOnly       bool
@@ -132,7 +133,6 @@ type FdtraceFdEvent struct {
 	FdLimit  uint64
 	UserData uint64
 	Comm     [16]int8
-	Path     [256]int8
 }
 
 type FdtraceFdFlags uint32
@@ -160,6 +160,12 @@ type FdtraceFdKey struct {
 	_    structs.HostLayout
 	Tgid uint32
 	Fd   int32
+}
+
+type FdtraceFdPathEvent struct {
+	_    structs.HostLayout
+	E    FdtraceFdEvent
+	Path [256]int8
 }
 
 type FdtraceFdType uint32
@@ -529,6 +535,7 @@ const (
 	FdtraceVarUnusedExitEvent                          = "unused_exit_event"
 	FdtraceVarUnusedFdEvent                            = "unused_fd_event"
 	FdtraceVarUnusedFdFlags                            = "unused_fd_flags"
+	FdtraceVarUnusedFdPathEvent                        = "unused_fd_path_event"
 	FdtraceVarUnusedFdType                             = "unused_fd_type"
 	FdtraceVarUnusedPortCounts                         = "unused_port_counts"
 	FdtraceVarUnusedPortKey                            = "unused_port_key"
@@ -687,6 +694,7 @@ type FdtraceVariableSpecs struct {
 	UnusedExitEvent    *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedFdEvent      *ebpf.VariableSpec `ebpf:"unused_fd_event"`
 	UnusedFdFlags      *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
+	UnusedFdPathEvent  *ebpf.VariableSpec `ebpf:"unused_fd_path_event"`
 	UnusedFdType       *ebpf.VariableSpec `ebpf:"unused_fd_type"`
 	UnusedPortCounts   *ebpf.VariableSpec `ebpf:"unused_port_counts"`
 	UnusedPortKey      *ebpf.VariableSpec `ebpf:"unused_port_key"`
@@ -790,6 +798,7 @@ type FdtraceVariables struct {
 	UnusedExitEvent    *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedFdEvent      *ebpf.Variable `ebpf:"unused_fd_event"`
 	UnusedFdFlags      *ebpf.Variable `ebpf:"unused_fd_flags"`
+	UnusedFdPathEvent  *ebpf.Variable `ebpf:"unused_fd_path_event"`
 	UnusedFdType       *ebpf.Variable `ebpf:"unused_fd_type"`
 	UnusedPortCounts   *ebpf.Variable `ebpf:"unused_port_counts"`
 	UnusedPortKey      *ebpf.Variable `ebpf:"unused_port_key"`

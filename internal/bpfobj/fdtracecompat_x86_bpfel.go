@@ -16,8 +16,9 @@ import (
 type FdtraceCompatConfig struct {
 	_                structs.HostLayout
 	WakeupBytes      uint64
-	SelfTgid         uint32
 	TargComm         [16]int8
+	TargCommMask     [2]uint64
+	SelfTgid         uint32
 	FilterPids       bool
 	FilterComm       bool
 	ErrorsOnly       bool
@@ -321,6 +322,7 @@ const (
 	FdtraceCompatVarUnusedExitEvent                          = "unused_exit_event"
 	FdtraceCompatVarUnusedFdEvent                            = "unused_fd_event"
 	FdtraceCompatVarUnusedFdFlags                            = "unused_fd_flags"
+	FdtraceCompatVarUnusedFdPathEvent                        = "unused_fd_path_event"
 	FdtraceCompatVarUnusedFdType                             = "unused_fd_type"
 	FdtraceCompatVarUnusedPortCounts                         = "unused_port_counts"
 	FdtraceCompatVarUnusedPortKey                            = "unused_port_key"
@@ -479,6 +481,7 @@ type FdtraceCompatVariableSpecs struct {
 	UnusedExitEvent    *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedFdEvent      *ebpf.VariableSpec `ebpf:"unused_fd_event"`
 	UnusedFdFlags      *ebpf.VariableSpec `ebpf:"unused_fd_flags"`
+	UnusedFdPathEvent  *ebpf.VariableSpec `ebpf:"unused_fd_path_event"`
 	UnusedFdType       *ebpf.VariableSpec `ebpf:"unused_fd_type"`
 	UnusedPortCounts   *ebpf.VariableSpec `ebpf:"unused_port_counts"`
 	UnusedPortKey      *ebpf.VariableSpec `ebpf:"unused_port_key"`
@@ -582,6 +585,7 @@ type FdtraceCompatVariables struct {
 	UnusedExitEvent    *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedFdEvent      *ebpf.Variable `ebpf:"unused_fd_event"`
 	UnusedFdFlags      *ebpf.Variable `ebpf:"unused_fd_flags"`
+	UnusedFdPathEvent  *ebpf.Variable `ebpf:"unused_fd_path_event"`
 	UnusedFdType       *ebpf.Variable `ebpf:"unused_fd_type"`
 	UnusedPortCounts   *ebpf.Variable `ebpf:"unused_port_counts"`
 	UnusedPortKey      *ebpf.Variable `ebpf:"unused_port_key"`

@@ -14,6 +14,22 @@ type Record interface {
 	RecordType() string
 }
 
+// Value is r as a value of its own: a handler given records by pointer
+// (tracer.Handler) keeps them with it.
+func Value(r Record) Record {
+	switch p := r.(type) {
+	case *Open:
+		return *p
+	case *Close:
+		return *p
+	case *Error:
+		return *p
+	case *Process:
+		return *p
+	}
+	return r
+}
+
 // Time marshals as RFC 3339 with nanoseconds, always nine digits.
 type Time time.Time
 

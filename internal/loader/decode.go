@@ -32,7 +32,9 @@ const (
 	fdFdLimit   = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.FdLimit)
 	fdUserData  = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.UserData)
 	fdComm      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Comm)
-	fdPath      = unsafe.Offsetof(bpfobj.FdtraceFdEvent{}.Path)
+	// A struct fd_path_event is a struct fd_event and a path.
+	fdPath    = unsafe.Offsetof(bpfobj.FdtraceFdPathEvent{}.Path)
+	fdPathLen = len(bpfobj.FdtraceFdPathEvent{}.Path)
 
 	exitEventSize = int(unsafe.Sizeof(bpfobj.FdtraceExitEvent{}))
 	exitKind      = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Kind)
@@ -58,8 +60,9 @@ const (
 	procErrKinds     = unsafe.Offsetof(bpfobj.FdtraceProc{}.ErrKinds)
 )
 
-// rawFdEvent is a struct fd_event. Comm and Path stop at their NUL and point
-// into the ring buffer sample: they are valid until the next read.
+// rawFdEvent is a struct fd_event, or a struct fd_path_event. Comm and Path
+// stop at their NUL and point into the ring buffer sample: they are valid
+// until the next read.
 type rawFdEvent struct {
 	Kind     uint8
 	FdType   uint8
@@ -83,7 +86,11 @@ type rawFdEvent struct {
 }
 
 func decodeFdEvent(raw []byte, e *rawFdEvent) error {
-	if len(raw) < fdEventSize {
+	var path []byte
+	switch {
+	case len(raw) >= int(fdPath)+fdPathLen:
+		path = cBytes(raw[fdPath : int(fdPath)+fdPathLen])
+	case len(raw) < fdEventSize:
 		return fmt.Errorf("%d bytes, want %d", len(raw), fdEventSize)
 	}
 	raw = raw[:fdEventSize]
@@ -107,7 +114,7 @@ func decodeFdEvent(raw []byte, e *rawFdEvent) error {
 		FdLimit:  ne.Uint64(raw[fdFdLimit:]),
 		UserData: ne.Uint64(raw[fdUserData:]),
 		Comm:     cBytes(raw[fdComm : fdComm+uintptr(len(bpfobj.FdtraceFdEvent{}.Comm))]),
-		Path:     cBytes(raw[fdPath : fdPath+uintptr(len(bpfobj.FdtraceFdEvent{}.Path))]),
+		Path:     path,
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func TestTheDecoderReadsEveryFieldOfFdEventWhereTheGeneratedStructHasIt(t *testi
 		{"Err", fdErr, 4}, {"Family", fdFamily, 2}, {"SockType", fdSockType, 2},
 		{"Flags", fdFlags, 2}, {"Port", fdPort, 2}, {"Ppid", fdPpid, 4}, {"StackId", fdStackID, 8},
 		{"OpenFds", fdOpenFds, 8}, {"FdLimit", fdFdLimit, 8}, {"UserData", fdUserData, 8},
-		{"Comm", fdComm, 16}, {"Path", fdPath, 256},
+		{"Comm", fdComm, 16},
 	}
 	typ := reflect.TypeFor[bpfobj.FdtraceFdEvent]()
 	seen := map[string]bool{}
@@ -65,49 +65,72 @@ func TestTheDecoderReadsEveryFieldOfFdEventWhereTheGeneratedStructHasIt(t *testi
 			t.Errorf("fd_event field %s is not decoded", f.Name)
 		}
 	}
-	if fdEventSize != 344 || binary.Size(bpfobj.FdtraceFdEvent{}) != fdEventSize {
-		t.Errorf("fd_event is %d bytes (binary: %d), was 344", fdEventSize, binary.Size(bpfobj.FdtraceFdEvent{}))
+	if fdEventSize != 88 || binary.Size(bpfobj.FdtraceFdEvent{}) != fdEventSize {
+		t.Errorf("fd_event is %d bytes (binary: %d), was 88", fdEventSize, binary.Size(bpfobj.FdtraceFdEvent{}))
+	}
+	if fdPath != uintptr(fdEventSize) || fdPathLen != 256 {
+		t.Errorf("fd_path_event's path is at %d, %d bytes; want %d, 256", fdPath, fdPathLen, fdEventSize)
 	}
 }
 
 func TestAnFdEventDecodesToTheValuesOfTheGeneratedStruct(t *testing.T) {
-	full := patterned[bpfobj.FdtraceFdEvent](t)
-	for i := range full.Comm {
-		full.Comm[i] = 'c'
+	full := patterned[bpfobj.FdtraceFdPathEvent](t)
+	for i := range full.E.Comm {
+		full.E.Comm[i] = 'c'
 	}
 	for i := range full.Path {
 		full.Path[i] = 'p'
 	}
-	cut := patterned[bpfobj.FdtraceFdEvent](t)
-	cut.Comm[5], cut.Path[100] = 0, 0
-	empty := patterned[bpfobj.FdtraceFdEvent](t)
-	empty.Comm[0], empty.Path[0] = 0, 0
-	for name, want := range map[string]bpfobj.FdtraceFdEvent{"patterned": patterned[bpfobj.FdtraceFdEvent](t),
+	cut := patterned[bpfobj.FdtraceFdPathEvent](t)
+	cut.E.Comm[5], cut.Path[100] = 0, 0
+	empty := patterned[bpfobj.FdtraceFdPathEvent](t)
+	empty.E.Comm[0], empty.Path[0] = 0, 0
+	for name, want := range map[string]bpfobj.FdtraceFdPathEvent{"patterned": patterned[bpfobj.FdtraceFdPathEvent](t),
 		"strings without a NUL": full, "strings cut by a NUL": cut, "empty strings": empty} {
 		t.Run(name, func(t *testing.T) {
 			var got rawFdEvent
 			if err := decodeFdEvent(encode(t, &want), &got); err != nil {
 				t.Fatal(err)
 			}
-			gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
-			for i := range wv.NumField() {
-				f := wv.Type().Field(i)
-				if f.Name == "_" {
-					continue
-				}
-				g, w := gv.FieldByName(f.Name), wv.Field(i)
-				switch {
-				case !g.IsValid():
-					t.Errorf("%s is not decoded", f.Name)
-				case w.Kind() == reflect.Array:
-					if s := cStringOf(w); string(g.Bytes()) != s {
-						t.Errorf("%s = %q, want %q", f.Name, g.Bytes(), s)
-					}
-				case g.Interface() != w.Interface():
-					t.Errorf("%s = %#v, want %#v", f.Name, g.Interface(), w.Interface())
-				}
+			assertDecoded(t, got, reflect.ValueOf(want.E))
+			if s := cStringOf(reflect.ValueOf(want.Path)); string(got.Path) != s {
+				t.Errorf("Path = %q, want %q", got.Path, s)
 			}
 		})
+	}
+	t.Run("without a path", func(t *testing.T) {
+		want := patterned[bpfobj.FdtraceFdEvent](t)
+		var got rawFdEvent
+		if err := decodeFdEvent(encode(t, &want), &got); err != nil {
+			t.Fatal(err)
+		}
+		assertDecoded(t, got, reflect.ValueOf(want))
+		if got.Path != nil {
+			t.Errorf("Path = %q, want none", got.Path)
+		}
+	})
+}
+
+// assertDecoded compares the decoded fields with the struct fd_event's.
+func assertDecoded(t *testing.T, got rawFdEvent, wv reflect.Value) {
+	t.Helper()
+	gv := reflect.ValueOf(got)
+	for i := range wv.NumField() {
+		f := wv.Type().Field(i)
+		if f.Name == "_" {
+			continue
+		}
+		g, w := gv.FieldByName(f.Name), wv.Field(i)
+		switch {
+		case !g.IsValid():
+			t.Errorf("%s is not decoded", f.Name)
+		case w.Kind() == reflect.Array:
+			if s := cStringOf(w); string(g.Bytes()) != s {
+				t.Errorf("%s = %q, want %q", f.Name, g.Bytes(), s)
+			}
+		case g.Interface() != w.Interface():
+			t.Errorf("%s = %#v, want %#v", f.Name, g.Interface(), w.Interface())
+		}
 	}
 }
 
@@ -152,9 +175,10 @@ func rawOpenClose(t testing.TB) (open, close []byte) {
 	e := bpfobj.FdtraceFdEvent{Kind: uint8(bpfobj.FdtraceEventKindEV_OPEN), FdType: uint8(bpfobj.FdtraceFdTypeFD_FILE),
 		Syscall: 3, Fd: 7, Pid: 4242, Tid: 4243, Ts: 123456789, Flags: uint16(bpfobj.FdtraceFdFlagsFDF_CLOEXEC)}
 	copyC(e.Comm[:], "nginx")
-	copyC(e.Path[:], "/usr/lib/x86_64-linux-gnu/libc.so.6")
-	open = encode(t, &e)
-	e.Kind, e.Syscall, e.Flags, e.Path = uint8(bpfobj.FdtraceEventKindEV_CLOSE), 28, 0, [256]int8{}
+	withPath := bpfobj.FdtraceFdPathEvent{E: e}
+	copyC(withPath.Path[:], "/usr/lib/x86_64-linux-gnu/libc.so.6")
+	open = encode(t, &withPath)
+	e.Kind, e.Syscall, e.Flags = uint8(bpfobj.FdtraceEventKindEV_CLOSE), 28, 0
 	return open, encode(t, &e)
 }
 

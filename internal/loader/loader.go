@@ -96,10 +96,12 @@ func ParseStackMode(s string) (StackMode, error) {
 }
 
 const (
-	// DefaultRingBufferBytes is 16 MiB: about 50k events.
+	// DefaultRingBufferBytes is 16 MiB: 175k closes, 48k opens with a
+	// path.
 	DefaultRingBufferBytes = 16 << 20
-	// DefaultWakeupBytes batches about 200 events per reader wakeup.
-	DefaultWakeupBytes = 64 << 10
+	// DefaultWakeupBytes batches a few thousand events per reader wakeup
+	// (at most an eighth of the ring buffer: then less).
+	DefaultWakeupBytes = 512 << 10
 )
 
 const (
@@ -129,8 +131,10 @@ type Kernel struct {
 	// limitBefore: RLIMIT_NOFILE before Load raised it, or nil.
 	limitBefore *unix.Rlimit
 
-	// Records read from the ring buffer, handled, and handed out.
-	readSeq, handledSeq, delivered atomic.Uint64
+	// Ring buffer records read, handed to the reader's handler (in
+	// batches), and handled by it; events delivered (handed, without
+	// the loader's own).
+	readSeq, handedSeq, handledSeq, delivered atomic.Uint64
 
 	detachErr  error
 	detachOnce sync.Once
@@ -144,7 +148,7 @@ func Load(cfg Config) (_ *Kernel, err error) {
 	}
 	switch {
 	case cfg.WakeupBytes == 0:
-		cfg.WakeupBytes = DefaultWakeupBytes
+		cfg.WakeupBytes = min(DefaultWakeupBytes, cfg.RingBufferBytes/8)
 	case cfg.WakeupBytes < 0:
 		cfg.WakeupBytes = 0
 	}
@@ -260,8 +264,13 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 		HaveRdonlyCast:   feat.RdonlyCast && !feat.Compat(),
 		UringCqeArg:      feat.UringCQE,
 	}
-	for i := 0; i < len(cfg.Comm) && i < len(kc.TargComm); i++ {
-		kc.TargComm[i] = int8(cfg.Comm[i])
+	// The name and its NUL are what must match (comm_matches compares
+	// little-endian words under the mask).
+	for i := 0; i <= len(cfg.Comm) && i < len(kc.TargComm); i++ {
+		if i < len(cfg.Comm) {
+			kc.TargComm[i] = int8(cfg.Comm[i])
+		}
+		kc.TargCommMask[i/8] |= 0xff << (8 * (i % 8))
 	}
 	v, ok := spec.Variables["cfg"]
 	if !ok {

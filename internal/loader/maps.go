@@ -433,8 +433,11 @@ func (k *Kernel) PruneGone(live func(ProcKey) bool) int {
 	return gone
 }
 
-// Unread says whether records wait in the ring buffer.
-func (k *Kernel) Unread() bool { return k.reader.AvailableBytes() > 0 }
+// Unread says whether records wait in the ring buffer, or read, for the
+// reader's handler.
+func (k *Kernel) Unread() bool {
+	return k.reader.AvailableBytes() > 0 || k.readSeq.Load() != k.handedSeq.Load()
+}
 
 // Totals are host-wide counts since fdtrace attached, which exits do not
 // take away (the metrics' counters only grow, exit records read or lost).

@@ -73,7 +73,7 @@ type RawStack struct {
 }
 
 // batchSize is how many records a batch holds at most.
-const batchSize = 256
+const batchSize = 1024
 
 // batch is room for the records handed out at once, reused from batch to
 // batch: reading allocates only while its arena grows.
@@ -83,6 +83,7 @@ type batch struct {
 	counters [batchSize]Counters
 	raws     [batchSize]RawStack
 	rec      ringbuf.Record
+	seq      uint64 // readSeq once it was read
 }
 
 func (b *batch) reset() {
@@ -101,29 +102,106 @@ func (b *batch) keep(p []byte) []byte {
 // until ctx is done, then what is left. A poll that finds none hands fn an
 // empty batch, for work of its own that waits (at most PollInterval). An
 // error from fn stops it.
+//
+// The ring buffer is read on its own goroutine while fn works on the batch
+// before: a core reads, another handles. A batch goes to fn as soon as fn
+// waits for one; while fn is busy, the reader fills it on, and once it is
+// full waits: then the ring buffer, not a queue here, takes the excess,
+// and counts what it loses. So the busier the reader, the larger its
+// batches, and the fewer its hand-overs.
 func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
-	b := newBatch()
-	checked := time.Now()
-	for ctx.Err() == nil {
-		if time.Since(checked) >= k.cfg.PollInterval {
-			k.AttachWanted()
-			checked = time.Now()
+	free := make(chan *batch, 3) // one handled, one filled, one handed over
+	for range cap(free) {
+		free <- newBatch()
+	}
+	full := make(chan *batch) // unbuffered: a send succeeds when fn waits
+	stop := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(full)
+		readErr = k.readBatches(ctx, free, full, stop)
+	}()
+	var err error
+	for b := range full {
+		if err == nil {
+			if err = k.hand(b, fn); err != nil {
+				close(stop)
+			}
 		}
-		k.reader.SetDeadline(time.Now().Add(k.cfg.PollInterval))
-		if err := k.fill(b); err != nil {
-			return err
+		free <- b
+	}
+	if err != nil {
+		return err
+	}
+	return readErr
+}
+
+// Within busyFor of its last record, the reader sleeps busySleep between
+// reads (and offers of the batch it holds) rather than wait in epoll.
+const (
+	busyFor   = 100 * time.Millisecond
+	busySleep = time.Millisecond
+)
+
+// readBatches fills batches from free and sends them to full (an empty one
+// when a poll found nothing) until ctx is done, then what is left, or
+// until stop.
+func (k *Kernel) readBatches(ctx context.Context, free <-chan *batch, full chan<- *batch, stop <-chan struct{}) error {
+	checked, lastRecord := time.Now(), time.Time{}
+	for done := false; ; {
+		var b *batch
+		select {
+		case b = <-free:
+		case <-stop:
+			return nil
 		}
-		if len(b.events) == 0 {
-			if err := fn(nil); err != nil {
+		b.reset()
+		for handed := false; !handed; {
+			done = done || ctx.Err() != nil
+			now := time.Now()
+			wait := k.cfg.PollInterval
+			switch {
+			case done:
+				wait = 0 // only what is there
+			case now.Sub(lastRecord) < busyFor:
+				// Busy: sleep, then read what is there. A goroutine
+				// blocked in epoll_wait holds its thread in a syscall,
+				// which the Go runtime then checks on every 20 µs.
+				if k.reader.AvailableBytes() == 0 {
+					time.Sleep(busySleep)
+				}
+				wait = 0
+			case now.Sub(checked) >= k.cfg.PollInterval:
+				k.AttachWanted()
+				checked = now
+			}
+			k.reader.SetDeadline(now.Add(wait))
+			had := len(b.events)
+			if err := k.fill(b); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := k.hand(b, fn); err != nil {
-			return err
+			if len(b.events) > had {
+				lastRecord = now
+			}
+			switch n := len(b.events); {
+			case done && n == 0:
+				return nil
+			case n == 0 || n >= batchSize || done:
+				select {
+				case full <- b:
+					handed = true
+				case <-stop:
+					return nil
+				}
+			default:
+				select {
+				case full <- b:
+					handed = true
+				default: // fn is busy: read on into this batch
+				}
+			}
 		}
 	}
-	return k.drain(b, fn)
 }
 
 // Drain hands fn the records already in the ring buffer and returns. After
@@ -136,11 +214,12 @@ func (k *Kernel) Drain(fn func([]Event) error) error {
 
 func newBatch() *batch {
 	return &batch{events: make([]Event, 0, batchSize),
-		arena: make([]byte, 0, batchSize*(len(bpfobj.FdtraceFdEvent{}.Comm)+len(bpfobj.FdtraceFdEvent{}.Path)))}
+		arena: make([]byte, 0, batchSize*(len(bpfobj.FdtraceFdEvent{}.Comm)+fdPathLen))}
 }
 
 func (k *Kernel) drain(b *batch, fn func([]Event) error) error {
 	for {
+		b.reset()
 		k.reader.SetDeadline(time.Now())
 		if err := k.fill(b); err != nil {
 			return err
@@ -154,12 +233,13 @@ func (k *Kernel) drain(b *batch, fn func([]Event) error) error {
 	}
 }
 
-// fill reads a batch: the first record waits for the reader's deadline,
-// the others only for what is there already.
+// fill reads records into b until it is full: the first waits for the
+// reader's deadline, the others only for what is there already.
 func (k *Kernel) fill(b *batch) error {
-	b.reset()
-	for len(b.events) < batchSize {
-		if len(b.events) > 0 && k.reader.AvailableBytes() == 0 {
+	defer func() { b.seq = k.readSeq.Load() }()
+	for read := 0; len(b.events) < batchSize; read++ {
+		// (What the last read left: AvailableBytes reads it again.)
+		if read > 0 && b.rec.Remaining == 0 {
 			return nil
 		}
 		err := k.reader.ReadInto(&b.rec)
@@ -180,13 +260,16 @@ func (k *Kernel) fill(b *batch) error {
 	return nil
 }
 
+// hand hands fn a batch; an empty one as nil.
 func (k *Kernel) hand(b *batch, fn func([]Event) error) error {
-	if len(b.events) == 0 {
-		return nil
+	k.handedSeq.Store(b.seq)
+	events := b.events
+	if len(events) == 0 {
+		events = nil
 	}
-	k.delivered.Add(uint64(len(b.events)))
-	err := fn(b.events)
-	k.handledSeq.Store(k.readSeq.Load())
+	k.delivered.Add(uint64(len(events)))
+	err := fn(events)
+	k.handledSeq.Store(b.seq)
 	return err
 }
 

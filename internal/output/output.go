@@ -53,25 +53,35 @@ func (o *Writer) flushEvery(interval time.Duration) {
 // Write appends one record as one line.
 func (o *Writer) Write(r events.Record) error {
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	err := o.write(r)
+	o.mu.Unlock()
+	return err
+}
+
+func (o *Writer) write(r events.Record) error {
 	if o.err != nil {
 		return o.err
 	}
-	o.line.Reset()
+	var line []byte
 	if a, ok := r.(events.JSONAppender); ok {
-		o.line.Write(a.AppendJSON(o.line.AvailableBuffer()))
-		o.line.WriteByte('\n')
-	} else if err := o.enc.Encode(r); err != nil {
-		return err // nothing was written
+		// Encoded where it is buffered: while it fits, Write copies
+		// nothing.
+		line = append(a.AppendJSON(o.buf.AvailableBuffer()), '\n')
+	} else {
+		o.line.Reset()
+		if err := o.enc.Encode(r); err != nil {
+			return err // nothing was written
+		}
+		line = o.line.Bytes()
 	}
 	// A line that does not fit goes out in a write of its own, never
 	// split across two.
-	if o.line.Len() > o.buf.Available() && o.buf.Buffered() > 0 {
+	if len(line) > o.buf.Available() && o.buf.Buffered() > 0 {
 		if o.err = o.buf.Flush(); o.err != nil {
 			return o.err
 		}
 	}
-	_, o.err = o.buf.Write(o.line.Bytes())
+	_, o.err = o.buf.Write(line)
 	return o.err
 }
 

@@ -15,10 +15,10 @@ import (
 )
 
 func TestACommIsInternedAndTheCacheStaysBounded(t *testing.T) {
-	c := comms{}
+	c := interned{max: maxComms}
 	a := c.intern([]byte("nginx"))
-	if b := c.intern([]byte("nginx")); a != "nginx" || b != a || len(c) != 1 {
-		t.Fatalf("got %q and %q, %d cached", a, b, len(c))
+	if b := c.intern([]byte("nginx")); a != "nginx" || b != a || len(c.m) != 1 {
+		t.Fatalf("got %q and %q, %d cached", a, b, len(c.m))
 	}
 	name := []byte("nginx")
 	if n := testing.AllocsPerRun(100, func() { c.intern(name) }); n != 0 {
@@ -27,8 +27,8 @@ func TestACommIsInternedAndTheCacheStaysBounded(t *testing.T) {
 	for i := range maxComms + 10 {
 		c.intern([]byte(strings.Repeat("x", i%15) + string(rune('a'+i%26)) + string(rune(i))))
 	}
-	if len(c) > maxComms {
-		t.Errorf("%d comms cached, at most %d", len(c), maxComms)
+	if len(c.m) > maxComms {
+		t.Errorf("%d comms cached, at most %d", len(c.m), maxComms)
 	}
 }
 
@@ -50,8 +50,8 @@ func unloaded() *Tracer {
 func TestHandleTurnsOpenAndCloseEventsIntoTheirRecords(t *testing.T) {
 	tr := unloaded()
 	var got []events.Record
-	h := func(r events.Record) error { got = append(got, r); return nil }
-	if err := tr.handle(openClose(), h, comms{}); err != nil {
+	h := func(r events.Record) error { got = append(got, events.Value(r)); return nil }
+	if err := tr.handle(openClose(), h, newRecords()); err != nil {
 		t.Fatal(err)
 	}
 	ts := events.Time(time.Unix(0, 123456789))
@@ -72,7 +72,7 @@ func TestTheWrittenLinesAreWhatEncodingJSONWrites(t *testing.T) {
 	w := output.New(&out, 0)
 	enc := json.NewEncoder(&want)
 	h := func(r events.Record) error { enc.Encode(r); return w.Write(r) }
-	if err := tr.handle(openClose(), h, comms{}); err != nil {
+	if err := tr.handle(openClose(), h, newRecords()); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -90,10 +90,10 @@ func BenchmarkHandleOpenClose(b *testing.B) {
 	batch := openClose()
 	w := output.New(io.Discard, 0)
 	defer w.Close()
-	c := comms{}
+	r := newRecords()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := tr.handle(batch, w.Write, c); err != nil {
+		if err := tr.handle(batch, w.Write, r); err != nil {
 			b.Fatal(err)
 		}
 	}

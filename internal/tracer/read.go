@@ -12,13 +12,16 @@ import (
 )
 
 // Handler receives each record in kernel order; an error stops the reader.
+// Records come as pointers (*events.Open, *events.Close, *events.Error,
+// *events.Process) to space the reader reuses once h returns: h copies
+// what it keeps. Their strings and stacks are h's to keep.
 type Handler func(events.Record) error
 
 // Run reads the kernel's records until ctx is done, then reads what is
 // left, and hands h the records they make.
 func (t *Tracer) Run(ctx context.Context, h Handler) error {
-	c := comms{}
-	if err := t.k.Read(ctx, func(batch []loader.Event) error { return t.handle(batch, h, c) }); err != nil {
+	r := newRecords()
+	if err := t.k.Read(ctx, func(batch []loader.Event) error { return t.handle(batch, h, r) }); err != nil {
 		return err
 	}
 	return t.settle(h)
@@ -29,8 +32,8 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 // view of it complete: the kernel wrote its records before the syscalls
 // returned.
 func (t *Tracer) Drain(h Handler) error {
-	c := comms{}
-	if err := t.k.Drain(func(batch []loader.Event) error { return t.handle(batch, h, c) }); err != nil {
+	r := newRecords()
+	if err := t.k.Drain(func(batch []loader.Event) error { return t.handle(batch, h, r) }); err != nil {
 		return err
 	}
 	return t.settle(h)
@@ -51,9 +54,9 @@ func (t *Tracer) settle(h Handler) error {
 
 // handle makes the batch's records; Read calls it with no events too,
 // when a poll found none.
-func (t *Tracer) handle(batch []loader.Event, h Handler, c comms) error {
+func (t *Tracer) handle(batch []loader.Event, h Handler, r *records) error {
 	for i := range batch {
-		if err := t.handleOne(&batch[i], h, c); err != nil {
+		if err := t.handleOne(&batch[i], h, r); err != nil {
 			return err
 		}
 	}
@@ -78,18 +81,19 @@ const (
 
 // held is a record waiting, with those after it, for its stack.
 type held struct {
-	rec   events.Record
-	stack uint64 // 0: none
+	rec   events.Record // a copy of the reader's
+	stack uint64        // 0: none
 	at    time.Time
 }
 
-// emit hands h the record, or holds it: while its stack is being
+// emit hands h the record, or holds a copy of it: while its stack is being
 // symbolized, or behind one that is, so that records stay in order.
 func (t *Tracer) emit(rec events.Record, stack uint64, h Handler) error {
 	if len(t.held) == 0 && t.stacks.Ready(stack) {
-		return h(withStack(rec, t.stacks.Frames(stack)))
+		setStack(rec, t.stacks.Frames(stack))
+		return h(rec)
 	}
-	t.held = append(t.held, held{rec, stack, time.Now()})
+	t.held = append(t.held, held{clone(rec), stack, time.Now()})
 	return nil
 }
 
@@ -107,7 +111,8 @@ func (t *Tracer) flushHeld(h Handler, all bool) error {
 			}
 			t.late.Add(1)
 		}
-		if err := h(withStack(r.rec, t.stacks.Frames(r.stack))); err != nil {
+		setStack(r.rec, t.stacks.Frames(r.stack))
+		if err := h(r.rec); err != nil {
 			return err
 		}
 		n++
@@ -117,15 +122,28 @@ func (t *Tracer) flushHeld(h Handler, all bool) error {
 	return nil
 }
 
-// withStack is rec with its stack's frames.
-func withStack(rec events.Record, frames []symbolize.Frame) events.Record {
+// setStack gives rec its stack's frames.
+func setStack(rec events.Record, frames []symbolize.Frame) {
 	switch r := rec.(type) {
-	case events.Open:
+	case *events.Open:
 		r.Stack = frames
-		return r
-	case events.Error:
+	case *events.Error:
 		r.Stack = frames
-		return r
+	}
+}
+
+// clone is a copy of a record the reader will reuse.
+func clone(rec events.Record) events.Record {
+	switch r := rec.(type) {
+	case *events.Open:
+		c := *r
+		return &c
+	case *events.Close:
+		c := *r
+		return &c
+	case *events.Error:
+		c := *r
+		return &c
 	}
 	return rec
 }
@@ -149,32 +167,34 @@ func (t *Tracer) pruneGone() {
 	t.k.PruneGone(func(p loader.ProcKey) bool { return counted[p] || procfs.Exists(p.PID) })
 }
 
-func (t *Tracer) handleOne(e *loader.Event, h Handler, c comms) error {
+func (t *Tracer) handleOne(e *loader.Event, h Handler, r *records) error {
 	switch e.Kind {
 	case loader.EventOpen:
-		return t.emit(events.Open{Type: "open", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
-			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String(),
-			Cloexec: e.Cloexec, Path: string(e.Path), UserData: e.UserData,
-			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType))},
-			e.StackID, h)
+		r.open = events.Open{Type: "open", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
+			Comm: r.comms.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String(),
+			Cloexec: e.Cloexec, Path: r.paths.intern(e.Path), UserData: e.UserData,
+			Family: events.FamilyName(int(e.Family)), SockType: events.SockTypeName(int(e.SockType))}
+		return t.emit(&r.open, e.StackID, h)
 	case loader.EventClose:
-		return t.emit(events.Close{Type: "close", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
-			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String()}, 0, h)
+		r.close = events.Close{Type: "close", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
+			Comm: r.comms.intern(e.Comm), Syscall: e.Syscall.String(), FD: e.FD, FDType: e.FDType.String()}
+		return t.emit(&r.close, 0, h)
 	case loader.EventError:
-		return t.emit(events.Error{Type: "error", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
-			Comm: c.intern(e.Comm), Syscall: e.Syscall.String(), Errno: events.ErrnoName(e.Errno),
-			OpenFDs: e.OpenFDs, FDLimit: e.FDLimit, Path: string(e.Path), ListenPort: e.Port},
-			e.StackID, h)
+		r.err = events.Error{Type: "error", Time: t.time(e.Time), PID: e.PID, TID: e.TID,
+			Comm: r.comms.intern(e.Comm), Syscall: e.Syscall.String(), Errno: events.ErrnoName(e.Errno),
+			OpenFDs: e.OpenFDs, FDLimit: e.FDLimit, Path: r.paths.intern(e.Path), ListenPort: e.Port}
+		return t.emit(&r.err, e.StackID, h)
 	case loader.EventExit:
-		return t.emit(t.exited(e), 0, h)
+		p := t.exited(e)
+		return t.emit(&p, 0, h)
 	case loader.EventSeed:
 		t.seedChild(e.PID, e.Parent)
 	case loader.EventStack:
-		t.stacks.Add(e.PID, e.Parent, c.intern(e.Comm), e.StackID)
+		t.stacks.Add(e.PID, e.Parent, r.comms.intern(e.Comm), e.StackID)
 	case loader.EventMaps:
 		t.stacks.LoadTablesLater(e.PID)
 	case loader.EventRawStack:
-		t.stacks.AddCopy(stacks.Copy{PID: e.PID, Parent: e.Parent, Comm: c.intern(e.Comm),
+		t.stacks.AddCopy(stacks.Copy{PID: e.PID, Parent: e.Parent, Comm: r.comms.intern(e.Comm),
 			ID: e.StackID, IP: e.Raw.IP, SP: e.Raw.SP, BP: e.Raw.BP, Data: e.Raw.Data})
 	}
 	return nil

@@ -13,8 +13,8 @@ import (
 // runs, unlike Drain at the end).
 func readOnly(t *testing.T, tr *Tracer, rec *recorder) {
 	t.Helper()
-	c := comms{}
-	if err := tr.k.Drain(func(b []loader.Event) error { return tr.handle(b, rec.add, c) }); err != nil {
+	r := newRecords()
+	if err := tr.k.Drain(func(b []loader.Event) error { return tr.handle(b, rec.add, r) }); err != nil {
 		t.Fatal(err)
 	}
 }

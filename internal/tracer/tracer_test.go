@@ -68,7 +68,7 @@ func followFdops(t *testing.T, cfg Config) (*Tracer, *testutil.Workload, *record
 type recorder struct{ records []events.Record }
 
 func (r *recorder) add(rec events.Record) error {
-	r.records = append(r.records, rec)
+	r.records = append(r.records, events.Value(rec))
 	return nil
 }
 
