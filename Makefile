@@ -77,7 +77,8 @@ test-kernels:
 	test/kernels/matrix.sh $(KERNEL_CACHE) .cache/payload $(KERNELS)
 
 # Measures what tracing costs, next to bpftrace and strace, and writes
-# docs/PERFORMANCE.md (root; about 8 minutes). BENCHFLAGS=-quick: a smoke run.
+# docs/PERFORMANCE.md (root; about half an hour). BENCHFLAGS=-quick: a smoke run;
+# BENCHFLAGS=-before REV also streams with the fdtrace of REV, side by side.
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
 

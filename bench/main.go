@@ -1,10 +1,11 @@
 // Command bench measures what fdtrace costs the processes it traces, side by
 // side with bpftrace and strace, and writes docs/PERFORMANCE.md.
 //
-//	sudo make bench                      # about 13 minutes
+//	sudo make bench                      # about half an hour
 //	sudo make bench BENCHFLAGS=-quick    # a smoke run
 //	sudo make bench BENCHFLAGS=-stacks   # only the Stacks section, to stdout
-//	sudo go run ./bench [-rounds N] [-iterations N] [-quick] [-stacks] [-o FILE]
+//	sudo make bench BENCHFLAGS='-before REV'  # also stream with REV's fdtrace
+//	sudo go run ./bench [-rounds N] [-iterations N] [-quick] [-stacks] [-before REV] [-o FILE]
 //
 // It builds fdtrace from the working tree and the C workload
 // (bench/workload.c) into a temporary directory, runs every workload in

@@ -174,8 +174,10 @@ func (r *results) writeTargets(sb *strings.Builder) {
 	})
 	r.writeTarget(sb, fmt.Sprintf("streaming ≤ %.0f×, 0 events lost, a record written for each of the workload's fd events", streamTarget), func(w workload) (string, bool, bool) {
 		c := r.mx.get(w, modeByKey("stream"))
+		// A server counts no fd events of its own: its records are not checked.
+		written := c.unwritten() == 0 || (w.server != nil && c.unwritten() < 0)
 		return fmt.Sprintf("%s, %d lost, %s", ratioText(c), c.lost(), unwrittenText(c)),
-			c.ok(), c.ratio() <= streamTarget && c.lost() == 0 && c.unwritten() == 0
+			c.ok(), c.ratio() <= streamTarget && c.lost() == 0 && written
 	})
 	r.writeTarget(sb, fmt.Sprintf("the streaming reader's CPU per event ≤ %.0f%% of `-before`'s", readerCPUTarget*100), func(w workload) (string, bool, bool) {
 		now, before := r.mx.get(w, modeByKey("stream")), r.mx.get(w, modeByKey("stream-before"))

@@ -129,6 +129,7 @@ static void listen_loopback(void)
 	listener = socket(AF_INET, SOCK_STREAM, 0);
 	if (listener < 0)
 		die("socket");
+	fd_events++;
 	listen_addr.sin_family = AF_INET;
 	listen_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (bind(listener, (struct sockaddr *)&listen_addr, sizeof(listen_addr)) < 0 ||
