@@ -141,24 +141,57 @@ static __always_inline __u64 file_at(struct fdtable *fdt, int fd)
 }
 
 /*
- * A record's file is its owner word too: a creator that takes over a stale
- * record swaps its file in, a close marks it FILE_DEAD before deleting it,
- * so that of the threads racing on one record one acts, and no close
- * deletes a record its fd's next creator took over.
+ * A record's gen is its owner word: the thread that swaps it to REC_DEAD
+ * deletes the record and accounts for its fd, so that of the threads
+ * racing on one record one acts. A hash map reuses a deleted record's
+ * memory at once, so a pointer from an earlier lookup may be another
+ * record's by then, even one of the same number and file (a dup shares
+ * its file, a freed file's memory comes back as the next one): gens are
+ * never reused, so a swap of the gen that was read acts on that record
+ * or fails. A record is not changed in place otherwise: a creator takes
+ * over a stale record by deleting it and putting its own in.
  */
-#define FILE_DEAD 1
+#define REC_DEAD 1
 
-static __always_inline bool file_cas(__u64 *file, __u64 old, __u64 new)
+/* A gen for a record made now on this CPU (user space's have bit 63). */
+static __always_inline __u64 new_gen(__u64 now)
+{
+	return now ^ ((__u64)bpf_get_smp_processor_id() << 56);
+}
+
+static __always_inline bool gen_cas(__u64 *gen, __u64 old, __u64 new)
 {
 #ifdef FDTRACE_COMPAT
 	/* No cmpxchg before 5.12: racing threads may both act. */
-	if (*file != old)
+	if (*gen != old)
 		return false;
-	*file = new;
+	*gen = new;
 	return true;
 #else
-	return __sync_val_compare_and_swap(file, old, new) == old;
+	return __sync_val_compare_and_swap(gen, old, new) == old;
 #endif
+}
+
+/* A record's gen, read once (the compiler reads it anew each time asked). */
+static __always_inline __u64 gen_of(struct fd_info *rec)
+{
+	return *(volatile __u64 *)&rec->gen;
+}
+
+/*
+ * Delete the record rec of key, which the caller swapped from gen to
+ * REC_DEAD. If rec is not key's record in the map, it was deleted after
+ * the lookup and its memory came back as a record of key not in yet (or
+ * never: another went in first), whose gen was read: the swap is undone.
+ */
+static __always_inline bool delete_claimed(struct fd_key *key,
+					   struct fd_info *rec, __u64 gen)
+{
+	if (bpf_map_lookup_elem(&fds, key) != rec) {
+		gen_cas(&rec->gen, REC_DEAD, gen);
+		return false;
+	}
+	return !bpf_map_delete_elem(&fds, key);
 }
 
 /* Out of line: a frame of its own rather than a larger caller's. */
@@ -189,21 +222,26 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	bool table, counted = true;
 	struct fd_info *info;
-	__u64 f;
+	__u64 f, gen;
 
 	if (!cfg.fd_records) {
 		if (type == TYPE_UNKNOWN)
 			type = type_of_fd(fd);
-	} else if ((info = bpf_map_lookup_elem(&fds, &key))) {
+	} else if ((info = bpf_map_lookup_elem(&fds, &key)) &&
+		   ((gen = gen_of(info)) != REC_DEAD || !gone)) {
 		f = info->file;
-		/* Another close has it, or it is the next fd's. */
-		if (f == FILE_DEAD || (gone && f && f == file_at(fdt, fd)))
+		/*
+		 * Another close has it (close_range's entry), or it is the
+		 * next fd's.
+		 */
+		if (gen == REC_DEAD || (gone && f && f == file_at(fdt, fd)))
 			return;
+		/* Read before the swap: its success says they were gen's. */
 		type = info->fd_type;
 		table = info->flags & FDF_TABLE_COUNTED;
 		/* (The compat programs' races are settled by the delete.) */
-		if (!file_cas(&info->file, f, FILE_DEAD) ||
-		    bpf_map_delete_elem(&fds, &key))
+		if (!gen_cas(&info->gen, gen, REC_DEAD) ||
+		    !delete_claimed(&key, info, gen))
 			return; /* another close, or the next fd's creator */
 		/*
 		 * A record seeded from /proc holds one of table_counted: none
@@ -212,6 +250,11 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 		if (table && !(p && take_table_counted(p)))
 			counted = false;
 	} else if (p && take_table_counted(p)) {
+		/*
+		 * No record, or a dead one, its close deleting it: that close
+		 * is of the fd before, and this one's creator, finding it,
+		 * counted this fd without a record.
+		 */
 		type = FD_OTHER;
 	} else {
 		/*
@@ -230,13 +273,21 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 	report_close(tgid, fd, sc, type);
 }
 
-/* What record_fd did with an fd's record: how the fd counts. */
+/*
+ * What record_fd did with an fd's record: how the fd counts, and whether
+ * it took over the record of the fd its number had before.
+ */
 enum recorded {
-	RECORDED,	  /* in: the fd counts */
-	RECORDED_BEFORE,  /* it was in already: nothing to count */
-	RECORDED_CLOSED,  /* the fd was closed before it went in: opened and
-			     closed, counted neither way */
-	RECORDED_REPLACED /* | the type of the record it replaced << 8 */
+	RECORDED,	 /* in: the fd counts */
+	RECORDED_BEFORE, /* it was in already: nothing to count */
+	RECORDED_CLOSED, /* the fd was closed before it went in: opened and
+			    closed, counted neither way */
+	RECORDED_HOW = 0xf,
+	/*
+	 * | the previous fd's record was taken over: that fd closed, its
+	 * type << 8
+	 */
+	RECORDED_REPLACED = 0x10,
 };
 
 /*
@@ -247,10 +298,11 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 				struct proc *p, struct fdtable *fdt)
 {
 	struct fd_key key = { .tgid = tgid, .fd = fd };
+	int err, replaced = 0;
 	struct fd_info *old;
-	int err, type;
+	__u64 f, gen;
 	bool table;
-	__u64 f;
+	__u8 type;
 
 	info->file = file_at(fdt, fd);
 	if (!info->file)
@@ -262,17 +314,16 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		err = map_insert(&fds, &key, info);
 		if (!err) {
 			if (file_at(fdt, fd) == info->file)
-				return RECORDED;
+				return RECORDED | replaced;
 			/*
 			 * Closed while the record went in, by a close that
 			 * found none: taken back, unless a close has it.
 			 */
 			old = bpf_map_lookup_elem(&fds, &key);
-			if (!old ||
-			    !file_cas(&old->file, info->file, FILE_DEAD) ||
+			if (!old || !gen_cas(&old->gen, info->gen, REC_DEAD) ||
 			    bpf_map_delete_elem(&fds, &key))
-				return RECORDED;
-			return RECORDED_CLOSED;
+				return RECORDED | replaced;
+			return RECORDED_CLOSED | replaced;
 		}
 		if (err != -EEXIST) {
 			stat_add(STAT_FDS_FULL, 1);
@@ -281,26 +332,22 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		old = bpf_map_lookup_elem(&fds, &key);
 		if (!old)
 			continue; /* deleted meanwhile */
+		gen = gen_of(old);
 		f = old->file;
-		if (f == info->file)
-			return RECORDED_BEFORE;
-		if (f == FILE_DEAD)
-			continue; /* its close is deleting it */
-		/*
-		 * The record of the fd this number had: its close did not get
-		 * to it yet, or went unseen. Taken over, with its count.
-		 */
 		type = old->fd_type;
 		table = old->flags & FDF_TABLE_COUNTED;
-		if (!file_cas(&old->file, f, info->file))
+		if (gen == REC_DEAD || gen_of(old) != gen)
+			continue; /* its close is deleting it, or it was */
+		if (f == info->file)
+			return RECORDED_BEFORE | replaced;
+		/*
+		 * The record of the fd this number had: its close did not get
+		 * to it yet, or went unseen. Taken over, with its count: out
+		 * with it, and this fd's goes in.
+		 */
+		if (!gen_cas(&old->gen, gen, REC_DEAD) ||
+		    !delete_claimed(&key, old, gen))
 			continue;
-		old->open_ns = info->open_ns;
-		old->stack_id = info->stack_id;
-		old->syscall = info->syscall;
-		old->fd_type = info->fd_type;
-		old->flags = info->flags;
-		old->family = info->family;
-		old->sock_type = info->sock_type;
 		/*
 		 * Seeded from /proc (no file known): most likely this very fd,
 		 * listed after it was installed and before this exit, or one
@@ -309,14 +356,41 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		 * fdtrace does not see, it counts one too many until the
 		 * process execs or exits.)
 		 */
-		if (table)
-			return RECORDED;
-		return RECORDED_REPLACED | type << 8;
+		if (!table)
+			replaced = RECORDED_REPLACED | type << 8;
 	}
 	/* No room, or every race lost: counted without a record. */
 	if (p)
 		__sync_fetch_and_add(&p->table_counted, 1);
-	return RECORDED;
+	return RECORDED | replaced;
+}
+
+/* Count an fd of type that record_fd put in as how says. */
+static __always_inline void count_recorded(struct proc *p, int how, __u8 type)
+{
+	int delta = 0;
+
+	barrier_var(p);
+	if ((how & RECORDED_HOW) == RECORDED_BEFORE &&
+	    !(how & RECORDED_REPLACED))
+		return;
+	if ((how & RECORDED_HOW) == RECORDED)
+		delta++;
+	if ((how & RECORDED_HOW) != RECORDED_BEFORE) {
+		__sync_fetch_and_add(&p->opened, 1);
+		count_type(p->opened_by_type, type);
+	}
+	if ((how & RECORDED_HOW) == RECORDED_CLOSED) {
+		__sync_fetch_and_add(&p->closed, 1);
+		count_type(p->closed_by_type, type);
+	}
+	if (how & RECORDED_REPLACED) {
+		delta--;
+		__sync_fetch_and_add(&p->closed, 1);
+		count_type(p->closed_by_type, how >> 8);
+	}
+	if (delta)
+		__sync_fetch_and_add(&p->open_fds, delta);
 }
 
 /*
@@ -353,26 +427,16 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 			inspect_file(f, &info);
 	}
 	if (cfg.fd_records) {
+		info.gen = new_gen(info.open_ns);
 		how = record_fd(tgid, fd, &info, p, fdt);
-		if (how == RECORDED_BEFORE)
-			return;
 	}
-	if (p) {
-		barrier_var(p);
-		if (how == RECORDED)
-			__sync_fetch_and_add(&p->open_fds, 1);
-		__sync_fetch_and_add(&p->opened, 1);
-		count_type(p->opened_by_type, info.fd_type);
-		if (how != RECORDED) {
-			__sync_fetch_and_add(&p->closed, 1);
-			count_type(p->closed_by_type, how == RECORDED_CLOSED ?
-							      info.fd_type :
-							      how >> 8);
-		}
-	}
+	if (p)
+		count_recorded(p, how, info.fd_type);
 	/* A close that did not get to report: which call, is not known. */
-	if ((how & 0xff) == RECORDED_REPLACED)
+	if (how & RECORDED_REPLACED)
 		report_close(tgid, fd, SYS_CLOSE, how >> 8);
+	if ((how & RECORDED_HOW) == RECORDED_BEFORE)
+		return;
 	if (cfg.errors_only)
 		return;
 	/* With a record, the time it has: one clock read, not two. */
@@ -397,7 +461,7 @@ static __always_inline void open_fd(__u32 tgid, struct proc *p,
 	} else {
 		submit(e, sizeof(*e));
 	}
-	if (how == RECORDED_CLOSED)
+	if ((how & RECORDED_HOW) == RECORDED_CLOSED)
 		report_close(tgid, fd, SYS_CLOSE, info.fd_type);
 }
 
@@ -440,6 +504,7 @@ struct sweep_ctx {
 	bool any_bit;	/* ... or whatever their bit */
 	bool delete_only; /* drop records without accounting (process exit) */
 	bool seed;	  /* record open fds as there before (first sight) */
+	__u32 heir; /* with delete_only: who gets the records of open fds */
 	__u64 n;
 };
 
@@ -457,9 +522,34 @@ static __always_inline void seed_fd(__u32 tgid, struct proc *p, int fd)
 	if (!f)
 		return;
 	info.file = (__u64)f;
+	info.gen = new_gen(bpf_ktime_get_ns());
 	inspect_file(f, &info);
 	if (!map_insert(&fds, &key, &info) && p)
 		take_table_counted(p);
+}
+
+/*
+ * A process that shares its parent's fd table (CLONE_FILES, not a thread)
+ * exits: the fds it made stay in the table, so their records go to the
+ * parent and count there. Those the parent has a record of already (its
+ * own, or copied at the fork) stay as they are.
+ */
+static __noinline void hand_over(__u32 from, __u32 to, int fd)
+{
+	struct fd_key key = { .tgid = from, .fd = fd };
+	struct fd_key heir = { .tgid = to, .fd = fd };
+	struct fd_info *info = bpf_map_lookup_elem(&fds, &key);
+	struct proc *p = bpf_map_lookup_elem(&procs, &to);
+	struct fd_info rec;
+
+	if (!info || !p)
+		return;
+	rec = *info;
+	if (rec.gen == REC_DEAD)
+		return;
+	rec.gen ^= (__u64)to << 24; /* a gen of its own */
+	if (!map_insert(&fds, &heir, &rec))
+		__sync_fetch_and_add(&p->open_fds, 1);
 }
 
 static long sweep_fd(__u32 i, struct sweep_ctx *c)
@@ -474,6 +564,8 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 	if (open != c->want_open && !c->any_bit)
 		return 0;
 	if (c->delete_only) {
+		if (c->heir && open)
+			hand_over(c->tgid, c->heir, fd);
 		bpf_map_delete_elem(&fds, &key);
 		return 0;
 	}
@@ -501,7 +593,7 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
  * prune a loop whose iterations differ); it takes only numbers.
  */
 __noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
-			       __u32 how)
+			       __u64 how)
 {
 	struct sweep_ctx c = {
 		.tgid = tgid,
@@ -512,6 +604,7 @@ __noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
 		.any_bit = how & SWEEP_ANY_BIT,
 		.delete_only = how & SWEEP_DELETE_ONLY,
 		.seed = how & SWEEP_SEED,
+		.heir = how >> 32,
 	};
 
 	if (!c.delete_only)
@@ -524,7 +617,7 @@ __noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
 #ifdef FDTRACE_COMPAT
 /* The compat programs' sweep of n fds from first (see compat_bound). */
 __noinline __u64 compat_sweep(__u32 tgid, __u32 first, __u32 n,
-			      unsigned long bits, __u32 how)
+			      unsigned long bits, __u64 how)
 {
 	__u64 swept = 0, max = compat_bound(n, COMPAT_SWEEP_FDS);
 
@@ -541,10 +634,10 @@ __noinline __u64 compat_sweep(__u32 tgid, __u32 first, __u32 n,
 static __always_inline void sweep(__u32 n, struct sweep_ctx *c)
 {
 #ifdef FDTRACE_COMPAT
-	__u32 how = c->sc | (c->want_open ? SWEEP_WANT_OPEN : 0) |
+	__u64 how = c->sc | (c->want_open ? SWEEP_WANT_OPEN : 0) |
 		    (c->any_bit ? SWEEP_ANY_BIT : 0) |
 		    (c->delete_only ? SWEEP_DELETE_ONLY : 0) |
-		    (c->seed ? SWEEP_SEED : 0);
+		    (c->seed ? SWEEP_SEED : 0) | (__u64)c->heir << 32;
 
 	c->n += compat_sweep(c->tgid, c->first, n, (unsigned long)c->bits, how);
 #else
@@ -574,6 +667,10 @@ static long copy_fd(__u32 fd, struct copy_ctx *c)
 	if (!info)
 		return 0;
 	struct fd_info copy = *info;
+	if (copy.gen == REC_DEAD)
+		return 0;
+	/* A gen of its own: the child's number differs its bits. */
+	copy.gen ^= (__u64)c->child << 24;
 	/* The child counts it as a record, not from its table. */
 	copy.flags = (copy.flags | FDF_INHERITED) & ~FDF_TABLE_COUNTED;
 	if (bpf_map_update_elem(&fds, &to, &copy, BPF_ANY))

@@ -19,11 +19,7 @@ volatile __u64 uffd_fops = 0;
 #define UFFD_MSG_LEN 32
 #define UFFD_EVENT_FORK 0x13
 #define UFFD_FORK_UFD_OFFSET 8
-#ifdef FDTRACE_COMPAT
-#define MAX_READ_EVENTS 8
-#else
 #define MAX_READ_EVENTS 4096 /* events read from one read() */
-#endif
 
 /* A fanotify group or a userfaultfd was made: what its reads look like. */
 static __always_inline void note_event_file(__u16 sc, struct fdtable *fdt,
@@ -111,12 +107,60 @@ static long event_record(__u32 i, struct read_ctx *c)
 	return read_event(i, c, true);
 }
 
+#ifdef FDTRACE_COMPAT
+/*
+ * The compat programs' loop over a read's events, and each iteration's
+ * work: global functions, which take only numbers (see fdtable.bpf.h).
+ * how: the reader's tgid, and what to do.
+ */
+#define READ_FANOTIFY (1ULL << 32)
+#define READ_RECORD (1ULL << 33)
+#define READ_FOUND (1LL << 40)
+
+/* Event at off: the next one's offset (| READ_FOUND: it carries an fd). */
+__noinline long compat_read_event(__u64 how, __u64 buf, long len, long off,
+				  __u64 stack_id)
+{
+	struct read_ctx c = { .tgid = how,
+			      .fanotify = how & READ_FANOTIFY,
+			      .stack_id = stack_id,
+			      .buf = (void *)buf,
+			      .len = len,
+			      .off = off };
+
+	if (read_event((__u64)off / UFFD_MSG_LEN, &c, how & READ_RECORD))
+		return -1;
+	if (!c.fanotify)
+		c.off += UFFD_MSG_LEN; /* read_event did not */
+	return (c.found ? READ_FOUND : 0) | c.off;
+}
+
+/* Whether an event carries an fd (recording them, with READ_RECORD). */
+__noinline int compat_read_events(__u64 how, __u64 buf, long len,
+				  __u64 stack_id)
+{
+	long off = 0, next, found = 0;
+
+	/* One branch an iteration: 5.10 follows 8,192 jumps at most. */
+	for (__u64 i = 0; i < MAX_READ_EVENTS; i++) {
+		next = compat_read_event(how, buf, len, off, stack_id);
+		if (next < 0)
+			break;
+		found |= next;
+		off = next & ~READ_FOUND;
+	}
+	return !!(found & READ_FOUND);
+}
+#endif
+
 static __always_inline void walk_events(struct read_ctx *c, bool record)
 {
 #ifdef FDTRACE_COMPAT
-	for (int i = 0; i < MAX_READ_EVENTS; i++)
-		if (read_event(i, c, record))
-			break;
+	__u64 how = c->tgid | (c->fanotify ? READ_FANOTIFY : 0) |
+		    (record ? READ_RECORD : 0);
+
+	if (compat_read_events(how, (__u64)c->buf, c->len, c->stack_id))
+		c->found = true;
 #else
 	bpf_loop(MAX_READ_EVENTS, record ? event_record : event_find, c, 0);
 #endif

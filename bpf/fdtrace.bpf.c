@@ -679,6 +679,16 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* The parent whose fd table a process shares (CLONE_FILES), or 0. */
+static __always_inline __u32 table_heir(struct task_struct *task)
+{
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+
+	if (BPF_CORE_READ(parent, files) != BPF_CORE_READ(task, files))
+		return 0;
+	return BPF_CORE_READ(parent, tgid);
+}
+
 /* exit of the last thread: report the final counters and forget the process. */
 SEC("raw_tracepoint/sched_process_exit")
 int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
@@ -710,6 +720,7 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 		/* Small tables: also drop records of fds closed unseen. */
 		c.any_bit = BPF_CORE_READ(fdt, max_fds) <= SMALL_TABLE;
 		c.bits = BPF_CORE_READ(fdt, open_fds);
+		c.heir = table_heir(task);
 		sweep(sweep_size(fdt), &c);
 	}
 	if (p)

@@ -156,6 +156,11 @@ struct fd_info {
 	 * fd closed since is told from the record of its number's next fd.
 	 */
 	__u64 file;
+	/*
+	 * Who may act on the record: a number no other record has, swapped
+	 * to REC_DEAD by the close or creator that deletes it.
+	 */
+	__u64 gen;
 	__u16 syscall;
 	__u8 fd_type;
 	__u8 flags;

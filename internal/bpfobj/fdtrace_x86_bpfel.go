@@ -149,6 +149,7 @@ type FdtraceFdInfo struct {
 	OpenNs   uint64
 	StackId  uint64
 	File     uint64
+	Gen      uint64
 	Syscall  uint16
 	FdType   uint8
 	Flags    uint8

@@ -74,6 +74,7 @@ type FdtraceCompatFdInfo struct {
 	OpenNs   uint64
 	StackId  uint64
 	File     uint64
+	Gen      uint64
 	Syscall  uint16
 	FdType   uint8
 	Flags    uint8

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 
@@ -75,7 +76,9 @@ func (k *Kernel) EachFD(fn func(FD)) error {
 	for {
 		n, err := k.objs.Fds.BatchLookup(&cursor, keys, infos, nil)
 		for i := range n {
-			fn(fdOf(&keys[i], &infos[i]))
+			if infos[i].Gen != recDead {
+				fn(fdOf(&keys[i], &infos[i]))
+			}
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil
@@ -86,11 +89,19 @@ func (k *Kernel) EachFD(fn func(FD)) error {
 	}
 }
 
+// recDead is the gen of a record its deleter has claimed (REC_DEAD in
+// account.bpf.h): it is going.
+const recDead = 1
+
+// userGen numbers the records user space puts in; bit 63 keeps them apart
+// from the kernel's (see new_gen in account.bpf.h).
+var userGen atomic.Uint64
+
 // LookupFD is the record of one fd, false if there is none.
 func (k *Kernel) LookupFD(pid, fd int) (FD, bool) {
 	key := bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)}
 	var info bpfobj.FdtraceFdInfo
-	if k.objs.Fds.Lookup(key, &info) != nil {
+	if k.objs.Fds.Lookup(key, &info) != nil || info.Gen == recDead {
 		return FD{}, false
 	}
 	return fdOf(&key, &info), true
@@ -103,6 +114,7 @@ func (k *Kernel) InsertFD(fd FD) (bool, error) {
 	key := bpfobj.FdtraceFdKey{Tgid: uint32(fd.PID), Fd: int32(fd.FD)}
 	info := fdInfoOf(fd)
 	info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_TABLE_COUNTED)
+	info.Gen = userGen.Add(1) | 1<<63
 	err := k.objs.Fds.Update(key, info, ebpf.UpdateNoExist)
 	if errors.Is(err, ebpf.ErrKeyExist) {
 		return false, nil

@@ -384,6 +384,30 @@ func TestForkedChildInheritsTheTableAndCountsOnItsOwn(t *testing.T) {
 	}
 }
 
+// A process that shares its parent's table (CLONE_FILES, not a thread)
+// and exits leaves the fd it made in the table: its record goes to the
+// parent, which counts it.
+func TestAProcessSharingItsParentsTableLeavesItsFDsToTheParent(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	got := w.Do(t, "clonefiles")
+	fd, child := got[0], got[1]
+	rec.drain(t, tr)
+	assertMatchesProc(t, tr, w.PID)
+	live, err := tr.LiveFDs(w.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := live[fd]; !ok || r.Syscall != "openat" || r.Type != "file" {
+		t.Errorf("parent's record of fd %d, made by its CLONE_FILES child: %+v, want an openat file", fd, r)
+	}
+	if live, _ := tr.LiveFDs(child); len(live) != 0 {
+		t.Errorf("records of the exited child remain: %v", live)
+	}
+	w.Do(t, "close %d", fd)
+	rec.drain(t, tr)
+	assertMatchesProc(t, tr, w.PID)
+}
+
 func TestExecDropsCloseOnExecFDsWithARecordEach(t *testing.T) {
 	tr, w, rec := followFdops(t, Config{})
 	keep := w.Do(t, "open /dev/null")[0]

@@ -29,6 +29,7 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestABTFFileCanStandInForTheKernelsOwn \
 	TestExecDropsCloseOnExecFDsWithARecordEach \
 	TestForkedChildInheritsTheTableAndCountsOnItsOwn \
+	TestAProcessSharingItsParentsTableLeavesItsFDsToTheParent \
 	TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords \
 	TestAnIOUringOpenHasItsRecordWithTheSubmittersStack \
 	TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot \
