@@ -42,8 +42,8 @@ type config struct {
 
 func main() {
 	var err error
-	if len(os.Args) == 3 && os.Args[1] == floorCommand {
-		err = runFloor(os.Args[2]) // the bench running itself as the floor
+	if len(os.Args) >= 3 && os.Args[1] == floorCommand {
+		err = runFloor(os.Args[2], os.Args[3:]) // the bench running itself as the floor
 	} else {
 		err = run()
 	}
@@ -210,7 +210,7 @@ func (b *bench) measure(root string) *results {
 	res.progs, res.progsErr = b.measureProgCosts(workloads[0], iters[workloads[0].arg], bpfModes())
 	counting := []mode{modeByKey("floor"), modeByKey("errors")}
 	for _, w := range workloads {
-		if w == workloads[0] {
+		if w.arg == workloads[0].arg {
 			res.countingProgs = append(res.countingProgs, res.progs)
 			continue
 		}

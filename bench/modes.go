@@ -13,9 +13,9 @@ type mode struct {
 	// scale divides the iterations: strace is 10-100× slower, and ns/op
 	// does not depend on the count.
 	scale int64
-	// start attaches a tracer of the processes named comm before the run
+	// start attaches a tracer of the workload's processes before the run
 	// (nil: nothing to attach).
-	start func(b *bench, comm string) (*tracer, error)
+	start func(b *bench, w workload) (*tracer, error)
 	// wrap runs the workload under a tool (nil: run it directly).
 	wrap func(b *bench, argv []string) []string
 	// collect reads the tracer's counters once it has stopped.
@@ -29,31 +29,31 @@ type mode struct {
 var modes = []mode{
 	{key: "baseline", label: "baseline"},
 	{key: "floor", label: "floor (empty program)",
-		start: func(b *bench, _ string) (*tracer, error) { return b.startFloor() }},
+		start: func(b *bench, w workload) (*tracer, error) { return b.startFloor(w.floorHooks...) }},
 	{key: "errors", label: "fdtrace trace --errors-only",
-		start: func(b *bench, comm string) (*tracer, error) {
-			return b.startFdtraceBin(b.fdtrace, comm, "trace", "--errors-only")
+		start: func(b *bench, w workload) (*tracer, error) {
+			return b.startFdtraceBin(b.fdtrace, w.comm(), "trace", "--errors-only")
 		},
 		collect: collectFdtraceStats},
 	{key: "leaks", label: "fdtrace leaks",
-		start: func(b *bench, comm string) (*tracer, error) {
-			return b.startFdtraceBin(b.fdtrace, comm, "leaks", "--json")
+		start: func(b *bench, w workload) (*tracer, error) {
+			return b.startFdtraceBin(b.fdtrace, w.comm(), "leaks", "--json")
 		}},
 	{key: "stream", label: "fdtrace trace (stream)", streams: true,
-		start:   func(b *bench, comm string) (*tracer, error) { return b.startFdtraceBin(b.fdtrace, comm, "trace") },
+		start:   func(b *bench, w workload) (*tracer, error) { return b.startFdtraceBin(b.fdtrace, w.comm(), "trace") },
 		collect: collectFdtraceStats},
 	{key: "stream-before", label: "fdtrace trace (stream), -before", needs: "before", streams: true,
-		start: func(b *bench, comm string) (*tracer, error) {
-			return b.startFdtraceBin(b.tools["before"].path, comm, "trace")
+		start: func(b *bench, w workload) (*tracer, error) {
+			return b.startFdtraceBin(b.tools["before"].path, w.comm(), "trace")
 		},
 		collect: collectFdtraceStats},
 	{key: "bt-ustack", label: "bpftrace `@[ustack] = count()`", needs: "bpftrace",
-		start: func(b *bench, comm string) (*tracer, error) {
-			return b.startBpftrace("bpftrace ustack", bpftraceUstack(comm))
+		start: func(b *bench, w workload) (*tracer, error) {
+			return b.startBpftrace("bpftrace ustack", bpftraceUstack(w.comm()))
 		}},
 	{key: "bt-stream", label: "bpftrace printf (stream)", needs: "bpftrace",
-		start: func(b *bench, comm string) (*tracer, error) {
-			return b.startBpftrace("bpftrace stream", bpftraceStream(comm))
+		start: func(b *bench, w workload) (*tracer, error) {
+			return b.startBpftrace("bpftrace stream", bpftraceStream(w.comm()))
 		},
 		collect: collectBpftraceLost},
 	{key: "strace", label: "strace -f", needs: "strace", scale: 20,
@@ -132,7 +132,7 @@ func (b *bench) runOnce(m mode, w workload, n int64, rate float64, beforeStop fu
 	var t *tracer
 	if m.start != nil {
 		var err error
-		if t, err = m.start(b, w.comm()); err != nil {
+		if t, err = m.start(b, w); err != nil {
 			return runResult{}, startError{err}
 		}
 	}

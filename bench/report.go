@@ -212,7 +212,7 @@ func (r *results) writeTarget(sb *strings.Builder, target string, measure func(w
 func (r *results) countingProgsText(w workload) (string, bool, bool) {
 	var floor, errs *progCosts
 	for i, x := range workloads {
-		if x != w || i >= len(r.countingProgs) {
+		if x.arg != w.arg || i >= len(r.countingProgs) {
 			continue
 		}
 		for j := range r.countingProgs[i] {
@@ -492,7 +492,7 @@ func (r *results) writeMethod(sb *strings.Builder) {
 	fmt.Fprintf(sb, "## Method\n\n")
 	fmt.Fprintf(sb, `- The workload (bench/workload.c, built with gcc -O2 -fno-omit-frame-pointer) times its own loop with CLOCK_MONOTONIC and prints ns per operation; one operation is one iteration of the loop as named in the table (accept: socket, connect, accept4, SO_LINGER 0 so that no TIME_WAIT builds up, two closes; mixed: one of openat/socket/pipe2 in turn, closing the oldest fds of a 64-fd window).
 - Each round runs every workload once in every mode, the modes' order rotating from round to round; a tracer is started fresh for each run, and the workload starts only when it is ready (fdtrace: --ready-file; bpftrace: a file its BEGIN probe creates, which bpftrace fires after attaching every probe). The tracer is stopped with SIGINT after the workload and waited for; start and stop are not in the timed loop.
-- bpftrace programs hook sys_exit of %s and sys_enter_close, as fdtrace does for these syscalls (fdtrace hooks every fd creator, plus sched_process_fork/exec/exit). The floor is a two-instruction program (`+"`r0 = 0; exit`"+`), loaded by the bench itself, on the same tracepoints.
+- bpftrace programs hook sys_exit of %s and sys_enter_close, as fdtrace does for these syscalls (fdtrace hooks every fd creator, plus sched_process_fork/exec/exit). The floor is a two-instruction program (`+"`r0 = 0; exit`"+`), loaded by the bench itself, on the same tracepoints, and where fdtrace hooks more for a workload, there too: io_uring's raw tracepoints (uring) and read's exit (read).
 - uring: fdbench-work opens /dev/null with IORING_OP_OPENAT and closes it with IORING_OP_CLOSE, each request submitted and waited for by its own io_uring_enter (raw syscalls); fdtrace sees them on the io_uring tracepoints (Linux 6.1 on). bpftrace's and strace's syscall probes do not see these fds: their cells say so.
 - read: fdbench-work makes a fanotify group, then reads a byte of /dev/zero at a time (after 300 ms of untimed warm-up, in which fdtrace attaches its read hook, wanted once a group exists). It measures what that hook costs every read(2) on the host.
 - nginx: one nginx process (master_process off, keepalive_timeout 0, open_file_cache off) serving a 1 KiB file on loopback, started once for the whole bench; a run is `+"`wrk -t1 -c16`"+` for as many seconds as the table says, and one operation is a request (accept4, openat of the file, two closes); ns/op is 1/(requests per second). The tracers follow the process name `+"`nginx`"+`. wrk shares the two cores with nginx and the tracer.

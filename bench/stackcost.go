@@ -48,7 +48,7 @@ func stackCostModes(ready map[string][]time.Duration) []mode {
 	ms := []mode{{key: "baseline", label: "untraced"}}
 	for _, sm := range stackModes {
 		ms = append(ms, mode{key: "leaks-" + sm, label: "`leaks --stack-mode " + sm + "`",
-			start: func(b *bench, _ string) (*tracer, error) {
+			start: func(b *bench, _ workload) (*tracer, error) {
 				start := time.Now()
 				t, err := b.startFdtrace("leaks", "--json", "--stack-mode", sm)
 				if err == nil {

@@ -20,6 +20,9 @@ type workload struct {
 	// unseen: why the comparison tracers' syscall probes do not see its
 	// fds ("": they do).
 	unseen string
+	// floorHooks: what the floor hooks besides the syscalls', as fdtrace
+	// does for this workload (see runFloor).
+	floorHooks []string
 }
 
 var workloads = []workload{
@@ -29,8 +32,10 @@ var workloads = []workload{
 	{arg: "accept", label: "loopback connect+accept4+close×2", fdOps: 4},
 	{arg: "mixed", label: "mixed (openat/socket/pipe2, 64-fd window)", fdOps: 8.0 / 3},
 	{arg: "uring", label: "io_uring openat+close", fdOps: 2,
-		unseen: "its probes are syscalls', and io_uring opens and closes without one"},
-	{arg: "read", label: "read(2) of a byte, a fanotify group open (fdtrace hooks every read then)", fdOps: 0},
+		unseen:     "its probes are syscalls', and io_uring opens and closes without one",
+		floorHooks: []string{floorUring}},
+	{arg: "read", label: "read(2) of a byte, a fanotify group open (fdtrace hooks every read then)", fdOps: 0,
+		floorHooks: []string{floorRead}},
 	{arg: "nginx", label: "nginx, wrk -c16, a connection per request (seconds)", fdOps: 4, server: nginx},
 }
 
