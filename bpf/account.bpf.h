@@ -228,6 +228,7 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 		if (type == TYPE_UNKNOWN)
 			type = type_of_fd(fd);
 	} else if ((info = bpf_map_lookup_elem(&fds, &key)) &&
+		   /* A dead record at a close that happened: as none, below. */
 		   ((gen = gen_of(info)) != REC_DEAD || !gone)) {
 		f = info->file;
 		/*
