@@ -141,7 +141,8 @@ func matchesProc(tr *Tracer, pid int) (map[int]FD, error) {
 	}
 	got := slices.Sorted(maps.Keys(live))
 	if !slices.Equal(got, want) {
-		return nil, fmt.Errorf("live fds of %d: fdtrace has %v, /proc has %v", pid, got, want)
+		return nil, fmt.Errorf("live fds of %d: fdtrace has %d, /proc %d; only fdtrace's: %v; only /proc's: %v",
+			pid, len(got), len(want), firstFew(without(got, want)), firstFew(without(want, got)))
 	}
 	p, ok, err := tr.Process(pid)
 	if err != nil {
@@ -163,7 +164,31 @@ func matchesProc(tr *Tracer, pid int) (map[int]FD, error) {
 			errs = append(errs, fmt.Errorf("fd %d (%s): fdtrace says %s, /proc says %s", fd, target, rec.Type, wantType))
 		}
 	}
+	if len(errs) > 10 {
+		errs = append(errs[:10], fmt.Errorf("and %d more", len(errs)-10))
+	}
 	return live, errors.Join(errs...)
+}
+
+// without is the sorted a less the sorted b.
+func without(a, b []int) []int {
+	var out []int
+	for _, x := range a {
+		if _, found := slices.BinarySearch(b, x); !found {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// firstFew shortens a list for a failure message: a table of thousands
+// of fds would hide the rest of the test's output.
+func firstFew(fds []int) string {
+	const few = 20
+	if len(fds) <= few {
+		return fmt.Sprint(fds)
+	}
+	return fmt.Sprintf("%v and %d more", fds[:few], len(fds)-few)
 }
 
 func TestEveryFDCreatingSyscallGivesExactlyItsOpenAndCloseRecords(t *testing.T) {
