@@ -90,13 +90,22 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 	return p;
 }
 
-/* Count one fd of a type in a by-type array of struct proc. */
-static __always_inline void count_type(__u64 *by_type, __u32 type)
+/*
+ * Count n fds of a type in a by-type array of struct proc: the only count
+ * of them there is (the totals are their sums).
+ */
+static __always_inline void count_types(__u64 *by_type, __u32 type, __u64 n)
 {
 	/* Bounds the register the index is computed from, not a copy. */
 	barrier_var(type);
-	if (type < FD_TYPE_MAX)
-		__sync_fetch_and_add(&by_type[type], 1);
+	if (type >= FD_TYPE_MAX)
+		type = FD_OTHER;
+	__sync_fetch_and_add(&by_type[type], n);
+}
+
+static __always_inline void count_type(__u64 *by_type, __u32 type)
+{
+	count_types(by_type, type, 1);
 }
 
 /* The type of an fd, from its file. */
@@ -104,9 +113,27 @@ static __always_inline __u8 type_of_file(struct file *f)
 {
 	struct fd_info info = {};
 
-	if (f)
+	if (!f)
+		return FD_OTHER;
+	/*
+	 * By the mode where it tells, without a call (inspect_file), where
+	 * the mode is two loads; else (helper reads) in inspect_file's frame.
+	 */
+	if (!BTF_POINTERS || !cfg.have_rdonly_cast) {
 		inspect_file(f, &info);
-	return info.fd_type;
+		return info.fd_type;
+	}
+	switch (file_mode(f) & S_IFMT) {
+	case S_IFREG:
+	case 0:
+		inspect_file(f, &info);
+		return info.fd_type;
+	case S_IFSOCK:
+		return FD_SOCKET;
+	case S_IFIFO:
+		return FD_PIPE;
+	}
+	return FD_FILE;
 }
 
 /* The type of an open fd, from its file. */
@@ -195,17 +222,22 @@ static __always_inline bool delete_claimed(struct fd_key *key,
 }
 
 /* Out of line: a frame of its own rather than a larger caller's. */
-static __noinline void report_close(__u32 tgid, int fd, __u16 sc, __u8 type)
+static __noinline void send_close(__u32 tgid, int fd, __u16 sc, __u8 type)
 {
-	struct fd_event *e;
+	struct fd_event *e = new_event(EV_CLOSE, sc, tgid, fd);
 
-	if (cfg.errors_only)
-		return;
-	e = new_event(EV_CLOSE, sc, tgid, fd);
 	if (!e)
 		return;
 	e->fd_type = type;
 	submit(e, sizeof(*e));
+}
+
+/* Report a close, in a stream of events: a call only then. */
+static __always_inline void report_close(__u32 tgid, int fd, __u16 sc,
+					 __u8 type)
+{
+	if (!cfg.errors_only)
+		send_close(tgid, fd, sc, type);
 }
 
 /*
@@ -268,7 +300,6 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 	if (p && counted) {
 		barrier_var(p); /* keep p+off below the check */
 		__sync_fetch_and_add(&p->open_fds, -1);
-		__sync_fetch_and_add(&p->closed, 1);
 		count_type(p->closed_by_type, type);
 	}
 	report_close(tgid, fd, sc, type);
@@ -377,17 +408,12 @@ static __always_inline void count_recorded(struct proc *p, int how, __u8 type)
 		return;
 	if ((how & RECORDED_HOW) == RECORDED)
 		delta++;
-	if ((how & RECORDED_HOW) != RECORDED_BEFORE) {
-		__sync_fetch_and_add(&p->opened, 1);
+	if ((how & RECORDED_HOW) != RECORDED_BEFORE)
 		count_type(p->opened_by_type, type);
-	}
-	if ((how & RECORDED_HOW) == RECORDED_CLOSED) {
-		__sync_fetch_and_add(&p->closed, 1);
+	if ((how & RECORDED_HOW) == RECORDED_CLOSED)
 		count_type(p->closed_by_type, type);
-	}
 	if (how & RECORDED_REPLACED) {
 		delta--;
-		__sync_fetch_and_add(&p->closed, 1);
 		count_type(p->closed_by_type, how >> 8);
 	}
 	if (delta)

@@ -81,6 +81,29 @@ static __always_inline const char *open_path(__u16 sc, struct pt_regs *regs)
 }
 
 /*
+ * Whether a successful exit of sc reads the syscall's arguments: those
+ * that tell whether it made an fd (fcntl, signalfd, bpf) or where it came
+ * from (dup's, accept's source fd), and the path, reported in events only.
+ */
+static __always_inline bool reads_args(__u16 sc)
+{
+	switch (sc) {
+	case SYS_OPEN:
+	case SYS_CREAT:
+	case SYS_OPENAT:
+	case SYS_OPENAT2:
+		return !cfg.errors_only;
+	case SYS_FCNTL:
+	case SYS_SIGNALFD:
+	case SYS_SIGNALFD4:
+	case SYS_BPF:
+	case SYS_DUP:
+		return true;
+	}
+	return is_accept(sc);
+}
+
+/*
  * Exit of a syscall that creates one fd (its return value). Arguments are
  * read from the task's saved user registers, so no sys_enter hook is needed.
  */
@@ -98,7 +121,8 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	if (!trace_allowed(tgid))
 		return 0;
 	task = current_task();
-	regs = user_regs(task);
+	/* A helper call: only for the syscalls that read them. */
+	regs = reads_args(sc) ? user_regs(task) : NULL;
 	switch (sc) {
 	case SYS_FCNTL: {
 		long cmd = SYSCALL_ARG(2, regs);
@@ -120,12 +144,15 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	}
 	if (is_accept(sc) && drain_pending)
 		accept_after_pending(tgid);
-	upath = open_path(sc, regs);
 	if (ret < 0) {
-		syscall_failed(sc, -ret, upath, SYSCALL_ARG(1, regs),
+		if (!regs)
+			regs = user_regs(task);
+		syscall_failed(sc, -ret, open_path(sc, regs),
+			       SYSCALL_ARG(1, regs),
 			       failure_stack(tgid, sc, -ret));
 		return 0;
 	}
+	upath = regs ? open_path(sc, regs) : NULL;
 	stack_id = capture_stack(tgid);
 	fdt = task_fdt(task);
 	p = get_proc(tgid, task, 1);
@@ -163,6 +190,16 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 	if (ret < 0) {
 		syscall_failed(sc, -ret, NULL, -1,
 			       failure_stack(tgid, sc, -ret));
+		return 0;
+	}
+	if (!cfg.fd_records && cfg.errors_only) {
+		/* Two fds of the syscall's type: their numbers do not count. */
+		p = get_proc(tgid, task, 2);
+		if (p) {
+			barrier_var(p);
+			__sync_fetch_and_add(&p->open_fds, 2);
+			count_types(p->opened_by_type, type_of_syscall(sc), 2);
+		}
 		return 0;
 	}
 	stack_id = capture_stack(tgid);
@@ -670,7 +707,7 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (left < 0)
 		stat_add(STAT_DRIFT, -left);
 	else
-		__sync_fetch_and_add(&p->closed, left);
+		__sync_fetch_and_add(&p->closed_untyped, left);
 	__sync_fetch_and_add(&p->open_fds, -left);
 	/* Its other threads are gone: plain arithmetic is safe. */
 	p->table_counted -= left;

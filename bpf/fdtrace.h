@@ -171,8 +171,12 @@ struct fd_info {
 /* Per-process counters (value of the procs map, keyed by tgid). */
 struct proc {
 	__s64 open_fds;
-	__u64 opened;
-	__u64 closed;
+	/*
+	 * Opened and closed in all are the sums of the by-type counts (one
+	 * atomic add an fd, not two), and of closed_untyped: fds closed at
+	 * an exec (close-on-exec) that had no record to tell their type.
+	 */
+	__u64 closed_untyped;
 	__u64 errors;
 	__u64 emfile;
 	__u64 enfile;

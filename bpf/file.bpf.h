@@ -9,6 +9,16 @@ static __always_inline struct file *fd_file(struct fdtable *fdt, int fd)
 	struct file **files = KREAD(fdt, fd);
 	struct file *f = NULL;
 
+	/*
+	 * A plain load where the kernel can cast, not a helper call: every
+	 * close makes one. The slot is read as a struct whose first member
+	 * is a 64-bit number, so that the verifier sees a number, as the
+	 * helper's copy is, not a pointer of some type.
+	 */
+	if (BTF_POINTERS && cfg.have_rdonly_cast)
+		return (struct file *)cast_kernel(&files[fd & 0xfffffff],
+						  struct timespec64)
+			->tv_sec;
 	bpf_probe_read_kernel(&f, sizeof(f), &files[fd & 0xfffffff]);
 	return f;
 }

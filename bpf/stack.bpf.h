@@ -172,13 +172,11 @@ static __always_inline __u64 capture_stack(__u32 tgid)
 }
 #else
 /*
- * The user stack of the current syscall, stored in the stacks map; its key,
- * or 0 when there is none (or, in DWARF mode before the process's unwind
- * tables are loaded, the provisional id of a copy sent to user space).
- * Global, so that the verifier checks it once per program rather than at
- * every call site: its loops are the costliest part of loading.
+ * capture_stack's walk. Global, so that the verifier checks it once per
+ * program rather than at every call site: its loops are the costliest part
+ * of loading.
  */
-__noinline __u64 capture_stack(__u32 tgid)
+__noinline __u64 walk_stack(__u32 tgid)
 {
 	struct task_struct *task = current_task();
 	struct pt_regs *regs = user_regs(task);
@@ -188,8 +186,6 @@ __noinline __u64 capture_stack(__u32 tgid)
 	__u64 h;
 	int err;
 
-	if (!cfg.capture_stacks)
-		return 0;
 	w = stack_work();
 	if (!w)
 		return 0;
@@ -229,6 +225,17 @@ __noinline __u64 capture_stack(__u32 tgid)
 		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	}
 	return h;
+}
+
+/*
+ * The user stack of the current syscall, stored in the stacks map; its key,
+ * or 0 when there is none (or, in DWARF mode before the process's unwind
+ * tables are loaded, the provisional id of a copy sent to user space).
+ * Without stacks, no call at all: counting runs on every syscall.
+ */
+static __always_inline __u64 capture_stack(__u32 tgid)
+{
+	return cfg.capture_stacks ? walk_stack(tgid) : 0;
 }
 #endif
 

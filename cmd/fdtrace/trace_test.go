@@ -294,27 +294,32 @@ func TestWithoutPrivilegesTraceSaysRunAsRoot(t *testing.T) {
 // waitForFile waits for fdtrace's ready file, failing if fdtrace exits.
 func waitForFile(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(path); err == nil {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("fdtrace did not write its ready file within 30s")
+	t.Fatalf("fdtrace did not write its ready file within %v", startTimeout)
 }
+
+// startTimeout bounds the wait for fdtrace to say it is ready: a second
+// or two here, half a minute for the compat programs of an old kernel in
+// an emulated VM (the kernel matrix), whose verifier is slow.
+const startTimeout = 2 * time.Minute
 
 // waitForLine waits until buf holds a line starting with prefix.
 func waitForLine(t *testing.T, buf *testutil.LockedBuffer, prefix string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		if strings.Contains(buf.String(), prefix) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no %q within 30s; stderr so far:\n%s", prefix, buf.String())
+	t.Fatalf("no %q within %v; stderr so far:\n%s", prefix, startTimeout, buf.String())
 }
 
 // badInput is a command line fdtrace must refuse: with exit code code and

@@ -119,22 +119,21 @@ type FdtraceCompatPortTotal struct {
 }
 
 type FdtraceCompatProc struct {
-	_            structs.HostLayout
-	OpenFds      int64
-	Opened       uint64
-	Closed       uint64
-	Errors       uint64
-	Emfile       uint64
-	Enfile       uint64
-	Refused      uint64
-	StartNs      uint64
-	Draining     uint64
-	OpenedByType [11]uint64
-	ClosedByType [11]uint64
-	Comm         [16]int8
-	ErrKind      [8]uint32
-	ErrKinds     uint32
-	TableCounted int32
+	_             structs.HostLayout
+	OpenFds       int64
+	ClosedUntyped uint64
+	Errors        uint64
+	Emfile        uint64
+	Enfile        uint64
+	Refused       uint64
+	StartNs       uint64
+	Draining      uint64
+	OpenedByType  [11]uint64
+	ClosedByType  [11]uint64
+	Comm          [16]int8
+	ErrKind       [8]uint32
+	ErrKinds      uint32
+	TableCounted  int32
 }
 
 type FdtraceCompatRawKey struct {

@@ -182,10 +182,16 @@ type Counters struct {
 }
 
 func countersOf(pid int, p *bpfobj.FdtraceProc) Counters {
-	return Counters{PID: pid, StartNs: p.StartNs, Comm: cString(p.Comm[:]),
-		OpenFDs: p.OpenFds, Opened: p.Opened, Closed: p.Closed, Errors: p.Errors,
+	c := Counters{PID: pid, StartNs: p.StartNs, Comm: cString(p.Comm[:]),
+		OpenFDs: p.OpenFds, Closed: p.ClosedUntyped, Errors: p.Errors,
 		EMFILE: p.Emfile, ENFILE: p.Enfile, Refused: p.Refused,
 		OpenedByType: p.OpenedByType, ClosedByType: p.ClosedByType}
+	// The kernel counts an fd once, by type: the totals are the sums.
+	for t := range c.OpenedByType {
+		c.Opened += c.OpenedByType[t]
+		c.Closed += c.ClosedByType[t]
+	}
+	return c
 }
 
 func cString(b []int8) string {
