@@ -176,7 +176,8 @@ static __always_inline int read_events(__u32 tgid, struct task_struct *task,
 
 	if (!f)
 		return 0;
-	ops = (__u64)BPF_CORE_READ(f, f_op);
+	/* Every read of a traced process comes here: a load, where it can. */
+	ops = (__u64)FILE_READ(f, f_op);
 	if (ops == fanotify_fops)
 		c.fanotify = true;
 	else if (ops != uffd_fops)

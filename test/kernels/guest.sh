@@ -17,10 +17,9 @@ run() { # BINARY TEST...: each test must exist and pass
 	done
 }
 
-# check exits 0 wherever anything can be traced; what is not ok, it says.
-echo "guest: fdtrace check"
-/payload/bin/fdtrace check >/tmp/check.txt
-grep -v ' ok ' /tmp/check.txt || true
+# Check's results, what is not ok logged: each load of the programs takes
+# about half a minute in an emulated VM, and the test does what `fdtrace
+# check` would again.
 run loader.test TestCheckSaysWhatThisKernelCanDoAndPassesAsRoot
 run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestExhaustingTheFDLimitCountsEMFILEPerSyscallAndRefusedConnections \

@@ -3,7 +3,8 @@
 # fetch.sh), all at once, and prints a summary. Exit 1 if any failed.
 #
 # Usage: matrix.sh CACHE_DIR PAYLOAD_DIR [NAMES...]   (default: 5.10 6.1 6.12)
-# Env:   KERNEL_TIMEOUT (seconds per kernel, default 900)
+# Env:   KERNEL_TIMEOUT (seconds per kernel, default 1200: a kernel takes
+#        about 900 when three share two cores)
 #        JOBS (VMs at a time, default: all; each TCG VM keeps a core busy,
 #        so with more VMs than cores they share them, and none waits for
 #        another to end)
@@ -15,7 +16,7 @@ payload=${2:?usage: matrix.sh CACHE_DIR PAYLOAD_DIR [NAMES...]}
 shift 2
 names=("$@")
 ((${#names[@]})) || names=(5.10 6.1 6.12)
-timeout_s=${KERNEL_TIMEOUT:-900}
+timeout_s=${KERNEL_TIMEOUT:-1200}
 parallel=${JOBS:-${#names[@]}}
 logs=${LOG_DIR:-$(mktemp -d --tmpdir kernel-matrix.XXXXXX)}
 here=$(dirname "$(realpath "$0")")
