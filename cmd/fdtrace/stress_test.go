@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fdtrace/fdtrace/internal/testutil"
@@ -16,6 +17,10 @@ import (
 // docs/limitations.md. The stream of every open and close may lose events
 // at these rates (the ring's loss is counted): only --errors-only's stream
 // must be whole.
+// stressNGNoResource is stress-ng's exit status when a stressor could not
+// get what it needed from the system (EXIT_NO_RESOURCE).
+const stressNGNoResource = 3
+
 func TestStressNgsFDStressorsNeedNoRecount(t *testing.T) {
 	testutil.RequireRoot(t)
 	stressNG := testutil.RequireStressNG(t)
@@ -38,7 +43,14 @@ func TestStressNgsFDStressorsNeedNoRecount(t *testing.T) {
 				}
 			}
 			res := runFdtrace(t, "", args...)
-			if res.code != 0 {
+			switch {
+			case res.code == stressNGNoResource && strings.Contains(res.stderr, "out of system resources"):
+				// A stressor stopped early for want of a resource of
+				// the host's, which other tests running stress-ng at
+				// the same time share: not fdtrace's doing. What ran
+				// still has to count exactly.
+				t.Logf("stress-ng: %s", res.stderr)
+			case res.code != 0:
 				t.Fatalf("exit status %d; stderr:\n%s", res.code, res.stderr)
 			}
 			b, err := os.ReadFile(out)
