@@ -602,7 +602,10 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 	}
 	if (!c->want_open && !bpf_map_lookup_elem(&fds, &key))
 		return 0;
-	/* Open fds close at close_range's entry; exec's are gone already. */
+	/*
+	 * Open fds close at close_range's entry; exec's and those of
+	 * close_range's exit are gone already.
+	 */
 	close_fd(c->tgid, c->p, NULL, fd, c->sc, TYPE_UNKNOWN, !c->want_open);
 	c->n++;
 	return 0;

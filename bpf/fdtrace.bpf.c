@@ -440,7 +440,10 @@ int tracepoint__syscalls__sys_exit_close(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* close_range: the open fds in [first, last] close at entry, like close. */
+/*
+ * close_range: the open fds in [first, last] close at entry, like close
+ * counting only; with records, the exit sweeps again.
+ */
 SEC("tracepoint/syscalls/sys_enter_close_range")
 int tracepoint__syscalls__sys_enter_close_range(
 	struct trace_event_raw_sys_enter *ctx)
@@ -472,6 +475,43 @@ int tracepoint__syscalls__sys_enter_close_range(
 	c.bits = BPF_CORE_READ(fdt, open_fds);
 	c.p = get_proc(tgid, task, 0);
 	sweep(last - first + 1, &c);
+	return 0;
+}
+
+/*
+ * close_range, with records: an fd another thread made in [first, last]
+ * after the entry's sweep and before the close, recorded by its creator,
+ * is gone now; its record goes, and its fd counts closed. (The records of
+ * fds open at the exit are of fds made after the close: they stay.)
+ */
+SEC("tracepoint/syscalls/sys_exit_close_range")
+int tracepoint__syscalls__sys_exit_close_range(
+	struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct sweep_ctx c = { .tgid = tgid, .sc = SYS_CLOSE_RANGE };
+	struct task_struct *task;
+	struct pt_regs *regs;
+	struct fdtable *fdt;
+	__u32 last, max;
+
+	if (!cfg.fd_records || ctx->ret != 0 || !trace_allowed(tgid))
+		return 0;
+	task = current_task();
+	regs = user_regs(task);
+	if (SYSCALL_ARG(3, regs) & CLOSE_RANGE_CLOEXEC)
+		return 0;
+	c.first = SYSCALL_ARG(1, regs);
+	last = SYSCALL_ARG(2, regs);
+	fdt = task_fdt(task);
+	max = BPF_CORE_READ(fdt, max_fds);
+	if (c.first > last || c.first >= max)
+		return 0;
+	if (last >= max)
+		last = max - 1;
+	c.bits = BPF_CORE_READ(fdt, open_fds);
+	c.p = bpf_map_lookup_elem(&procs, &tgid);
+	sweep(last - c.first + 1, &c); /* fds not open now, with a record */
 	return 0;
 }
 

@@ -482,6 +482,7 @@ const (
 	FdtraceProgTracepointSyscallsSysExitClone          = "tracepoint__syscalls__sys_exit_clone"
 	FdtraceProgTracepointSyscallsSysExitClone3         = "tracepoint__syscalls__sys_exit_clone3"
 	FdtraceProgTracepointSyscallsSysExitClose          = "tracepoint__syscalls__sys_exit_close"
+	FdtraceProgTracepointSyscallsSysExitCloseRange     = "tracepoint__syscalls__sys_exit_close_range"
 	FdtraceProgTracepointSyscallsSysExitCreat          = "tracepoint__syscalls__sys_exit_creat"
 	FdtraceProgTracepointSyscallsSysExitDup            = "tracepoint__syscalls__sys_exit_dup"
 	FdtraceProgTracepointSyscallsSysExitDup2           = "tracepoint__syscalls__sys_exit_dup2"
@@ -606,6 +607,7 @@ type FdtraceProgramSpecs struct {
 	TracepointSyscallsSysExitClone          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitClose          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_close"`
+	TracepointSyscallsSysExitCloseRange     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_close_range"`
 	TracepointSyscallsSysExitCreat          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -831,6 +833,7 @@ type FdtracePrograms struct {
 	TracepointSyscallsSysExitClone          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitClose          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_close"`
+	TracepointSyscallsSysExitCloseRange     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_close_range"`
 	TracepointSyscallsSysExitCreat          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -890,6 +893,7 @@ func (p *FdtracePrograms) Close() error {
 		p.TracepointSyscallsSysExitClone,
 		p.TracepointSyscallsSysExitClone3,
 		p.TracepointSyscallsSysExitClose,
+		p.TracepointSyscallsSysExitCloseRange,
 		p.TracepointSyscallsSysExitCreat,
 		p.TracepointSyscallsSysExitDup,
 		p.TracepointSyscallsSysExitDup2,

@@ -269,6 +269,7 @@ const (
 	FdtraceCompatProgTracepointSyscallsSysExitClone          = "tracepoint__syscalls__sys_exit_clone"
 	FdtraceCompatProgTracepointSyscallsSysExitClone3         = "tracepoint__syscalls__sys_exit_clone3"
 	FdtraceCompatProgTracepointSyscallsSysExitClose          = "tracepoint__syscalls__sys_exit_close"
+	FdtraceCompatProgTracepointSyscallsSysExitCloseRange     = "tracepoint__syscalls__sys_exit_close_range"
 	FdtraceCompatProgTracepointSyscallsSysExitCreat          = "tracepoint__syscalls__sys_exit_creat"
 	FdtraceCompatProgTracepointSyscallsSysExitDup            = "tracepoint__syscalls__sys_exit_dup"
 	FdtraceCompatProgTracepointSyscallsSysExitDup2           = "tracepoint__syscalls__sys_exit_dup2"
@@ -393,6 +394,7 @@ type FdtraceCompatProgramSpecs struct {
 	TracepointSyscallsSysExitClone          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitClose          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_close"`
+	TracepointSyscallsSysExitCloseRange     *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_close_range"`
 	TracepointSyscallsSysExitCreat          *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.ProgramSpec `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -618,6 +620,7 @@ type FdtraceCompatPrograms struct {
 	TracepointSyscallsSysExitClone          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone"`
 	TracepointSyscallsSysExitClone3         *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_clone3"`
 	TracepointSyscallsSysExitClose          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_close"`
+	TracepointSyscallsSysExitCloseRange     *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_close_range"`
 	TracepointSyscallsSysExitCreat          *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_creat"`
 	TracepointSyscallsSysExitDup            *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup"`
 	TracepointSyscallsSysExitDup2           *ebpf.Program `ebpf:"tracepoint__syscalls__sys_exit_dup2"`
@@ -677,6 +680,7 @@ func (p *FdtraceCompatPrograms) Close() error {
 		p.TracepointSyscallsSysExitClone,
 		p.TracepointSyscallsSysExitClone3,
 		p.TracepointSyscallsSysExitClose,
+		p.TracepointSyscallsSysExitCloseRange,
 		p.TracepointSyscallsSysExitCreat,
 		p.TracepointSyscallsSysExitDup,
 		p.TracepointSyscallsSysExitDup2,

@@ -411,7 +411,8 @@ var hooks = map[string]struct {
 	"raw_tracepoint__io_uring_submit_sqe": {func(_ Config, f Features) bool { return f.UringSubmitSqe }, true},
 	"raw_tracepoint__io_uring_submit_req": {func(_ Config, f Features) bool { return f.UringComplete }, true},
 	// Closes are accounted at their exit with records only.
-	"tracepoint__syscalls__sys_exit_close": {func(c Config, _ Features) bool { return !c.CountOnly }, false},
+	"tracepoint__syscalls__sys_exit_close":       {func(c Config, _ Features) bool { return !c.CountOnly }, false},
+	"tracepoint__syscalls__sys_exit_close_range": {func(c Config, _ Features) bool { return !c.CountOnly }, false},
 }
 
 // UringHooked says whether the fds io_uring makes and closes are seen.
