@@ -9,6 +9,10 @@ import (
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
+// stressNGNoResource is stress-ng's exit status when a stressor could not
+// get what it needed from the system (EXIT_NO_RESOURCE).
+const stressNGNoResource = 3
+
 // stress-ng's fd stressors under trace, as a user runs them: fdtrace's
 // count of every process stays exact without a recount or a record taken
 // from /proc. Counting only (--errors-only), with no record per fd, two
@@ -17,10 +21,6 @@ import (
 // docs/limitations.md. The stream of every open and close may lose events
 // at these rates (the ring's loss is counted): only --errors-only's stream
 // must be whole.
-// stressNGNoResource is stress-ng's exit status when a stressor could not
-// get what it needed from the system (EXIT_NO_RESOURCE).
-const stressNGNoResource = 3
-
 func TestStressNgsFDStressorsNeedNoRecount(t *testing.T) {
 	testutil.RequireRoot(t)
 	stressNG := testutil.RequireStressNG(t)
