@@ -66,6 +66,21 @@ static __always_inline __u32 sweep_size(struct fdtable *fdt)
 	return max < MAX_SWEEP ? max : MAX_SWEEP;
 }
 
+/*
+ * The first fd a sweep of the whole table does not reach, or 0: records
+ * of fds from there on are left where a sweep should delete them.
+ */
+static __always_inline __u32 unswept_from(struct fdtable *fdt)
+{
+	__u32 max = BPF_CORE_READ(fdt, max_fds);
+
+#ifdef FDTRACE_COMPAT
+	if (max > COMPAT_SWEEP_FDS)
+		return COMPAT_SWEEP_FDS;
+#endif
+	return max > MAX_SWEEP ? MAX_SWEEP : 0;
+}
+
 /* There is no popcount instruction in BPF. */
 static __always_inline __u64 popcount64(__u64 x)
 {

@@ -578,7 +578,7 @@ static __always_inline bool forget_proc(__u32 tgid, __u64 draining)
  * follow a second test's NULL branch with the record unreleased.
  */
 static __always_inline void retire(__u32 tgid, struct task_struct *task,
-				   struct proc *p)
+				   struct proc *p, __u32 unswept)
 {
 	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	__u64 draining = p->draining;
@@ -594,6 +594,8 @@ static __always_inline void retire(__u32 tgid, struct task_struct *task,
 	e->pid = tgid;
 	e->ts = bpf_ktime_get_ns();
 	e->fd_limit = fd_limit(task);
+	e->unswept_from = unswept;
+	e->pad2 = 0;
 	e->proc = *p;
 	if (forget_proc(tgid, draining))
 		submit(e, sizeof(*e));
@@ -709,9 +711,12 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		/* It took a name -c does not trace: it ends here for us. */
 		c.any_bit = c.delete_only = true;
 		c.bits = BPF_CORE_READ(fdt, open_fds);
-		if (cfg.fd_records)
-			sweep(sweep_size(fdt), &c);
-		retire(tgid, task, p);
+		if (!cfg.fd_records) {
+			retire(tgid, task, p, 0);
+			return 0;
+		}
+		sweep(sweep_size(fdt), &c);
+		retire(tgid, task, p, unswept_from(fdt));
 		return 0;
 	}
 	if (!p) {
@@ -776,6 +781,7 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 			       .want_open = true,
 			       .delete_only = true };
 	struct fdtable *fdt;
+	__u32 unswept = 0;
 	struct proc *p;
 	bool allowed;
 
@@ -799,8 +805,9 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 		c.bits = BPF_CORE_READ(fdt, open_fds);
 		c.heir = table_heir(task);
 		sweep(sweep_size(fdt), &c);
+		unswept = unswept_from(fdt);
 	}
 	if (p)
-		retire(tgid, task, p);
+		retire(tgid, task, p, unswept);
 	return 0;
 }

@@ -425,6 +425,13 @@ struct exit_event {
 	__u32 pid;
 	__u64 ts;
 	__u64 fd_limit;
+	/*
+	 * The first fd the exit's sweep did not reach (0: it reached the
+	 * whole table): records of fds from there on, made before ts, are
+	 * left for user space to delete.
+	 */
+	__u32 unswept_from;
+	__u32 pad2;
 	struct proc proc;
 	/* The counts of proc.err_kind's entries, out of the errors map. */
 	__u64 err_count[PROC_ERR_KINDS];

@@ -103,14 +103,16 @@ type FdtraceExecMappings struct {
 }
 
 type FdtraceExitEvent struct {
-	_        structs.HostLayout
-	Kind     uint8
-	Pad      [3]uint8
-	Pid      uint32
-	Ts       uint64
-	FdLimit  uint64
-	Proc     FdtraceProc
-	ErrCount [8]uint64
+	_           structs.HostLayout
+	Kind        uint8
+	Pad         [3]uint8
+	Pid         uint32
+	Ts          uint64
+	FdLimit     uint64
+	UnsweptFrom uint32
+	Pad2        uint32
+	Proc        FdtraceProc
+	ErrCount    [8]uint64
 }
 
 type FdtraceFdEvent struct {

@@ -41,6 +41,7 @@ const (
 	exitPid       = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Pid)
 	exitTs        = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Ts)
 	exitFdLimit   = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.FdLimit)
+	exitUnswept   = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.UnsweptFrom)
 	exitProc      = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Proc)
 	exitErrCount  = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.ErrCount)
 
@@ -130,6 +131,7 @@ func decodeExitEvent(raw []byte, e *bpfobj.FdtraceExitEvent) error {
 	e.Pid = ne.Uint32(raw[exitPid:])
 	e.Ts = ne.Uint64(raw[exitTs:])
 	e.FdLimit = ne.Uint64(raw[exitFdLimit:])
+	e.UnsweptFrom = ne.Uint32(raw[exitUnswept:])
 	p, proc := &e.Proc, raw[exitProc:]
 	p.OpenFds = int64(ne.Uint64(proc[procOpenFds:]))
 	p.ClosedUntyped = ne.Uint64(proc[procClosedUntyped:])

@@ -67,6 +67,13 @@ const fdBatch = 1024
 // EachFD calls fn with every live fd the kernel holds a record of, each
 // once, as it reads the fds map in batches.
 func (k *Kernel) EachFD(fn func(FD)) error {
+	return k.eachRecord(func(key *bpfobj.FdtraceFdKey, info *bpfobj.FdtraceFdInfo) {
+		fn(fdOf(key, info))
+	})
+}
+
+// eachRecord calls fn with every record of the fds map but those going.
+func (k *Kernel) eachRecord(fn func(*bpfobj.FdtraceFdKey, *bpfobj.FdtraceFdInfo)) error {
 	// A batch is whole hash buckets and a key has one bucket, so no key
 	// comes twice, even while the kernel deletes: unlike a get-next-key
 	// walk, which restarts from the first bucket when its key is deleted.
@@ -77,7 +84,7 @@ func (k *Kernel) EachFD(fn func(FD)) error {
 		n, err := k.objs.Fds.BatchLookup(&cursor, keys, infos, nil)
 		for i := range n {
 			if infos[i].Gen != recDead {
-				fn(fdOf(&keys[i], &infos[i]))
+				fn(&keys[i], &infos[i])
 			}
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -87,6 +94,50 @@ func (k *Kernel) EachFD(fn func(FD)) error {
 			return fmt.Errorf("reading fds map: %w", err)
 		}
 	}
+}
+
+// LeftRecords are the records of an exited process its exit's sweep did
+// not reach (Event.UnsweptFrom): of fds from From on, made before Before
+// (the exit's kernel time).
+type LeftRecords struct {
+	From   int
+	Before uint64
+}
+
+// DeleteLeftRecords deletes, in one walk of the fds map, the records the
+// exits of processes left (by pid), and says how many went. The next
+// process of a pid may have records of those numbers by then: the kernel
+// made them after the exit, which their gens tell, and they stay. (Its
+// records from /proc must not go in before this: they have no time.)
+func (k *Kernel) DeleteLeftRecords(left map[int]LeftRecords) (int, error) {
+	type stale struct {
+		key bpfobj.FdtraceFdKey
+		gen uint64
+	}
+	var found []stale
+	err := k.eachRecord(func(key *bpfobj.FdtraceFdKey, info *bpfobj.FdtraceFdInfo) {
+		l, ok := left[int(key.Tgid)]
+		if ok && int(key.Fd) >= l.From && madeBefore(info.Gen, l.Before) {
+			found = append(found, stale{*key, info.Gen})
+		}
+	})
+	deleted := 0
+	for _, s := range found {
+		// Not if the next process has taken the record over since (a
+		// window of two syscalls).
+		var info bpfobj.FdtraceFdInfo
+		if k.objs.Fds.Lookup(s.key, &info) == nil && info.Gen == s.gen && k.objs.Fds.Delete(s.key) == nil {
+			deleted++
+		}
+	}
+	return deleted, err
+}
+
+// madeBefore says whether the record of gen was made before kernel time
+// ns: user space's were (bit 63), the kernel's hold the time they were
+// made in their low 56 bits (see new_gen in account.bpf.h).
+func madeBefore(gen, ns uint64) bool {
+	return gen&(1<<63) != 0 || gen&(1<<56-1) <= ns
 }
 
 // recDead is the gen of a record its deleter has claimed (REC_DEAD in

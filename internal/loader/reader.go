@@ -63,7 +63,10 @@ type Event struct {
 	// with ErrorsLeft, TakeErrors has the rest.
 	ExitErrors []ErrorCount
 	ErrorsLeft bool
-	Raw        *RawStack // EventRawStack
+	// EventExit: the first fd its sweep did not reach, or 0; records of
+	// fds from there on are left (Kernel.DeleteLeftRecords).
+	UnsweptFrom int
+	Raw         *RawStack // EventRawStack
 }
 
 // RawStack is a stack the kernel could not unwind (struct raw_stack).
@@ -285,7 +288,8 @@ func (k *Kernel) decode(b *batch, raw []byte) error {
 		b.counters[i] = countersOf(int(e.Pid), &e.Proc)
 		errs, more := exitErrors(&e)
 		b.events = append(b.events, Event{Kind: EventExit, Time: e.Ts, PID: int(e.Pid),
-			FDLimit: e.FdLimit, Counters: &b.counters[i], ExitErrors: errs, ErrorsLeft: more})
+			FDLimit: e.FdLimit, Counters: &b.counters[i], ExitErrors: errs, ErrorsLeft: more,
+			UnsweptFrom: int(e.UnsweptFrom)})
 	case EventRawStack:
 		var e rawStackEvent
 		if err := decodeRawStack(raw, &e); err != nil {

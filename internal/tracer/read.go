@@ -42,6 +42,7 @@ func (t *Tracer) Drain(h Handler) error {
 // settle waits (at most StackWait) for the stacks read so far to be
 // symbolized, and hands h every record held for them.
 func (t *Tracer) settle(h Handler) error {
+	t.deleteLeftRecords(true)
 	t.stacks.Settle(t.stackWait)
 	if err := t.flushHeld(h, true); err != nil {
 		return err
@@ -66,6 +67,7 @@ func (t *Tracer) handle(batch []loader.Event, h Handler, r *records) error {
 	if len(t.held) == 0 && t.stacks.CollectionDue() {
 		t.collectStacks()
 	}
+	t.deleteLeftRecords(false)
 	t.pruneGone()
 	return nil
 }
@@ -185,6 +187,7 @@ func (t *Tracer) handleOne(e *loader.Event, h Handler, r *records) error {
 			OpenFDs: e.OpenFDs, FDLimit: e.FDLimit, Path: r.paths.intern(e.Path), ListenPort: e.Port}
 		return t.emit(&r.err, e.StackID, h)
 	case loader.EventExit:
+		t.noteLeftRecords(e)
 		p := t.exited(e)
 		return t.emit(&p, 0, h)
 	case loader.EventSeed:

@@ -54,6 +54,7 @@ func (t *Tracer) Track(pid int) error {
 // seedChild records the fds of a process that the kernel could not copy
 // from its parent's records (parent 0: no parent to copy from).
 func (t *Tracer) seedChild(pid, parent int) {
+	t.deleteLeftRecordsOf(pid)
 	n, _ := t.seed(pid, parent)
 	t.reconciled.Add(uint64(n))
 }

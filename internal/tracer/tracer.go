@@ -34,6 +34,10 @@ type Tracer struct {
 	// fds recorded from /proc: at start (seeded), and for children the
 	// kernel could not copy the records of (reconciled).
 	seeded, reconciled atomic.Uint64
+	// left: records exits left, by pid, queued since leftSince (the
+	// reader's; see leftover.go).
+	left      map[int]loader.LeftRecords
+	leftSince time.Time
 
 	mu        sync.Mutex   // guards exitedFDs
 	exitedFDs map[int][]FD // with KeepRecordsAtExit
@@ -47,6 +51,7 @@ func Start(cfg loader.Config) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t := &Tracer{k: k, cfg: k.Config(), wall: k.Wall, exitedFDs: map[int][]FD{}, prunedAt: time.Now(),
+		left:      map[int]loader.LeftRecords{},
 		stackWait: StackWait}
 	defer func() {
 		if err != nil {

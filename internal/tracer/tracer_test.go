@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -669,4 +670,55 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 	if max := children - stacks.OrphansBeforeCollection + 10; kernel > max || known > max {
 		t.Errorf("%d stacks in the kernel, %d symbolized after %d processes exited; want at most %d", kernel, known, children, max)
 	}
+}
+
+// A process exits holding fds past what the kernel's exit sweep reaches
+// (the compat programs' first 4096): their records go all the same, and
+// the next process with its pid, making fds of those numbers before they
+// went (dup2 onto one, F_DUPFD finding one free), counts no close.
+func TestAnExitLeavesNoRecordsToTheNextProcessOfItsPID(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	w.Do(t, "limit 6000")
+	high := []int{100, 4500, 5000, 5999}
+	for _, fd := range high {
+		w.Do(t, "dup2 0 %d", fd)
+	}
+	pid := w.PID
+	w.Close(t)
+	// The next process of that pid makes fds 5000 and 4500 before the
+	// reader has seen the exit.
+	next := startFdopsAs(t, testutil.BuildC(t, "fdops", "-static", "-pthread"), pid)
+	next.Do(t, "limit 6000")
+	next.Do(t, "dup2 0 5000")
+	if fd := next.Do(t, "fcntl 0 4500")[0]; fd != 4500 {
+		t.Fatalf("F_DUPFD from 4500 made fd %d", fd)
+	}
+	rec.drain(t, tr)
+	assertMatchesProc(t, tr, pid)
+	p, _, err := tr.Process(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Opened != 2 || p.Closed != 0 {
+		t.Errorf("the pid's next process opened %d closed %d, want 2 and 0", p.Opened, p.Closed)
+	}
+}
+
+// startFdopsAs starts fdops as process pid, which must be free: the
+// kernel gives the next fork the pid after ns_last_pid's, unless another
+// fork on the host takes it first, so it tries again then.
+func startFdopsAs(t *testing.T, bin string, pid int) *testutil.Workload {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			t.Fatalf("setting the next pid: %v", err)
+		}
+		w := testutil.StartFdops(t, bin)
+		if w.PID == pid {
+			return w
+		}
+		w.Close(t)
+	}
+	t.Fatalf("no process got pid %d in 100 tries", pid)
+	return nil
 }
