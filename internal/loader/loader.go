@@ -122,6 +122,7 @@ type Kernel struct {
 	// uringHooked: io_uring's completions are hooked.
 	uringHooked bool
 	reader      *ringbuf.Reader
+	ring        *ringMemory // the same ring buffer's memory, read directly
 	notes       []string
 	skipped     int
 	clock       clock
@@ -215,6 +216,10 @@ func Load(cfg Config) (_ *Kernel, err error) {
 	}
 	if k.reader, err = ringbuf.NewReader(k.objs.Events); err != nil {
 		return nil, fmt.Errorf("opening ring buffer: %w", err)
+	}
+	if k.ring, err = newRingMemory(k.objs.Events); err != nil {
+		k.reader.Close()
+		return nil, err
 	}
 	k.spec = spec
 	return k, nil
@@ -509,7 +514,7 @@ func (k *Kernel) Close() error {
 	k.once.Do(func() {
 		errs := []error{k.Detach()}
 		if k.reader != nil {
-			errs = append(errs, k.reader.Close())
+			errs = append(errs, k.reader.Close(), k.ring.close())
 		}
 		errs = append(errs, k.objs.Close())
 		k.closeErr = errors.Join(errs...)

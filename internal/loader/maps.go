@@ -505,7 +505,7 @@ func (k *Kernel) PruneGone(live func(ProcKey) bool) int {
 // Unread says whether records wait in the ring buffer, or read, for the
 // reader's handler.
 func (k *Kernel) Unread() bool {
-	return k.reader.AvailableBytes() > 0 || k.readSeq.Load() != k.handedSeq.Load()
+	return k.ring.available() > 0 || k.readSeq.Load() != k.handedSeq.Load()
 }
 
 // Totals are host-wide counts since fdtrace attached, which exits do not

@@ -139,18 +139,48 @@ func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
 	return readErr
 }
 
-// Within busyFor of its last record, the reader sleeps busySleep between
-// reads (and offers of the batch it holds) rather than wait in epoll.
+// Within busyFor of its last record, the reader sleeps between reads (and
+// offers of the batch it holds) rather than wait in epoll: a goroutine
+// blocked in epoll_wait holds its thread in a syscall, which the Go runtime
+// then checks on every 20 µs. It sleeps as long as about a batch takes to
+// queue at the rate it read last (a wakeup costs the more per record the
+// fewer it reads), between minNap and maxNap.
 const (
-	busyFor   = 100 * time.Millisecond
-	busySleep = time.Millisecond
+	busyFor = 100 * time.Millisecond
+	minNap  = time.Millisecond
+	maxNap  = 10 * time.Millisecond
+	// fastestRate is more bytes a second than the kernel queues when
+	// every CPU makes and closes fds as fast as it can: a nap must not
+	// last long enough for that to fill half the ring.
+	fastestRate = 512 << 20
+)
+
+// nap is how long the busy reader sleeps after reading n records in the
+// time since its read before.
+func (k *Kernel) nap(n int, since time.Duration) time.Duration {
+	longest := min(maxNap, time.Duration(k.cfg.RingBufferBytes/2)*time.Second/fastestRate)
+	d := longest
+	if n > 0 {
+		d = since * batchSize / time.Duration(n)
+	}
+	return max(minNap, min(d, longest))
+}
+
+// A batch that is not full goes to fn once it holds handAt records or its
+// first has waited holdFor (and fn waits for it): at tens of thousands of
+// records a second, a hand-over every few milliseconds, not each one.
+// Without records, an empty batch goes every PollInterval.
+const (
+	handAt  = batchSize / 4
+	holdFor = 10 * time.Millisecond
 )
 
 // readBatches fills batches from free and sends them to full (an empty one
 // when a poll found nothing) until ctx is done, then what is left, or
 // until stop.
 func (k *Kernel) readBatches(ctx context.Context, free <-chan *batch, full chan<- *batch, stop <-chan struct{}) error {
-	checked, lastRecord := time.Now(), time.Time{}
+	checked, lastRecord, handedAt := time.Now(), time.Time{}, time.Now()
+	readAt, nap := time.Now(), minNap
 	for done := false; ; {
 		var b *batch
 		select {
@@ -159,6 +189,7 @@ func (k *Kernel) readBatches(ctx context.Context, free <-chan *batch, full chan<
 			return nil
 		}
 		b.reset()
+		var firstAt time.Time // of the batch's first record
 		for handed := false; !handed; {
 			done = done || ctx.Err() != nil
 			now := time.Now()
@@ -167,36 +198,38 @@ func (k *Kernel) readBatches(ctx context.Context, free <-chan *batch, full chan<
 			case done:
 				wait = 0 // only what is there
 			case now.Sub(lastRecord) < busyFor:
-				// Busy: sleep, then read what is there. A goroutine
-				// blocked in epoll_wait holds its thread in a syscall,
-				// which the Go runtime then checks on every 20 µs.
-				if k.reader.AvailableBytes() == 0 {
-					time.Sleep(busySleep)
+				// Busy: sleep, then read what is there.
+				if k.ring.available() == 0 {
+					time.Sleep(nap)
+					now = time.Now()
 				}
 				wait = 0
 			case now.Sub(checked) >= k.cfg.PollInterval:
 				k.AttachWanted()
 				checked = now
 			}
-			k.reader.SetDeadline(now.Add(wait))
 			had := len(b.events)
-			if err := k.fill(b); err != nil {
+			if err := k.fill(b, wait); err != nil {
 				return err
 			}
 			if len(b.events) > had {
 				lastRecord = now
+				if had == 0 {
+					firstAt = now
+				}
 			}
+			nap, readAt = k.nap(len(b.events)-had, now.Sub(readAt)), now
 			switch n := len(b.events); {
 			case done && n == 0:
 				return nil
-			case n == 0 || n >= batchSize || done:
+			case n >= batchSize || done || (n == 0 && now.Sub(handedAt) >= k.cfg.PollInterval):
 				select {
 				case full <- b:
 					handed = true
 				case <-stop:
 					return nil
 				}
-			default:
+			case n > 0 && (n >= handAt || now.Sub(firstAt) >= holdFor):
 				select {
 				case full <- b:
 					handed = true
@@ -204,6 +237,7 @@ func (k *Kernel) readBatches(ctx context.Context, free <-chan *batch, full chan<
 				}
 			}
 		}
+		handedAt = time.Now()
 	}
 }
 
@@ -223,8 +257,7 @@ func newBatch() *batch {
 func (k *Kernel) drain(b *batch, fn func([]Event) error) error {
 	for {
 		b.reset()
-		k.reader.SetDeadline(time.Now())
-		if err := k.fill(b); err != nil {
+		if err := k.fill(b, 0); err != nil {
 			return err
 		}
 		if len(b.events) == 0 {
@@ -236,15 +269,16 @@ func (k *Kernel) drain(b *batch, fn func([]Event) error) error {
 	}
 }
 
-// fill reads records into b until it is full: the first waits for the
-// reader's deadline, the others only for what is there already.
-func (k *Kernel) fill(b *batch) error {
+// fill reads records into b until it is full or none wait, from the
+// ring's memory (see ringMemory); when none wait, ringbuf.Reader waits
+// for the first, at most wait.
+func (k *Kernel) fill(b *batch, wait time.Duration) error {
 	defer func() { b.seq = k.readSeq.Load() }()
-	for read := 0; len(b.events) < batchSize; read++ {
-		// (What the last read left: AvailableBytes reads it again.)
-		if read > 0 && b.rec.Remaining == 0 {
+	if k.ring.available() == 0 {
+		if wait <= 0 {
 			return nil
 		}
+		k.reader.SetDeadline(time.Now().Add(wait))
 		err := k.reader.ReadInto(&b.rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil
@@ -253,14 +287,25 @@ func (k *Kernel) fill(b *batch) error {
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
 		k.readSeq.Add(1)
-		if len(b.rec.RawSample) == 0 {
-			continue
-		}
-		if err := k.decode(b, b.rec.RawSample); err != nil {
-			return err
+		if len(b.rec.RawSample) > 0 {
+			if err := k.decode(b, b.rec.RawSample); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	var decodeErr error
+	n, err := k.ring.read(func(raw []byte) bool {
+		if len(b.events) == batchSize || decodeErr != nil {
+			return false
+		}
+		decodeErr = k.decode(b, raw)
+		return true
+	})
+	k.readSeq.Add(uint64(n))
+	if err != nil {
+		return fmt.Errorf("reading ring buffer: %w", err)
+	}
+	return decodeErr
 }
 
 // hand hands fn a batch; an empty one as nil.
@@ -323,7 +368,7 @@ func (k *Kernel) decode(b *batch, raw []byte) error {
 // written when it was called has been handed out and handled.
 func (k *Kernel) WaitCaughtUp(timeout time.Duration) {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if k.reader.AvailableBytes() == 0 && k.readSeq.Load() == k.handledSeq.Load() {
+		if k.ring.available() == 0 && k.readSeq.Load() == k.handledSeq.Load() {
 			return
 		}
 	}

@@ -722,3 +722,43 @@ func startFdopsAs(t *testing.T, bin string, pid int) *testutil.Workload {
 	t.Fatalf("no process got pid %d in 100 tries", pid)
 	return nil
 }
+
+// Records are read where they lie in the ring buffer: a small one wraps
+// around many times, records straddling its end included, and hands out
+// every record once, in order.
+func TestASmallRingBufferWrapsAroundWithoutLosingOrReorderingARecord(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{RingBufferBytes: 1 << 16})
+	var want []fdEvent
+	for round := 0; round < 40; round++ {
+		var fds []int
+		for range 40 {
+			fd := w.Do(t, "open /dev/null")[0]
+			fds = append(fds, fd)
+			want = append(want, fdEvent{"open", "openat", fd, "file", ""})
+		}
+		for _, fd := range fds {
+			w.Do(t, "close %d", fd)
+			want = append(want, fdEvent{"close", "close", fd, "file", ""})
+		}
+		rec.drain(t, tr) // 80 records: under half the ring
+	}
+	if got := rec.fdEvents(w.PID); !slices.Equal(got, want) {
+		t.Errorf("got %d records, want %d; first difference at %d", len(got), len(want), firstDifference(got, want))
+	}
+	st, err := tr.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LostEvents != 0 {
+		t.Errorf("lost_events %d, want 0", st.LostEvents)
+	}
+}
+
+func firstDifference(a, b []fdEvent) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
