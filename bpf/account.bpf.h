@@ -108,10 +108,14 @@ static __always_inline void count_type(__u64 *by_type, __u32 type)
 	count_types(by_type, type, 1);
 }
 
+/* The file operations of sockets, once a socket was seen. */
+volatile __u64 socket_fops = 0;
+
 /* The type of an fd, from its file. */
 static __always_inline __u8 type_of_file(struct file *f)
 {
 	struct fd_info info = {};
+	__u64 ops;
 
 	if (!f)
 		return FD_OTHER;
@@ -123,12 +127,20 @@ static __always_inline __u8 type_of_file(struct file *f)
 		inspect_file(f, &info);
 		return info.fd_type;
 	}
+	/*
+	 * A socket's inode is new with it, and out of the cache by its
+	 * close: its file's f_op tells it without the inode.
+	 */
+	ops = (__u64)FILE_READ(f, f_op);
+	if (ops == socket_fops)
+		return FD_SOCKET;
 	switch (file_mode(f) & S_IFMT) {
 	case S_IFREG:
 	case 0:
 		inspect_file(f, &info);
 		return info.fd_type;
 	case S_IFSOCK:
+		socket_fops = ops; /* every socket's (socket_file_ops) */
 		return FD_SOCKET;
 	case S_IFIFO:
 		return FD_PIPE;

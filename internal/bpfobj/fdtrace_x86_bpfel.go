@@ -530,6 +530,7 @@ const (
 	FdtraceVarDrains                                   = "drains"
 	FdtraceVarFanotifyFops                             = "fanotify_fops"
 	FdtraceVarReadHookWanted                           = "read_hook_wanted"
+	FdtraceVarSocketFops                               = "socket_fops"
 	FdtraceVarUffdFops                                 = "uffd_fops"
 	FdtraceVarUnusedCfaRule                            = "unused_cfa_rule"
 	FdtraceVarUnusedCompatBounds                       = "unused_compat_bounds"
@@ -690,6 +691,7 @@ type FdtraceVariableSpecs struct {
 	Drains             *ebpf.VariableSpec `ebpf:"drains"`
 	FanotifyFops       *ebpf.VariableSpec `ebpf:"fanotify_fops"`
 	ReadHookWanted     *ebpf.VariableSpec `ebpf:"read_hook_wanted"`
+	SocketFops         *ebpf.VariableSpec `ebpf:"socket_fops"`
 	UffdFops           *ebpf.VariableSpec `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.VariableSpec `ebpf:"unused_compat_bounds"`
@@ -794,6 +796,7 @@ type FdtraceVariables struct {
 	Drains             *ebpf.Variable `ebpf:"drains"`
 	FanotifyFops       *ebpf.Variable `ebpf:"fanotify_fops"`
 	ReadHookWanted     *ebpf.Variable `ebpf:"read_hook_wanted"`
+	SocketFops         *ebpf.Variable `ebpf:"socket_fops"`
 	UffdFops           *ebpf.Variable `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.Variable `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.Variable `ebpf:"unused_compat_bounds"`

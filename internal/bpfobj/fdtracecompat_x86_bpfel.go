@@ -315,6 +315,7 @@ const (
 	FdtraceCompatVarDrains                                   = "drains"
 	FdtraceCompatVarFanotifyFops                             = "fanotify_fops"
 	FdtraceCompatVarReadHookWanted                           = "read_hook_wanted"
+	FdtraceCompatVarSocketFops                               = "socket_fops"
 	FdtraceCompatVarUffdFops                                 = "uffd_fops"
 	FdtraceCompatVarUnusedCfaRule                            = "unused_cfa_rule"
 	FdtraceCompatVarUnusedCompatBounds                       = "unused_compat_bounds"
@@ -475,6 +476,7 @@ type FdtraceCompatVariableSpecs struct {
 	Drains             *ebpf.VariableSpec `ebpf:"drains"`
 	FanotifyFops       *ebpf.VariableSpec `ebpf:"fanotify_fops"`
 	ReadHookWanted     *ebpf.VariableSpec `ebpf:"read_hook_wanted"`
+	SocketFops         *ebpf.VariableSpec `ebpf:"socket_fops"`
 	UffdFops           *ebpf.VariableSpec `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.VariableSpec `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.VariableSpec `ebpf:"unused_compat_bounds"`
@@ -579,6 +581,7 @@ type FdtraceCompatVariables struct {
 	Drains             *ebpf.Variable `ebpf:"drains"`
 	FanotifyFops       *ebpf.Variable `ebpf:"fanotify_fops"`
 	ReadHookWanted     *ebpf.Variable `ebpf:"read_hook_wanted"`
+	SocketFops         *ebpf.Variable `ebpf:"socket_fops"`
 	UffdFops           *ebpf.Variable `ebpf:"uffd_fops"`
 	UnusedCfaRule      *ebpf.Variable `ebpf:"unused_cfa_rule"`
 	UnusedCompatBounds *ebpf.Variable `ebpf:"unused_compat_bounds"`
