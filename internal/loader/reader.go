@@ -169,7 +169,8 @@ func (k *Kernel) nap(n int, since time.Duration) time.Duration {
 // A batch that is not full goes to fn once it holds handAt records or its
 // first has waited holdFor (and fn waits for it): at tens of thousands of
 // records a second, a hand-over every few milliseconds, not each one.
-// Without records, an empty batch goes every PollInterval.
+// Without records, an empty batch goes after a poll that waited, or busy,
+// every PollInterval.
 const (
 	handAt  = batchSize / 4
 	holdFor = 10 * time.Millisecond
@@ -222,7 +223,7 @@ func (k *Kernel) readBatches(ctx context.Context, free <-chan *batch, full chan<
 			switch n := len(b.events); {
 			case done && n == 0:
 				return nil
-			case n >= batchSize || done || (n == 0 && now.Sub(handedAt) >= k.cfg.PollInterval):
+			case n >= batchSize || done || (n == 0 && (wait > 0 || now.Sub(handedAt) >= k.cfg.PollInterval)):
 				select {
 				case full <- b:
 					handed = true
