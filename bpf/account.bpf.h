@@ -253,18 +253,6 @@ static __always_inline void report_close(__u32 tgid, int fd, __u16 sc,
 }
 
 /*
- * A record made before its process started: one the exit of the pid's
- * last process left (see unswept_from), of no fd this process has.
- * (Records copied at a fork are as old as the parent's.)
- */
-static __always_inline bool left_by_exit(__u64 open_ns, __u8 flags,
-					 struct proc *p)
-{
-	return p && open_ns && !(flags & FDF_INHERITED) &&
-	       open_ns < p->start_ns;
-}
-
-/*
  * Account an fd that is going away, and report it. Counting only, its type
  * is `type`, or its file's when that is TYPE_UNKNOWN. With records, `gone`
  * says the close happened already: a record of the file now at fd is the
@@ -278,8 +266,7 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	bool table, counted = true;
 	struct fd_info *info;
-	__u64 f, gen, made;
-	__u8 flags;
+	__u64 f, gen;
 
 	if (!cfg.fd_records) {
 		if (type == TYPE_UNKNOWN)
@@ -296,15 +283,11 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 			return;
 		/* Read before the swap: its success says they were gen's. */
 		type = info->fd_type;
-		flags = info->flags;
-		made = info->open_ns;
-		table = flags & FDF_TABLE_COUNTED;
+		table = info->flags & FDF_TABLE_COUNTED;
 		/* (The compat programs' races are settled by the delete.) */
 		if (!gen_cas(&info->gen, gen, REC_DEAD) ||
 		    !delete_claimed(&key, info, gen))
 			return; /* another close, or the next fd's creator */
-		if (left_by_exit(made, flags, p))
-			return;
 		/*
 		 * A record seeded from /proc holds one of table_counted: none
 		 * left, its fd's count went with a close that came first.
@@ -361,9 +344,9 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	int err, replaced = 0;
 	struct fd_info *old;
-	__u64 f, gen, made;
-	__u8 type, flags;
+	__u64 f, gen;
 	bool table;
+	__u8 type;
 
 	info->file = file_at(fdt, fd);
 	if (!info->file)
@@ -396,9 +379,7 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		gen = gen_of(old);
 		f = old->file;
 		type = old->fd_type;
-		flags = old->flags;
-		made = old->open_ns;
-		table = flags & FDF_TABLE_COUNTED;
+		table = old->flags & FDF_TABLE_COUNTED;
 		if (gen == REC_DEAD || gen_of(old) != gen)
 			continue; /* its close is deleting it, or it was */
 		if (f == info->file)
@@ -417,10 +398,9 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		 * whose close, seen, came before its record went in. The table
 		 * count has no unit for either: this fd counts. (After a close
 		 * fdtrace does not see, it counts one too many until the
-		 * process execs or exits.) Left by an exit, it is no fd of
-		 * this process's.
+		 * process execs or exits.)
 		 */
-		if (!table && !left_by_exit(made, flags, p))
+		if (!table)
 			replaced = RECORDED_REPLACED | type << 8;
 	}
 	/* No room, or every race lost: counted without a record. */

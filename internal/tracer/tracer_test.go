@@ -674,19 +674,20 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 
 // A process exits holding fds past what the kernel's exit sweep reaches
 // (the compat programs' first 4096): their records go all the same, and
-// the next process with its pid, making fds of those numbers before they
-// went (dup2 onto one, F_DUPFD finding one free), counts no close.
+// the next process with its pid, making fds of those numbers (dup2 onto
+// one, F_DUPFD finding one free), counts no close.
 func TestAnExitLeavesNoRecordsToTheNextProcessOfItsPID(t *testing.T) {
 	tr, w, rec := followFdops(t, Config{})
 	w.Do(t, "limit 6000")
-	high := []int{100, 4500, 5000, 5999}
-	for _, fd := range high {
+	for _, fd := range []int{100, 4500, 5000, 5999} {
 		w.Do(t, "dup2 0 %d", fd)
 	}
 	pid := w.PID
 	w.Close(t)
-	// The next process of that pid makes fds 5000 and 4500 before the
-	// reader has seen the exit.
+	rec.drain(t, tr)
+	if live, _ := tr.LiveFDs(pid); len(live) != 0 {
+		t.Errorf("records of the exited process remain: %v", slices.Sorted(maps.Keys(live)))
+	}
 	next := startFdopsAs(t, testutil.BuildC(t, "fdops", "-static", "-pthread"), pid)
 	next.Do(t, "limit 6000")
 	next.Do(t, "dup2 0 5000")
