@@ -27,7 +27,26 @@ struct {
 	__type(value, struct fd_info);
 } fds SEC(".maps");
 
-/* Per-process counters: tgid -> struct proc. */
+/*
+ * Per-process counters. A process's are in the slot of proc_slots at the
+ * low bits of its tgid, or in procs (tgid -> struct proc) when another
+ * process holds that slot: an array element is a load the verifier
+ * inlines, where a hash lookup was most of what counting an fd cost. A
+ * slot is taken (owner: 0 -> SLOT_BUSY -> tgid) only where no other
+ * thread of the process can look for its counters meanwhile, and given
+ * back (tgid -> 0) at its exit. The compat programs have no cmpxchg to
+ * take one with: theirs are all in procs.
+ */
+#define PROC_SLOTS 8192
+#define SLOT_BUSY 0xffffffff
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROC_SLOTS);
+	__type(key, __u32);
+	__type(value, struct proc);
+} proc_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
@@ -67,6 +86,93 @@ static __noinline struct proc *new_proc(struct task_struct *task)
 	return p;
 }
 
+static __always_inline bool owner_cas(__u32 *owner, __u32 old, __u32 new)
+{
+#ifdef FDTRACE_COMPAT
+	return false; /* never called: no slots */
+#else
+	return __sync_val_compare_and_swap(owner, old, new) == old;
+#endif
+}
+
+/* The counters of a process, NULL if it has none. */
+static __always_inline struct proc *find_proc(__u32 tgid)
+{
+#ifndef FDTRACE_COMPAT
+	__u32 slot = tgid & (PROC_SLOTS - 1);
+	struct proc *p = bpf_map_lookup_elem(&proc_slots, &slot);
+
+	if (p && p->owner == tgid)
+		return p;
+#endif
+	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
+/*
+ * Put init in the slot of tgid, if it is free or holds an exited process
+ * of that pid; NULL if another process holds it. Only where nothing else
+ * looks for tgid's counters meanwhile: its only thread, or a child not
+ * woken yet.
+ */
+static __always_inline struct proc *take_slot(__u32 tgid, struct proc *init)
+{
+#ifdef FDTRACE_COMPAT
+	return NULL;
+#else
+	__u32 slot = tgid & (PROC_SLOTS - 1);
+	struct proc *p = bpf_map_lookup_elem(&proc_slots, &slot);
+	__u32 owner;
+
+	if (!p)
+		return NULL;
+	owner = p->owner;
+	if ((owner && owner != tgid) || !owner_cas(&p->owner, owner, SLOT_BUSY))
+		return NULL;
+	init->owner = SLOT_BUSY;
+	*p = *init;
+	/* Filled before it is found: xchg orders the stores before it. */
+	__sync_lock_test_and_set(&p->owner, tgid);
+	return p;
+#endif
+}
+
+/*
+ * Put init in as tgid's counters: in its slot if alone (see take_slot) and
+ * the slot is free, else in procs; replace: an entry there is an exited
+ * process's.
+ */
+static __always_inline struct proc *put_proc(__u32 tgid, struct proc *init,
+					     bool alone, bool replace)
+{
+	struct proc *p = alone ? take_slot(tgid, init) : NULL;
+
+	if (p) {
+		/* An entry of tgid in procs is an exited process's. */
+		if (replace)
+			bpf_map_delete_elem(&procs, &tgid);
+		return p;
+	}
+	/* (init->owner is still new_proc's 0.) */
+	if (!replace)
+		p = lookup_or_try_init(&procs, &tgid, init);
+	else if (!bpf_map_update_elem(&procs, &tgid, init, BPF_ANY))
+		p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		stat_add(STAT_PROCS_FULL, 1);
+	return p;
+}
+
+/*
+ * Forget the counters of an exited process; false when another exiting
+ * thread did (several can see the process's last thread gone).
+ */
+static __always_inline bool drop_proc(__u32 tgid, struct proc *p)
+{
+	if (p->owner == tgid)
+		return owner_cas(&p->owner, tgid, 0);
+	return !bpf_map_delete_elem(&procs, &tgid);
+}
+
 /*
  * The counters of a process, created on first sight from its fd table.
  * pending: fds the current syscall already installed and will count itself.
@@ -74,7 +180,7 @@ static __noinline struct proc *new_proc(struct task_struct *task)
 static __always_inline struct proc *
 get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 {
-	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct proc *p = find_proc(tgid);
 	struct proc *init;
 
 	if (p)
@@ -84,10 +190,10 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 		return NULL;
 	init->open_fds -= pending;
 	init->table_counted -= pending;
-	p = lookup_or_try_init(&procs, &tgid, init);
-	if (!p)
-		stat_add(STAT_PROCS_FULL, 1);
-	return p;
+	/* Its other threads, if any, may look for its counters meanwhile. */
+	return put_proc(tgid, init,
+			BTF_POINTERS && KREAD(task, signal, nr_threads) == 1,
+			false);
 }
 
 /*
@@ -136,6 +242,9 @@ static __always_inline __u8 type_of_file(struct file *f)
 		return FD_SOCKET;
 	switch (file_mode(f) & S_IFMT) {
 	case S_IFREG:
+		if (!file_on_kernel_mount(f))
+			return FD_FILE;
+		/* fall through */
 	case 0:
 		inspect_file(f, &info);
 		return info.fd_type;
@@ -578,7 +687,7 @@ static __noinline void hand_over(__u32 from, __u32 to, int fd)
 	struct fd_key key = { .tgid = from, .fd = fd };
 	struct fd_key heir = { .tgid = to, .fd = fd };
 	struct fd_info *info = bpf_map_lookup_elem(&fds, &key);
-	struct proc *p = bpf_map_lookup_elem(&procs, &to);
+	struct proc *p = find_proc(to);
 	struct fd_info rec;
 
 	if (!info || !p)
@@ -650,7 +759,7 @@ __noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
 	};
 
 	if (!c.delete_only)
-		c.p = bpf_map_lookup_elem(&procs, &tgid);
+		c.p = find_proc(tgid);
 	sweep_fd(0, &c);
 	return c.n;
 }

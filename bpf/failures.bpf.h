@@ -118,6 +118,25 @@ static __always_inline __u64 failure_stack(__u32 tgid, __u16 sc, int err)
 	return reported_failure(sc, err) ? capture_stack(tgid) : 0;
 }
 
+/* Each key in a scope of its own: one stack slot of syscall_failed holds both.
+ */
+static __always_inline void count_total(__u16 sc, int err)
+{
+	struct err_total_key total = { .syscall = sc, .err = err };
+
+	count_in(&error_totals, &total);
+}
+
+static __always_inline void count_error(__u32 tgid, struct proc *p, __u16 sc,
+					int err)
+{
+	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
+
+	if (p)
+		key.start_ns = p->start_ns;
+	count_in(&errors, &key);
+}
+
 /*
  * Account and report a failed fd-creating syscall. Out of line: the
  * failure path and the success path then do not share one stack frame.
@@ -127,8 +146,6 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task = current_task();
-	struct err_key key = { .tgid = tgid, .syscall = sc, .err = err };
-	struct err_total_key total = { .syscall = sc, .err = err };
 	struct fd_path_event *pe = NULL;
 	struct fd_event *e;
 	struct proc *p;
@@ -144,10 +161,9 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 		percpu_add(&totals, TOTAL_ENFILE, 1);
 	if (is_accept(sc) && resource_failure(err))
 		percpu_add(&totals, TOTAL_REFUSED, 1);
-	count_in(&error_totals, &total);
+	count_total(sc, err);
 	p = get_proc(tgid, task, 0);
 	if (p) {
-		key.start_ns = p->start_ns;
 		__sync_fetch_and_add(&p->errors, 1);
 		if (err == EMFILE)
 			__sync_fetch_and_add(&p->emfile, 1);
@@ -158,7 +174,7 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 			port = refused_on_port(tgid, p, task_fdt(task), lfd);
 		}
 	}
-	count_in(&errors, &key);
+	count_error(tgid, p, sc, err);
 	if (p)
 		note_err_kind(p, sc, err);
 

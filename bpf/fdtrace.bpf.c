@@ -83,7 +83,8 @@ static __always_inline const char *open_path(__u16 sc, struct pt_regs *regs)
 /*
  * Whether a successful exit of sc reads the syscall's arguments: those
  * that tell whether it made an fd (fcntl, signalfd, bpf) or where it came
- * from (dup's, accept's source fd), and the path, reported in events only.
+ * from (dup's source fd), and the path, reported in events only. (An
+ * accept's listener is read in a drain only.)
  */
 static __always_inline bool reads_args(__u16 sc)
 {
@@ -100,7 +101,7 @@ static __always_inline bool reads_args(__u16 sc)
 	case SYS_DUP:
 		return true;
 	}
-	return is_accept(sc);
+	return false;
 }
 
 /*
@@ -109,18 +110,17 @@ static __always_inline bool reads_args(__u16 sc)
  */
 static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct task_struct *task;
+	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task);
+	struct fdtable *fdt = NULL;
 	struct pt_regs *regs;
-	struct fdtable *fdt;
 	const char *upath;
 	struct proc *p;
 	__u64 stack_id;
+	bool in_drain;
 
-	if (!trace_allowed(tgid))
+	if (!trace_task_allowed(tgid, task))
 		return 0;
-	task = current_task();
 	/* A helper call: only for the syscalls that read them. */
 	regs = reads_args(sc) ? user_regs(task) : NULL;
 	switch (sc) {
@@ -154,7 +154,11 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	}
 	upath = regs ? open_path(sc, regs) : NULL;
 	stack_id = capture_stack(tgid);
-	fdt = task_fdt(task);
+	/* drains read once: the verifier would follow it changing between. */
+	in_drain = is_accept(sc) && drains;
+	/* Two loads, likely misses: for records, or to look at the file. */
+	if (cfg.fd_records || type_of_syscall(sc) == FD_OTHER || in_drain)
+		fdt = task_fdt(task);
 	p = get_proc(tgid, task, 1);
 	if (sc == SYS_DUP || sc == SYS_FCNTL) {
 		struct fd_key src = { .tgid = tgid,
@@ -167,16 +171,18 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id, 0);
 	if (sc == SYS_FANOTIFY_INIT || sc == SYS_USERFAULTFD)
 		note_event_file(sc, fdt, ret);
-	if (is_accept(sc) && drains)
+	if (in_drain) {
+		regs = user_regs(task);
 		accepted(tgid, p, fdt, SYSCALL_ARG(1, regs), ret);
+	}
 	return 0;
 }
 
 /* Exit of pipe, pipe2 and socketpair: two fds written to a user array. */
 static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct task_struct *task;
+	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task);
 	struct pt_regs *regs;
 	struct fdtable *fdt;
 	int pair[2] = {};
@@ -184,9 +190,8 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 	__u64 stack_id;
 	void *upair;
 
-	if (!trace_allowed(tgid))
+	if (!trace_task_allowed(tgid, task))
 		return 0;
-	task = current_task();
 	if (ret < 0) {
 		syscall_failed(sc, -ret, NULL, -1,
 			       failure_stack(tgid, sc, -ret));
@@ -384,16 +389,19 @@ EXIT_PAIR(socketpair, SYS_SOCKETPAIR)
 SEC("tracepoint/syscalls/sys_enter_close")
 int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	int fd = ctx->args[0];
 	struct task_struct *task;
 	struct fdtable *fdt;
 	struct file *f = NULL;
 	struct proc *p;
+	__u32 tgid;
 
-	if ((cfg.fd_records && !drain_pending) || !trace_allowed(tgid))
+	if (cfg.fd_records && !drain_pending)
 		return 0;
 	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
 	fdt = task_fdt(task);
 	/* No file (a number free, or reserved by an open not done): EBADF. */
 	if (fd >= 0 && fd < KREAD(fdt, max_fds))
@@ -428,13 +436,16 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_close")
 int tracepoint__syscalls__sys_exit_close(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
+	__u32 tgid;
 
-	if (!cfg.fd_records || ctx->ret == -EBADF || !trace_allowed(tgid))
+	if (!cfg.fd_records || ctx->ret == -EBADF)
 		return 0;
 	task = current_task();
-	close_fd(tgid, bpf_map_lookup_elem(&procs, &tgid), task_fdt(task),
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
+	close_fd(tgid, find_proc(tgid), task_fdt(task),
 		 SYSCALL_ARG(1, user_regs(task)), SYS_CLOSE, TYPE_UNKNOWN,
 		 true);
 	return 0;
@@ -510,7 +521,7 @@ int tracepoint__syscalls__sys_exit_close_range(
 	if (last >= max)
 		last = max - 1;
 	c.bits = BPF_CORE_READ(fdt, open_fds);
-	c.p = bpf_map_lookup_elem(&procs, &tgid);
+	c.p = find_proc(tgid);
 	sweep(last - c.first + 1, &c); /* fds not open now, with a record */
 	return 0;
 }
@@ -563,9 +574,10 @@ int tracepoint__syscalls__sys_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx
  * see signal->live reach 0: only the one that removes the entry of the process
  * reports, and forgets its drains.
  */
-static __always_inline bool forget_proc(__u32 tgid, __u64 draining)
+static __always_inline bool forget_proc(__u32 tgid, struct proc *p,
+					__u64 draining)
 {
-	if (bpf_map_delete_elem(&procs, &tgid))
+	if (!drop_proc(tgid, p))
 		return false;
 	if (draining)
 		__sync_fetch_and_add(&drains, -draining);
@@ -585,7 +597,7 @@ static __always_inline void retire(__u32 tgid, struct task_struct *task,
 
 	if (!e) {
 		take_err_kinds(tgid, p, NULL);
-		if (forget_proc(tgid, draining))
+		if (forget_proc(tgid, p, draining))
 			stat_add(STAT_LOST_EVENTS, 1);
 		return;
 	}
@@ -597,7 +609,7 @@ static __always_inline void retire(__u32 tgid, struct task_struct *task,
 	e->unswept_from = unswept;
 	e->pad2 = 0;
 	e->proc = *p;
-	if (forget_proc(tgid, draining))
+	if (forget_proc(tgid, p, draining))
 		submit(e, sizeof(*e));
 	else
 		bpf_ringbuf_discard(e, 0);
@@ -665,9 +677,8 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 		/* Those without a copied record are counted from the table. */
 		init->table_counted = init->open_fds - c.copied;
 	}
-	/* BPF_ANY: a stale entry of a reused pid is replaced. */
-	if (bpf_map_update_elem(&procs, &ctgid, init, BPF_ANY))
-		stat_add(STAT_PROCS_FULL, 1);
+	/* Not woken yet: alone. An entry of its pid is an exited one's. */
+	put_proc(ctgid, init, true, true);
 	if (!cfg.fd_records || c.copied >= init->open_fds)
 		return 0;
 	/* Some inherited fds had no record in the parent: ask for a seed. */
@@ -703,7 +714,7 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 		if (t && (*t & TRACE_AT_EXEC))
 			*t = TRACE_SELF | TRACE_FOLLOW;
 	}
-	p = bpf_map_lookup_elem(&procs, &tgid);
+	p = find_proc(tgid);
 	fdt = task_fdt(task);
 	if (!trace_allowed(tgid)) {
 		if (!p)
@@ -795,7 +806,7 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 		forget_maps(tgid);
 	allowed = trace_allowed(tgid);
 	bpf_map_delete_elem(&traced, &tgid);
-	p = bpf_map_lookup_elem(&procs, &tgid);
+	p = find_proc(tgid);
 	if (!p && !allowed)
 		return 0;
 	fdt = task_fdt(task);

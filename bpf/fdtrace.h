@@ -168,9 +168,26 @@ struct fd_info {
 	__u16 sock_type;
 };
 
-/* Per-process counters (value of the procs map, keyed by tgid). */
+/*
+ * Per-process counters: in the slot of proc_slots at the low bits of the
+ * tgid, or in the procs map, keyed by tgid (see account.bpf.h).
+ */
 struct proc {
+	/*
+	 * In a slot of proc_slots: the tgid it is of (0: free, SLOT_BUSY:
+	 * being filled); in procs, 0.
+	 */
+	__u32 owner;
+	/*
+	 * Of open_fds, those counted from the fd table (first sight, fork,
+	 * no room for a record) rather than at their creation: a close of
+	 * an fd with no record is one of them, or was never counted.
+	 */
+	__s32 table_counted;
+	/* Next to the owner: what most events change. */
 	__s64 open_fds;
+	__u64 opened_by_type[FD_TYPE_MAX];
+	__u64 closed_by_type[FD_TYPE_MAX];
 	/*
 	 * Opened and closed in all are the sums of the by-type counts (one
 	 * atomic add an fd, not two), and of closed_untyped: fds closed at
@@ -183,8 +200,6 @@ struct proc {
 	__u64 refused;	/* accept/accept4 failing for lack of fds or memory */
 	__u64 start_ns; /* group leader's start time: tells pid reuse apart */
 	__u64 draining; /* listening ports of the process in a drain */
-	__u64 opened_by_type[FD_TYPE_MAX];
-	__u64 closed_by_type[FD_TYPE_MAX];
 	char comm[TASK_COMM_LEN];
 	/*
 	 * Its entries in the errors map, (syscall << 16 | errno) each, so that
@@ -193,12 +208,6 @@ struct proc {
 	 */
 	__u32 err_kind[PROC_ERR_KINDS];
 	__u32 err_kinds;
-	/*
-	 * Of open_fds, those counted from the fd table (first sight, fork,
-	 * no room for a record) rather than at their creation: a close of
-	 * an fd with no record is one of them, or was never counted.
-	 */
-	__s32 table_counted;
 };
 
 /* Key of the error_totals map: failed syscalls by errno, host-wide. */

@@ -31,6 +31,17 @@ static __always_inline umode_t file_mode(struct file *f)
 	return FILE_READ(f, f_inode, i_mode);
 }
 
+#define SB_KERNMOUNT (1 << 22)
+
+/*
+ * Whether a regular file is on one of the kernel's internal mounts, as a
+ * memfd is (shmem's, hugetlbfs's): only then does its name tell more.
+ */
+static __always_inline bool file_on_kernel_mount(struct file *f)
+{
+	return FILE_READ(f, f_inode, i_sb, s_flags) & SB_KERNMOUNT;
+}
+
 /* The struct sock of a socket's file. */
 static __always_inline struct sock *file_sock(struct file *f)
 {
@@ -70,6 +81,10 @@ static __noinline void inspect_file(struct file *f, struct fd_info *info)
 		info->fd_type = FD_PIPE;
 		return;
 	case S_IFREG:
+		if (file_on_kernel_mount(f))
+			break; /* a memfd's name tells */
+		info->fd_type = FD_FILE;
+		return;
 	case 0: /* anonymous inodes: the name tells */
 		break;
 	default:

@@ -35,7 +35,9 @@ static __always_inline bool comm_matches(const char *comm)
 	       ((c[1] & cfg.targ_comm_mask[1]) == want[1]);
 }
 
-static __always_inline bool trace_allowed(__u32 tgid)
+/* task: the current task, or NULL to have it read where needed. */
+static __always_inline bool trace_task_allowed(__u32 tgid,
+					       struct task_struct *task)
 {
 	if (!armed || tgid == cfg.self_tgid)
 		return false;
@@ -50,15 +52,25 @@ static __always_inline bool trace_allowed(__u32 tgid)
 #ifdef FDTRACE_COMPAT
 		char comm[TASK_COMM_LEN] __attribute__((aligned(8))) = {};
 
-		BPF_CORE_READ_STR_INTO(&comm, current_task(), group_leader,
-				       comm);
+		if (!task)
+			task = current_task();
+		BPF_CORE_READ_STR_INTO(&comm, task, group_leader, comm);
 #else
-		char *comm = current_task()->group_leader->comm;
+		char *comm;
+
+		if (!task)
+			task = current_task();
+		comm = task->group_leader->comm;
 #endif
 		if (!comm_matches(comm))
 			return false;
 	}
 	return true;
+}
+
+static __always_inline bool trace_allowed(__u32 tgid)
+{
+	return trace_task_allowed(tgid, NULL);
 }
 
 #endif /* FDTRACE_FILTER_BPF_H */

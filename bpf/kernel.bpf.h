@@ -30,6 +30,12 @@ const volatile struct config cfg = {};
 #define current_task() bpf_get_current_task_btf()
 #endif
 
+/* The current process's tgid: a load from task (current) where it can be. */
+static __always_inline __u32 current_tgid(struct task_struct *task)
+{
+	return BTF_POINTERS ? task->tgid : bpf_get_current_pid_tgid() >> 32;
+}
+
 /* Through a pointer the verifier knows the type of (the current task). */
 #define KREAD(src, a, ...)                                                     \
 	(BTF_POINTERS ? ___arrow(src, a, ##__VA_ARGS__) :                      \

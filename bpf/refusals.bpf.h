@@ -170,7 +170,7 @@ static __always_inline void accept_after_pending(__u32 tgid)
 	if (!d)
 		return;
 	end_drain(port_counts(tgid, d->port, d->start_ns, false),
-		  bpf_map_lookup_elem(&procs, &tgid));
+		  find_proc(tgid));
 	forget_pending(tid);
 }
 
@@ -199,7 +199,7 @@ static __always_inline __u16 refused_on_port(__u32 tgid, struct proc *p,
 static __always_inline void queue_empty(__u32 tgid, struct fdtable *fdt,
 					int lfd)
 {
-	struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct proc *p = find_proc(tgid);
 	__u16 port;
 
 	if (!p || !p->draining)

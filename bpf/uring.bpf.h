@@ -49,6 +49,9 @@ static __always_inline bool uring_makes_fd(__u8 op)
 	       op == IORING_OP_FIXED_FD_INSTALL;
 }
 
+/* A field of a request: a load where the kernel can cast, as on 6.2 on. */
+#define REQ_READ(req, a, ...) CAST_READ(struct io_kiocb, req, a, ##__VA_ARGS__)
+
 /* The direct descriptor slot a request fills instead of an fd, if any. */
 static __always_inline __u32 uring_file_slot(struct io_kiocb *req, __u8 op)
 {
@@ -57,21 +60,19 @@ static __always_inline __u32 uring_file_slot(struct io_kiocb *req, __u8 op)
 	case IORING_OP_OPENAT:
 	case IORING_OP_OPENAT2:
 		if (bpf_core_type_exists(struct io_open))
-			return BPF_CORE_READ((struct io_open *)req, file_slot);
+			return CAST_READ(struct io_open, req, file_slot);
 		break;
 	case IORING_OP_ACCEPT:
 		if (bpf_core_type_exists(struct io_accept))
-			return BPF_CORE_READ((struct io_accept *)req,
-					     file_slot);
+			return CAST_READ(struct io_accept, req, file_slot);
 		break;
 	case IORING_OP_SOCKET:
 		if (bpf_core_type_exists(struct io_socket))
-			return BPF_CORE_READ((struct io_socket *)req,
-					     file_slot);
+			return CAST_READ(struct io_socket, req, file_slot);
 		break;
 	case IORING_OP_CLOSE:
 		if (bpf_core_type_exists(struct io_close))
-			return BPF_CORE_READ((struct io_close *)req, file_slot);
+			return CAST_READ(struct io_close, req, file_slot);
 		break;
 	}
 	return 0;
@@ -92,7 +93,7 @@ static __always_inline int uring_submitted(struct io_kiocb *req)
 
 	if (!trace_allowed(tgid))
 		return 0;
-	op = BPF_CORE_READ(req, opcode);
+	op = REQ_READ(req, opcode);
 	if (!uring_makes_fd(op))
 		return 0;
 	task = current_task();
@@ -140,21 +141,24 @@ static __always_inline int uring_aux_completed(struct uring_key *mk, int res)
 /* A request completed with res: the fd it made or closed. */
 static __always_inline int uring_completed(struct io_kiocb *req)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task);
 	__u64 key = (__u64)req, stack_id = 0, *s;
-	struct task_struct *task;
 	struct fdtable *fdt;
 	struct proc *p;
 	__u8 op;
 	int res;
 
 	if (!bpf_core_field_exists(req->cqe) ||
-	    !bpf_core_type_exists(struct io_close) || !trace_allowed(tgid))
+	    !bpf_core_type_exists(struct io_close) ||
+	    !trace_task_allowed(tgid, task))
 		return 0;
-	op = BPF_CORE_READ(req, opcode);
+	op = REQ_READ(req, opcode);
 	if (op != IORING_OP_CLOSE && !uring_makes_fd(op))
 		return 0;
-	s = bpf_map_lookup_elem(&uring_stacks, &key);
+	/* Only a submitter's stack makes an entry. */
+	s = cfg.capture_stacks ? bpf_map_lookup_elem(&uring_stacks, &key) :
+				 NULL;
 	if (s) {
 		stack_id = *s;
 		bpf_map_delete_elem(&uring_stacks, &key);
@@ -166,19 +170,18 @@ static __always_inline int uring_completed(struct io_kiocb *req)
 
 		bpf_map_delete_elem(&uring_multishot, &mk);
 	}
-	res = BPF_CORE_READ(req, cqe.res);
+	res = REQ_READ(req, cqe.res);
 	if (res < 0 || uring_file_slot(req, op))
 		return 0;
-	task = current_task();
 	fdt = task_fdt(task);
 	p = get_proc(tgid, task, op == IORING_OP_CLOSE ? 0 : 1);
 	if (op != IORING_OP_CLOSE) {
 		open_user_fd(tgid, p, fdt, res, SYS_IO_URING, stack_id,
-			     BPF_CORE_READ(req, cqe.user_data));
+			     REQ_READ(req, cqe.user_data));
 		return 0;
 	}
 	/* Closed already: close_fd tells by its record. */
-	close_fd(tgid, p, fdt, BPF_CORE_READ((struct io_close *)req, fd),
+	close_fd(tgid, p, fdt, CAST_READ(struct io_close, req, fd),
 		 SYS_IO_URING, FD_OTHER, true);
 	return 0;
 }

@@ -220,7 +220,11 @@ type FdtracePortTotal struct {
 
 type FdtraceProc struct {
 	_             structs.HostLayout
+	Owner         uint32
+	TableCounted  int32
 	OpenFds       int64
+	OpenedByType  [11]uint64
+	ClosedByType  [11]uint64
 	ClosedUntyped uint64
 	Errors        uint64
 	Emfile        uint64
@@ -228,12 +232,10 @@ type FdtraceProc struct {
 	Refused       uint64
 	StartNs       uint64
 	Draining      uint64
-	OpenedByType  [11]uint64
-	ClosedByType  [11]uint64
 	Comm          [16]int8
 	ErrKind       [8]uint32
 	ErrKinds      uint32
-	TableCounted  int32
+	_             [4]byte
 }
 
 type FdtraceRawKey struct {
@@ -456,6 +458,7 @@ const (
 	FdtraceMapPortTotals                               = "port_totals"
 	FdtraceMapPorts                                    = "ports"
 	FdtraceMapProcScratch                              = "proc_scratch"
+	FdtraceMapProcSlots                                = "proc_slots"
 	FdtraceMapProcs                                    = "procs"
 	FdtraceMapRawSent                                  = "raw_sent"
 	FdtraceMapStackScratch                             = "stack_scratch"
@@ -667,6 +670,7 @@ type FdtraceMapSpecs struct {
 	PortTotals     *ebpf.MapSpec `ebpf:"port_totals"`
 	Ports          *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch    *ebpf.MapSpec `ebpf:"proc_scratch"`
+	ProcSlots      *ebpf.MapSpec `ebpf:"proc_slots"`
 	Procs          *ebpf.MapSpec `ebpf:"procs"`
 	RawSent        *ebpf.MapSpec `ebpf:"raw_sent"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
@@ -744,6 +748,7 @@ type FdtraceMaps struct {
 	PortTotals     *ebpf.Map `ebpf:"port_totals"`
 	Ports          *ebpf.Map `ebpf:"ports"`
 	ProcScratch    *ebpf.Map `ebpf:"proc_scratch"`
+	ProcSlots      *ebpf.Map `ebpf:"proc_slots"`
 	Procs          *ebpf.Map `ebpf:"procs"`
 	RawSent        *ebpf.Map `ebpf:"raw_sent"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
@@ -771,6 +776,7 @@ func (m *FdtraceMaps) Close() error {
 		m.PortTotals,
 		m.Ports,
 		m.ProcScratch,
+		m.ProcSlots,
 		m.Procs,
 		m.RawSent,
 		m.StackScratch,

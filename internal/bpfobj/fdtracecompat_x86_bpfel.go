@@ -120,7 +120,11 @@ type FdtraceCompatPortTotal struct {
 
 type FdtraceCompatProc struct {
 	_             structs.HostLayout
+	Owner         uint32
+	TableCounted  int32
 	OpenFds       int64
+	OpenedByType  [11]uint64
+	ClosedByType  [11]uint64
 	ClosedUntyped uint64
 	Errors        uint64
 	Emfile        uint64
@@ -128,12 +132,10 @@ type FdtraceCompatProc struct {
 	Refused       uint64
 	StartNs       uint64
 	Draining      uint64
-	OpenedByType  [11]uint64
-	ClosedByType  [11]uint64
 	Comm          [16]int8
 	ErrKind       [8]uint32
 	ErrKinds      uint32
-	TableCounted  int32
+	_             [4]byte
 }
 
 type FdtraceCompatRawKey struct {
@@ -241,6 +243,7 @@ const (
 	FdtraceCompatMapPortTotals                               = "port_totals"
 	FdtraceCompatMapPorts                                    = "ports"
 	FdtraceCompatMapProcScratch                              = "proc_scratch"
+	FdtraceCompatMapProcSlots                                = "proc_slots"
 	FdtraceCompatMapProcs                                    = "procs"
 	FdtraceCompatMapRawSent                                  = "raw_sent"
 	FdtraceCompatMapStackScratch                             = "stack_scratch"
@@ -452,6 +455,7 @@ type FdtraceCompatMapSpecs struct {
 	PortTotals     *ebpf.MapSpec `ebpf:"port_totals"`
 	Ports          *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch    *ebpf.MapSpec `ebpf:"proc_scratch"`
+	ProcSlots      *ebpf.MapSpec `ebpf:"proc_slots"`
 	Procs          *ebpf.MapSpec `ebpf:"procs"`
 	RawSent        *ebpf.MapSpec `ebpf:"raw_sent"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
@@ -529,6 +533,7 @@ type FdtraceCompatMaps struct {
 	PortTotals     *ebpf.Map `ebpf:"port_totals"`
 	Ports          *ebpf.Map `ebpf:"ports"`
 	ProcScratch    *ebpf.Map `ebpf:"proc_scratch"`
+	ProcSlots      *ebpf.Map `ebpf:"proc_slots"`
 	Procs          *ebpf.Map `ebpf:"procs"`
 	RawSent        *ebpf.Map `ebpf:"raw_sent"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
@@ -556,6 +561,7 @@ func (m *FdtraceCompatMaps) Close() error {
 		m.PortTotals,
 		m.Ports,
 		m.ProcScratch,
+		m.ProcSlots,
 		m.Procs,
 		m.RawSent,
 		m.StackScratch,

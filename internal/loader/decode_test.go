@@ -149,7 +149,7 @@ func cStringOf(array reflect.Value) string {
 func TestAnExitEventDecodesToTheGeneratedStruct(t *testing.T) {
 	want := patterned[bpfobj.FdtraceExitEvent](t)
 	want.Pad, want.Pad2 = [3]uint8{}, 0
-	want.Proc.TableCounted = 0 // the kernel's own bookkeeping
+	want.Proc.Owner, want.Proc.TableCounted = 0, 0 // the kernel's own bookkeeping
 	var got bpfobj.FdtraceExitEvent
 	if err := decodeExitEvent(encode(t, &want), &got); err != nil {
 		t.Fatal(err)

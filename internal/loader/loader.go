@@ -294,13 +294,14 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 // Sizes of the maps when they are preallocated, which costs their whole
 // size up front: kernels before 6.1 WARN (tainting themselves) when a
 // tracing program uses a hash map that allocates at run time. The compat
-// programs take no stacks.
+// programs take no stacks and keep every process's counters in procs, none
+// in proc_slots.
 var (
 	preallocEntries = map[string]uint32{
 		"fds": 1 << 18, "procs": 1 << 14, "exec_maps": 1 << 10,
 	}
 	compatPreallocEntries = map[string]uint32{
-		"fds": 1 << 18, "procs": 1 << 14, "stacks": 1, "exec_maps": 1,
+		"fds": 1 << 18, "procs": 1 << 14, "stacks": 1, "exec_maps": 1, "proc_slots": 1,
 	}
 )
 

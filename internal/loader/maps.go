@@ -256,10 +256,23 @@ func cString(b []int8) string {
 	return string(buf)
 }
 
+// A process's counters are in the slot of the proc_slots map at the low
+// bits of its pid, the slot's Owner then, or in the procs map keyed by pid
+// (see bpf/account.bpf.h). A slot is free with Owner 0, and being filled
+// with slotBusy.
+const slotBusy = ^uint32(0)
+
 // CountersOf reads the counters of one process, false if the kernel has
 // none (it did nothing since fdtrace attached).
 func (k *Kernel) CountersOf(pid int) (Counters, bool, error) {
 	var p bpfobj.FdtraceProc
+	slot := uint32(pid) & (k.objs.ProcSlots.MaxEntries() - 1)
+	if err := k.objs.ProcSlots.Lookup(slot, &p); err != nil {
+		return Counters{}, false, fmt.Errorf("reading proc_slots map: %w", err)
+	}
+	if p.Owner == uint32(pid) {
+		return countersOf(pid, &p), true, nil
+	}
 	if err := k.objs.Procs.Lookup(uint32(pid), &p); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return Counters{}, false, nil
@@ -269,28 +282,51 @@ func (k *Kernel) CountersOf(pid int) (Counters, bool, error) {
 	return countersOf(pid, &p), true, nil
 }
 
-// procBatch is how many procs map entries one syscall reads.
+// procBatch is how many entries of a procs map one syscall reads.
 const procBatch = 256
 
 // EachCounters calls fn with the counters of every process the kernel has
-// counters for, each once, as it reads the procs map in batches. fn must
+// counters for, each once, as it reads the proc maps in batches. fn must
 // not keep c.
 func (k *Kernel) EachCounters(fn func(c *Counters)) error {
-	keys := make([]uint32, procBatch)
-	vals := make([]bpfobj.FdtraceProc, procBatch)
 	var c Counters
+	return k.eachProc(func(pid uint32, p *bpfobj.FdtraceProc) {
+		c = countersOf(int(pid), p)
+		fn(&c)
+	})
+}
+
+// eachProc calls fn with the counters of every process, slots first.
+func (k *Kernel) eachProc(fn func(pid uint32, p *bpfobj.FdtraceProc)) error {
+	err := eachEntry(k.objs.ProcSlots, func(_ uint32, p *bpfobj.FdtraceProc) {
+		if p.Owner != 0 && p.Owner != slotBusy {
+			fn(p.Owner, p)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("reading proc_slots map: %w", err)
+	}
+	if err := eachEntry(k.objs.Procs, fn); err != nil {
+		return fmt.Errorf("reading procs map: %w", err)
+	}
+	return nil
+}
+
+// eachEntry calls fn with every entry of a map, read in batches. fn must
+// not keep v.
+func eachEntry[K, V any](m *ebpf.Map, fn func(k K, v *V)) error {
+	keys, vals := make([]K, procBatch), make([]V, procBatch)
 	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := k.objs.Procs.BatchLookup(&cursor, keys, vals, nil)
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
 		for i := range n {
-			c = countersOf(int(keys[i]), &vals[i])
-			fn(&c)
+			fn(keys[i], &vals[i])
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("reading procs map: %w", err)
+			return err
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -27,7 +26,7 @@ func (k *Kernel) Memory() (events.Memory, error) {
 		dst  *int
 		n    func() (int, error)
 	}{
-		{"procs", &e.Procs, func() (int, error) { return countEntries[uint32, bpfobj.FdtraceProc](k.objs.Procs) }},
+		{"procs", &e.Procs, k.countProcs},
 		{"fds", &e.FDs, func() (int, error) { return countEntries[bpfobj.FdtraceFdKey, bpfobj.FdtraceFdInfo](k.objs.Fds) }},
 		{"errors", &e.Errors, func() (int, error) { return countEntries[bpfobj.FdtraceErrKey, uint64](k.objs.Errors) }},
 		{"ports", &e.Ports, func() (int, error) {
@@ -45,17 +44,14 @@ func (k *Kernel) Memory() (events.Memory, error) {
 
 // countEntries counts a hash map's entries, in batches.
 func countEntries[K, V any](m *ebpf.Map) (int, error) {
-	keys, vals := make([]K, 256), make([]V, 256)
-	var cursor ebpf.MapBatchCursor
 	total := 0
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		total += n
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
+	err := eachEntry(m, func(K, *V) { total++ })
+	return total, err
+}
+
+// countProcs counts the processes the kernel has counters for.
+func (k *Kernel) countProcs() (int, error) {
+	total := 0
+	err := k.eachProc(func(uint32, *bpfobj.FdtraceProc) { total++ })
+	return total, err
 }

@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -703,6 +704,112 @@ func TestAnExitLeavesNoRecordsToTheNextProcessOfItsPID(t *testing.T) {
 	if p.Opened != 2 || p.Closed != 0 {
 		t.Errorf("the pid's next process opened %d closed %d, want 2 and 0", p.Opened, p.Closed)
 	}
+}
+
+// The kernel keeps a process's counters in the slot of an array at the
+// low bits of its pid, or in a hash map when another process holds that
+// slot: processes whose pids share a slot are counted apart, each once,
+// by Process and by Processes, in either mode, before and after the
+// slot's holder exits and the next one takes it.
+func TestProcessesWhosePidsShareASlotAreCountedApart(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		cfg  Config
+	}{{"records", Config{}}, {"counting only", Config{CountOnly: true}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			tr, first, rec := followFdops(t, mode.cfg)
+			bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+			second := startFdopsAs(t, bin, pidSharingSlot(t, first.PID))
+			if err := tr.Track(second.PID); err != nil {
+				t.Fatal(err)
+			}
+			openClose := func(w *testutil.Workload, opens, closes int) {
+				for i := range opens {
+					fd := w.Do(t, "open /dev/null")[0]
+					if i < closes {
+						w.Do(t, "close %d", fd)
+					}
+				}
+			}
+			check := func(pid, opened, closed int) {
+				t.Helper()
+				rec.drain(t, tr)
+				if !mode.cfg.CountOnly {
+					assertMatchesProc(t, tr, pid)
+				}
+				p, _, err := tr.Process(pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fds, err := procfs.FDs(pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Opened != uint64(opened) || p.Closed != uint64(closed) || p.OpenFDs != int64(len(fds)) {
+					t.Errorf("pid %d opened %d closed %d with %d open, want %d and %d with %d (/proc)",
+						pid, p.Opened, p.Closed, p.OpenFDs, opened, closed, len(fds))
+				}
+				all, err := tr.Processes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := countPID(all, pid); n != 1 {
+					t.Errorf("pid %d is in Processes %d times, want once", pid, n)
+				}
+			}
+			openClose(first, 3, 1)
+			openClose(second, 5, 2)
+			check(first.PID, 3, 1)
+			check(second.PID, 5, 2)
+
+			first.Close(t)
+			openClose(second, 2, 2)
+			third := startFdopsAs(t, bin, pidSharingSlot(t, second.PID))
+			if err := tr.Track(third.PID); err != nil {
+				t.Fatal(err)
+			}
+			openClose(third, 4, 1)
+			check(second.PID, 7, 4)
+			check(third.PID, 4, 1)
+		})
+	}
+}
+
+// procSlots is the kernel's number of slots for process counters
+// (PROC_SLOTS in bpf/account.bpf.h).
+const procSlots = 8192
+
+// pidSharingSlot is a free pid whose counters go in pid's slot.
+func pidSharingSlot(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := pid % procSlots; p < pidMax; p += procSlots {
+		if p <= 300 || p == pid { // below 300: the kernel's reserved pids
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); errors.Is(err, fs.ErrNotExist) {
+			return p
+		}
+	}
+	t.Fatalf("no free pid shares a slot with %d under pid_max %d", pid, pidMax)
+	return 0
+}
+
+func countPID(procs []events.Process, pid int) int {
+	n := 0
+	for _, p := range procs {
+		if p.PID == pid {
+			n++
+		}
+	}
+	return n
 }
 
 // startFdopsAs starts fdops as process pid, which must be free: the
