@@ -33,7 +33,8 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestAnIOUringOpenHasItsRecordWithTheSubmittersStack \
 	TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot \
 	TestStressNgsFDsAllHaveRecordsAtQuietPoints \
-	TestAFanotifyListenersEventFDsAreAttributedToItsRead
+	TestAFanotifyListenersEventFDsAreAttributedToItsRead \
+	TestProcessesWhosePidsShareASlotAreCountedApart
 run cmd.test TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus \
 	TestErrorsOnlyHostWideReportsEMFILEAndNoOpens \
 	TestLeaksOfACProgramNameTheFunctionsThatLeaked
