@@ -118,7 +118,7 @@ static __always_inline __u64 failure_stack(__u32 tgid, __u16 sc, int err)
 	return reported_failure(sc, err) ? capture_stack(tgid) : 0;
 }
 
-/* Each key in a scope of its own: one stack slot of syscall_failed holds both.
+/* Each key in a scope of its own: syscall_failed's frame holds one at a time.
  */
 static __always_inline void count_total(__u16 sc, int err)
 {
