@@ -222,6 +222,7 @@ static __always_inline __u8 type_of_file(struct file *f)
 {
 	struct fd_info info = {};
 	__u64 ops;
+	__u8 type;
 
 	if (!f)
 		return FD_OTHER;
@@ -240,21 +241,13 @@ static __always_inline __u8 type_of_file(struct file *f)
 	ops = (__u64)FILE_READ(f, f_op);
 	if (ops == socket_fops)
 		return FD_SOCKET;
-	switch (file_mode(f) & S_IFMT) {
-	case S_IFREG:
-		if (!file_on_kernel_mount(f))
-			return FD_FILE;
-		/* fall through */
-	case 0:
-		inspect_file(f, &info);
-		return info.fd_type;
-	case S_IFSOCK:
+	type = type_by_mode(f, file_mode(f));
+	if (type == FD_SOCKET)
 		socket_fops = ops; /* every socket's (socket_file_ops) */
-		return FD_SOCKET;
-	case S_IFIFO:
-		return FD_PIPE;
-	}
-	return FD_FILE;
+	if (type != TYPE_UNKNOWN)
+		return type;
+	inspect_file(f, &info);
+	return info.fd_type;
 }
 
 /* The type of an open fd, from its file. */
@@ -367,7 +360,6 @@ static __always_inline void report_close(__u32 tgid, int fd, __u16 sc,
  * says the close happened already: a record of the file now at fd is the
  * next fd's, and stays.
  */
-#define TYPE_UNKNOWN 0xff
 static __always_inline void close_fd(__u32 tgid, struct proc *p,
 				     struct fdtable *fdt, int fd, __u16 sc,
 				     __u8 type, bool gone)
@@ -623,9 +615,24 @@ static __always_inline void open_user_fd(__u32 tgid, struct proc *p,
 					 struct fdtable *fdt, int fd, __u16 sc,
 					 __u64 stack_id, __u64 user_data)
 {
-	if (!fdt || !fd_is_open(fdt, fd) || !fd_file(fdt, fd))
+	const struct fd_info *src = NULL;
+	struct fd_info by_mode = {};
+	struct file *f;
+
+	if (!fdt || !fd_is_open(fdt, fd) || !(f = fd_file(fdt, fd)))
 		return;
-	open_fd(tgid, p, fdt, fd, sc, NULL, NULL, stack_id, user_data);
+	/*
+	 * Its type by the file's mode where that tells, with two loads
+	 * rather than inspect_file's call. (The exits have no room on their
+	 * stack for this.)
+	 */
+	if (BTF_POINTERS && cfg.have_rdonly_cast) {
+		by_mode.fd_type = type_by_mode(f, file_mode(f));
+		if (by_mode.fd_type != FD_SOCKET &&
+		    by_mode.fd_type != TYPE_UNKNOWN)
+			src = &by_mode;
+	}
+	open_fd(tgid, p, fdt, fd, sc, src, NULL, stack_id, user_data);
 }
 
 /*

@@ -19,15 +19,13 @@ struct {
 
 static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, tid = id;
+	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task), tid = current_tid(task);
 	int oldfd = ctx->args[0], newfd = ctx->args[1];
-	struct task_struct *task;
 	__u8 was_open = 0;
 
-	if (!trace_allowed(tgid))
+	if (!trace_task_allowed(tgid, task))
 		return 0;
-	task = current_task();
 	/* Counting only, the type of what is replaced is known only now. */
 	if (oldfd != newfd && fd_is_open(task_fdt(task), newfd))
 		was_open = cfg.fd_records ? 1 : 1 + type_of_fd(newfd);
@@ -40,9 +38,8 @@ static __always_inline int dup_enter(struct trace_event_raw_sys_enter *ctx)
 /* dup2/dup3 onto an open fd close it first: both must be seen. */
 static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, tid = id;
-	struct task_struct *task;
+	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task), tid = current_tid(task);
 	struct pt_regs *regs;
 	struct fd_info src;
 	struct fd_key key;
@@ -55,12 +52,11 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 	if (was_open) {
 		replaced = *was_open; /* 1 + its type, counting only */
 		bpf_map_delete_elem(&dup_start, &tid);
-	} else if (cfg.fd_records && trace_allowed(tgid)) {
+	} else if (cfg.fd_records && trace_task_allowed(tgid, task)) {
 		replaced = 0; /* its entry found no room: the records tell */
 	} else {
 		return 0;
 	}
-	task = current_task();
 	if (ret < 0) {
 		syscall_failed(sc, -ret, NULL, -1,
 			       failure_stack(tgid, sc, -ret));

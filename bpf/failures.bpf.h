@@ -144,8 +144,8 @@ static __always_inline void count_error(__u32 tgid, struct proc *p, __u16 sc,
 static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 				      int lfd, __u64 stack_id)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task);
 	struct fd_path_event *pe = NULL;
 	struct fd_event *e;
 	struct proc *p;

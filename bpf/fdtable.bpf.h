@@ -17,6 +17,9 @@ static __always_inline unsigned long bitmap_word(unsigned long *bits, __u32 i)
 {
 	unsigned long w = 0;
 
+	/* A load where the kernel can cast, as fd_file's. */
+	if (BTF_POINTERS && cfg.have_rdonly_cast)
+		return cast_kernel(&bits[i], struct timespec64)->tv_sec;
 	bpf_probe_read_kernel(&w, sizeof(w), &bits[i]);
 	return w;
 }

@@ -285,13 +285,16 @@ int tracepoint__syscalls__sys_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_read")
 int tracepoint__syscalls__sys_exit_read(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
 	struct pt_regs *regs;
+	__u32 tgid;
 
-	if (ctx->ret <= 0 || !trace_allowed(tgid))
+	if (ctx->ret <= 0)
 		return 0;
 	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
 	regs = user_regs(task);
 	return read_events(tgid, task, SYSCALL_ARG(1, regs),
 			   (void *)SYSCALL_ARG(2, regs), ctx->ret);
@@ -302,14 +305,17 @@ SEC("tracepoint/syscalls/sys_exit_getsockopt")
 int tracepoint__syscalls__sys_exit_getsockopt(
 	struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
 	struct pt_regs *regs;
+	__u32 tgid;
 	int fd;
 
-	if (ctx->ret != 0 || !trace_allowed(tgid))
+	if (ctx->ret != 0)
 		return 0;
 	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
 	regs = user_regs(task);
 	if ((int)SYSCALL_ARG(2, regs) != SOL_SOCKET ||
 	    (int)SYSCALL_ARG(3, regs) != SO_PEERPIDFD ||
@@ -323,16 +329,19 @@ int tracepoint__syscalls__sys_exit_getsockopt(
 /* clone/clone3 with CLONE_PIDFD: the parent gets a pidfd in user memory. */
 static __always_inline int on_exit_clone(void *ctx, __u16 sc, long ret)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
 	struct pt_regs *regs;
 	__u64 flags = 0;
 	void *upidfd;
+	__u32 tgid;
 	int fd;
 
-	if (ret <= 0 || !trace_allowed(tgid))
+	if (ret <= 0)
 		return 0; /* failed, or the child's return */
 	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
 	regs = user_regs(task);
 	if (sc == SYS_CLONE) {
 		flags = SYSCALL_ARG(1, regs);
@@ -459,24 +468,23 @@ SEC("tracepoint/syscalls/sys_enter_close_range")
 int tracepoint__syscalls__sys_enter_close_range(
 	struct trace_event_raw_sys_enter *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task);
 	__u32 first = ctx->args[0], last = ctx->args[1], flags = ctx->args[2];
 	struct sweep_ctx c = { .tgid = tgid,
 			       .first = first,
 			       .sc = SYS_CLOSE_RANGE,
 			       .want_open = true };
-	struct task_struct *task;
 	struct fdtable *fdt;
 	__u32 max;
 
-	if (!trace_allowed(tgid))
+	if (!trace_task_allowed(tgid, task))
 		return 0;
 	if (first > last ||
 	    (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
 		return 0; /* EINVAL */
 	if (flags & CLOSE_RANGE_CLOEXEC)
 		return 0; /* only marks fds close-on-exec */
-	task = current_task();
 	fdt = task_fdt(task);
 	max = BPF_CORE_READ(fdt, max_fds);
 	if (first >= max)
@@ -499,16 +507,19 @@ SEC("tracepoint/syscalls/sys_exit_close_range")
 int tracepoint__syscalls__sys_exit_close_range(
 	struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct sweep_ctx c = { .tgid = tgid, .sc = SYS_CLOSE_RANGE };
+	struct sweep_ctx c = { .sc = SYS_CLOSE_RANGE };
 	struct task_struct *task;
 	struct pt_regs *regs;
 	struct fdtable *fdt;
-	__u32 last, max;
+	__u32 tgid, last, max;
 
-	if (!cfg.fd_records || ctx->ret != 0 || !trace_allowed(tgid))
+	if (!cfg.fd_records || ctx->ret != 0)
 		return 0;
 	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
+	c.tgid = tgid;
 	regs = user_regs(task);
 	if (SYSCALL_ARG(3, regs) & CLOSE_RANGE_CLOEXEC)
 		return 0;
@@ -695,8 +706,8 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/sched_process_exec")
 int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task);
 	struct sweep_ctx c = { .tgid = tgid, .sc = SYS_EXECVE };
 	struct fdtable *fdt;
 	struct proc *p;
@@ -707,7 +718,7 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (cfg.dwarf_stacks)
 		forget_maps(tgid); /* a new image */
 	if (drain_pending)
-		forget_pending((__u32)bpf_get_current_pid_tgid());
+		forget_pending(current_tid(task));
 	if (cfg.filter_pids) {
 		__u8 *t = bpf_map_lookup_elem(&traced, &tgid);
 
@@ -786,8 +797,8 @@ static __always_inline __u32 table_heir(struct task_struct *task)
 SEC("raw_tracepoint/sched_process_exit")
 int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task = current_task();
+	__u32 tgid = current_tgid(task);
 	struct sweep_ctx c = { .tgid = tgid,
 			       .want_open = true,
 			       .delete_only = true };
@@ -799,7 +810,7 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!armed)
 		return 0;
 	if (drain_pending)
-		forget_pending((__u32)bpf_get_current_pid_tgid());
+		forget_pending(current_tid(task));
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	if (cfg.dwarf_stacks)

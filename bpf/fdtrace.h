@@ -139,6 +139,8 @@ struct config {
 	/* io_uring_complete's third argument is the CQE (6.13 on), not the
 	 * user data and result (6.1 to 6.12). */
 	bool uring_cqe_arg;
+	/* task_pt_regs(t) - t->stack, as the loader measured it; 0: unknown */
+	__u32 pt_regs_offset;
 };
 
 /* Key of the fds map: one live fd of one process. */

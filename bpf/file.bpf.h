@@ -58,6 +58,30 @@ static __always_inline bool name_is(const char *name, const char *want, int n)
 	return true;
 }
 
+/* An fd's type not known yet. */
+#define TYPE_UNKNOWN 0xff
+
+/*
+ * The type of a file where its mode tells it; TYPE_UNKNOWN for anonymous
+ * inodes and files on the kernel's internal mounts, whose names tell.
+ */
+static __always_inline __u8 type_by_mode(struct file *f, umode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFSOCK:
+		return FD_SOCKET;
+	case S_IFIFO:
+		return FD_PIPE;
+	case S_IFREG:
+		if (file_on_kernel_mount(f))
+			return TYPE_UNKNOWN; /* a memfd's name tells */
+		return FD_FILE;
+	case 0:
+		return TYPE_UNKNOWN;
+	}
+	return FD_FILE;
+}
+
 /*
  * Classify an fd by its file when the syscall cannot tell (dup, SCM). Out
  * of line, as are the other readers of a file: without bpf_rdonly_cast
@@ -68,29 +92,15 @@ static __noinline void inspect_file(struct file *f, struct fd_info *info)
 	umode_t mode = file_mode(f);
 	char name[12] = {};
 
-	switch (mode & S_IFMT) {
-	case S_IFSOCK: {
+	info->fd_type = type_by_mode(f, mode);
+	if (info->fd_type == FD_SOCKET) {
 		void *sock = FILE_READ(f, private_data);
 
-		info->fd_type = FD_SOCKET;
 		info->family = SOCK_READ(file_sock(f), __sk_common.skc_family);
 		info->sock_type = CAST_READ(struct socket, sock, type);
-		return;
 	}
-	case S_IFIFO:
-		info->fd_type = FD_PIPE;
+	if (info->fd_type != TYPE_UNKNOWN)
 		return;
-	case S_IFREG:
-		if (file_on_kernel_mount(f))
-			break; /* a memfd's name tells */
-		info->fd_type = FD_FILE;
-		return;
-	case 0: /* anonymous inodes: the name tells */
-		break;
-	default:
-		info->fd_type = FD_FILE;
-		return;
-	}
 	bpf_probe_read_kernel_str(name, sizeof(name),
 				  FILE_READ(f, f_path.dentry, d_name.name));
 	if ((mode & S_IFMT) == S_IFREG && name_is(name, "memfd:", 6))

@@ -36,6 +36,12 @@ static __always_inline __u32 current_tgid(struct task_struct *task)
 	return BTF_POINTERS ? task->tgid : bpf_get_current_pid_tgid() >> 32;
 }
 
+/* The current thread's id, likewise. */
+static __always_inline __u32 current_tid(struct task_struct *task)
+{
+	return BTF_POINTERS ? task->pid : (__u32)bpf_get_current_pid_tgid();
+}
+
 /* Through a pointer the verifier knows the type of (the current task). */
 #define KREAD(src, a, ...)                                                     \
 	(BTF_POINTERS ? ___arrow(src, a, ##__VA_ARGS__) :                      \
@@ -129,8 +135,16 @@ static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 #define USER_SP(regs) BPF_CORE_READ(regs, sp)
 #define USER_FP(regs) BPF_CORE_READ(regs, bp)
 #else
+/*
+ * Where the loader measured them (cfg.pt_regs_offset), they are a load
+ * away: bpf_task_pt_regs is a helper call, which costs more than the rest
+ * of a short program.
+ */
 static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 {
+	if (cfg.have_rdonly_cast && cfg.pt_regs_offset)
+		return cast_kernel(task->stack + cfg.pt_regs_offset,
+				   struct pt_regs);
 	return (struct pt_regs *)bpf_task_pt_regs(task);
 }
 

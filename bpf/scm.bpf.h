@@ -119,11 +119,17 @@ static __always_inline void walk_msgs(struct scm_ctx *c, bool record)
  */
 static __always_inline int received_fds(__u16 sc, void *umsg, long n)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct scm_ctx c = { .tgid = tgid, .sc = sc, .msgs = umsg };
+	struct scm_ctx c = { .sc = sc, .msgs = umsg };
+	struct task_struct *task;
+	__u32 tgid;
 
-	if (n <= 0 || !trace_allowed(tgid))
+	if (n <= 0)
 		return 0;
+	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
+	c.tgid = tgid;
 	c.nmsgs = sc == SYS_RECVMSG ? 1 : n;
 	walk_msgs(&c, false);
 	if (!c.found)

@@ -85,18 +85,21 @@ static __always_inline __u32 uring_file_slot(struct io_kiocb *req, __u8 op)
  */
 static __always_inline int uring_submitted(struct io_kiocb *req)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 op = REQ_READ(req, opcode);
 	__u64 key = (__u64)req, stack_id = 0;
 	struct uring_key mk = {};
 	struct task_struct *task;
-	__u8 op;
+	__u32 tgid;
 
-	if (!trace_allowed(tgid))
-		return 0;
-	op = REQ_READ(req, opcode);
 	if (!uring_makes_fd(op))
 		return 0;
+	/* Without stacks, only an accept's submission is of use (below). */
+	if (!cfg.capture_stacks && op != IORING_OP_ACCEPT)
+		return 0;
 	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
+		return 0;
 	/* The SQPOLL thread, an io-wq worker: no user stack of theirs. */
 	if (cfg.capture_stacks &&
 	    !(BPF_CORE_READ(task, flags) & (PF_IO_WORKER | PF_KTHREAD)))
@@ -123,16 +126,19 @@ static __always_inline int uring_submitted(struct io_kiocb *req)
  */
 static __always_inline int uring_aux_completed(struct uring_key *mk, int res)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
 	__u64 *stack_id;
+	__u32 tgid;
 
-	if (res < 0 || !trace_allowed(tgid))
+	if (res < 0)
+		return 0;
+	task = current_task();
+	tgid = current_tgid(task);
+	if (!trace_task_allowed(tgid, task))
 		return 0;
 	stack_id = bpf_map_lookup_elem(&uring_multishot, mk);
 	if (!stack_id)
 		return 0;
-	task = current_task();
 	open_user_fd(tgid, get_proc(tgid, task, 1), task_fdt(task), res,
 		     SYS_IO_URING, *stack_id, mk->user_data);
 	return 0;

@@ -47,6 +47,8 @@ type FdtraceConfig struct {
 	HaveRdonlyCast   bool
 	UringCqeArg      bool
 	_                [2]byte
+	PtRegsOffset     uint32
+	_                [4]byte
 }
 
 type FdtraceDrainFd struct {

@@ -30,6 +30,8 @@ type FdtraceCompatConfig struct {
 	HaveRdonlyCast   bool
 	UringCqeArg      bool
 	_                [2]byte
+	PtRegsOffset     uint32
+	_                [4]byte
 }
 
 type FdtraceCompatDrainFd struct {

@@ -33,6 +33,9 @@ type Features struct {
 	// UringCQE: io_uring_complete's third argument is the CQE (6.13),
 	// not the user data and result.
 	UringCQE bool
+	// PtRegsOffset: where the user registers sit in a task's kernel
+	// stack (measurePtRegsOffset); 0 when unknown.
+	PtRegsOffset uint32
 }
 
 // feature is one probed facility: what it is and the first kernel with it.
@@ -72,10 +75,14 @@ func ProbeFeatures() Features {
 	f.UringComplete = tracepointArgIsPointer("io_uring_complete", 1, "")
 	f.UringSubmitSqe = tracepointArgIsPointer("io_uring_submit_sqe", 0, "io_kiocb")
 	f.UringCQE = tracepointArgIsPointer("io_uring_complete", 2, "io_uring_cqe")
+	if f.TaskPtRegs && f.TaskBTF {
+		f.PtRegsOffset = measurePtRegsOffset()
+	}
 	for _, force := range strings.Split(os.Getenv(fallbackEnv), ",") {
 		switch force {
 		case "compat":
 			f.Loop, f.TaskPtRegs, f.TaskBTF, f.MemAlloc = false, false, false, false
+			f.PtRegsOffset = 0
 		case "no-rdonly-cast":
 			f.RdonlyCast = false
 		case "prealloc":

@@ -106,3 +106,27 @@ func TestTheCountsOfProcessesGoneUnseenArePruned(t *testing.T) {
 		t.Errorf("ports left: %+v", ports)
 	}
 }
+
+// The user registers' offset in a task's kernel stack, where the kernel has
+// bpf_task_pt_regs to measure it: the top of a 16 KiB stack (32 KiB with
+// KASAN), less the padding above the registers (16 bytes with FRED) and
+// the registers themselves.
+func TestThePtRegsOffsetIsTheTopOfTheKernelStack(t *testing.T) {
+	testutil.RequireRoot(t)
+	f := ProbeFeatures()
+	if !f.TaskPtRegs || !f.TaskBTF {
+		if f.PtRegsOffset != 0 {
+			t.Fatalf("offset %d measured without bpf_task_pt_regs", f.PtRegsOffset)
+		}
+		return
+	}
+	const ptRegs = 21 * 8 // struct pt_regs on x86-64
+	for _, stack := range []uint32{16 << 10, 32 << 10} {
+		for _, pad := range []uint32{0, 16} {
+			if f.PtRegsOffset == stack-pad-ptRegs {
+				return
+			}
+		}
+	}
+	t.Fatalf("user registers at %d bytes into the kernel stack: not below its top", f.PtRegsOffset)
+}

@@ -268,6 +268,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, feat Features) error {
 		AllErrors:        cfg.AllErrors,
 		HaveRdonlyCast:   feat.RdonlyCast && !feat.Compat(),
 		UringCqeArg:      feat.UringCQE,
+		PtRegsOffset:     feat.PtRegsOffset,
 	}
 	// The name and its NUL are what must match (comm_matches compares
 	// little-endian words under the mask).

@@ -20,14 +20,20 @@ import (
 // up with it and stores the consumer's once. Both read the consumer's
 // position from the ring's own page, so they take turns without state of
 // their own.
+//
+// The data pages are mapped once, where the kernel would map them twice in
+// a row for records that wrap around the end: the kernel maps every page
+// of a mapping at once, so each copy adds the ring's size to the RSS, and
+// ringbuf.Reader has its own. A record that wraps is copied into wrapped.
 type ringMemory struct {
 	mu      sync.Mutex // held while records are read; close waits for it
 	cons    []byte     // the consumer's page
-	prod    []byte     // the producer's page, then the data pages twice
+	prod    []byte     // the producer's page, then the data pages
 	consPos *uint64
 	prodPos *uint64
 	data    []byte
 	mask    uint64
+	wrapped []byte // the last record that wrapped around
 }
 
 // Bits of a record's length word (BPF_RINGBUF_BUSY_BIT, _DISCARD_BIT).
@@ -44,9 +50,7 @@ func newRingMemory(m *ebpf.Map) (*ringMemory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping the ring buffer's consumer page: %w", err)
 	}
-	// The data pages are mapped twice in a row: a record that wraps
-	// around the end reads on into the second mapping.
-	prod, err := unix.Mmap(m.FD(), int64(page), page+2*size, unix.PROT_READ, unix.MAP_SHARED)
+	prod, err := unix.Mmap(m.FD(), int64(page), page+size, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		unix.Munmap(cons)
 		return nil, fmt.Errorf("mapping the ring buffer's data pages: %w", err)
@@ -92,8 +96,7 @@ func (r *ringMemory) read(take func(raw []byte) bool) (int, error) {
 			return n, fmt.Errorf("ring buffer record of %d bytes past the producer's position", length)
 		}
 		if word&ringDiscard == 0 && length > 0 {
-			raw := r.data[start+ringHeader : start+ringHeader+length]
-			if !take(raw) {
+			if !take(r.record(start+ringHeader, length)) {
 				break
 			}
 			n++
@@ -102,6 +105,18 @@ func (r *ringMemory) read(take func(raw []byte) bool) (int, error) {
 	}
 	atomic.StoreUint64(r.consPos, cons)
 	return n, nil
+}
+
+// record is the length bytes at offset from in the ring, which may wrap
+// around its end.
+func (r *ringMemory) record(from, length uint64) []byte {
+	from &= r.mask
+	size := r.mask + 1
+	if from+length <= size {
+		return r.data[from : from+length]
+	}
+	r.wrapped = append(append(r.wrapped[:0], r.data[from:]...), r.data[:from+length-size]...)
+	return r.wrapped
 }
 
 func (r *ringMemory) close() error {
