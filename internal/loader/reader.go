@@ -142,13 +142,16 @@ func (k *Kernel) Read(ctx context.Context, fn func([]Event) error) error {
 // Within busyFor of its last record, the reader sleeps between reads (and
 // offers of the batch it holds) rather than wait in epoll: a goroutine
 // blocked in epoll_wait holds its thread in a syscall, which the Go runtime
-// then checks on every 20 µs. It sleeps as long as about a batch takes to
-// queue at the rate it read last (a wakeup costs the more per record the
-// fewer it reads), between minNap and maxNap.
+// then checks on every 20 µs. It sleeps as long as about napRecords take
+// to queue at the rate it read last, between minNap and maxNap: a wakeup
+// wakes threads of the runtime too, and costs as much as hundreds of
+// records, so at tens of thousands of records a second the fewer wakeups
+// the less CPU per record.
 const (
-	busyFor = 100 * time.Millisecond
-	minNap  = time.Millisecond
-	maxNap  = 10 * time.Millisecond
+	busyFor    = 100 * time.Millisecond
+	minNap     = time.Millisecond
+	maxNap     = 20 * time.Millisecond
+	napRecords = 4 * batchSize
 	// fastestRate is more bytes a second than the kernel queues when
 	// every CPU makes and closes fds as fast as it can: a nap must not
 	// last long enough for that to fill half the ring.
@@ -161,7 +164,7 @@ func (k *Kernel) nap(n int, since time.Duration) time.Duration {
 	longest := min(maxNap, time.Duration(k.cfg.RingBufferBytes/2)*time.Second/fastestRate)
 	d := longest
 	if n > 0 {
-		d = since * batchSize / time.Duration(n)
+		d = since * napRecords / time.Duration(n)
 	}
 	return max(minNap, min(d, longest))
 }
