@@ -148,3 +148,37 @@ func TestAddedCostIsTheMedianOfEachRoundsDifference(t *testing.T) {
 		t.Errorf("got %v, want 0.37", got)
 	}
 }
+
+func TestProgramCostsAreTheMedianOfTheRounds(t *testing.T) {
+	floor, errs := modeByKey("floor"), modeByKey("errors")
+	round := func(emptyNs, closeNs, openNs int64, missing error) []progCosts {
+		return []progCosts{
+			{mode: floor, ops: 1000, progs: []progStat{{Name: "fdbench_floor", RunCnt: 2000, RunTimeNs: 2000 * emptyNs}}},
+			{mode: errs, ops: 1000, err: missing, progs: []progStat{
+				{Name: "close", RunCnt: 1000, RunTimeNs: 1000 * closeNs},
+				{Name: "openat", RunCnt: 1000, RunTimeNs: 1000 * openNs},
+			}},
+		}
+	}
+	got := medianProgCosts([][]progCosts{round(30, 64, 50, nil), round(34, 58, 90, nil), round(31, 61, 55, nil)})
+	if len(got) != 2 || got[0].err != nil || got[1].err != nil {
+		t.Fatalf("got %+v", got)
+	}
+	if p := got[0].progs[0]; p.nsPerRun() != 31 || p.minNs != 30 || p.maxNs != 34 || nsSpreadText(p) != "31 (30–34)" {
+		t.Errorf("floor: %+v, %q", p, nsSpreadText(p))
+	}
+	// Most expensive first, by the medians: close 61, openat 55.
+	if names := []string{got[1].progs[0].Name, got[1].progs[1].Name}; !slices.Equal(names, []string{"close", "openat"}) {
+		t.Errorf("order %v", names)
+	}
+	if p := got[1].progs[1]; p.nsPerRun() != 55 || p.minNs != 50 || p.maxNs != 90 {
+		t.Errorf("openat: %+v", p)
+	}
+	if one := medianProgCosts([][]progCosts{round(30, 64, 50, nil)}); nsSpreadText(one[1].progs[0]) != "64" {
+		t.Errorf("one round: %q", nsSpreadText(one[1].progs[0]))
+	}
+	failed := medianProgCosts([][]progCosts{round(30, 64, 50, nil), round(30, 64, 50, os.ErrNotExist)})
+	if failed[0].err != nil || failed[1].err != os.ErrNotExist {
+		t.Errorf("a failed round: %v, %v", failed[0].err, failed[1].err)
+	}
+}

@@ -19,7 +19,12 @@ type progStat struct {
 	RunTimeNs int64   `json:"run_time_ns"`
 	RunCnt    int64   `json:"run_cnt"`
 	Pids      []owner `json:"pids"` // as bpftool finds them
+	// Of a median over rounds (medianProgCosts): the lowest and highest
+	// ns/run of the rounds; 0 for one run.
+	minNs, maxNs float64
 }
+
+func (p progStat) nsPerRun() float64 { return float64(p.RunTimeNs) / float64(p.RunCnt) }
 
 type owner struct {
 	Pid int `json:"pid"`
@@ -98,6 +103,78 @@ func (b *bench) measureProgCosts(w workload, n int64, modes []mode) ([]progCosts
 		all = append(all, pc)
 	}
 	return all, nil
+}
+
+// progRounds is how many runs per workload errors-only's programs and the
+// empty one are measured over: one run's ns/run moves by a tenth.
+const progRounds = 3
+
+// modesOf is the costs of those modes, in their order.
+func modesOf(all []progCosts, modes []mode) []progCosts {
+	var out []progCosts
+	for _, m := range modes {
+		for _, pc := range all {
+			if pc.mode.key == m.key {
+				out = append(out, pc)
+			}
+		}
+	}
+	return out
+}
+
+// medianProgCosts is, for each mode of the rounds (each measureProgCosts's
+// result, alike in their modes), each program's median ns/run and run
+// count over the rounds, with the lowest and highest ns/run. A mode that
+// failed in a round keeps that round's error.
+func medianProgCosts(rounds [][]progCosts) []progCosts {
+	if len(rounds) == 0 {
+		return nil
+	}
+	var out []progCosts
+	for j, first := range rounds[0] {
+		pc := progCosts{mode: first.mode, ops: first.ops}
+		byName := map[string][]progStat{}
+		var names []string
+		for _, r := range rounds {
+			if j >= len(r) || r[j].mode.key != first.mode.key {
+				pc.err = fmt.Errorf("not measured: the rounds measured different modes")
+				break
+			}
+			if r[j].err != nil {
+				pc.err = r[j].err
+				break
+			}
+			for _, p := range r[j].progs {
+				if _, seen := byName[p.Name]; !seen {
+					names = append(names, p.Name)
+				}
+				byName[p.Name] = append(byName[p.Name], p)
+			}
+		}
+		if pc.err == nil {
+			for _, name := range names {
+				pc.progs = append(pc.progs, medianProgStat(byName[name]))
+			}
+			slices.SortFunc(pc.progs, func(a, b progStat) int { return int(b.RunTimeNs - a.RunTimeNs) })
+		}
+		out = append(out, pc)
+	}
+	return out
+}
+
+// medianProgStat is one program's median over its runs.
+func medianProgStat(runs []progStat) progStat {
+	ns, counts := make([]float64, len(runs)), make([]float64, len(runs))
+	for i, p := range runs {
+		ns[i], counts[i] = p.nsPerRun(), float64(p.RunCnt)
+	}
+	m := runs[0]
+	m.RunCnt = int64(median(counts))
+	m.RunTimeNs = int64(median(ns) * float64(m.RunCnt))
+	if len(runs) > 1 {
+		m.minNs, m.maxNs = slices.Min(ns), slices.Max(ns)
+	}
+	return m
 }
 
 // enableBPFStats sets kernel.bpf_stats_enabled; restore sets it back to

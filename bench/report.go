@@ -236,15 +236,23 @@ func (r *results) countingProgsText(w workload) (string, bool, bool) {
 		return "not measured", false, false
 	}
 	f := floor.hot()[0]
-	empty := float64(f.RunTimeNs) / float64(f.RunCnt)
+	empty := f.nsPerRun()
 	pass := true
-	parts := []string{fmt.Sprintf("empty %.0f ns", empty)}
+	parts := []string{fmt.Sprintf("empty %s ns", nsSpreadText(f))}
 	for _, p := range errs.hot() {
-		ns := float64(p.RunTimeNs) / float64(p.RunCnt)
-		pass = pass && ns <= countingProgTarget*empty
-		parts = append(parts, fmt.Sprintf("%s %.0f", shortProgName(p.Name), ns))
+		pass = pass && p.nsPerRun() <= countingProgTarget*empty
+		parts = append(parts, fmt.Sprintf("%s %s", shortProgName(p.Name), nsSpreadText(p)))
 	}
 	return strings.Join(parts, ", "), true, pass
+}
+
+// nsSpreadText is a program's ns/run, and the range of the rounds' when
+// it is a median.
+func nsSpreadText(p progStat) string {
+	if p.maxNs == 0 {
+		return fmt.Sprintf("%.0f", p.nsPerRun())
+	}
+	return fmt.Sprintf("%.0f (%.0f–%.0f)", p.nsPerRun(), p.minNs, p.maxNs)
 }
 
 // shortProgName drops the section prefix of fdtrace's program names.
@@ -505,10 +513,11 @@ func (r *results) writeMethod(sb *strings.Builder) {
 - read: fdbench-work makes a fanotify group, then reads a byte of /dev/zero at a time (after 300 ms of untimed warm-up, in which fdtrace attaches its read hook, wanted once a group exists). It measures what that hook costs every read(2) on the host.
 - nginx: one nginx process (master_process off, keepalive_timeout 0, open_file_cache off) serving a 1 KiB file on loopback, started once for the whole bench; a run is `+"`wrk -t1 -c16`"+` for as many seconds as the table says, and one operation is a request (accept4, openat of the file, two closes); ns/op is 1/(requests per second). The tracers follow the process name `+"`nginx`"+`. wrk shares the two cores with nginx and the tracer.
 - fdtrace's streaming runs of fdbench-work make at least ten times as many records as its ring buffer holds (their iterations are raised to that), and the records written are counted in the output against the fd events fdbench-work counted itself.
+- errors-only's programs against the empty one (the targets): each workload runs %d times under the floor and under `+"`fdtrace trace --errors-only`"+`, in turn, with `+"`kernel.bpf_stats_enabled=1`"+` (untimed runs); each program's ns/run is the median of the runs, the lowest and highest in brackets.
 - `+"`-before REVISION`"+` builds the fdtrace of that revision and streams with it too, in the same rounds: the reader's CPU per event is compared with it, not with numbers of another day.
 - strace: `+"`strace -f -e trace=%s -o /dev/null`"+` running the workload.
 - Other processes on the host share the machine: the floor shows what any syscall tracepoint costs, since enabling one sends every syscall of every task through the slow path.
-`, strings.Join(creatorSyscalls, ", "), straceSyscalls)
+`, strings.Join(creatorSyscalls, ", "), progRounds, straceSyscalls)
 }
 
 // addedText is errs' cost beyond the floor's, as a share of the baseline.

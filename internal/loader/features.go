@@ -34,7 +34,8 @@ type Features struct {
 	// not the user data and result.
 	UringCQE bool
 	// PtRegsOffset: where the user registers sit in a task's kernel
-	// stack (measurePtRegsOffset); 0 when unknown.
+	// stack (measurePtRegsOffset); 0 when unknown, or of no use (without
+	// RdonlyCast).
 	PtRegsOffset uint32
 }
 
@@ -75,14 +76,10 @@ func ProbeFeatures() Features {
 	f.UringComplete = tracepointArgIsPointer("io_uring_complete", 1, "")
 	f.UringSubmitSqe = tracepointArgIsPointer("io_uring_submit_sqe", 0, "io_kiocb")
 	f.UringCQE = tracepointArgIsPointer("io_uring_complete", 2, "io_uring_cqe")
-	if f.TaskPtRegs && f.TaskBTF {
-		f.PtRegsOffset = measurePtRegsOffset()
-	}
 	for _, force := range strings.Split(os.Getenv(fallbackEnv), ",") {
 		switch force {
 		case "compat":
 			f.Loop, f.TaskPtRegs, f.TaskBTF, f.MemAlloc = false, false, false, false
-			f.PtRegsOffset = 0
 		case "no-rdonly-cast":
 			f.RdonlyCast = false
 		case "prealloc":
@@ -90,6 +87,10 @@ func ProbeFeatures() Features {
 		case "no-uring": // as before 6.1: io_uring's fds not seen
 			f.UringComplete, f.UringSubmitSqe = false, false
 		}
+	}
+	// The programs read the registers at the offset only by a cast.
+	if f.TaskPtRegs && f.TaskBTF && f.RdonlyCast {
+		f.PtRegsOffset = measurePtRegsOffset()
 	}
 	return f
 }

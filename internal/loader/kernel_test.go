@@ -108,15 +108,15 @@ func TestTheCountsOfProcessesGoneUnseenArePruned(t *testing.T) {
 }
 
 // The user registers' offset in a task's kernel stack, where the kernel has
-// bpf_task_pt_regs to measure it: the top of a 16 KiB stack (32 KiB with
+// bpf_task_pt_regs to measure it and bpf_rdonly_cast to use it: the top of a 16 KiB stack (32 KiB with
 // KASAN), less the padding above the registers (16 bytes with FRED) and
 // the registers themselves.
 func TestThePtRegsOffsetIsTheTopOfTheKernelStack(t *testing.T) {
 	testutil.RequireRoot(t)
 	f := ProbeFeatures()
-	if !f.TaskPtRegs || !f.TaskBTF {
+	if !f.TaskPtRegs || !f.TaskBTF || !f.RdonlyCast {
 		if f.PtRegsOffset != 0 {
-			t.Fatalf("offset %d measured without bpf_task_pt_regs", f.PtRegsOffset)
+			t.Fatalf("offset %d measured without bpf_task_pt_regs or bpf_rdonly_cast", f.PtRegsOffset)
 		}
 		return
 	}
