@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,11 @@ type progStat struct {
 }
 
 func (p progStat) nsPerRun() float64 { return float64(p.RunTimeNs) / float64(p.RunCnt) }
+
+// sortByTime puts the programs that took the most time first.
+func sortByTime(progs []progStat) {
+	slices.SortFunc(progs, func(a, b progStat) int { return cmp.Compare(b.RunTimeNs, a.RunTimeNs) })
+}
 
 type owner struct {
 	Pid int `json:"pid"`
@@ -155,7 +161,7 @@ func medianProgCosts(rounds [][]progCosts) []progCosts {
 			for _, name := range names {
 				pc.progs = append(pc.progs, medianProgStat(byName[name]))
 			}
-			slices.SortFunc(pc.progs, func(a, b progStat) int { return int(b.RunTimeNs - a.RunTimeNs) })
+			sortByTime(pc.progs)
 		}
 		out = append(out, pc)
 	}
@@ -208,7 +214,7 @@ func (b *bench) progStats(pid int) ([]progStat, error) {
 			ran = append(ran, p)
 		}
 	}
-	slices.SortFunc(ran, func(a, b progStat) int { return int(b.RunTimeNs - a.RunTimeNs) })
+	sortByTime(ran)
 	return ran, nil
 }
 

@@ -383,11 +383,11 @@ func (r *results) writeProgCosts(sb *strings.Builder) {
 				continue
 			}
 			fmt.Fprintf(sb, "| %s | `%s` | %d | %.0f | %.0f |\n", pc.mode.label, p.Name, p.RunCnt,
-				float64(p.RunTimeNs)/float64(p.RunCnt), float64(p.RunTimeNs)/float64(pc.ops))
+				p.nsPerRun(), float64(p.RunTimeNs)/float64(pc.ops))
 		}
 		if rest.RunCnt > 0 {
 			fmt.Fprintf(sb, "| %s | others (other processes, fork, exec, exit) | %d | %.0f | %.0f |\n", pc.mode.label, rest.RunCnt,
-				float64(rest.RunTimeNs)/float64(rest.RunCnt), float64(rest.RunTimeNs)/float64(pc.ops))
+				rest.nsPerRun(), float64(rest.RunTimeNs)/float64(pc.ops))
 		}
 		fmt.Fprintf(sb, "| %s | **all** | | | **%.0f** |\n", pc.mode.label, float64(pc.totalNs())/float64(pc.ops))
 	}

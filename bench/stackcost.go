@@ -214,7 +214,7 @@ func (b *bench) stackProgCosts(c *stackCost, tracers []mode) error {
 		if i < 0 {
 			return fmt.Errorf("%s did not run", openatProg)
 		}
-		c.bpfNs[strings.TrimPrefix(m.key, "leaks-")] = float64(progs[i].RunTimeNs) / float64(progs[i].RunCnt)
+		c.bpfNs[strings.TrimPrefix(m.key, "leaks-")] = progs[i].nsPerRun()
 	}
 	return nil
 }

@@ -108,9 +108,9 @@ func TestTheCountsOfProcessesGoneUnseenArePruned(t *testing.T) {
 }
 
 // The user registers' offset in a task's kernel stack, where the kernel has
-// bpf_task_pt_regs to measure it and bpf_rdonly_cast to use it: the top of a 16 KiB stack (32 KiB with
-// KASAN), less the padding above the registers (16 bytes with FRED) and
-// the registers themselves.
+// bpf_task_pt_regs to measure it and bpf_rdonly_cast to use it: the top of
+// a 16 KiB stack (32 KiB with KASAN), less the padding above the registers
+// (16 bytes with FRED) and the registers themselves.
 func TestThePtRegsOffsetIsTheTopOfTheKernelStack(t *testing.T) {
 	testutil.RequireRoot(t)
 	f := ProbeFeatures()
