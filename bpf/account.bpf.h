@@ -684,6 +684,19 @@ static __always_inline void seed_fd(__u32 tgid, struct proc *p, int fd)
 }
 
 /*
+ * Whether the parent of the current task is still process to, and not
+ * exiting: its last thread drops signal->live to 0 before its exit sweeps
+ * its records.
+ */
+static __always_inline bool heir_lives(__u32 to)
+{
+	struct task_struct *parent = BPF_CORE_READ(current_task(), real_parent);
+
+	return BPF_CORE_READ(parent, tgid) == to &&
+	       BPF_CORE_READ(parent, signal, live.counter) > 0;
+}
+
+/*
  * A process that shares its parent's fd table (CLONE_FILES, not a thread)
  * exits: the fds it made stay in the table, so their records go to the
  * parent and count there. Those the parent has a record of already (its
@@ -703,8 +716,20 @@ static __noinline void hand_over(__u32 from, __u32 to, int fd)
 	if (rec.gen == REC_DEAD)
 		return;
 	rec.gen ^= (__u64)to << 24; /* a gen of its own */
-	if (!map_insert(&fds, &heir, &rec))
-		__sync_fetch_and_add(&p->open_fds, 1);
+	if (map_insert(&fds, &heir, &rec))
+		return;
+	/*
+	 * A parent exiting at the same time may have swept this number
+	 * already, and the record would outlive it (and pass for an fd of
+	 * the next process of its pid). Its sweep's delete and this insert
+	 * take the bucket's lock in turn, and its live dropped before its
+	 * sweep: looked at after the insert, live tells.
+	 */
+	if (!heir_lives(to)) {
+		bpf_map_delete_elem(&fds, &heir);
+		return;
+	}
+	__sync_fetch_and_add(&p->open_fds, 1);
 }
 
 static long sweep_fd(__u32 i, struct sweep_ctx *c)

@@ -783,12 +783,16 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* The parent whose fd table a process shares (CLONE_FILES), or 0. */
+/*
+ * The parent whose fd table a process shares (CLONE_FILES), or 0; 0 too
+ * if that parent is exiting (its records go with it).
+ */
 static __always_inline __u32 table_heir(struct task_struct *task)
 {
 	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
 
-	if (BPF_CORE_READ(parent, files) != BPF_CORE_READ(task, files))
+	if (BPF_CORE_READ(parent, files) != BPF_CORE_READ(task, files) ||
+	    BPF_CORE_READ(parent, signal, live.counter) == 0)
 		return 0;
 	return BPF_CORE_READ(parent, tgid);
 }

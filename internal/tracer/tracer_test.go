@@ -435,6 +435,25 @@ func TestAProcessSharingItsParentsTableLeavesItsFDsToTheParent(t *testing.T) {
 	assertMatchesProc(t, tr, w.PID)
 }
 
+// A process whose child shares its table exits as the child does: the
+// child's exit hands its records to a parent whose own exit may have
+// swept its records already. None outlive the processes (they would pass
+// for the fds of the next process of that pid).
+func TestNoRecordOutlivesProcessesExitingWithASharedTable(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{})
+	w.Do(t, "sharedexits 200")
+	rec.drain(t, tr)
+	left := map[int]int{}
+	tr.EachFD(func(fd FD) {
+		if fd.PID != w.PID {
+			left[fd.PID]++
+		}
+	})
+	if len(left) != 0 {
+		t.Errorf("records of exited processes remain (pid: records): %v", left)
+	}
+}
+
 func TestExecDropsCloseOnExecFDsWithARecordEach(t *testing.T) {
 	tr, w, rec := followFdops(t, Config{})
 	keep := w.Do(t, "open /dev/null")[0]

@@ -489,6 +489,28 @@ static void command(char *line, char **argv)
 			return;
 		}
 		reply("ok %d %ld", WEXITSTATUS(status), pid);
+	} else if (!strcmp(cmd, "sharedexits")) {
+		/*
+		 * n times: a child opens a file and makes a process sharing
+		 * its table (CLONE_FILES), and both exit at once.
+		 */
+		sscanf(line, "%*s %d", &x);
+		for (int i = 0; i < x; i++) {
+			pid_t pid = fork();
+			int status;
+
+			if (pid == 0) {
+				open("/dev/null", O_RDONLY);
+				syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, NULL,
+					NULL, 0);
+				_exit(0); /* both */
+			}
+			if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+				result(-1);
+				return;
+			}
+		}
+		reply("ok %d", x);
 	} else if (!strcmp(cmd, "reap")) {
 		int status;
 
