@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -118,7 +119,7 @@ func (b *bench) unavailable(m mode, w workload) string {
 		return "not measured: " + w.unseen
 	}
 	if m.needs != "" && !b.tools[m.needs].ok() {
-		return "not measured: " + b.tools[m.needs].note
+		return "not measured: " + strings.TrimPrefix(b.tools[m.needs].note, "not measured: ")
 	}
 	if b.broken[m.key] != nil {
 		return "not measured: its tracer did not start"

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fdtrace/fdtrace/internal/procfs"
 )
@@ -64,6 +65,20 @@ func cpuTicks(pid int) int64 {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return utime + stime
+}
+
+// processCPU is the CPU time the threads of pid have run for, summed from
+// their schedstat (nanoseconds, where stat has clock ticks).
+func processCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns int64
+	for _, path := range tasks {
+		if f := strings.Fields(readFile(path)); len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			ns += n
+		}
+	}
+	return time.Duration(ns)
 }
 
 func processMemKiB(pid int) (hwm, rss int64) {

@@ -37,7 +37,7 @@ var workloads = []workload{
 	{arg: "read", label: "read(2) of a byte, a fanotify group open (fdtrace hooks every read then)", fdOps: 0,
 		unseen:     "its probes do not see the fds a read installs (a fanotify group's events), so they hook no read",
 		floorHooks: []string{floorRead}},
-	{arg: "nginx", label: "nginx, wrk -c16, a connection per request (seconds)", fdOps: 4, server: nginx},
+	{arg: "nginx", label: "nginx, wrk -c16, a connection per request (seconds; ns/op: nginx's CPU)", fdOps: 4, server: nginx},
 }
 
 // comm is the name of the workload's processes.

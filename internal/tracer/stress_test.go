@@ -73,7 +73,11 @@ func TestStressNgsFDsAllHaveRecordsAtQuietPoints(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			if err != nil {
-				t.Fatal(err)
+				// What the kernel reported losing, if anything, tells a
+				// record that had no room from one that went missing.
+				st, _ := tr.Stats()
+				t.Fatalf("%v\n(so far: fds_map_full %d, procs_map_full %d, lost_events %d, kernel_drift %d)",
+					err, st.FDsMapFull, st.ProcsMapFull, st.LostEvents, st.KernelDrift)
 			}
 		})
 	}

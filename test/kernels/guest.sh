@@ -29,6 +29,7 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestExecDropsCloseOnExecFDsWithARecordEach \
 	TestForkedChildInheritsTheTableAndCountsOnItsOwn \
 	TestAProcessSharingItsParentsTableLeavesItsFDsToTheParent \
+	TestNoRecordOutlivesProcessesExitingWithASharedTable \
 	TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords \
 	TestAnIOUringOpenHasItsRecordWithTheSubmittersStack \
 	TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot \
