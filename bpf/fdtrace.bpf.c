@@ -807,7 +807,6 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 			       .want_open = true,
 			       .delete_only = true };
 	struct fdtable *fdt;
-	__u32 unswept = 0;
 	struct proc *p;
 	bool allowed;
 
@@ -825,15 +824,22 @@ int raw_tracepoint__sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!p && !allowed)
 		return 0;
 	fdt = task_fdt(task);
-	if (fdt && cfg.fd_records && !cfg.exit_keeps_records) {
-		/* Small tables: also drop records of fds closed unseen. */
-		c.any_bit = BPF_CORE_READ(fdt, max_fds) <= SMALL_TABLE;
-		c.bits = BPF_CORE_READ(fdt, open_fds);
-		c.heir = table_heir(task);
-		sweep(sweep_size(fdt), &c);
-		unswept = unswept_from(fdt);
+	if (!fdt || !cfg.fd_records || cfg.exit_keeps_records) {
+		if (p)
+			retire(tgid, task, p, 0);
+		return 0;
 	}
+	/*
+	 * Its counters go before its records: user space, which records a
+	 * process's fds from /proc and then looks for its counters, takes
+	 * back a record that may have gone in after the sweep passed.
+	 */
 	if (p)
-		retire(tgid, task, p, unswept);
+		retire(tgid, task, p, unswept_from(fdt));
+	/* Small tables: also drop records of fds closed unseen. */
+	c.any_bit = BPF_CORE_READ(fdt, max_fds) <= SMALL_TABLE;
+	c.bits = BPF_CORE_READ(fdt, open_fds);
+	c.heir = table_heir(task);
+	sweep(sweep_size(fdt), &c);
 	return 0;
 }

@@ -158,31 +158,32 @@ func (k *Kernel) LookupFD(pid, fd int) (FD, bool) {
 	return fdOf(&key, &info), true
 }
 
-// InsertFD adds the record of an fd unless it has one: false then. The fd
-// was open when the kernel first counted its process, so the record says it
-// is one of the process's fds counted from the table (see account.bpf.h).
-func (k *Kernel) InsertFD(fd FD) (bool, error) {
+// InsertFD adds the record of an fd unless it has one, and says its gen
+// (0: it had one). The fd was open when the kernel first counted its
+// process, so the record says it is one of the process's fds counted from
+// the table (see account.bpf.h).
+func (k *Kernel) InsertFD(fd FD) (uint64, error) {
 	key := bpfobj.FdtraceFdKey{Tgid: uint32(fd.PID), Fd: int32(fd.FD)}
 	info := fdInfoOf(fd)
 	info.Flags |= uint8(bpfobj.FdtraceFdFlagsFDF_TABLE_COUNTED)
 	info.Gen = userGen.Add(1) | 1<<63
 	err := k.objs.Fds.Update(key, info, ebpf.UpdateNoExist)
 	if errors.Is(err, ebpf.ErrKeyExist) {
-		return false, nil
+		return 0, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("recording fd %d of pid %d: %w", fd.FD, fd.PID, err)
+		return 0, fmt.Errorf("recording fd %d of pid %d: %w", fd.FD, fd.PID, err)
 	}
-	return true, nil
+	return info.Gen, nil
 }
 
-// DeleteSeededFD removes the record InsertFD added for an fd, unless the
-// kernel has taken it over since (its file is known then): the fd's next
-// creator found it, and it is that fd's record now.
-func (k *Kernel) DeleteSeededFD(pid, fd int) {
+// DeleteSeededFD removes the record of gen that InsertFD added for an fd,
+// unless another has taken its place since (a gen of its own): the fd's
+// next creator found it, and it is that fd's record now.
+func (k *Kernel) DeleteSeededFD(pid, fd int, gen uint64) {
 	key := bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)}
 	var info bpfobj.FdtraceFdInfo
-	if k.objs.Fds.Lookup(key, &info) != nil || info.File != 0 {
+	if k.objs.Fds.Lookup(key, &info) != nil || info.Gen != gen {
 		return
 	}
 	// The kernel may still take it over between the lookup and the

@@ -492,12 +492,16 @@ static void command(char *line, char **argv)
 	} else if (!strcmp(cmd, "sharedexits")) {
 		/*
 		 * n times: a child opens a file and makes a process sharing
-		 * its table (CLONE_FILES), and both exit at once.
+		 * its table (CLONE_FILES), and both exit at once. The sharing
+		 * processes, orphaned, are this one's to reap: it answers
+		 * once every one of them is gone.
 		 */
+		int status, made = 0;
+
 		sscanf(line, "%*s %d", &x);
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
 		for (int i = 0; i < x; i++) {
 			pid_t pid = fork();
-			int status;
 
 			if (pid == 0) {
 				open("/dev/null", O_RDONLY);
@@ -505,10 +509,17 @@ static void command(char *line, char **argv)
 					NULL, 0);
 				_exit(0); /* both */
 			}
-			if (pid < 0 || waitpid(pid, &status, 0) < 0) {
-				result(-1);
-				return;
-			}
+			if (pid < 0 || waitpid(pid, &status, 0) < 0)
+				break;
+			made++;
+		}
+		for (int i = 0; i < made; i++)
+			if (waitpid(-1, &status, 0) < 0)
+				break;
+		prctl(PR_SET_CHILD_SUBREAPER, 0);
+		if (made < x) {
+			result(-1);
+			return;
 		}
 		reply("ok %d", x);
 	} else if (!strcmp(cmd, "reap")) {
