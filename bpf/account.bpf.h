@@ -798,16 +798,42 @@ __noinline int compat_sweep_fd(__u32 tgid, __u32 fd, unsigned long bits,
 #endif
 
 #ifdef FDTRACE_COMPAT
-/* The compat programs' sweep of n fds from first (see compat_bound). */
+/*
+ * The fds of one bitmap word a sweep goes through, from fd from to the
+ * word's end or end (not included): only those whose bit it wants cost a
+ * call.
+ */
+__noinline __u64 compat_sweep_word(__u32 tgid, __u32 from, __u32 end,
+				   unsigned long bits, __u64 how)
+{
+	__u32 w = from / 64;
+	unsigned long mask = word_mask(w, from, end);
+	__u64 swept = 0;
+
+	if (!(how & SWEEP_ANY_BIT)) {
+		unsigned long word = bitmap_word((unsigned long *)bits, w);
+
+		mask &= how & SWEEP_WANT_OPEN ? word : ~word;
+	}
+	for (__u32 b = 0; b < 64; b++) {
+		if (mask & (1UL << b))
+			swept += compat_sweep_fd(tgid, w * 64 + b, bits, how);
+	}
+	return swept;
+}
+
+/* The compat programs' sweep of n fds from first (see compat_words). */
 __noinline __u64 compat_sweep(__u32 tgid, __u32 first, __u32 n,
 			      unsigned long bits, __u64 how)
 {
-	__u64 swept = 0, max = compat_bound(n, COMPAT_SWEEP_FDS);
+	__u32 end = first + n, w0 = first / 64;
+	__u64 swept = 0, words = compat_words(first, &end);
 
-	for (__u64 i = 0; i < COMPAT_SWEEP_FDS; i++) {
-		if (i >= max)
+	for (__u64 i = 0; i < COMPAT_SWEEP_WORDS; i++) {
+		if (i >= words)
 			break;
-		swept += compat_sweep_fd(tgid, first + i, bits, how);
+		swept += compat_sweep_word(tgid, i ? (w0 + i) * 64 : first, end,
+					   bits, how);
 	}
 	return swept;
 }
@@ -879,16 +905,32 @@ __noinline int compat_copy_fd(__u32 parent, __u32 child, __u32 fd,
 #endif
 
 #ifdef FDTRACE_COMPAT
-/* The compat programs' copy of n fds' records (see compat_bound). */
+/* The records of word w's open fds below n copied. */
+__noinline __u64 compat_copy_word(__u32 parent, __u32 child, __u32 w, __u32 n,
+				  unsigned long bits)
+{
+	unsigned long mask = bitmap_word((unsigned long *)bits, w) &
+			     word_mask(w, 0, n);
+	__u64 copied = 0;
+
+	for (__u32 b = 0; b < 64; b++) {
+		if (mask & (1UL << b))
+			copied +=
+				compat_copy_fd(parent, child, w * 64 + b, bits);
+	}
+	return copied;
+}
+
+/* The compat programs' copy of n fds' records (see compat_words). */
 __noinline __u64 compat_copy_fds(__u32 parent, __u32 child, __u32 n,
 				 unsigned long bits)
 {
-	__u64 copied = 0, max = compat_bound(n, COMPAT_SWEEP_FDS);
+	__u64 copied = 0, words = compat_words(0, &n);
 
-	for (__u64 fd = 0; fd < COMPAT_SWEEP_FDS; fd++) {
-		if (fd >= max)
+	for (__u64 i = 0; i < COMPAT_SWEEP_WORDS; i++) {
+		if (i >= words)
 			break;
-		copied += compat_copy_fd(parent, child, fd, bits);
+		copied += compat_copy_word(parent, child, i, n, bits);
 	}
 	return copied;
 }

@@ -42,22 +42,45 @@ static __always_inline bool fd_is_open(struct fdtable *fdt, int fd)
  * bounded, and the verifier walks every iteration, and whatever follows the
  * loop once per way out of it: so each compat loop is a global function
  * of its own (checked once, whatever calls it), and each iteration's work
- * another (checked once too). Tables are swept up to COMPAT_SWEEP_FDS fds
- * and counted up to COMPAT_COUNT_WORDS words; what lies beyond is counted
- * in STAT_UNSWEPT, never dropped silently.
+ * another (checked once too). Tables are swept a word of the open fds
+ * bitmap at a time, up to COMPAT_SWEEP_WORDS words, each word's wanted fds
+ * by a global function of their own; and counted up to COMPAT_COUNT_WORDS
+ * words. What lies beyond is counted in STAT_UNSWEPT, never dropped
+ * silently.
  */
 #ifdef FDTRACE_COMPAT
 /*
- * The loops below have this shape, the one 5.10's verifier sees end: a
- * 64-bit count clamped here, a constant bound, a break. (Clang folds
+ * The bitmap words a sweep of the fds from first to *end (not included)
+ * goes through, within COMPAT_SWEEP_WORDS: *end comes down to what they
+ * reach, and the fds beyond count as unswept.
+ *
+ * The loops over them have this shape, the one 5.10's verifier sees end: a
+ * 64-bit count clamped beforehand, a constant bound, a break. (Clang folds
  * "i < BOUND && i < n" into one 32-bit bound that 5.10 cannot follow.)
  */
-static __always_inline __u64 compat_bound(__u64 n, __u64 bound)
+static __always_inline __u64 compat_words(__u32 first, __u32 *end)
 {
-	if (n <= bound)
-		return n;
-	stat_add(STAT_UNSWEPT, n - bound);
-	return bound;
+	__u32 w0 = first / 64, reach = (w0 + COMPAT_SWEEP_WORDS) * 64;
+
+	if (*end <= first)
+		return 0;
+	if (*end > reach) {
+		stat_add(STAT_UNSWEPT, *end - reach);
+		*end = reach;
+	}
+	return (*end + 63) / 64 - w0;
+}
+
+/* The bits of word w for the fds from first to end (not included). */
+static __always_inline unsigned long word_mask(__u32 w, __u32 first, __u32 end)
+{
+	unsigned long mask = ~0UL;
+
+	if (w == first / 64)
+		mask <<= first % 64;
+	if (w == (end - 1) / 64 && end % 64)
+		mask &= (1UL << (end % 64)) - 1;
+	return mask;
 }
 #endif
 
@@ -78,8 +101,8 @@ static __always_inline __u32 unswept_from(struct fdtable *fdt)
 	__u32 max = BPF_CORE_READ(fdt, max_fds);
 
 #ifdef FDTRACE_COMPAT
-	if (max > COMPAT_SWEEP_FDS)
-		return COMPAT_SWEEP_FDS;
+	if (max > COMPAT_SWEEP_WORDS * 64)
+		return COMPAT_SWEEP_WORDS * 64;
 #endif
 	return max > MAX_SWEEP ? MAX_SWEEP : 0;
 }
@@ -105,15 +128,38 @@ static long count_word(__u32 i, struct count_ctx *c)
 }
 
 #ifdef FDTRACE_COMPAT
-/* The compat programs' count (see compat_bound): global. */
-__noinline __u64 compat_count_open_fds(unsigned long bits, __u32 words)
-{
-	__u64 n = 0, max = compat_bound(words, COMPAT_COUNT_WORDS);
+#define COUNT_CHUNK 64 /* words a call counts */
 
-	for (__u64 i = 0; i < COMPAT_COUNT_WORDS; i++) {
+/* The open fds in words from w to w + n (at most COUNT_CHUNK): global. */
+__noinline __u64 compat_count_chunk(unsigned long bits, __u32 w, __u32 n)
+{
+	__u64 count = 0, max = n;
+
+	for (__u64 i = 0; i < COUNT_CHUNK; i++) {
 		if (i >= max)
 			break;
-		n += popcount64(bitmap_word((unsigned long *)bits, i));
+		count += popcount64(bitmap_word((unsigned long *)bits, w + i));
+	}
+	return count;
+}
+
+/*
+ * The compat programs' count (see compat_words), COUNT_CHUNK words a call:
+ * the verifier walks both loops' iterations, not their product.
+ */
+__noinline __u64 compat_count_open_fds(unsigned long bits, __u32 words)
+{
+	__u64 n = 0, max = words;
+
+	if (max > COMPAT_COUNT_WORDS) {
+		stat_add(STAT_UNSWEPT, (max - COMPAT_COUNT_WORDS) * 64);
+		max = COMPAT_COUNT_WORDS;
+	}
+	for (__u64 w = 0; w < COMPAT_COUNT_WORDS; w += COUNT_CHUNK) {
+		if (w >= max)
+			break;
+		n += compat_count_chunk(
+			bits, w, max - w < COUNT_CHUNK ? max - w : COUNT_CHUNK);
 	}
 	return n;
 }

@@ -265,13 +265,13 @@ struct drain_fd {
 };
 
 /*
- * Bounds of the compat programs' loops (see fdtable.bpf.h): fds swept at
- * exec, exit, fork and close_range, and words of the open fds bitmap
- * counted in a recount.
+ * Bounds of the compat programs' loops (see fdtable.bpf.h), in words of
+ * the open fds bitmap (64 fds each): swept at exec, exit, fork and
+ * close_range, and counted in a recount.
  */
 enum compat_bounds {
-	COMPAT_SWEEP_FDS = 4096,
-	COMPAT_COUNT_WORDS = 512,
+	COMPAT_SWEEP_WORDS = 4096, /* 262144 fds */
+	COMPAT_COUNT_WORDS = 4096,
 };
 
 /* Indexes of the per-CPU stats array. */

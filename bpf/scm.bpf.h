@@ -83,7 +83,7 @@ static __always_inline bool enter_cmsg(struct scm_ctx *c)
 __noinline int received_fds_of(__u32 tgid, unsigned long fds, __u32 n, __u16 sc,
 			       __u64 stack_id)
 {
-	__u64 max = n; /* see compat_bound */
+	__u64 max = n; /* see compat_words */
 	int fd;
 
 	for (__u64 i = 0; i < MAX_SCM_FDS; i++) {

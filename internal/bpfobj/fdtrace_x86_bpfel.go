@@ -26,8 +26,8 @@ const (
 type FdtraceCompatBounds uint32
 
 const (
-	FdtraceCompatBoundsCOMPAT_SWEEP_FDS   FdtraceCompatBounds = 4096
-	FdtraceCompatBoundsCOMPAT_COUNT_WORDS FdtraceCompatBounds = 512
+	FdtraceCompatBoundsCOMPAT_SWEEP_WORDS FdtraceCompatBounds = 4096
+	FdtraceCompatBoundsCOMPAT_COUNT_WORDS FdtraceCompatBounds = 4096
 )
 
 type FdtraceConfig struct {

@@ -175,6 +175,6 @@ func (f Features) programSpec() (*ebpf.CollectionSpec, error) {
 
 // The compat object's loop bounds (enum compat_bounds).
 const (
-	compatSweepFDs = bpfobj.FdtraceCompatBoundsCOMPAT_SWEEP_FDS
+	compatSweepFDs = bpfobj.FdtraceCompatBoundsCOMPAT_SWEEP_WORDS * 64
 	compatCountFDs = bpfobj.FdtraceCompatBoundsCOMPAT_COUNT_WORDS * 64
 )

@@ -88,8 +88,8 @@ func TestStressNgsFDsAllHaveRecordsAtQuietPoints(t *testing.T) {
 	if st.KernelDrift != 0 || st.LostEvents != 0 {
 		t.Errorf("kernel_drift %d, lost_events %d: want 0 each", st.KernelDrift, st.LostEvents)
 	}
-	// Without bpf_loop, a fork copies the records of the first 4096 fds
-	// only: the rest are recorded from /proc, and counted as unswept.
+	// Without bpf_loop, a fork copies the records of the first 262,144
+	// fds only: the rest are recorded from /proc, and counted as unswept.
 	if st.ReconciledFDs != 0 && st.Unswept == 0 {
 		t.Errorf("reconciled_fds %d, want 0", st.ReconciledFDs)
 	}
@@ -232,7 +232,7 @@ func seenCreated(pid int, live map[int]FD, compat bool) error {
 			return err
 		}
 		mine, _ := procfs.FDTarget(os.Getpid(), fd)
-		beyond := compat && fd >= int(bpfobj.FdtraceCompatBoundsCOMPAT_SWEEP_FDS)
+		beyond := compat && fd >= int(bpfobj.FdtraceCompatBoundsCOMPAT_SWEEP_WORDS*64)
 		if rec.Seeded && fd > 2 && mine != target && !beyond {
 			return fmt.Errorf("pid %d fd %d (%s): there before, its creation unseen", pid, fd, target)
 		}

@@ -284,6 +284,40 @@ func TestEveryFDCreatingSyscallGivesExactlyItsOpenAndCloseRecords(t *testing.T) 
 	}
 }
 
+// close_range over a table of thousands of fds, as stress-ng's sockfd
+// client closes what it received: every record goes and every close
+// counts, past the 4096 fds the compat programs once swept.
+func TestACloseRangeOfThousandsOfFDsLeavesNoRecord(t *testing.T) {
+	tr, w, rec := followFdops(t, Config{ErrorsOnly: true})
+	const limit = 12000
+	w.Do(t, "limit %d", limit)
+	first := w.Do(t, "open /dev/null")[0]
+	fill := w.Do(t, "fill")
+	if fill[1] != 24 {
+		t.Fatalf("fill stopped with errno %d, want EMFILE", fill[1])
+	}
+	closed := func() uint64 {
+		rec.drain(t, tr)
+		p, _, err := tr.Process(w.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Closed
+	}
+	var want uint64
+	for _, fd := range testutil.ProcFDs(t, w.PID) {
+		if fd >= first {
+			want++
+		}
+	}
+	before := closed()
+	w.Do(t, "closerange %d %d", first, limit)
+	if got := closed() - before; got != want {
+		t.Errorf("close_range closed %d fds, want %d", got, want)
+	}
+	assertMatchesProc(t, tr, w.PID)
+}
+
 func TestExhaustingTheFDLimitCountsEMFILEPerSyscallAndRefusedConnections(t *testing.T) {
 	tr, w, rec := followFdops(t, Config{ErrorsOnly: true})
 	l := w.Do(t, "listen")
@@ -693,10 +727,11 @@ func TestStacksOfExitedProcessesAreCollected(t *testing.T) {
 	}
 }
 
-// A process exits holding fds past what the kernel's exit sweep reaches
-// (the compat programs' first 4096): their records go all the same, and
-// the next process with its pid, making fds of those numbers (dup2 onto
-// one, F_DUPFD finding one free), counts no close.
+// A process exits holding fds far up its table (past 4096, where the
+// compat programs' exit sweep once stopped; it reaches 262,144 now, more
+// than a hard limit here allows): their records go all the same, and the
+// next process with its pid, making fds of those numbers (dup2 onto one,
+// F_DUPFD finding one free), counts no close.
 func TestAnExitLeavesNoRecordsToTheNextProcessOfItsPID(t *testing.T) {
 	tr, w, rec := followFdops(t, Config{})
 	w.Do(t, "limit 6000")
