@@ -30,6 +30,7 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestForkedChildInheritsTheTableAndCountsOnItsOwn \
 	TestAProcessSharingItsParentsTableLeavesItsFDsToTheParent \
 	TestNoRecordOutlivesProcessesExitingWithASharedTable \
+	TestACloseRangeOfThousandsOfFDsLeavesNoRecord \
 	TestFDsInstalledOutsideTheCreatingSyscallsHaveRecords \
 	TestAnIOUringOpenHasItsRecordWithTheSubmittersStack \
 	TestIOUringAcceptsHaveTheirRecordsInlineAsyncAndMultishot \
