@@ -128,10 +128,15 @@ func (s *server) load(seconds int64) (workResult, error) {
 		return workResult{}, fmt.Errorf("wrk: %v: %s", err, lastLine(string(out)))
 	}
 	r, err := parseWrk(string(out))
-	if err == nil && cpu > 0 {
-		r.nsPerOp = float64(cpu.Nanoseconds()) / float64(r.ops)
+	if err != nil {
+		return r, err
 	}
-	return r, err
+	// Without schedstat, a run's cost would silently be wrk's rate.
+	if cpu <= 0 {
+		return workResult{}, fmt.Errorf("nginx (pid %d): no CPU time in /proc/PID/task/*/schedstat over the run", s.cmd.Process.Pid)
+	}
+	r.nsPerOp = float64(cpu.Nanoseconds()) / float64(r.ops)
+	return r, nil
 }
 
 // parseWrk reads wrk's "N requests in Ts" and "Requests/sec: R".

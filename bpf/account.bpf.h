@@ -684,16 +684,23 @@ static __always_inline void seed_fd(__u32 tgid, struct proc *p, int fd)
 }
 
 /*
- * Whether the parent of the current task is still process to, and not
- * exiting: its last thread drops signal->live to 0 before its exit sweeps
- * its records.
+ * The parent of task if it is not exiting, else NULL: its last thread
+ * drops signal->live to 0 before its exit sweeps its records.
  */
+static __always_inline struct task_struct *
+living_parent(struct task_struct *task)
+{
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+
+	return BPF_CORE_READ(parent, signal, live.counter) > 0 ? parent : NULL;
+}
+
+/* Whether the parent of the current task is still process to, living. */
 static __always_inline bool heir_lives(__u32 to)
 {
-	struct task_struct *parent = BPF_CORE_READ(current_task(), real_parent);
+	struct task_struct *parent = living_parent(current_task());
 
-	return BPF_CORE_READ(parent, tgid) == to &&
-	       BPF_CORE_READ(parent, signal, live.counter) > 0;
+	return parent && BPF_CORE_READ(parent, tgid) == to;
 }
 
 /*

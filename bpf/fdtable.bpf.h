@@ -128,25 +128,7 @@ static long count_word(__u32 i, struct count_ctx *c)
 }
 
 #ifdef FDTRACE_COMPAT
-#define COUNT_CHUNK 64 /* words a call counts */
-
-/* The open fds in words from w to w + n (at most COUNT_CHUNK): global. */
-__noinline __u64 compat_count_chunk(unsigned long bits, __u32 w, __u32 n)
-{
-	__u64 count = 0, max = n;
-
-	for (__u64 i = 0; i < COUNT_CHUNK; i++) {
-		if (i >= max)
-			break;
-		count += popcount64(bitmap_word((unsigned long *)bits, w + i));
-	}
-	return count;
-}
-
-/*
- * The compat programs' count (see compat_words), COUNT_CHUNK words a call:
- * the verifier walks both loops' iterations, not their product.
- */
+/* The compat programs' count (see compat_words): global. */
 __noinline __u64 compat_count_open_fds(unsigned long bits, __u32 words)
 {
 	__u64 n = 0, max = words;
@@ -155,11 +137,10 @@ __noinline __u64 compat_count_open_fds(unsigned long bits, __u32 words)
 		stat_add(STAT_UNSWEPT, (max - COMPAT_COUNT_WORDS) * 64);
 		max = COMPAT_COUNT_WORDS;
 	}
-	for (__u64 w = 0; w < COMPAT_COUNT_WORDS; w += COUNT_CHUNK) {
-		if (w >= max)
+	for (__u64 i = 0; i < COMPAT_COUNT_WORDS; i++) {
+		if (i >= max)
 			break;
-		n += compat_count_chunk(
-			bits, w, max - w < COUNT_CHUNK ? max - w : COUNT_CHUNK);
+		n += popcount64(bitmap_word((unsigned long *)bits, i));
 	}
 	return n;
 }

@@ -789,10 +789,10 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
  */
 static __always_inline __u32 table_heir(struct task_struct *task)
 {
-	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	struct task_struct *parent = living_parent(task);
 
-	if (BPF_CORE_READ(parent, files) != BPF_CORE_READ(task, files) ||
-	    BPF_CORE_READ(parent, signal, live.counter) == 0)
+	if (!parent ||
+	    BPF_CORE_READ(parent, files) != BPF_CORE_READ(task, files))
 		return 0;
 	return BPF_CORE_READ(parent, tgid);
 }

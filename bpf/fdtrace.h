@@ -271,7 +271,7 @@ struct drain_fd {
  */
 enum compat_bounds {
 	COMPAT_SWEEP_WORDS = 4096, /* 262144 fds */
-	COMPAT_COUNT_WORDS = 4096,
+	COMPAT_COUNT_WORDS = 512,  /* 32768 fds: each word costs the verifier */
 };
 
 /* Indexes of the per-CPU stats array. */

@@ -27,7 +27,7 @@ type FdtraceCompatBounds uint32
 
 const (
 	FdtraceCompatBoundsCOMPAT_SWEEP_WORDS FdtraceCompatBounds = 4096
-	FdtraceCompatBoundsCOMPAT_COUNT_WORDS FdtraceCompatBounds = 4096
+	FdtraceCompatBoundsCOMPAT_COUNT_WORDS FdtraceCompatBounds = 512
 )
 
 type FdtraceConfig struct {
