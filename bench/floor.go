@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/fdtrace/fdtrace/internal/loader"
 )
 
 // floorCommand is the hidden subcommand that holds the empty programs:
@@ -64,6 +66,10 @@ func emptyProgram(typ ebpf.ProgramType) (*ebpf.Program, error) {
 func runFloor(ready string, hooks []string) error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
+	}
+	// The floor may run before any fdtrace mounted it.
+	if _, err := loader.EnsureTracefs(); err != nil {
+		return err
 	}
 	prog, err := emptyProgram(ebpf.TracePoint)
 	if err != nil {

@@ -79,7 +79,7 @@ func Check() []CheckResult {
 		add("BTF", StatusOK, "/sys/kernel/btf/vmlinux")
 	}
 
-	note, tracefsErr := ensureTracefs()
+	note, tracefsErr := EnsureTracefs()
 	switch {
 	case tracefsErr != nil:
 		add("tracefs", StatusFail, tracefsErr.Error())

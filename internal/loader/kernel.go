@@ -14,9 +14,9 @@ import (
 
 const tracefsDir = "/sys/kernel/tracing"
 
-// ensureTracefs mounts tracefs when it is not mounted: syscall tracepoints
+// EnsureTracefs mounts tracefs when it is not mounted: syscall tracepoints
 // live there. It returns a note when it mounted it.
-func ensureTracefs() (string, error) {
+func EnsureTracefs() (string, error) {
 	for _, dir := range []string{tracefsDir, "/sys/kernel/debug/tracing"} {
 		if _, err := os.Stat(dir + "/events"); err == nil {
 			return "", nil

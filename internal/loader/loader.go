@@ -190,7 +190,7 @@ func Load(cfg Config) (_ *Kernel, err error) {
 			k.Close()
 		}
 	}()
-	note, err := ensureTracefs()
+	note, err := EnsureTracefs()
 	if err != nil {
 		return nil, err
 	}
