@@ -6,9 +6,9 @@
  * for the first time starts from a count of the table's open fds.
  *
  * With records, a count moves with its records: +1 when a record goes in,
- * -1 when one comes out, and a close is accounted after it happened, so
+ * -1 when one goes dead, and a close is accounted after it happened, so
  * that threads racing on one fd number count each fd once: two closes of
- * it (one record to delete), a close before its creating syscall returned
+ * it (one record to kill), a close before its creating syscall returned
  * (which then finds its fd gone), a close whose exit comes after the next
  * fd of that number was recorded (the record holds its struct file). The
  * fds counted without a record of their own (a process's table at first
@@ -283,16 +283,25 @@ static __always_inline __u64 file_at(struct fdtable *fdt, int fd)
 
 /*
  * A record's gen is its owner word: the thread that swaps it to REC_DEAD
- * deletes the record and accounts for its fd, so that of the threads
- * racing on one record one acts. A hash map reuses a deleted record's
- * memory at once, so a pointer from an earlier lookup may be another
- * record's by then, even one of the same number and file (a dup shares
- * its file, a freed file's memory comes back as the next one): gens are
- * never reused, so a swap of the gen that was read acts on that record
- * or fails. A record is not changed in place otherwise: a creator takes
- * over a stale record by deleting it and putting its own in.
+ * accounts for its fd, so that of the threads racing on one record one
+ * acts. A dead record stays in the map, as its number's tombstone, until
+ * the number's next creator makes it its own (REC_DEAD -> REC_BUSY, its
+ * fields written, its gen) or the process exits: were a close to delete
+ * it, a creator would have to wait for that delete, and a thread paused
+ * between its swap and its delete (a preempted vCPU) would leave the
+ * creator nothing but an fd counted without a record. Gens are never
+ * reused, so a swap of the gen that was read acts on that record or
+ * fails; a record deleted since (its process's exit, user space) is
+ * told by a second lookup, its memory being another record's by then.
  */
 #define REC_DEAD 1
+#define REC_BUSY 2
+
+/* Whether a gen is a record's that stands for an open fd. */
+static __always_inline bool gen_live(__u64 gen)
+{
+	return gen > REC_BUSY;
+}
 
 /* A gen for a record made now on this CPU (user space's have bit 63). */
 static __always_inline __u64 new_gen(__u64 now)
@@ -320,19 +329,45 @@ static __always_inline __u64 gen_of(struct fd_info *rec)
 }
 
 /*
- * Delete the record rec of key, which the caller swapped from gen to
- * REC_DEAD. If rec is not key's record in the map, it was deleted after
- * the lookup and its memory came back as a record of key not in yet (or
- * never: another went in first), whose gen was read: the swap is undone.
+ * Whether rec, which the caller swapped from gen to to, is key's record.
+ * If not, it was deleted after the lookup and its memory came back as
+ * another record (of key, not in yet, or of another key), whose gen was
+ * read: the swap is undone.
  */
-static __always_inline bool delete_claimed(struct fd_key *key,
-					   struct fd_info *rec, __u64 gen)
+static __always_inline bool still_key(struct fd_key *key, struct fd_info *rec,
+				      __u64 gen, __u64 to)
 {
-	if (bpf_map_lookup_elem(&fds, key) != rec) {
-		gen_cas(&rec->gen, REC_DEAD, gen);
+	if (bpf_map_lookup_elem(&fds, key) == rec)
+		return true;
+	gen_cas(&rec->gen, to, gen);
+	return false;
+}
+
+/*
+ * Settle a record the caller swapped from gen to REC_DEAD: false if it was
+ * not key's after all. The compat programs delete it: their swap is not
+ * atomic, and the delete settles which of two threads that both swapped
+ * acts (a creator waits for it, see record_fd); the others leave it as
+ * its number's tombstone.
+ */
+static __always_inline bool bury(struct fd_key *key, struct fd_info *rec,
+				 __u64 gen)
+{
+	if (!still_key(key, rec, gen, REC_DEAD))
 		return false;
-	}
+#ifdef FDTRACE_COMPAT
 	return !bpf_map_delete_elem(&fds, key);
+#else
+	return true;
+#endif
+}
+
+/* The live record of key, NULL if it has none. */
+static __always_inline struct fd_info *live_record(struct fd_key *key)
+{
+	struct fd_info *rec = bpf_map_lookup_elem(&fds, key);
+
+	return rec && gen_live(gen_of(rec)) ? rec : NULL;
 }
 
 /* Out of line: a frame of its own rather than a larger caller's. */
@@ -377,17 +412,16 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 		   ((gen = gen_of(info)) != REC_DEAD || !gone)) {
 		f = info->file;
 		/*
-		 * Another close has it (close_range's entry), or it is the
-		 * next fd's.
+		 * Another close has it (close_range's entry), its creator is
+		 * writing it, or it is the next fd's.
 		 */
-		if (gen == REC_DEAD || (gone && f && f == file_at(fdt, fd)))
+		if (!gen_live(gen) || (gone && f && f == file_at(fdt, fd)))
 			return;
 		/* Read before the swap: its success says they were gen's. */
 		type = info->fd_type;
 		table = info->flags & FDF_TABLE_COUNTED;
-		/* (The compat programs' races are settled by the delete.) */
 		if (!gen_cas(&info->gen, gen, REC_DEAD) ||
-		    !delete_claimed(&key, info, gen))
+		    !bury(&key, info, gen))
 			return; /* another close, or the next fd's creator */
 		/*
 		 * A record seeded from /proc holds one of table_counted: none
@@ -397,9 +431,9 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 			counted = false;
 	} else if (p && take_table_counted(p)) {
 		/*
-		 * No record, or a dead one, its close deleting it: that close
-		 * is of the fd before, and this one's creator, finding it,
-		 * counted this fd without a record.
+		 * No record, or a dead one: that close was of the fd before,
+		 * and this one's creator, finding no room for its record,
+		 * counted this fd without one.
 		 */
 		type = FD_OTHER;
 	} else {
@@ -435,6 +469,84 @@ enum recorded {
 	RECORDED_REPLACED = 0x10,
 };
 
+/* Set a record's gen once its fields are written: none is read before. */
+static __always_inline void gen_publish(__u64 *gen, __u64 v)
+{
+#ifdef FDTRACE_COMPAT
+	barrier(); /* no xchg before 5.12: the compiler keeps the order */
+	*(volatile __u64 *)gen = v;
+#else
+	__sync_lock_test_and_set(gen, v);
+#endif
+}
+
+/* Make rec, held as REC_BUSY, the record info. */
+static __always_inline void fill_record(struct fd_info *rec,
+					const struct fd_info *info)
+{
+	rec->open_ns = info->open_ns;
+	rec->stack_id = info->stack_id;
+	rec->file = info->file;
+	rec->syscall = info->syscall;
+	rec->fd_type = info->fd_type;
+	rec->flags = info->flags;
+	rec->family = info->family;
+	rec->sock_type = info->sock_type;
+	gen_publish(&rec->gen, info->gen);
+}
+
+/*
+ * Put rec in as key's record where there is none or a tombstone: 0, else
+ * an error (-EEXIST: a live record, or one being written).
+ */
+static __always_inline int put_record(struct fd_key *key, struct fd_info *rec)
+{
+	int err = map_insert(&fds, key, rec);
+#ifndef FDTRACE_COMPAT
+	struct fd_info *old;
+
+	if (err != -EEXIST)
+		return err;
+	old = bpf_map_lookup_elem(&fds, key);
+	if (!old || !gen_cas(&old->gen, REC_DEAD, REC_BUSY) ||
+	    !still_key(key, old, REC_DEAD, REC_BUSY))
+		return -EEXIST;
+	fill_record(old, rec);
+	return 0;
+#else
+	return err;
+#endif
+}
+
+/*
+ * The record info of key just went in. If its fd was closed meanwhile, by
+ * a close that found none, it is taken back (unless a close has it), and
+ * the fd counts neither way. If the next fd of its number is open by now,
+ * the record stands for that one: its creator may have found this record
+ * being written and left its fd to it (see record_fd).
+ */
+static __always_inline int
+settle_record(struct fd_key *key, struct fd_info *info, struct fdtable *fdt)
+{
+	__u64 now = file_at(fdt, key->fd);
+	struct fd_info *rec;
+
+	if (now == info->file)
+		return RECORDED;
+	rec = bpf_map_lookup_elem(&fds, key);
+#ifdef FDTRACE_COMPAT
+	now = 0; /* no record is written in place: taken back */
+#endif
+	if (!rec || !gen_cas(&rec->gen, info->gen, now ? REC_BUSY : REC_DEAD))
+		return RECORDED; /* a close has it, or the next fd's creator */
+	if (!now)
+		return bury(key, rec, info->gen) ? RECORDED_CLOSED : RECORDED;
+	rec->file = now;
+	/* A gen of its own: one past the one a close may have read. */
+	gen_publish(&rec->gen, info->gen + 1);
+	return RECORDED;
+}
+
 /*
  * Put in the record of an fd the current syscall made (see the top of this
  * file for the races). Out of line: the exit programs' frames stay small.
@@ -457,19 +569,8 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 #pragma unroll
 	for (int i = 0; i < 3; i++) {
 		err = map_insert(&fds, &key, info);
-		if (!err) {
-			if (file_at(fdt, fd) == info->file)
-				return RECORDED | replaced;
-			/*
-			 * Closed while the record went in, by a close that
-			 * found none: taken back, unless a close has it.
-			 */
-			old = bpf_map_lookup_elem(&fds, &key);
-			if (!old || !gen_cas(&old->gen, info->gen, REC_DEAD) ||
-			    bpf_map_delete_elem(&fds, &key))
-				return RECORDED | replaced;
-			return RECORDED_CLOSED | replaced;
-		}
+		if (!err)
+			goto in;
 		if (err != -EEXIST) {
 			stat_add(STAT_FDS_FULL, 1);
 			break;
@@ -481,18 +582,32 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		f = old->file;
 		type = old->fd_type;
 		table = old->flags & FDF_TABLE_COUNTED;
-		if (gen == REC_DEAD || gen_of(old) != gen)
-			continue; /* its close is deleting it, or it was */
-		if (f == info->file)
+		/*
+		 * Another creator is writing it: for the fd open at this
+		 * number when it is in, this one or the next (settle_record).
+		 */
+		if (gen == REC_BUSY)
+			return RECORDED_BEFORE | replaced;
+		if (gen_of(old) != gen)
+			continue;
+		if (gen_live(gen) && f == info->file)
 			return RECORDED_BEFORE | replaced;
 		/*
-		 * The record of the fd this number had: its close did not get
-		 * to it yet, or went unseen. Taken over, with its count: out
-		 * with it, and this fd's goes in.
+		 * A tombstone, or the record of the fd this number had: its
+		 * close did not get to it yet, or went unseen. Ours goes in
+		 * its place, and a live one's count goes with it. (The compat
+		 * programs wait for a dead one's delete, and delete a live
+		 * one, putting theirs in on the next turn.)
 		 */
-		if (!gen_cas(&old->gen, gen, REC_DEAD) ||
-		    !delete_claimed(&key, old, gen))
+#ifdef FDTRACE_COMPAT
+		if (!gen_live(gen) || !gen_cas(&old->gen, gen, REC_DEAD) ||
+		    !bury(&key, old, gen))
 			continue;
+#else
+		if (!gen_cas(&old->gen, gen, REC_BUSY) ||
+		    !still_key(&key, old, gen, REC_BUSY))
+			continue;
+#endif
 		/*
 		 * Seeded from /proc (no file known): most likely this very fd,
 		 * listed after it was installed and before this exit, or one
@@ -501,13 +616,19 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		 * fdtrace does not see, it counts one too many until the
 		 * process execs or exits.)
 		 */
-		if (!table)
+		if (gen_live(gen) && !table)
 			replaced = RECORDED_REPLACED | type << 8;
+#ifndef FDTRACE_COMPAT
+		fill_record(old, info);
+		goto in;
+#endif
 	}
 	/* No room, or every race lost: counted without a record. */
 	if (p)
 		__sync_fetch_and_add(&p->table_counted, 1);
 	return RECORDED | replaced;
+in:
+	return settle_record(&key, info, fdt) | replaced;
 }
 
 /* Count an fd of type that record_fd put in as how says. */
@@ -679,7 +800,7 @@ static __always_inline void seed_fd(__u32 tgid, struct proc *p, int fd)
 	info.file = (__u64)f;
 	info.gen = new_gen(bpf_ktime_get_ns());
 	inspect_file(f, &info);
-	if (!map_insert(&fds, &key, &info) && p)
+	if (!put_record(&key, &info) && p)
 		take_table_counted(p);
 }
 
@@ -720,10 +841,10 @@ static __noinline void hand_over(__u32 from, __u32 to, int fd)
 	if (!info || !p)
 		return;
 	rec = *info;
-	if (rec.gen == REC_DEAD)
+	if (!gen_live(rec.gen))
 		return;
 	rec.gen ^= (__u64)to << 24; /* a gen of its own */
-	if (map_insert(&fds, &heir, &rec))
+	if (put_record(&heir, &rec))
 		return;
 	/*
 	 * A parent exiting at the same time may have swept this number
@@ -760,7 +881,7 @@ static long sweep_fd(__u32 i, struct sweep_ctx *c)
 		seed_fd(c->tgid, c->p, fd);
 		return 0;
 	}
-	if (!c->want_open && !bpf_map_lookup_elem(&fds, &key))
+	if (!c->want_open && !live_record(&key))
 		return 0;
 	/*
 	 * Open fds close at close_range's entry; exec's and those of
@@ -883,7 +1004,7 @@ static long copy_fd(__u32 fd, struct copy_ctx *c)
 	if (!info)
 		return 0;
 	struct fd_info copy = *info;
-	if (copy.gen == REC_DEAD)
+	if (!gen_live(copy.gen))
 		return 0;
 	/* A gen of its own: the child's number differs its bits. */
 	copy.gen ^= (__u64)c->child << 24;

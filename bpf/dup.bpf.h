@@ -72,13 +72,13 @@ static __always_inline int dup_exit(void *ctx, __u16 sc, long ret)
 	if (!replaced && cfg.fd_records) {
 		struct fd_key newkey = { .tgid = tgid, .fd = ret };
 
-		replaced = !!bpf_map_lookup_elem(&fds, &newkey);
+		replaced = !!live_record(&newkey);
 	}
 	p = get_proc(tgid, task, replaced ? 0 : 1);
 	if (replaced)
 		close_fd(tgid, p, task_fdt(task), ret, sc, replaced - 1, true);
 	/* Copy first: the source record may be the one just closed. */
-	struct fd_info *srcp = bpf_map_lookup_elem(&fds, &key);
+	struct fd_info *srcp = live_record(&key);
 	if (srcp) {
 		src = *srcp;
 		open_fd(tgid, p, task_fdt(task), ret, sc, &src, NULL, stack_id,

@@ -164,8 +164,8 @@ static __always_inline int on_exit_one(void *ctx, __u16 sc, long ret)
 		struct fd_key src = { .tgid = tgid,
 				      .fd = SYSCALL_ARG(1, regs) };
 
-		open_fd(tgid, p, fdt, ret, sc, bpf_map_lookup_elem(&fds, &src),
-			NULL, stack_id, 0);
+		open_fd(tgid, p, fdt, ret, sc, live_record(&src), NULL,
+			stack_id, 0);
 		return 0;
 	}
 	open_fd(tgid, p, fdt, ret, sc, NULL, upath, stack_id, 0);

@@ -160,7 +160,8 @@ struct fd_info {
 	__u64 file;
 	/*
 	 * Who may act on the record: a number no other record has, swapped
-	 * to REC_DEAD by the close or creator that deletes it.
+	 * to REC_DEAD by the close or creator that accounts for its fd (see
+	 * account.bpf.h).
 	 */
 	__u64 gen;
 	__u16 syscall;

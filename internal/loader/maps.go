@@ -68,11 +68,13 @@ const fdBatch = 1024
 // once, as it reads the fds map in batches.
 func (k *Kernel) EachFD(fn func(FD)) error {
 	return k.eachRecord(func(key *bpfobj.FdtraceFdKey, info *bpfobj.FdtraceFdInfo) {
-		fn(fdOf(key, info))
+		if live(info.Gen) {
+			fn(fdOf(key, info))
+		}
 	})
 }
 
-// eachRecord calls fn with every record of the fds map but those going.
+// eachRecord calls fn with every entry of the fds map, tombstones too.
 func (k *Kernel) eachRecord(fn func(*bpfobj.FdtraceFdKey, *bpfobj.FdtraceFdInfo)) error {
 	// A batch is whole hash buckets and a key has one bucket, so no key
 	// comes twice, even while the kernel deletes: unlike a get-next-key
@@ -83,9 +85,7 @@ func (k *Kernel) eachRecord(fn func(*bpfobj.FdtraceFdKey, *bpfobj.FdtraceFdInfo)
 	for {
 		n, err := k.objs.Fds.BatchLookup(&cursor, keys, infos, nil)
 		for i := range n {
-			if infos[i].Gen != recDead {
-				fn(&keys[i], &infos[i])
-			}
+			fn(&keys[i], &infos[i])
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil
@@ -104,8 +104,9 @@ type LeftRecords struct {
 	Before uint64
 }
 
-// DeleteLeftRecords deletes, in one walk of the fds map, the records the
-// exits of processes left (by pid), and says how many went. The next
+// DeleteLeftRecords deletes, in one walk of the fds map, the records (and
+// tombstones) the exits of processes left (by pid), and says how many
+// went. The next
 // process of a pid may have records of those numbers by then: the kernel
 // made them after the exit, which their gens tell, and they stay. (Its
 // records from /proc must not go in before this: they have no time.)
@@ -117,7 +118,8 @@ func (k *Kernel) DeleteLeftRecords(left map[int]LeftRecords) (int, error) {
 	var found []stale
 	err := k.eachRecord(func(key *bpfobj.FdtraceFdKey, info *bpfobj.FdtraceFdInfo) {
 		l, ok := left[int(key.Tgid)]
-		if ok && int(key.Fd) >= l.From && madeBefore(info.Gen, l.Before) {
+		// One being written is the next process's.
+		if ok && int(key.Fd) >= l.From && info.Gen != recBusy && madeBefore(info.Gen, l.Before) {
 			found = append(found, stale{*key, info.Gen})
 		}
 	})
@@ -140,9 +142,16 @@ func madeBefore(gen, ns uint64) bool {
 	return gen&(1<<63) != 0 || gen&(1<<56-1) <= ns
 }
 
-// recDead is the gen of a record its deleter has claimed (REC_DEAD in
-// account.bpf.h): it is going.
-const recDead = 1
+// The gens of records that stand for no open fd (see account.bpf.h): a
+// closed fd's, left as its number's tombstone (REC_DEAD), and one its
+// creator is writing (REC_BUSY).
+const (
+	recDead = 1
+	recBusy = 2
+)
+
+// live says whether a record of gen stands for an open fd.
+func live(gen uint64) bool { return gen > recBusy }
 
 // userGen numbers the records user space puts in; bit 63 keeps them apart
 // from the kernel's (see new_gen in account.bpf.h).
@@ -152,7 +161,7 @@ var userGen atomic.Uint64
 func (k *Kernel) LookupFD(pid, fd int) (FD, bool) {
 	key := bpfobj.FdtraceFdKey{Tgid: uint32(pid), Fd: int32(fd)}
 	var info bpfobj.FdtraceFdInfo
-	if k.objs.Fds.Lookup(key, &info) != nil || info.Gen == recDead {
+	if k.objs.Fds.Lookup(key, &info) != nil || !live(info.Gen) {
 		return FD{}, false
 	}
 	return fdOf(&key, &info), true

@@ -15,7 +15,8 @@ func TestAWalkOfTheFDsMapYieldsEveryKeyOnceWhileTheMapChanges(t *testing.T) {
 	key := func(i int) bpfobj.FdtraceFdKey {
 		return bpfobj.FdtraceFdKey{Tgid: uint32(base + i/perProc), Fd: int32(i % perProc)}
 	}
-	info := bpfobj.FdtraceFdInfo{StackId: 1, Syscall: 3, FdType: 1}
+	// A gen of user space's: a live record.
+	info := bpfobj.FdtraceFdInfo{StackId: 1, Syscall: 3, FdType: 1, Gen: 1 << 63}
 	for i := range procs * perProc {
 		if err := tr.objs.Fds.Put(key(i), info); err != nil {
 			t.Fatal(err)

@@ -37,6 +37,12 @@ run tracer.test TestRandomFDSyscallsKeepFdtraceEqualToProc \
 	TestStressNgsFDsAllHaveRecordsAtQuietPoints \
 	TestAFanotifyListenersEventFDsAreAttributedToItsRead \
 	TestProcessesWhosePidsShareASlotAreCountedApart
+# The compat programs (before 5.17) have no compare-and-swap: threads
+# racing on one record can both act on it (docs/limitations.md).
+case $(uname -r) in
+5.1[0-6].*) ;;
+*) run tracer.test TestTheCloseStressorsRacesLeaveExactCountsRoundAfterRound ;;
+esac
 run cmd.test TestTraceOfACommandRecordsItExactlyAndExitsWithItsStatus \
 	TestErrorsOnlyHostWideReportsEMFILEAndNoOpens \
 	TestLeaksOfACProgramNameTheFunctionsThatLeaked
