@@ -469,15 +469,14 @@ enum recorded {
 	RECORDED_REPLACED = 0x10,
 };
 
-/* Set a record's gen once its fields are written: none is read before. */
+/*
+ * Set a record's gen once its fields are written: none is read before.
+ * (Records are written in place only where there is xchg: not by the
+ * compat programs.)
+ */
 static __always_inline void gen_publish(__u64 *gen, __u64 v)
 {
-#ifdef FDTRACE_COMPAT
-	barrier(); /* no xchg before 5.12: the compiler keeps the order */
-	*(volatile __u64 *)gen = v;
-#else
 	__sync_lock_test_and_set(gen, v);
-#endif
 }
 
 /* Make rec, held as REC_BUSY, the record info. */
@@ -496,6 +495,21 @@ static __always_inline void fill_record(struct fd_info *rec,
 }
 
 /*
+ * Make old, key's record of gen when it was read, the record info in
+ * place: false if another thread acted on it first, or it is not key's.
+ */
+static __always_inline bool take_in_place(struct fd_key *key,
+					  struct fd_info *old, __u64 gen,
+					  const struct fd_info *info)
+{
+	if (!gen_cas(&old->gen, gen, REC_BUSY) ||
+	    !still_key(key, old, gen, REC_BUSY))
+		return false;
+	fill_record(old, info);
+	return true;
+}
+
+/*
  * Put rec in as key's record where there is none or a tombstone: 0, else
  * an error (-EEXIST: a live record, or one being written).
  */
@@ -508,10 +522,8 @@ static __always_inline int put_record(struct fd_key *key, struct fd_info *rec)
 	if (err != -EEXIST)
 		return err;
 	old = bpf_map_lookup_elem(&fds, key);
-	if (!old || !gen_cas(&old->gen, REC_DEAD, REC_BUSY) ||
-	    !still_key(key, old, REC_DEAD, REC_BUSY))
+	if (!old || !take_in_place(key, old, REC_DEAD, rec))
 		return -EEXIST;
-	fill_record(old, rec);
 	return 0;
 #else
 	return err;
@@ -534,17 +546,21 @@ settle_record(struct fd_key *key, struct fd_info *info, struct fdtable *fdt)
 	if (now == info->file)
 		return RECORDED;
 	rec = bpf_map_lookup_elem(&fds, key);
-#ifdef FDTRACE_COMPAT
-	now = 0; /* no record is written in place: taken back */
-#endif
-	if (!rec || !gen_cas(&rec->gen, info->gen, now ? REC_BUSY : REC_DEAD))
+	if (!rec)
 		return RECORDED; /* a close has it, or the next fd's creator */
-	if (!now)
-		return bury(key, rec, info->gen) ? RECORDED_CLOSED : RECORDED;
-	rec->file = now;
-	/* A gen of its own: one past the one a close may have read. */
-	gen_publish(&rec->gen, info->gen + 1);
-	return RECORDED;
+#ifndef FDTRACE_COMPAT
+	if (now) {
+		if (!gen_cas(&rec->gen, info->gen, REC_BUSY))
+			return RECORDED;
+		rec->file = now;
+		/* A gen of its own: one past the one a close may have read. */
+		gen_publish(&rec->gen, info->gen + 1);
+		return RECORDED;
+	}
+#endif
+	if (!gen_cas(&rec->gen, info->gen, REC_DEAD))
+		return RECORDED;
+	return bury(key, rec, info->gen) ? RECORDED_CLOSED : RECORDED;
 }
 
 /*
@@ -604,8 +620,7 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		    !bury(&key, old, gen))
 			continue;
 #else
-		if (!gen_cas(&old->gen, gen, REC_BUSY) ||
-		    !still_key(&key, old, gen, REC_BUSY))
+		if (!take_in_place(&key, old, gen, info))
 			continue;
 #endif
 		/*
@@ -619,7 +634,6 @@ static __noinline int record_fd(__u32 tgid, int fd, struct fd_info *info,
 		if (gen_live(gen) && !table)
 			replaced = RECORDED_REPLACED | type << 8;
 #ifndef FDTRACE_COMPAT
-		fill_record(old, info);
 		goto in;
 #endif
 	}

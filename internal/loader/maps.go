@@ -106,10 +106,10 @@ type LeftRecords struct {
 
 // DeleteLeftRecords deletes, in one walk of the fds map, the records (and
 // tombstones) the exits of processes left (by pid), and says how many
-// went. The next
-// process of a pid may have records of those numbers by then: the kernel
-// made them after the exit, which their gens tell, and they stay. (Its
-// records from /proc must not go in before this: they have no time.)
+// went. The next process of a pid may have records of those numbers by
+// then: the kernel made them after the exit, which their gens tell, and
+// they stay. (Its records from /proc must not go in before this: they
+// have no time.)
 func (k *Kernel) DeleteLeftRecords(left map[int]LeftRecords) (int, error) {
 	type stale struct {
 		key bpfobj.FdtraceFdKey
