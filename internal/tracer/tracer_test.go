@@ -762,7 +762,12 @@ func TestAnExitLeavesNoRecordsToTheNextProcessOfItsPID(t *testing.T) {
 	if live, _ := tr.LiveFDs(pid); len(live) != 0 {
 		t.Errorf("records of the exited process remain: %v", slices.Sorted(maps.Keys(live)))
 	}
-	next := startFdopsAs(t, testutil.BuildC(t, "fdops", "-static", "-pthread"), pid)
+	next := startFdopsAs(t, testutil.BuildC(t, "fdops", "-static", "-pthread"), func() int {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Fatalf("pid %d was taken by another process before the test could reuse it", pid)
+		}
+		return pid
+	})
 	next.Do(t, "limit 6000")
 	next.Do(t, "dup2 0 5000")
 	if fd := next.Do(t, "fcntl 0 4500")[0]; fd != 4500 {
@@ -792,7 +797,7 @@ func TestProcessesWhosePidsShareASlotAreCountedApart(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			tr, first, rec := followFdops(t, mode.cfg)
 			bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
-			second := startFdopsAs(t, bin, pidSharingSlot(t, first.PID))
+			second := startFdopsAs(t, bin, func() int { return pidSharingSlot(t, first.PID) })
 			if err := tr.Track(second.PID); err != nil {
 				t.Fatal(err)
 			}
@@ -837,7 +842,7 @@ func TestProcessesWhosePidsShareASlotAreCountedApart(t *testing.T) {
 
 			first.Close(t)
 			openClose(second, 2, 2)
-			third := startFdopsAs(t, bin, pidSharingSlot(t, second.PID))
+			third := startFdopsAs(t, bin, func() int { return pidSharingSlot(t, second.PID) })
 			if err := tr.Track(third.PID); err != nil {
 				t.Fatal(err)
 			}
@@ -885,12 +890,15 @@ func countPID(procs []events.Process, pid int) int {
 	return n
 }
 
-// startFdopsAs starts fdops as process pid, which must be free: the
-// kernel gives the next fork the pid after ns_last_pid's, unless another
-// fork on the host takes it first, so it tries again then.
-func startFdopsAs(t *testing.T, bin string, pid int) *testutil.Workload {
+// startFdopsAs starts fdops as the process of the free pid pick gives:
+// the kernel gives the next fork the pid after ns_last_pid's, unless
+// another fork on the host (a test running beside this one) takes it
+// first, so it asks pick again then, as that pid may now be taken.
+func startFdopsAs(t *testing.T, bin string, pick func() int) *testutil.Workload {
 	t.Helper()
+	var pid int
 	for try := 0; try < 100; try++ {
+		pid = pick()
 		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
 			t.Fatalf("setting the next pid: %v", err)
 		}
@@ -900,7 +908,7 @@ func startFdopsAs(t *testing.T, bin string, pid int) *testutil.Workload {
 		}
 		w.Close(t)
 	}
-	t.Fatalf("no process got pid %d in 100 tries", pid)
+	t.Fatalf("no process got pid %d (the last one tried) in 100 tries", pid)
 	return nil
 }
 
