@@ -78,7 +78,7 @@ static __noinline struct proc *new_proc(struct task_struct *task)
 		return NULL;
 	__builtin_memset(p, 0, sizeof(*p));
 	if (fdt)
-		p->open_fds = p->table_counted = count_open_fds(fdt);
+		p->open_base = p->table_counted = count_open_fds(fdt);
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 
 	p->start_ns = BPF_CORE_READ(leader, start_time);
@@ -188,12 +188,22 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
 	init = new_proc(task);
 	if (!init)
 		return NULL;
-	init->open_fds -= pending;
+	init->open_base -= pending;
 	init->table_counted -= pending;
 	/* Its other threads, if any, may look for its counters meanwhile. */
 	return put_proc(tgid, init,
 			BTF_POINTERS && KREAD(task, signal, nr_threads) == 1,
 			false);
+}
+
+/* The count of a type in a by-type array of struct proc. */
+static __always_inline __u64 *type_count(__u64 *by_type, __u32 type)
+{
+	/* Bounds the register the index is computed from, not a copy. */
+	barrier_var(type);
+	if (type >= FD_TYPE_MAX)
+		type = FD_OTHER;
+	return &by_type[type];
 }
 
 /*
@@ -202,16 +212,47 @@ get_proc(__u32 tgid, struct task_struct *task, __s64 pending)
  */
 static __always_inline void count_types(__u64 *by_type, __u32 type, __u64 n)
 {
-	/* Bounds the register the index is computed from, not a copy. */
-	barrier_var(type);
-	if (type >= FD_TYPE_MAX)
-		type = FD_OTHER;
-	__sync_fetch_and_add(&by_type[type], n);
+	__sync_fetch_and_add(type_count(by_type, type), n);
 }
 
 static __always_inline void count_type(__u64 *by_type, __u32 type)
 {
 	count_types(by_type, type, 1);
+}
+
+/*
+ * A process's open fds (see struct proc). A loop, not unrolled: not on a
+ * hot path, and its callers' frames stay small.
+ */
+static __always_inline __s64 proc_open_fds(const struct proc *p)
+{
+	__s64 n = p->open_base - p->closed_untyped;
+
+#pragma clang loop unroll(disable)
+	for (int t = 0; t < FD_TYPE_MAX; t++)
+		n += p->opened_by_type[t] - p->closed_by_type[t];
+	return n;
+}
+
+/*
+ * Whether a close of an fd of type may be of one counted nowhere: its
+ * type has had as many closes as opens (the fds counted at first sight
+ * have no type, so their closes are among those).
+ */
+static __always_inline bool unseen_may_close(struct proc *p, __u32 type)
+{
+	return *type_count(p->closed_by_type, type) >=
+	       *type_count(p->opened_by_type, type);
+}
+
+/* Set a process's open fds to n (a recount): by how much they change. */
+static __always_inline __s64 set_open_fds(struct proc *p, __s64 n)
+{
+	__s64 off = n - proc_open_fds(p);
+
+	if (off)
+		__sync_fetch_and_add(&p->open_base, off);
+	return off;
 }
 
 /* The file operations of sockets, once a socket was seen. */
@@ -446,7 +487,6 @@ static __always_inline void close_fd(__u32 tgid, struct proc *p,
 	}
 	if (p && counted) {
 		barrier_var(p); /* keep p+off below the check */
-		__sync_fetch_and_add(&p->open_fds, -1);
 		count_type(p->closed_by_type, type);
 	}
 	report_close(tgid, fd, sc, type);
@@ -648,24 +688,13 @@ in:
 /* Count an fd of type that record_fd put in as how says. */
 static __always_inline void count_recorded(struct proc *p, int how, __u8 type)
 {
-	int delta = 0;
-
 	barrier_var(p);
-	if ((how & RECORDED_HOW) == RECORDED_BEFORE &&
-	    !(how & RECORDED_REPLACED))
-		return;
-	if ((how & RECORDED_HOW) == RECORDED)
-		delta++;
 	if ((how & RECORDED_HOW) != RECORDED_BEFORE)
 		count_type(p->opened_by_type, type);
 	if ((how & RECORDED_HOW) == RECORDED_CLOSED)
 		count_type(p->closed_by_type, type);
-	if (how & RECORDED_REPLACED) {
-		delta--;
+	if (how & RECORDED_REPLACED)
 		count_type(p->closed_by_type, how >> 8);
-	}
-	if (delta)
-		__sync_fetch_and_add(&p->open_fds, delta);
 }
 
 /*
@@ -871,7 +900,7 @@ static __noinline void hand_over(__u32 from, __u32 to, int fd)
 		bpf_map_delete_elem(&fds, &heir);
 		return;
 	}
-	__sync_fetch_and_add(&p->open_fds, 1);
+	__sync_fetch_and_add(&p->open_base, 1);
 }
 
 static long sweep_fd(__u32 i, struct sweep_ctx *c)

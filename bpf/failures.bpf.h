@@ -193,12 +193,12 @@ static __noinline void syscall_failed(__u16 sc, int err, const char *upath,
 	e->port = port;
 	e->stack_id = stack_id;
 	if (p && cfg.fd_records) {
-		e->open_fds = p->open_fds;
+		e->open_fds = proc_open_fds(p);
 	} else {
 		/* Without records, unseen fds made it drift: recount. */
 		e->open_fds = count_open_fds(task_fdt(task));
 		if (p)
-			p->open_fds = e->open_fds;
+			set_open_fds(p, e->open_fds);
 	}
 	e->fd_limit = fd_limit(task);
 	if (pe) {

@@ -202,7 +202,6 @@ static __always_inline int on_exit_pair(void *ctx, __u16 sc, long ret)
 		p = get_proc(tgid, task, 2);
 		if (p) {
 			barrier_var(p);
-			__sync_fetch_and_add(&p->open_fds, 2);
 			count_types(p->opened_by_type, type_of_syscall(sc), 2);
 		}
 		return 0;
@@ -404,6 +403,7 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct file *f = NULL;
 	struct proc *p;
 	__u32 tgid;
+	__u8 type;
 
 	if (cfg.fd_records && !drain_pending)
 		return 0;
@@ -418,23 +418,21 @@ int tracepoint__syscalls__sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!f)
 		return 0;
 	p = get_proc(tgid, task, 0);
-	/*
-	 * Counting only, an fd we never saw created (a creator we do not
-	 * hook) shows when the count would fall below this open fd: recount
-	 * the table. With records, close_fd tells.
-	 */
-	if (p && !cfg.fd_records && p->open_fds <= 0) {
-		__s64 n = count_open_fds(fdt);
-
-		if (n != p->open_fds) {
-			stat_add(STAT_DRIFT, 1);
-			p->open_fds = n;
-		}
-	}
 	if (drain_pending)
 		close_pending(tgid, p, fdt, fd);
-	if (!cfg.fd_records)
-		close_fd(tgid, p, fdt, fd, SYS_CLOSE, type_of_file(f), false);
+	if (cfg.fd_records)
+		return 0;
+	type = type_of_file(f);
+	/*
+	 * An fd we never saw created (a creator we do not hook) shows when
+	 * the count would fall below this open fd: recount the table. Only
+	 * once its type has had as many closes as opens can that be. (With
+	 * records, close_fd tells.)
+	 */
+	if (p && unseen_may_close(p, type) && proc_open_fds(p) <= 0 &&
+	    set_open_fds(p, count_open_fds(fdt)))
+		stat_add(STAT_DRIFT, 1);
+	close_fd(tgid, p, fdt, fd, SYS_CLOSE, type, false);
 	return 0;
 }
 
@@ -686,18 +684,18 @@ int raw_tracepoint__sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 		c.bits = BPF_CORE_READ(fdt, open_fds);
 		copy_fds(sweep_size(fdt), &c);
 		/* Those without a copied record are counted from the table. */
-		init->table_counted = init->open_fds - c.copied;
+		init->table_counted = init->open_base - c.copied;
 	}
 	/* Not woken yet: alone. An entry of its pid is an exited one's. */
 	put_proc(ctgid, init, true, true);
-	if (!cfg.fd_records || c.copied >= init->open_fds)
+	if (!cfg.fd_records || c.copied >= init->open_base)
 		return 0;
 	/* Some inherited fds had no record in the parent: ask for a seed. */
 	e = new_event(EV_SEED, SYS_PREEXISTING, ctgid, -1);
 	if (!e)
 		return 0;
 	e->ppid = ptgid;
-	e->open_fds = init->open_fds;
+	e->open_fds = init->open_base;
 	submit(e, sizeof(*e));
 	return 0;
 }
@@ -770,12 +768,13 @@ int raw_tracepoint__sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (cfg.fd_records)
 		sweep(sweep_size(fdt), &c);
 	/* Close-on-exec fds with no record (created before we attached). */
-	left = p->open_fds - count_open_fds(fdt);
-	if (left < 0)
+	left = proc_open_fds(p) - count_open_fds(fdt);
+	if (left < 0) {
 		stat_add(STAT_DRIFT, -left);
-	else
+		__sync_fetch_and_add(&p->open_base, -left);
+	} else {
 		__sync_fetch_and_add(&p->closed_untyped, left);
-	__sync_fetch_and_add(&p->open_fds, -left);
+	}
 	/* Its other threads are gone: plain arithmetic is safe. */
 	p->table_counted -= left;
 	if (p->table_counted < 0)

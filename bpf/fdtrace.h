@@ -182,19 +182,26 @@ struct proc {
 	 */
 	__u32 owner;
 	/*
-	 * Of open_fds, those counted from the fd table (first sight, fork,
-	 * no room for a record) rather than at their creation: a close of
-	 * an fd with no record is one of them, or was never counted.
+	 * Of its open fds, those counted from the fd table (first sight,
+	 * fork, no room for a record) rather than at their creation: a close
+	 * of an fd with no record is one of them, or was never counted.
 	 */
 	__s32 table_counted;
-	/* Next to the owner: what most events change. */
-	__s64 open_fds;
+	/*
+	 * Its open fds are open_base, plus the by-type counts of the fds it
+	 * opened, less those of the fds it closed and closed_untyped (see
+	 * proc_open_fds): an fd's creation or close is one atomic add, to
+	 * its type's count. open_base holds what no by-type count does: the
+	 * table's fds at first sight or fork, those a CLONE_FILES child
+	 * handed over, a recount's correction.
+	 */
+	__s64 open_base;
 	__u64 opened_by_type[FD_TYPE_MAX];
 	__u64 closed_by_type[FD_TYPE_MAX];
 	/*
-	 * Opened and closed in all are the sums of the by-type counts (one
-	 * atomic add an fd, not two), and of closed_untyped: fds closed at
-	 * an exec (close-on-exec) that had no record to tell their type.
+	 * Opened and closed in all are the sums of the by-type counts, and
+	 * of closed_untyped: fds closed at an exec (close-on-exec) that had
+	 * no record to tell their type.
 	 */
 	__u64 closed_untyped;
 	__u64 errors;

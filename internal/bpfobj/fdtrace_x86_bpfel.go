@@ -224,7 +224,7 @@ type FdtraceProc struct {
 	_             structs.HostLayout
 	Owner         uint32
 	TableCounted  int32
-	OpenFds       int64
+	OpenBase      int64
 	OpenedByType  [11]uint64
 	ClosedByType  [11]uint64
 	ClosedUntyped uint64

@@ -45,7 +45,7 @@ const (
 	exitProc      = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.Proc)
 	exitErrCount  = unsafe.Offsetof(bpfobj.FdtraceExitEvent{}.ErrCount)
 
-	procOpenFds       = unsafe.Offsetof(bpfobj.FdtraceProc{}.OpenFds)
+	procOpenBase      = unsafe.Offsetof(bpfobj.FdtraceProc{}.OpenBase)
 	procClosedUntyped = unsafe.Offsetof(bpfobj.FdtraceProc{}.ClosedUntyped)
 	procErrors        = unsafe.Offsetof(bpfobj.FdtraceProc{}.Errors)
 	procEmfile        = unsafe.Offsetof(bpfobj.FdtraceProc{}.Emfile)
@@ -133,7 +133,7 @@ func decodeExitEvent(raw []byte, e *bpfobj.FdtraceExitEvent) error {
 	e.FdLimit = ne.Uint64(raw[exitFdLimit:])
 	e.UnsweptFrom = ne.Uint32(raw[exitUnswept:])
 	p, proc := &e.Proc, raw[exitProc:]
-	p.OpenFds = int64(ne.Uint64(proc[procOpenFds:]))
+	p.OpenBase = int64(ne.Uint64(proc[procOpenBase:]))
 	p.ClosedUntyped = ne.Uint64(proc[procClosedUntyped:])
 	p.Errors = ne.Uint64(proc[procErrors:])
 	p.Emfile = ne.Uint64(proc[procEmfile:])

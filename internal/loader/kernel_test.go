@@ -8,6 +8,7 @@ import (
 
 	"github.com/fdtrace/fdtrace/internal/bpfobj"
 	"github.com/fdtrace/fdtrace/internal/events"
+	"github.com/fdtrace/fdtrace/internal/procfs"
 	"github.com/fdtrace/fdtrace/internal/testutil"
 )
 
@@ -129,4 +130,48 @@ func TestThePtRegsOffsetIsTheTopOfTheKernelStack(t *testing.T) {
 		}
 	}
 	t.Fatalf("user registers at %d bytes into the kernel stack: not below its top", f.PtRegsOffset)
+}
+
+// Counting only, a count that fell behind the fd table (fds made where
+// fdtrace does not look) is recounted at the close that would take it
+// below the fd still open: here the process's counters are set to have
+// seen none of its fds, as if every one had been made unseen.
+func TestACountBehindTheTableIsRecountedAtAClose(t *testing.T) {
+	bin := testutil.BuildC(t, "fdops", "-static", "-pthread")
+	w := testutil.StartFdops(t, bin)
+	defer w.Close(t)
+	k := load(t, Config{PIDs: []int{w.PID}, ErrorsOnly: true, CountOnly: true})
+	var fds []int
+	for range 3 {
+		fds = append(fds, w.Do(t, "open /dev/null")[0])
+	}
+	// In its slot, or in procs (the compat programs take no slot).
+	m, key := k.objs.ProcSlots, uint32(w.PID)&(k.objs.ProcSlots.MaxEntries()-1)
+	var p bpfobj.FdtraceProc
+	if err := m.Lookup(key, &p); err != nil || p.Owner != uint32(w.PID) {
+		m, key = k.objs.Procs, uint32(w.PID)
+		if err := m.Lookup(key, &p); err != nil {
+			t.Fatalf("no counters of pid %d: %v", w.PID, err)
+		}
+	}
+	p.OpenBase, p.OpenedByType, p.ClosedByType, p.ClosedUntyped = 0, [NumFDTypes]uint64{}, [NumFDTypes]uint64{}, 0
+	if err := m.Put(key, &p); err != nil {
+		t.Fatal(err)
+	}
+	w.Do(t, "close %d", fds[0])
+	c, _, err := k.CountersOf(w.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := procfs.FDs(w.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st events.Stats
+	if err := k.KernelStats(&st); err != nil {
+		t.Fatal(err)
+	}
+	if c.OpenFDs != int64(len(open)) || st.KernelDrift != 1 {
+		t.Errorf("open_fds %d, kernel_drift %d after the close; want %d (/proc) and 1", c.OpenFDs, st.KernelDrift, len(open))
+	}
 }

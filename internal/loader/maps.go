@@ -244,14 +244,16 @@ type Counters struct {
 
 func countersOf(pid int, p *bpfobj.FdtraceProc) Counters {
 	c := Counters{PID: pid, StartNs: p.StartNs, Comm: cString(p.Comm[:]),
-		OpenFDs: p.OpenFds, Closed: p.ClosedUntyped, Errors: p.Errors,
+		Closed: p.ClosedUntyped, Errors: p.Errors,
 		EMFILE: p.Emfile, ENFILE: p.Enfile, Refused: p.Refused,
 		OpenedByType: p.OpenedByType, ClosedByType: p.ClosedByType}
-	// The kernel counts an fd once, by type: the totals are the sums.
+	// The kernel counts an fd once, by type: the totals are the sums,
+	// and the open fds what they leave of open_base (proc_open_fds).
 	for t := range c.OpenedByType {
 		c.Opened += c.OpenedByType[t]
 		c.Closed += c.ClosedByType[t]
 	}
+	c.OpenFDs = p.OpenBase + int64(c.Opened) - int64(c.Closed)
 	return c
 }
 
