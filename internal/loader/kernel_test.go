@@ -145,14 +145,10 @@ func TestACountBehindTheTableIsRecountedAtAClose(t *testing.T) {
 	for range 3 {
 		fds = append(fds, w.Do(t, "open /dev/null")[0])
 	}
-	// In its slot, or in procs (the compat programs take no slot).
-	m, key := k.objs.ProcSlots, uint32(w.PID)&(k.objs.ProcSlots.MaxEntries()-1)
 	var p bpfobj.FdtraceProc
-	if err := m.Lookup(key, &p); err != nil || p.Owner != uint32(w.PID) {
-		m, key = k.objs.Procs, uint32(w.PID)
-		if err := m.Lookup(key, &p); err != nil {
-			t.Fatalf("no counters of pid %d: %v", w.PID, err)
-		}
+	m, key, ok, err := k.procOf(w.PID, &p)
+	if !ok || err != nil {
+		t.Fatalf("no counters of pid %d: %v", w.PID, err)
 	}
 	p.OpenBase, p.OpenedByType, p.ClosedByType, p.ClosedUntyped = 0, [NumFDTypes]uint64{}, [NumFDTypes]uint64{}, 0
 	if err := m.Put(key, &p); err != nil {

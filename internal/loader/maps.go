@@ -278,20 +278,30 @@ const slotBusy = ^uint32(0)
 // none (it did nothing since fdtrace attached).
 func (k *Kernel) CountersOf(pid int) (Counters, bool, error) {
 	var p bpfobj.FdtraceProc
-	slot := uint32(pid) & (k.objs.ProcSlots.MaxEntries() - 1)
-	if err := k.objs.ProcSlots.Lookup(slot, &p); err != nil {
-		return Counters{}, false, fmt.Errorf("reading proc_slots map: %w", err)
-	}
-	if p.Owner == uint32(pid) {
-		return countersOf(pid, &p), true, nil
-	}
-	if err := k.objs.Procs.Lookup(uint32(pid), &p); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return Counters{}, false, nil
-		}
-		return Counters{}, false, fmt.Errorf("reading procs map: %w", err)
+	_, _, ok, err := k.procOf(pid, &p)
+	if !ok || err != nil {
+		return Counters{}, false, err
 	}
 	return countersOf(pid, &p), true, nil
+}
+
+// procOf reads the counters of one process into p, and says in which map
+// and under which key they are; false if the kernel has none.
+func (k *Kernel) procOf(pid int, p *bpfobj.FdtraceProc) (*ebpf.Map, uint32, bool, error) {
+	slot := uint32(pid) & (k.objs.ProcSlots.MaxEntries() - 1)
+	if err := k.objs.ProcSlots.Lookup(slot, p); err != nil {
+		return nil, 0, false, fmt.Errorf("reading proc_slots map: %w", err)
+	}
+	if p.Owner == uint32(pid) {
+		return k.objs.ProcSlots, slot, true, nil
+	}
+	if err := k.objs.Procs.Lookup(uint32(pid), p); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, 0, false, nil
+		}
+		return nil, 0, false, fmt.Errorf("reading procs map: %w", err)
+	}
+	return k.objs.Procs, uint32(pid), true, nil
 }
 
 // procBatch is how many entries of a procs map one syscall reads.
