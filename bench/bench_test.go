@@ -182,3 +182,33 @@ func TestProgramCostsAreTheMedianOfTheRounds(t *testing.T) {
 		t.Errorf("a failed round: %v, %v", failed[0].err, failed[1].err)
 	}
 }
+
+func TestErrorsOnlysProgramsAreHeldToTheEmptyProgramOnTheirHook(t *testing.T) {
+	floor := progCosts{mode: modeByKey("floor"), ops: 1000, progs: []progStat{
+		{Name: "tracepoint__syscalls__sys_enter_close", RunCnt: 3000, RunTimeNs: 3000 * 50},
+		{Name: "tracepoint__syscalls__sys_exit_accept4", RunCnt: 1000, RunTimeNs: 1000 * 70},
+	}}
+	errs := progCosts{mode: modeByKey("errors"), ops: 1000, progs: []progStat{
+		{Name: "tracepoint__syscalls__sys_exit_accept4", RunCnt: 1000, RunTimeNs: 1000 * 130},
+		{Name: "tracepoint__syscalls__sys_enter_close", RunCnt: 3000, RunTimeNs: 3000 * 95},
+		{Name: "tracepoint__syscalls__sys_exit_dup", RunCnt: 1000, RunTimeNs: 1000 * 100},
+	}}
+	if ns, text := floor.onHook("sys_exit_accept4"); ns != 70 || text != "empty 70" {
+		t.Errorf("accept4's empty program: %v %q", ns, text)
+	}
+	// No empty program on dup: the floor's over all its runs, 55.
+	if ns, text := floor.onHook("sys_exit_dup"); ns != 55 || text != "empty 55 (all hooks)" {
+		t.Errorf("dup's: %v %q", ns, text)
+	}
+	r := &results{countingProgs: [][]progCosts{{floor, errs}}}
+	text, known, pass := r.countingProgsText(workloads[0])
+	// accept4 1.86x its own hook's, close 1.9x, dup 1.82x the floor's:
+	// all pass, where against close's empty program accept4 would not.
+	if !known || !pass || !strings.Contains(text, "sys_exit_accept4 130 vs empty 70 (1.86×)") {
+		t.Errorf("%q known %v pass %v", text, known, pass)
+	}
+	errs.progs[1].RunTimeNs = 3000 * 101
+	if _, _, pass := r.countingProgsText(workloads[0]); pass {
+		t.Error("close at 2.02x its hook's empty program passed")
+	}
+}

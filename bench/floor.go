@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,10 +37,11 @@ const (
 var floorUringTracepoints = [][]string{{"io_uring_submit_req", "io_uring_submit_sqe"}, {"io_uring_complete"}}
 
 // floorTracepoints are the tracepoints fdtrace hooks for the workloads'
-// syscalls: sys_exit of each creator, sys_enter of close.
+// syscalls: sys_exit of each creator and of fcntl (whose F_DUPFD makes
+// fds; the servers call it), sys_enter of close.
 func floorTracepoints() []string {
 	var tps []string
-	for _, s := range creatorSyscalls {
+	for _, s := range append(creatorSyscalls, "fcntl") {
 		tps = append(tps, "sys_exit_"+s)
 	}
 	return append(tps, "sys_enter_close")
@@ -60,9 +64,14 @@ func emptyProgram(typ ebpf.ProgramType) (*ebpf.Program, error) {
 	return prog, nil
 }
 
-// runFloor attaches a program that only returns 0 to every floor
-// tracepoint and the hooks asked for, writes its pid to ready, and holds
-// them until SIGINT or SIGTERM.
+// floorHooksFile is where the floor writes which hook each of its
+// programs is on, next to its ready file.
+func floorHooksFile(ready string) string { return ready + ".hooks" }
+
+// runFloor attaches an empty program (one that only returns 0) to every
+// floor tracepoint and the hooks asked for, one program per hook so that
+// each hook's cost can be read apart, writes which hook each program is
+// on, writes its pid to ready, and holds them until SIGINT or SIGTERM.
 func runFloor(ready string, hooks []string) error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
@@ -71,35 +80,67 @@ func runFloor(ready string, hooks []string) error {
 	if _, err := loader.EnsureTracefs(); err != nil {
 		return err
 	}
-	prog, err := emptyProgram(ebpf.TracePoint)
-	if err != nil {
-		return err
+	progHooks := map[ebpf.ProgramID]string{}
+	var held []io.Closer
+	defer func() {
+		for _, c := range slices.Backward(held) {
+			c.Close()
+		}
+	}()
+	attach := func(typ ebpf.ProgramType, section string, attachTo func(*ebpf.Program) (link.Link, string, error)) error {
+		prog, err := emptyProgram(typ)
+		if err != nil {
+			return err
+		}
+		held = append(held, prog)
+		l, hook, err := attachTo(prog)
+		if err != nil {
+			return err
+		}
+		held = append(held, l)
+		info, err := prog.Info()
+		if err != nil {
+			return fmt.Errorf("reading the empty program's id: %w", err)
+		}
+		id, ok := info.ID()
+		if !ok {
+			return errors.New("reading the empty program's id: this kernel does not say")
+		}
+		progHooks[id] = section + hook
+		return nil
 	}
-	defer prog.Close()
 	tps := floorTracepoints()
 	if slices.Contains(hooks, floorRead) {
 		tps = append(tps, "sys_exit_read")
 	}
 	for _, tp := range tps {
-		l, err := link.Tracepoint("syscalls", tp, prog, nil)
-		if err != nil {
-			return fmt.Errorf("attaching to syscalls/%s: %w", tp, err)
-		}
-		defer l.Close()
-	}
-	if slices.Contains(hooks, floorUring) {
-		raw, err := emptyProgram(ebpf.RawTracepoint)
+		err := attach(ebpf.TracePoint, "tracepoint__syscalls__", func(prog *ebpf.Program) (link.Link, string, error) {
+			l, err := link.Tracepoint("syscalls", tp, prog, nil)
+			if err != nil {
+				return nil, "", fmt.Errorf("attaching to syscalls/%s: %w", tp, err)
+			}
+			return l, tp, nil
+		})
 		if err != nil {
 			return err
 		}
-		defer raw.Close()
+	}
+	if slices.Contains(hooks, floorUring) {
 		for _, names := range floorUringTracepoints {
-			l, err := attachRawFirst(raw, names)
+			err := attach(ebpf.RawTracepoint, "raw_tracepoint__", func(prog *ebpf.Program) (link.Link, string, error) {
+				return attachRawFirst(prog, names)
+			})
 			if err != nil {
 				return err
 			}
-			defer l.Close()
 		}
+	}
+	hooksJSON, err := json.Marshal(progHooks)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(floorHooksFile(ready), hooksJSON, 0o644); err != nil {
+		return err
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
@@ -111,16 +152,16 @@ func runFloor(ready string, hooks []string) error {
 }
 
 // attachRawFirst attaches prog to the first of the raw tracepoints names
-// that this kernel has.
-func attachRawFirst(prog *ebpf.Program, names []string) (link.Link, error) {
+// that this kernel has, and says which.
+func attachRawFirst(prog *ebpf.Program, names []string) (link.Link, string, error) {
 	var err error
 	for _, name := range names {
 		var l link.Link
 		if l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog}); err == nil {
-			return l, nil
+			return l, name, nil
 		}
 	}
-	return nil, fmt.Errorf("attaching to raw tracepoint %s: %w", names[0], err)
+	return nil, "", fmt.Errorf("attaching to raw tracepoint %s: %w", names[0], err)
 }
 
 // startFloor runs `bench floor` with the hooks asked for, and waits until
@@ -137,5 +178,11 @@ func (b *bench) startFloor(hooks ...string) (*tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t, t.waitReady(t.wrotePid(ready), time.Minute)
+	if err := t.waitReady(t.wrotePid(ready), time.Minute); err != nil {
+		return t, err
+	}
+	if err := json.Unmarshal([]byte(readFile(floorHooksFile(ready))), &t.progHooks); err != nil {
+		return t, fmt.Errorf("the floor's hooks (%s): %w", floorHooksFile(ready), err)
+	}
+	return t, nil
 }

@@ -100,7 +100,7 @@ func (b *bench) measureProgCosts(w workload, n int64, modes []mode) ([]progCosts
 		}
 		pc := progCosts{mode: m}
 		r, err := b.runOnce(m, w, n, 0, func(t *tracer) {
-			pc.progs, pc.err = b.progStats(t.pid())
+			pc.progs, pc.err = b.progStats(t)
 		})
 		pc.ops = r.ops
 		if pc.err == nil {
@@ -112,8 +112,9 @@ func (b *bench) measureProgCosts(w workload, n int64, modes []mode) ([]progCosts
 }
 
 // progRounds is how many runs per workload errors-only's programs and the
-// empty one are measured over: one run's ns/run moves by a tenth.
-const progRounds = 3
+// empty one are measured over: one run's ns/run moves by a tenth, and
+// each load puts the programs elsewhere in the JIT's memory (±15%).
+const progRounds = 5
 
 // modesOf is the costs of those modes, in their order.
 func modesOf(all []progCosts, modes []mode) []progCosts {
@@ -197,8 +198,10 @@ func enableBPFStats(bpftool tool) (restore func(), err error) {
 	return func() { _ = os.WriteFile(knob, []byte(prev), 0o644) }, nil
 }
 
-// progStats lists the programs pid holds fds of that ran at least once.
-func (b *bench) progStats(pid int) ([]progStat, error) {
+// progStats lists the programs t holds fds of that ran at least once,
+// the floor's named after their hooks.
+func (b *bench) progStats(t *tracer) ([]progStat, error) {
+	pid := t.pid()
 	ids := progIDs(pid)
 	out, err := exec.Command(b.tools["bpftool"].path, "prog", "show", "-j").Output()
 	if err != nil {
@@ -211,6 +214,9 @@ func (b *bench) progStats(pid int) ([]progStat, error) {
 	var ran []progStat
 	for _, p := range all {
 		if p.ownedBy(pid, ids) && p.RunCnt > 0 {
+			if hook, ok := t.progHooks[p.ID]; ok {
+				p.Name = hook
+			}
 			ran = append(ran, p)
 		}
 	}

@@ -215,8 +215,11 @@ func (r *results) writeTarget(sb *strings.Builder, target string, measure func(w
 	fmt.Fprintf(sb, "| %s | %s | %s |\n", target, strings.Join(parts, "; "), verdict(known, pass))
 }
 
-// countingProgsText is errors-only's busiest programs' ns/run on w next
-// to the empty program's.
+// countingProgsText is errors-only's busiest programs' ns/run on w, each
+// next to the empty program's on the same hook: what a program costs
+// depends on its hook (how often it runs, what the syscall left in the
+// caches), the empty one's too. A program on a hook the floor does not
+// have is held to the floor's programs' ns/run over all their runs.
 func (r *results) countingProgsText(w workload) (string, bool, bool) {
 	var floor, errs *progCosts
 	for i, x := range workloads {
@@ -232,18 +235,34 @@ func (r *results) countingProgsText(w workload) (string, bool, bool) {
 			}
 		}
 	}
-	if floor == nil || errs == nil || floor.err != nil || errs.err != nil || len(floor.hot()) == 0 {
+	if floor == nil || errs == nil || floor.err != nil || errs.err != nil || len(floor.progs) == 0 {
 		return "not measured", false, false
 	}
-	f := floor.hot()[0]
-	empty := f.nsPerRun()
 	pass := true
-	parts := []string{fmt.Sprintf("empty %s ns", nsSpreadText(f))}
+	var parts []string
 	for _, p := range errs.hot() {
-		pass = pass && p.nsPerRun() <= countingProgTarget*empty
-		parts = append(parts, fmt.Sprintf("%s %s", shortProgName(p.Name), nsSpreadText(p)))
+		empty, emptyText := floor.onHook(shortProgName(p.Name))
+		ratio := p.nsPerRun() / empty
+		pass = pass && ratio <= countingProgTarget
+		parts = append(parts, fmt.Sprintf("%s %s vs %s (%.2f×)", shortProgName(p.Name), nsSpreadText(p), emptyText, ratio))
 	}
 	return strings.Join(parts, ", "), true, pass
+}
+
+// onHook is the ns/run of the floor's program on hook, and its text; the
+// floor's programs' over all their runs where it has none there.
+func (pc progCosts) onHook(hook string) (float64, string) {
+	for _, p := range pc.progs {
+		if shortProgName(p.Name) == hook {
+			return p.nsPerRun(), "empty " + nsSpreadText(p)
+		}
+	}
+	var ns, runs int64
+	for _, p := range pc.progs {
+		ns, runs = ns+p.RunTimeNs, runs+p.RunCnt
+	}
+	all := float64(ns) / float64(runs)
+	return all, fmt.Sprintf("empty %.0f (all hooks)", all)
 }
 
 // nsSpreadText is a program's ns/run, and the range of the rounds' when
@@ -508,12 +527,12 @@ func (r *results) writeMethod(sb *strings.Builder) {
 	fmt.Fprintf(sb, "## Method\n\n")
 	fmt.Fprintf(sb, `- The workload (bench/workload.c, built with gcc -O2 -fno-omit-frame-pointer) times its own loop with CLOCK_MONOTONIC and prints ns per operation; one operation is one iteration of the loop as named in the table (accept: socket, connect, accept4, SO_LINGER 0 so that no TIME_WAIT builds up, two closes; mixed: one of openat/socket/pipe2 in turn, closing the oldest fds of a 64-fd window).
 - Each round runs every workload once in every mode, the modes' order rotating from round to round; a tracer is started fresh for each run, and the workload starts only when it is ready (fdtrace: --ready-file; bpftrace: a file its BEGIN probe creates, which bpftrace fires after attaching every probe). The tracer is stopped with SIGINT after the workload and waited for; start and stop are not in the timed loop.
-- bpftrace programs hook sys_exit of %s and sys_enter_close, as fdtrace does for these syscalls (fdtrace hooks every fd creator, plus sched_process_fork/exec/exit). The floor is a two-instruction program (`+"`r0 = 0; exit`"+`), loaded by the bench itself, on the same tracepoints, and where fdtrace hooks more for a workload, there too: io_uring's raw tracepoints (uring) and read's exit (read).
+- bpftrace programs hook sys_exit of %s and sys_enter_close, as fdtrace does for these syscalls (fdtrace hooks every fd creator, plus sched_process_fork/exec/exit). The floor is a two-instruction program (`+"`r0 = 0; exit`"+`), loaded by the bench itself, one on each of the same tracepoints and on fcntl's exit (fdtrace hooks it for F_DUPFD; the servers call it), and where fdtrace hooks more for a workload, there too: io_uring's raw tracepoints (uring) and read's exit (read).
 - uring: fdbench-work opens /dev/null with IORING_OP_OPENAT and closes it with IORING_OP_CLOSE, each request submitted and waited for by its own io_uring_enter (raw syscalls); fdtrace sees them on the io_uring tracepoints (Linux 6.1 on). bpftrace's and strace's syscall probes do not see these fds: their cells say so.
 - read: fdbench-work makes a fanotify group, then reads a byte of /dev/zero at a time (after 300 ms of untimed warm-up, in which fdtrace attaches its read hook, wanted once a group exists). It measures what that hook costs every read(2) on the host.
 - nginx: one nginx process (master_process off, keepalive_timeout 0, open_file_cache off) serving a 1 KiB file on loopback, started once for the whole bench; a run is `+"`wrk -t1 -c16`"+` for as many seconds as the table says, and one operation is a request (accept4, openat of the file, two closes); ns/op is nginx's CPU time per request (its threads' schedstat over the run), which holds what the tracers' programs cost it, since they run in its syscalls. Not wrk's rate: on two cores shared by nginx, wrk and the tracer, a tracer that slows wrk raised nginx's rate above the untraced one's. The tracers follow the process name `+"`nginx`"+`.
 - fdtrace's streaming runs of fdbench-work make at least ten times as many records as its ring buffer holds (their iterations are raised to that), and the records written are counted in the output against the fd events fdbench-work counted itself.
-- errors-only's programs against the empty one (the targets): each workload runs %d times under the floor and under `+"`fdtrace trace --errors-only`"+`, in turn, with `+"`kernel.bpf_stats_enabled=1`"+` (untimed runs); each program's ns/run is the median of the runs, the lowest and highest in brackets.
+- errors-only's programs against the empty one (the targets): each workload runs %d times under the floor and under `+"`fdtrace trace --errors-only`"+`, in turn, with `+"`kernel.bpf_stats_enabled=1`"+` (untimed runs); each program's ns/run is the median of the runs, the lowest and highest in brackets, and it is held to the empty program's on the same hook: a program's cost depends on its hook (how often it runs, what the syscall before it left in the caches), the empty one's too (on nginx, 50 ns on close's entry and 65 on accept4's exit, in one run).
 - `+"`-before REVISION`"+` builds the fdtrace of that revision and streams with it too, in the same rounds: the reader's CPU per event is compared with it, not with numbers of another day.
 - strace: `+"`strace -f -e trace=%s -o /dev/null`"+` running the workload.
 - Other processes on the host share the machine: the floor shows what any syscall tracepoint costs, since enabling one sends every syscall of every task through the slow path.

@@ -202,7 +202,7 @@ func (b *bench) stackProgCosts(c *stackCost, tracers []mode) error {
 		var progs []progStat
 		var perr error
 		_, err := b.runOnce(onBinary(m, c.bin, b.cfg.warmup()), c.w, c.n, 0, func(t *tracer) {
-			progs, perr = b.progStats(t.pid())
+			progs, perr = b.progStats(t)
 		})
 		if err == nil {
 			err = perr

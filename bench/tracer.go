@@ -19,6 +19,9 @@ type tracer struct {
 	errLog string // its stdout and stderr
 	exited chan struct{}
 	err    error // of Wait, once exited is closed
+	// The floor's: the hook each of its programs is on, by program id,
+	// named as fdtrace's programs are (section__hook).
+	progHooks map[int]string
 }
 
 // startTracer starts argv with its output going to errLog.
