@@ -87,7 +87,7 @@ func runFloor(ready string, hooks []string) error {
 			c.Close()
 		}
 	}()
-	attach := func(typ ebpf.ProgramType, section string, attachTo func(*ebpf.Program) (link.Link, string, error)) error {
+	attach := func(typ ebpf.ProgramType, attachTo func(*ebpf.Program) (link.Link, string, error)) error {
 		prog, err := emptyProgram(typ)
 		if err != nil {
 			return err
@@ -106,7 +106,7 @@ func runFloor(ready string, hooks []string) error {
 		if !ok {
 			return errors.New("reading the empty program's id: this kernel does not say")
 		}
-		progHooks[id] = section + hook
+		progHooks[id] = hook
 		return nil
 	}
 	tps := floorTracepoints()
@@ -114,7 +114,7 @@ func runFloor(ready string, hooks []string) error {
 		tps = append(tps, "sys_exit_read")
 	}
 	for _, tp := range tps {
-		err := attach(ebpf.TracePoint, "tracepoint__syscalls__", func(prog *ebpf.Program) (link.Link, string, error) {
+		err := attach(ebpf.TracePoint, func(prog *ebpf.Program) (link.Link, string, error) {
 			l, err := link.Tracepoint("syscalls", tp, prog, nil)
 			if err != nil {
 				return nil, "", fmt.Errorf("attaching to syscalls/%s: %w", tp, err)
@@ -127,7 +127,7 @@ func runFloor(ready string, hooks []string) error {
 	}
 	if slices.Contains(hooks, floorUring) {
 		for _, names := range floorUringTracepoints {
-			err := attach(ebpf.RawTracepoint, "raw_tracepoint__", func(prog *ebpf.Program) (link.Link, string, error) {
+			err := attach(ebpf.RawTracepoint, func(prog *ebpf.Program) (link.Link, string, error) {
 				return attachRawFirst(prog, names)
 			})
 			if err != nil {

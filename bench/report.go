@@ -257,11 +257,11 @@ func (pc progCosts) onHook(hook string) (float64, string) {
 			return p.nsPerRun(), "empty " + nsSpreadText(p)
 		}
 	}
-	var ns, runs int64
+	var runs int64
 	for _, p := range pc.progs {
-		ns, runs = ns+p.RunTimeNs, runs+p.RunCnt
+		runs += p.RunCnt
 	}
-	all := float64(ns) / float64(runs)
+	all := float64(pc.totalNs()) / float64(runs)
 	return all, fmt.Sprintf("empty %.0f (all hooks)", all)
 }
 

@@ -20,7 +20,7 @@ type tracer struct {
 	exited chan struct{}
 	err    error // of Wait, once exited is closed
 	// The floor's: the hook each of its programs is on, by program id,
-	// named as fdtrace's programs are (section__hook).
+	// as fdtrace's programs are named less their section (shortProgName).
 	progHooks map[int]string
 }
 
